@@ -1,0 +1,1212 @@
+/* vigild's runtime: raft + state machine + client listener on one libuv loop.
+ *
+ * Start-up: create the data folder, open state.db, set up libraft's uv I/O
+ * under the fail-stop decorator, bootstrap on a fresh folder when told to,
+ * bind the client port (a port in use is a clear start-up error), start raft.
+ *
+ * Every loop iteration (a uv_prepare handle, plus a short timer so that an
+ * idle loop still iterates) the node polls leadership: readiness changes take
+ * effect before any client request of that iteration is handled, and a fatal
+ * state (raft disk error, SQLite error in apply) exits with status 70.
+ *
+ * Shutdown on SIGTERM/SIGINT: stop listening, close clients, raft_close()
+ * from the signal callback (never from inside a raft callback: libraft 0.15
+ * aborts), then release the uv I/O and close the remaining handles; the loop
+ * ends when nothing is left open. */
+#include <errno.h>
+#include <jansson.h>
+#include <raft.h>
+#include <raft/uv.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "../proto/proto.h"
+#include "../replication/replication.h"
+#include "node.h"
+
+#define WRITE_QUEUE_LIMIT (8u * 1024u * 1024u)
+#define EXIT_FAILSTOP 70
+
+struct node;
+
+struct conn {
+    uv_tcp_t tcp;
+    struct node *n;
+    struct vg_proto_decoder dec;
+    unsigned refs;        /* pending operations holding this conn */
+    bool closing;
+    size_t queued;        /* bytes written but not yet flushed */
+    uint64_t last_rx_ms;
+    struct conn *prev, *next;
+};
+
+/* A client request waiting for raft (commit, membership change, transfer). */
+struct op {
+    struct vg_repl_proposal p; /* first: the proposal callback casts back */
+    struct raft_change change;
+    struct conn *c;
+    struct node *n;
+    long long id;
+    char kind[24];
+    uint64_t target;
+    int role;
+    char raft_address[VG_NODE_ADDR_SIZE];
+    struct op *next_transfer;
+};
+
+struct node {
+    const struct vg_node_config *cfg;
+    uv_loop_t loop;
+    struct raft_uv_transport transport;
+    struct raft_io uv_io;
+    struct vg_repl_failstop failstop;
+    struct raft raft;
+    struct vg_repl_fsm fsm;
+    struct vg_repl_leadership lead;
+    struct vg_repl_transfer transfer;
+    struct op *transfer_op;
+    uv_tcp_t listener;
+    uv_prepare_t prepare;
+    uv_timer_t timer;
+    uv_signal_t sigterm, sigint;
+    struct conn *conns;
+    bool stopping;
+    bool raft_started;
+    int last_state;
+    raft_term last_term;
+    raft_id last_leader;
+    uint64_t next_checkpoint_ms;
+    bool last_cp_verifier;
+    uint64_t checked_logged;
+    int exit_code;
+};
+
+static void logf_(struct node *n, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void logf_(struct node *n, const char *fmt, ...)
+{
+    va_list ap;
+    struct timespec ts;
+    struct tm tm;
+    char when[32];
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    strftime(when, sizeof when, "%H:%M:%S", &tm);
+    fprintf(stderr, "%s.%03ld vigild[%llu] ", when, ts.tv_nsec / 1000000,
+            (unsigned long long)n->cfg->id);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static void failstop(struct node *n, const char *why)
+{
+    logf_(n, "FATAL: %s; stopping this node (fail-stop)", why);
+    fflush(stderr);
+    _exit(EXIT_FAILSTOP);
+}
+
+static const char *state_name(int state)
+{
+    switch (state) {
+    case RAFT_FOLLOWER:
+        return "follower";
+    case RAFT_CANDIDATE:
+        return "candidate";
+    case RAFT_LEADER:
+        return "leader";
+    default:
+        return "unavailable";
+    }
+}
+
+static const char *role_name(int role)
+{
+    switch (role) {
+    case RAFT_VOTER:
+        return "voter";
+    case RAFT_STANDBY:
+        return "standby";
+    case RAFT_SPARE:
+        return "spare";
+    default:
+        return "unknown";
+    }
+}
+
+/* --------------------------------------------------------------- writing */
+
+struct write_req {
+    uv_write_t req;
+    struct conn *c;
+    size_t len;
+    char *data;
+};
+
+static void conn_unref(struct conn *c);
+
+static void write_cb(uv_write_t *req, int status)
+{
+    struct write_req *w = (struct write_req *)req;
+    w->c->queued -= w->len;
+    free(w->data);
+    conn_unref(w->c);
+    free(w);
+    (void)status;
+}
+
+static void conn_close(struct conn *c);
+
+static void send_msg(struct conn *c, json_t *msg)
+{
+    struct write_req *w;
+    uv_buf_t buf;
+    char *data;
+    size_t len;
+
+    if (c->closing) {
+        json_decref(msg);
+        return;
+    }
+    if (vg_proto_encode(msg, &data, &len) != VG_OK) {
+        json_decref(msg);
+        return;
+    }
+    json_decref(msg);
+    if (c->queued + len > WRITE_QUEUE_LIMIT) {
+        /* A client that does not read must not make us buffer forever. */
+        free(data);
+        conn_close(c);
+        return;
+    }
+    w = malloc(sizeof *w);
+    if (w == NULL) {
+        free(data);
+        conn_close(c);
+        return;
+    }
+    w->c = c;
+    w->len = len;
+    w->data = data;
+    buf = uv_buf_init(data, (unsigned)len);
+    c->refs++;
+    c->queued += len;
+    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, write_cb) != 0) {
+        c->queued -= len;
+        c->refs--;
+        free(data);
+        free(w);
+        conn_close(c);
+    }
+}
+
+static void send_error(struct conn *c, long long id, const char *code,
+                       const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void send_error(struct conn *c, long long id, const char *code,
+                       const char *fmt, ...)
+{
+    char message[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof message, fmt, ap);
+    va_end(ap);
+    send_msg(c, vg_proto_error(id, code, message));
+}
+
+static json_t *answer(const char *type, long long id)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "type", json_string(type));
+    if (id >= 0) {
+        json_object_set_new(o, "id", json_integer(id));
+    }
+    return o;
+}
+
+/* Redirect: name the leader when raft knows one and we know its client
+ * address; otherwise the client tries the next node. */
+static void send_not_leader(struct node *n, struct conn *c, long long id)
+{
+    raft_id leader_id = 0;
+    const char *leader_raft = NULL;
+    char client[VG_NODE_ADDR_SIZE];
+    json_t *e;
+
+    raft_leader(&n->raft, &leader_id, &leader_raft);
+    if (leader_id == n->cfg->id) {
+        e = vg_proto_error(id, "not_leader",
+                           "this node was just elected and is not ready yet");
+    } else if (leader_id == 0) {
+        e = vg_proto_error(id, "not_leader", "no leader known (election running)");
+    } else {
+        char message[128];
+        snprintf(message, sizeof message, "node %llu is not the leader; node %llu is",
+                 (unsigned long long)n->cfg->id, (unsigned long long)leader_id);
+        e = vg_proto_error(id, "not_leader", message);
+        if (vg_repl_fsm_node_client_address(&n->fsm, leader_id, client,
+                                            sizeof client) == VG_OK) {
+            json_object_set_new(e, "leader",
+                                json_pack("{sIss}", "id", (json_int_t)leader_id,
+                                          "client_address", client));
+        }
+    }
+    send_msg(c, e);
+}
+
+/* ------------------------------------------------------------- requests */
+
+static json_t *status_json(struct node *n)
+{
+    struct raft *r = &n->raft;
+    raft_id leader_id = 0;
+    const char *leader_raft = NULL;
+    char addr[VG_NODE_ADDR_SIZE];
+    char hex[VG_DIGEST_HEX];
+    char chain[VG_DIGEST_HEX];
+    json_t *o = json_object();
+    json_t *members = json_array();
+
+    raft_leader(r, &leader_id, &leader_raft);
+    json_object_set_new(o, "node_id", json_integer((json_int_t)n->cfg->id));
+    json_object_set_new(o, "raft_address", json_string(n->cfg->raft_address));
+    json_object_set_new(o, "client_address", json_string(n->cfg->client_address));
+    json_object_set_new(o, "state", json_string(state_name(raft_state(r))));
+    json_object_set_new(o, "ready", json_boolean(n->lead.ready));
+    json_object_set_new(o, "term", json_integer((json_int_t)r->current_term));
+    json_object_set_new(o, "commit_index", json_integer((json_int_t)r->commit_index));
+    json_object_set_new(o, "applied_index",
+                        json_integer((json_int_t)n->fsm.applied_index));
+    json_object_set_new(o, "last_index", json_integer((json_int_t)raft_last_index(r)));
+    json_object_set_new(o, "leader_id", json_integer((json_int_t)leader_id));
+    if (leader_id != 0 && vg_repl_fsm_node_client_address(
+                              &n->fsm, leader_id, addr, sizeof addr) == VG_OK) {
+        json_object_set_new(o, "leader_client_address", json_string(addr));
+    } else {
+        json_object_set_new(o, "leader_client_address", json_null());
+    }
+    for (unsigned i = 0; i < r->configuration.n; i++) {
+        const struct raft_server *s = &r->configuration.servers[i];
+        json_t *m = json_pack("{sIsssssb}", "id", (json_int_t)s->id,
+                              "raft_address", s->address, "role",
+                              role_name(s->role), "self", s->id == n->cfg->id);
+        if (vg_repl_fsm_node_client_address(&n->fsm, s->id, addr,
+                                            sizeof addr) == VG_OK) {
+            json_object_set_new(m, "client_address", json_string(addr));
+        } else {
+            json_object_set_new(m, "client_address", json_null());
+        }
+        json_array_append_new(members, m);
+    }
+    json_object_set_new(o, "members", members);
+    vg_hex(n->fsm.checkpoint_digest, VG_DIGEST_SIZE, hex);
+    vg_hex(n->fsm.chain, VG_DIGEST_SIZE, chain);
+    json_object_set_new(
+        o, "consistency",
+        json_pack("{sssIsIssssss}", "verdict", vg_verdict_name(n->fsm.verdict),
+                  "checkpoint_index", (json_int_t)n->fsm.checkpoint_index,
+                  "checked_index", (json_int_t)n->fsm.checked_index,
+                  "state_digest", hex, "chain_hash", chain, "message",
+                  n->fsm.verdict_msg));
+    return o;
+}
+
+static struct op *op_new(struct node *n, struct conn *c, long long id,
+                         const char *kind)
+{
+    struct op *o = calloc(1, sizeof *o);
+    if (o == NULL) {
+        return NULL;
+    }
+    o->n = n;
+    o->c = c;
+    o->id = id;
+    snprintf(o->kind, sizeof o->kind, "%s", kind);
+    c->refs++;
+    return o;
+}
+
+static void op_free(struct op *o)
+{
+    conn_unref(o->c);
+    free(o);
+}
+
+static void put_cb(struct vg_repl_proposal *p, int status, uint64_t index,
+                   int result)
+{
+    struct op *o = (struct op *)p;
+    if (status != 0) {
+        send_error(o->c, o->id, "not_leader",
+                   "leadership lost before the command was committed (%s); "
+                   "its outcome is unknown",
+                   raft_strerror(status));
+    } else if (result != VG_OK) {
+        send_error(o->c, o->id, "invalid", "the cluster rejected the command: %s",
+                   vg_strerror(result));
+    } else {
+        json_t *a = answer("ok", o->id);
+        json_object_set_new(a, "index", json_integer((json_int_t)index));
+        send_msg(o->c, a);
+    }
+    op_free(o);
+}
+
+static void propose_for(struct node *n, struct conn *c, long long id,
+                        unsigned type, json_t *body)
+{
+    struct op *o = op_new(n, c, id, "propose");
+    char *text = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
+    int rv;
+    json_decref(body);
+    if (o == NULL || text == NULL) {
+        free(text);
+        if (o != NULL) {
+            op_free(o);
+        }
+        send_error(c, id, "failed", "out of memory");
+        return;
+    }
+    rv = vg_repl_propose(&n->lead, &o->p, type, text, put_cb);
+    free(text);
+    if (rv == VG_ENOTLEADER) {
+        send_not_leader(n, c, id);
+        op_free(o);
+    } else if (rv != VG_OK) {
+        send_error(c, id, "failed", "cannot submit: %s", vg_strerror(rv));
+        op_free(o);
+    }
+}
+
+static void change_cb(struct raft_change *req, int status)
+{
+    struct op *o = req->data;
+    struct node *n = o->n;
+    if (status != 0) {
+        send_error(o->c, o->id, "failed", "%s of node %llu failed: %s", o->kind,
+                   (unsigned long long)o->target, raft_strerror(status));
+        op_free(o);
+        return;
+    }
+    logf_(n, "membership: %s node %llu done", o->kind,
+          (unsigned long long)o->target);
+    if (strcmp(o->kind, "remove") == 0 && n->lead.ready) {
+        /* Forget its addresses too; a failure here is harmless. */
+        struct op *f = op_new(n, o->c, -1, "forget");
+        char body[64];
+        snprintf(body, sizeof body, "{\"node_id\":%llu}",
+                 (unsigned long long)o->target);
+        if (f != NULL && vg_repl_propose(&n->lead, &f->p, VG_CMD_NODE_FORGET,
+                                         body, put_cb) != VG_OK) {
+            op_free(f);
+        }
+        /* put_cb answers with id -1: suppress by marking no id. */
+    }
+    send_msg(o->c, answer("ok", o->id));
+    op_free(o);
+}
+
+static int change_error(struct node *n, struct conn *c, long long id, int rv)
+{
+    if (rv == RAFT_CANTCHANGE) {
+        send_error(c, id, "busy", "a membership change is already in progress");
+    } else if (rv == RAFT_NOTLEADER) {
+        send_not_leader(n, c, id);
+    } else {
+        send_error(c, id, "failed", "%s", raft_errmsg(&n->raft)[0]
+                                              ? raft_errmsg(&n->raft)
+                                              : raft_strerror(rv));
+    }
+    return rv;
+}
+
+/* cluster_add: first commit the node's addresses (so that every node can
+ * redirect clients to it later), then add it to the raft configuration. */
+static void add_info_cb(struct vg_repl_proposal *p, int status, uint64_t index,
+                        int result)
+{
+    struct op *o = (struct op *)p;
+    struct node *n = o->n;
+    int rv;
+    (void)index;
+    if (status != 0 || result != VG_OK) {
+        send_error(o->c, o->id, "failed", "could not record the node's addresses");
+        op_free(o);
+        return;
+    }
+    o->change.data = o;
+    rv = raft_add(&n->raft, &o->change, o->target, o->raft_address, change_cb);
+    if (rv != 0) {
+        change_error(n, o->c, o->id, rv);
+        op_free(o);
+    }
+}
+
+static bool need_ready(struct node *n, struct conn *c, long long id)
+{
+    if (!n->lead.ready) {
+        send_not_leader(n, c, id);
+        return false;
+    }
+    return true;
+}
+
+static int get_node_id(struct conn *c, json_t *msg, long long id, uint64_t *out)
+{
+    json_t *v = json_object_get(msg, "node_id");
+    if (!json_is_integer(v) || json_integer_value(v) <= 0) {
+        send_error(c, id, "invalid", "member 'node_id' must be a positive integer");
+        return -1;
+    }
+    *out = (uint64_t)json_integer_value(v);
+    return 0;
+}
+
+static void transfer_done_cb(struct vg_repl_transfer *t)
+{
+    struct node *n = t->data;
+    struct op *o = n->transfer_op;
+    n->transfer_op = NULL;
+    if (o == NULL) {
+        return;
+    }
+    if (t->status == VG_OK) {
+        json_t *a = answer("ok", o->id);
+        json_object_set_new(a, "leader_id", json_integer((json_int_t)t->landed));
+        json_object_set_new(a, "attempts", json_integer(t->attempts));
+        if (t->errmsg[0] != '\0') {
+            json_object_set_new(a, "message", json_string(t->errmsg));
+        }
+        logf_(n, "transfer: leadership moved to node %llu after %u attempt(s)",
+              (unsigned long long)t->landed, t->attempts);
+        send_msg(o->c, a);
+    } else {
+        send_error(o->c, o->id, "failed", "%s", t->errmsg);
+    }
+    op_free(o);
+}
+
+static void handle(struct node *n, struct conn *c, json_t *msg)
+{
+    const char *type = vg_proto_get_str(msg, "type", "");
+    long long id = vg_proto_get_int(msg, "id", -1);
+    uint64_t target;
+    int rv;
+
+    if (strcmp(type, "ping") == 0) {
+        raft_id leader_id = 0;
+        const char *leader_raft = NULL;
+        json_t *a = answer("pong", id);
+        raft_leader(&n->raft, &leader_id, &leader_raft);
+        json_object_set_new(a, "node_id", json_integer((json_int_t)n->cfg->id));
+        json_object_set_new(a, "leader_id", json_integer((json_int_t)leader_id));
+        json_object_set_new(a, "term", json_integer((json_int_t)n->raft.current_term));
+        json_object_set_new(a, "ready", json_boolean(n->lead.ready));
+        send_msg(c, a);
+    } else if (strcmp(type, "status") == 0) {
+        json_t *a = status_json(n);
+        json_object_set_new(a, "type", json_string("status"));
+        if (id >= 0) {
+            json_object_set_new(a, "id", json_integer(id));
+        }
+        send_msg(c, a);
+    } else if (strcmp(type, "get") == 0) {
+        const char *key = vg_proto_get_str(msg, "key", NULL);
+        char *value = NULL;
+        json_t *a;
+        if (key == NULL) {
+            send_error(c, id, "invalid", "member 'key' (string) is required");
+            return;
+        }
+        if (vg_repl_fsm_get(&n->fsm, key, &value) != VG_OK) {
+            send_error(c, id, "failed", "%s", n->fsm.errmsg);
+            return;
+        }
+        a = answer("value", id);
+        json_object_set_new(a, "key", json_string(key));
+        json_object_set_new(a, "value", value ? json_string(value) : json_null());
+        json_object_set_new(a, "applied", json_integer((json_int_t)n->fsm.applied_index));
+        free(value);
+        send_msg(c, a);
+    } else if (strcmp(type, "put") == 0) {
+        const char *key = vg_proto_get_str(msg, "key", NULL);
+        const char *value = vg_proto_get_str(msg, "value", NULL);
+        if (key == NULL || value == NULL || *key == '\0' || strlen(key) > 256 ||
+            strlen(value) > 65536) {
+            send_error(c, id, "invalid",
+                       "'key' (1..256 bytes) and 'value' (≤ 64 KiB) strings are required");
+            return;
+        }
+        if (!need_ready(n, c, id)) {
+            return;
+        }
+        propose_for(n, c, id, VG_CMD_PUT,
+                    json_pack("{ssss}", "key", key, "value", value));
+    } else if (strcmp(type, "cluster_add") == 0) {
+        const char *raft_address = vg_proto_get_str(msg, "raft_address", NULL);
+        const char *client_address = vg_proto_get_str(msg, "client_address", NULL);
+        char host[VG_NODE_ADDR_SIZE];
+        char why[VG_ERRMSG_SIZE];
+        int port;
+        struct op *o;
+        char *body;
+        if (get_node_id(c, msg, id, &target) != 0) {
+            return;
+        }
+        if (raft_address == NULL || client_address == NULL ||
+            strlen(raft_address) >= VG_NODE_ADDR_SIZE ||
+            vg_addr_parse(raft_address, host, sizeof host, &port, why) != VG_OK ||
+            vg_addr_parse(client_address, host, sizeof host, &port, why) != VG_OK) {
+            send_error(c, id, "invalid",
+                       "'raft_address' and 'client_address' must be HOST:PORT");
+            return;
+        }
+        if (!need_ready(n, c, id)) {
+            return;
+        }
+        for (unsigned i = 0; i < n->raft.configuration.n; i++) {
+            if (n->raft.configuration.servers[i].id == target) {
+                send_error(c, id, "invalid", "node %llu is already a member",
+                           (unsigned long long)target);
+                return;
+            }
+        }
+        o = op_new(n, c, id, "add");
+        if (o == NULL) {
+            send_error(c, id, "failed", "out of memory");
+            return;
+        }
+        o->target = target;
+        snprintf(o->raft_address, sizeof o->raft_address, "%s", raft_address);
+        body = json_dumps(json_pack("{sIssss}", "node_id", (json_int_t)target,
+                                    "raft_address", raft_address,
+                                    "client_address", client_address),
+                          JSON_COMPACT | JSON_SORT_KEYS);
+        rv = body ? vg_repl_propose(&n->lead, &o->p, VG_CMD_NODE_INFO, body,
+                                    add_info_cb)
+                  : VG_ENOMEM;
+        free(body);
+        if (rv != VG_OK) {
+            send_error(c, id, "failed", "cannot submit: %s", vg_strerror(rv));
+            op_free(o);
+        }
+    } else if (strcmp(type, "cluster_remove") == 0 ||
+               strcmp(type, "cluster_assign") == 0) {
+        bool remove = strcmp(type, "cluster_remove") == 0;
+        int role = RAFT_VOTER;
+        struct op *o;
+        if (get_node_id(c, msg, id, &target) != 0) {
+            return;
+        }
+        if (!remove) {
+            const char *r = vg_proto_get_str(msg, "role", "");
+            if (strcmp(r, "voter") == 0) {
+                role = RAFT_VOTER;
+            } else if (strcmp(r, "standby") == 0) {
+                role = RAFT_STANDBY;
+            } else if (strcmp(r, "spare") == 0) {
+                role = RAFT_SPARE;
+            } else {
+                send_error(c, id, "invalid",
+                           "'role' must be voter, standby or spare, not '%s'", r);
+                return;
+            }
+        }
+        if (!need_ready(n, c, id)) {
+            return;
+        }
+        o = op_new(n, c, id, remove ? "remove" : "assign");
+        if (o == NULL) {
+            send_error(c, id, "failed", "out of memory");
+            return;
+        }
+        o->target = target;
+        o->role = role;
+        o->change.data = o;
+        rv = remove ? raft_remove(&n->raft, &o->change, target, change_cb)
+                    : raft_assign(&n->raft, &o->change, target, role, change_cb);
+        if (rv != 0) {
+            if (rv == RAFT_NOTFOUND || rv == RAFT_BADID) {
+                send_error(c, id, "invalid", "node %llu is not a member",
+                           (unsigned long long)target);
+            } else if (rv == RAFT_BADROLE) {
+                send_error(c, id, "invalid", "node %llu already has role %s",
+                           (unsigned long long)target, role_name(role));
+            } else {
+                change_error(n, c, id, rv);
+            }
+            op_free(o);
+        }
+    } else if (strcmp(type, "transfer") == 0) {
+        json_t *v = json_object_get(msg, "node_id");
+        struct op *o;
+        target = 0;
+        if (v != NULL && (!json_is_integer(v) || json_integer_value(v) < 0)) {
+            send_error(c, id, "invalid", "'node_id' must be a non-negative integer");
+            return;
+        }
+        if (v != NULL) {
+            target = (uint64_t)json_integer_value(v);
+        }
+        if (!need_ready(n, c, id)) {
+            return;
+        }
+        if (n->transfer.active) {
+            send_error(c, id, "busy", "a leadership transfer is already in progress");
+            return;
+        }
+        o = op_new(n, c, id, "transfer");
+        if (o == NULL) {
+            send_error(c, id, "failed", "out of memory");
+            return;
+        }
+        n->transfer.data = n;
+        n->transfer.done_cb = transfer_done_cb;
+        rv = vg_repl_transfer_start(&n->transfer, &n->raft, target,
+                                    n->cfg->election_timeout_ms * 3, 3);
+        if (rv != VG_OK) {
+            send_error(c, id, rv == VG_ENOTFOUND ? "invalid" : "failed",
+                       "cannot transfer to node %llu: %s",
+                       (unsigned long long)target,
+                       n->transfer.errmsg[0] ? n->transfer.errmsg : vg_strerror(rv));
+            op_free(o);
+            return;
+        }
+        n->transfer_op = o;
+    } else {
+        send_error(c, id, "unknown_type", "unknown request type '%s'", type);
+    }
+}
+
+/* -------------------------------------------------------- connections */
+
+static void conn_free_cb(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+    vg_proto_decoder_close(&c->dec);
+    free(c);
+}
+
+static void conn_unref(struct conn *c)
+{
+    c->refs--;
+    if (c->refs == 0 && c->closing) {
+        uv_close((uv_handle_t *)&c->tcp, conn_free_cb);
+    }
+}
+
+/* Closing is deferred while operations still point at the conn: they answer
+ * into a closing conn (dropped) and release it when they finish. */
+static void conn_close(struct conn *c)
+{
+    struct node *n = c->n;
+    if (c->closing) {
+        return;
+    }
+    c->closing = true;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    if (c->prev) {
+        c->prev->next = c->next;
+    } else {
+        n->conns = c->next;
+    }
+    if (c->next) {
+        c->next->prev = c->prev;
+    }
+    c->refs++;
+    conn_unref(c);
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    static char chunk[65536];
+    (void)h;
+    (void)suggested;
+    *buf = uv_buf_init(chunk, sizeof chunk);
+}
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct conn *c = s->data;
+    struct node *n = c->n;
+    json_t *msg;
+    long long id;
+    char errmsg[VG_ERRMSG_SIZE];
+    int rv;
+
+    if (nread < 0) {
+        conn_close(c);
+        return;
+    }
+    if (nread == 0) {
+        return;
+    }
+    c->last_rx_ms = vg_now_mono_ms();
+    if (vg_proto_decoder_feed(&c->dec, buf->base, (size_t)nread) != VG_OK) {
+        conn_close(c);
+        return;
+    }
+    /* Leadership may have changed since the last iteration began. */
+    vg_repl_leadership_poll(&n->lead);
+    while (!c->closing) {
+        msg = NULL;
+        rv = vg_proto_decoder_next(&c->dec, &msg, &id, errmsg);
+        if (rv == VG_EAGAIN) {
+            break;
+        }
+        if (rv != VG_OK) {
+            const char *code = rv == VG_ETOOBIG       ? "too_big"
+                               : rv == VG_EUNSUPPORTED ? "unsupported"
+                                                       : "malformed";
+            send_msg(c, vg_proto_error(id, code, errmsg));
+            continue;
+        }
+        handle(n, c, msg);
+        json_decref(msg);
+    }
+}
+
+static void accept_cb(uv_stream_t *server, int status)
+{
+    struct node *n = server->data;
+    struct conn *c;
+    if (status != 0) {
+        return;
+    }
+    c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        return;
+    }
+    c->n = n;
+    c->refs = 1; /* the open connection itself */
+    vg_proto_decoder_init(&c->dec);
+    uv_tcp_init(&n->loop, &c->tcp);
+    c->tcp.data = c;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+        c->closing = true;
+        conn_unref(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    c->last_rx_ms = vg_now_mono_ms();
+    c->next = n->conns;
+    if (n->conns) {
+        n->conns->prev = c;
+    }
+    n->conns = c;
+    if (n->stopping) {
+        conn_close(c);
+        return;
+    }
+    uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+}
+
+/* ------------------------------------------------------ loop iteration */
+
+static char *announce_body(struct vg_repl_leadership *l)
+{
+    struct node *n = l->data;
+    json_t *peers = json_array();
+    char *s;
+    for (unsigned i = 0; i < n->cfg->n_peers; i++) {
+        json_array_append_new(
+            peers, json_pack("{sIssss}", "node_id", (json_int_t)n->cfg->peers[i].id,
+                             "raft_address", n->cfg->peers[i].raft_address,
+                             "client_address", n->cfg->peers[i].client_address));
+    }
+    s = json_dumps(json_pack("{ssssso}", "raft_address", n->cfg->raft_address,
+                             "client_address", n->cfg->client_address, "peers",
+                             peers),
+                   JSON_COMPACT | JSON_SORT_KEYS);
+    return s;
+}
+
+static void ready_changed_cb(struct vg_repl_leadership *l, bool ready)
+{
+    struct node *n = l->data;
+    if (ready) {
+        logf_(n, "ready leader in term %llu (applied index %llu)",
+              (unsigned long long)n->raft.current_term,
+              (unsigned long long)n->fsm.applied_index);
+        n->next_checkpoint_ms = vg_now_mono_ms() + 200;
+        n->last_cp_verifier = false;
+    } else {
+        logf_(n, "no longer the ready leader (state %s, term %llu)",
+              state_name(raft_state(&n->raft)),
+              (unsigned long long)n->raft.current_term);
+    }
+}
+
+static void checkpoint_cb(struct vg_repl_proposal *p, int status,
+                          uint64_t index, int result)
+{
+    (void)status;
+    (void)index;
+    (void)result;
+    free(p);
+}
+
+static void maybe_checkpoint(struct node *n)
+{
+    struct vg_repl_fsm *f = &n->fsm;
+    struct vg_repl_proposal *p;
+    bool activity;
+    char *body;
+    uint64_t now = vg_now_mono_ms();
+
+    if (!n->lead.ready || now < n->next_checkpoint_ms) {
+        return;
+    }
+    n->next_checkpoint_ms = now + n->cfg->checkpoint_interval_ms;
+    /* Checkpoint after activity, then once more so that the last one gets
+     * compared; an idle cluster then stops adding entries. */
+    activity = f->applied_index > f->checkpoint_index;
+    if (!activity && n->last_cp_verifier) {
+        return;
+    }
+    body = vg_repl_fsm_checkpoint_body(f);
+    p = malloc(sizeof *p);
+    if (body == NULL || p == NULL ||
+        vg_repl_propose(&n->lead, p, VG_CMD_CHECKPOINT, body, checkpoint_cb) !=
+            VG_OK) {
+        free(p);
+    } else {
+        n->last_cp_verifier = !activity;
+    }
+    free(body);
+}
+
+static void iterate(struct node *n)
+{
+    raft_id leader_id = 0;
+    const char *leader_raft = NULL;
+    int state;
+
+    if (n->fsm.fatal) {
+        failstop(n, n->fsm.errmsg);
+    }
+    if (!n->raft_started || n->stopping) {
+        return;
+    }
+    vg_repl_leadership_poll(&n->lead);
+    vg_repl_transfer_poll(&n->transfer);
+    state = raft_state(&n->raft);
+    raft_leader(&n->raft, &leader_id, &leader_raft);
+    if (state != n->last_state || n->raft.current_term != n->last_term ||
+        leader_id != n->last_leader) {
+        logf_(n, "raft: %s, term %llu, leader %llu", state_name(state),
+              (unsigned long long)n->raft.current_term,
+              (unsigned long long)leader_id);
+        n->last_state = state;
+        n->last_term = n->raft.current_term;
+        n->last_leader = leader_id;
+    }
+    if (n->fsm.checked_index != n->checked_logged) {
+        n->checked_logged = n->fsm.checked_index;
+        if (n->fsm.verdict == VG_VERDICT_DIVERGED) {
+            logf_(n, "REPLICA DIVERGED: %s", n->fsm.verdict_msg);
+        } else if (n->cfg->verbose) {
+            logf_(n, "consistency: %s", n->fsm.verdict_msg);
+        }
+    }
+    maybe_checkpoint(n);
+}
+
+static void prepare_cb(uv_prepare_t *h)
+{
+    iterate(h->data);
+}
+
+static void timer_cb(uv_timer_t *h)
+{
+    struct node *n = h->data;
+    uint64_t now = vg_now_mono_ms();
+    struct conn *c = n->conns;
+    while (c != NULL) {
+        struct conn *next = c->next;
+        if (now - c->last_rx_ms > n->cfg->client_idle_timeout_ms) {
+            conn_close(c);
+        }
+        c = next;
+    }
+    iterate(n);
+}
+
+/* ------------------------------------------------------------ shutdown */
+
+static void handle_closed_cb(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void raft_closed_cb(struct raft *r)
+{
+    struct node *n = r->data;
+    raft_uv_close(&n->uv_io);
+    raft_uv_tcp_close(&n->transport);
+    uv_close((uv_handle_t *)&n->prepare, handle_closed_cb);
+    uv_close((uv_handle_t *)&n->timer, handle_closed_cb);
+    uv_close((uv_handle_t *)&n->sigterm, handle_closed_cb);
+    uv_close((uv_handle_t *)&n->sigint, handle_closed_cb);
+}
+
+static void stop(struct node *n)
+{
+    if (n->stopping) {
+        return;
+    }
+    n->stopping = true;
+    logf_(n, "shutting down");
+    n->lead.closing = true;
+    uv_close((uv_handle_t *)&n->listener, handle_closed_cb);
+    while (n->conns != NULL) {
+        conn_close(n->conns);
+    }
+    /* Called from a signal callback, not from inside libraft. */
+    raft_close(&n->raft, raft_closed_cb);
+}
+
+static void signal_cb(uv_signal_t *h, int signum)
+{
+    (void)signum;
+    stop(h->data);
+}
+
+static void io_fault_cb(struct vg_repl_failstop *w, const char *what, int status)
+{
+    (void)status;
+    failstop(w->data, what);
+}
+
+/* -------------------------------------------------------------- start */
+
+static int mkdirs(const char *path, char *errmsg)
+{
+    char tmp[1100];
+    struct stat st;
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(tmp, 0750) != 0 && errno != EEXIST) {
+                vg_errf(errmsg, "cannot create %s: %s", tmp, strerror(errno));
+                return VG_EIO;
+            }
+            *p = '/';
+        }
+    }
+    if (mkdir(tmp, 0750) != 0 && errno != EEXIST) {
+        vg_errf(errmsg, "cannot create %s: %s", tmp, strerror(errno));
+        return VG_EIO;
+    }
+    if (stat(tmp, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        vg_errf(errmsg, "%s is not a folder", tmp);
+        return VG_EIO;
+    }
+    if (access(tmp, R_OK | W_OK | X_OK) != 0) {
+        vg_errf(errmsg, "data folder %s is not readable and writable: %s", tmp,
+                strerror(errno));
+        return VG_EIO;
+    }
+    return VG_OK;
+}
+
+static bool dir_is_empty(const char *path)
+{
+    char probe[1200];
+    /* libraft writes a metadata1/metadata2 file as soon as it has state. */
+    snprintf(probe, sizeof probe, "%s/metadata1", path);
+    if (access(probe, F_OK) == 0) {
+        return false;
+    }
+    snprintf(probe, sizeof probe, "%s/metadata2", path);
+    return access(probe, F_OK) != 0;
+}
+
+static int listen_clients(struct node *n, char *errmsg)
+{
+    char host[VG_NODE_ADDR_SIZE];
+    struct sockaddr_storage sa;
+    int port;
+    int rv;
+
+    vg_addr_parse(n->cfg->client_address, host, sizeof host, &port, NULL);
+    if (uv_ip4_addr(host, port, (struct sockaddr_in *)&sa) != 0 &&
+        uv_ip6_addr(host, port, (struct sockaddr_in6 *)&sa) != 0) {
+        vg_errf(errmsg, "--client-address %s: host must be a numeric IP address",
+                n->cfg->client_address);
+        return VG_EINVAL;
+    }
+    uv_tcp_init(&n->loop, &n->listener);
+    n->listener.data = n;
+    rv = uv_tcp_bind(&n->listener, (struct sockaddr *)&sa, 0);
+    if (rv == 0) {
+        rv = uv_listen((uv_stream_t *)&n->listener, 128, accept_cb);
+    }
+    if (rv != 0) {
+        vg_errf(errmsg, "cannot listen for clients on %s: %s",
+                n->cfg->client_address, uv_strerror(rv));
+        return VG_EIO;
+    }
+    return VG_OK;
+}
+
+static void close_walk_cb(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h)) {
+        uv_close(h, NULL);
+    }
+}
+
+int vg_node_run(const struct vg_node_config *cfg, char *errmsg)
+{
+    struct node *n = calloc(1, sizeof *n);
+    char raft_dir[1100];
+    char db_path[1100];
+    bool fresh;
+    int rv;
+
+    if (n == NULL) {
+        vg_errf(errmsg, "out of memory");
+        return VG_ENOMEM;
+    }
+    n->cfg = cfg;
+    n->last_state = -1;
+    snprintf(raft_dir, sizeof raft_dir, "%s/raft", cfg->data_dir);
+    snprintf(db_path, sizeof db_path, "%s/state.db", cfg->data_dir);
+    if ((rv = mkdirs(cfg->data_dir, errmsg)) != VG_OK ||
+        (rv = mkdirs(raft_dir, errmsg)) != VG_OK) {
+        free(n);
+        return rv;
+    }
+    fresh = dir_is_empty(raft_dir);
+    if (fresh && cfg->n_peers == 0 && !cfg->join) {
+        vg_errf(errmsg, "data folder %s is new: give --bootstrap to start a new "
+                        "cluster or --join to be added to one",
+                cfg->data_dir);
+        free(n);
+        return VG_EINVAL;
+    }
+    if ((rv = vg_repl_fsm_open(&n->fsm, db_path)) != VG_OK) {
+        vg_errf(errmsg, "%s", n->fsm.errmsg);
+        free(n);
+        return rv;
+    }
+    uv_loop_init(&n->loop);
+
+    if ((rv = listen_clients(n, errmsg)) != VG_OK) {
+        goto err_after_loop;
+    }
+    rv = raft_uv_tcp_init(&n->transport, &n->loop);
+    if (rv != 0) {
+        vg_errf(errmsg, "raft transport: %s", raft_strerror(rv));
+        rv = VG_ERAFT;
+        goto err_after_loop;
+    }
+    rv = raft_uv_init(&n->uv_io, &n->loop, raft_dir, &n->transport);
+    if (rv != 0) {
+        vg_errf(errmsg, "raft storage in %s: %s", raft_dir, n->uv_io.errmsg);
+        rv = VG_ERAFT;
+        goto err_after_transport;
+    }
+    vg_repl_failstop_init(&n->failstop, &n->uv_io);
+    n->failstop.fault_cb = io_fault_cb;
+    n->failstop.data = n;
+    rv = raft_init(&n->raft, &n->failstop.io, &n->fsm.fsm, cfg->id,
+                   cfg->raft_address);
+    if (rv != 0) {
+        vg_errf(errmsg, "raft init: %s", raft_errmsg(&n->raft));
+        rv = VG_ERAFT;
+        goto err_after_io;
+    }
+    n->raft.data = n;
+    n->fsm.raft = &n->raft;
+    raft_set_election_timeout(&n->raft, cfg->election_timeout_ms);
+    raft_set_heartbeat_timeout(&n->raft, cfg->heartbeat_ms);
+    raft_set_snapshot_threshold(&n->raft, cfg->snapshot_threshold);
+    raft_set_snapshot_trailing(&n->raft, cfg->snapshot_trailing);
+    raft_set_pre_vote(&n->raft, true);
+    raft_uv_set_connect_retry_delay(&n->uv_io, 50);
+
+    if (fresh && cfg->n_peers > 0) {
+        struct raft_configuration conf;
+        raft_configuration_init(&conf);
+        for (unsigned i = 0; i < cfg->n_peers; i++) {
+            raft_configuration_add(&conf, cfg->peers[i].id,
+                                   cfg->peers[i].raft_address, RAFT_VOTER);
+        }
+        rv = raft_bootstrap(&n->raft, &conf);
+        raft_configuration_close(&conf);
+        if (rv != 0 && rv != RAFT_CANTBOOTSTRAP) {
+            vg_errf(errmsg, "bootstrap: %s", raft_errmsg(&n->raft));
+            rv = VG_ERAFT;
+            goto err_after_raft;
+        }
+    }
+
+    vg_repl_leadership_init(&n->lead, &n->raft, cfg->id);
+    n->lead.data = n;
+    n->lead.announce_body = announce_body;
+    n->lead.changed_cb = ready_changed_cb;
+
+    rv = raft_start(&n->raft);
+    if (rv != 0) {
+        vg_errf(errmsg, "raft start on %s: %s", cfg->raft_address,
+                raft_errmsg(&n->raft));
+        rv = VG_ERAFT;
+        goto err_after_raft;
+    }
+    n->raft_started = true;
+
+    uv_prepare_init(&n->loop, &n->prepare);
+    n->prepare.data = n;
+    uv_prepare_start(&n->prepare, prepare_cb);
+    uv_timer_init(&n->loop, &n->timer);
+    n->timer.data = n;
+    uv_timer_start(&n->timer, timer_cb, 20, 20);
+    uv_signal_init(&n->loop, &n->sigterm);
+    n->sigterm.data = n;
+    uv_signal_start(&n->sigterm, signal_cb, SIGTERM);
+    uv_signal_init(&n->loop, &n->sigint);
+    n->sigint.data = n;
+    uv_signal_start(&n->sigint, signal_cb, SIGINT);
+
+    logf_(n, "started: raft %s, clients %s, data %s (%s), election timeout %u ms, "
+             "heartbeat %u ms",
+          cfg->raft_address, cfg->client_address, cfg->data_dir,
+          fresh ? (cfg->join ? "fresh, waiting to be added" : "bootstrapped")
+                : "restarted",
+          cfg->election_timeout_ms, cfg->heartbeat_ms);
+
+    uv_run(&n->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&n->loop);
+    vg_repl_fsm_close(&n->fsm);
+    logf_(n, "stopped");
+    free(n);
+    return VG_OK;
+
+err_after_raft:
+    /* raft_close needs a running loop to finish. */
+    raft_close(&n->raft, NULL);
+    uv_run(&n->loop, UV_RUN_NOWAIT);
+err_after_io:
+    raft_uv_close(&n->uv_io);
+err_after_transport:
+    raft_uv_tcp_close(&n->transport);
+err_after_loop:
+    uv_walk(&n->loop, close_walk_cb, NULL);
+    uv_run(&n->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&n->loop);
+    vg_repl_fsm_close(&n->fsm);
+    free(n);
+    return rv;
+}

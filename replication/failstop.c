@@ -1,0 +1,289 @@
+/* A raft_io decorator that turns disk errors into a fail-stop.
+ *
+ * libraft 0.15 may keep leadership after a failed disk write (and in general
+ * carries on after I/O errors in ways later versions fixed). Vigil's rule is
+ * simpler: any failed write of term, vote, entries, truncation or snapshot
+ * means this node's disk can no longer be trusted, so the owner is told at
+ * once (fault_cb) and stops the process. Network errors are not faults: peers
+ * come and go.
+ *
+ * raft_init() stores the raft pointer in the outer io's data; libraft's tick
+ * and receive callbacks read it from the io they are handed, which is the
+ * inner one, so init/start copy it across. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "replication.h"
+
+#define WRAP(io) ((struct vg_repl_failstop *)(io)->impl)
+
+static void fault(struct vg_repl_failstop *w, const char *what, int status)
+{
+    w->faults++;
+    /* Precision-limited so that the sentence always fits. */
+    snprintf(w->what, sizeof w->what, "%.40s failed: %.40s (%.160s)", what,
+             raft_strerror(status), w->inner->errmsg);
+    if (w->fault_cb != NULL) {
+        w->fault_cb(w, w->what, status);
+    }
+}
+
+static int io_init(struct raft_io *io, raft_id id, const char *address)
+{
+    struct vg_repl_failstop *w = WRAP(io);
+    int rv;
+    w->inner->data = io->data;
+    rv = w->inner->init(w->inner, id, address);
+    if (rv != 0) {
+        snprintf(io->errmsg, sizeof io->errmsg, "%s", w->inner->errmsg);
+    }
+    return rv;
+}
+
+static void io_close(struct raft_io *io, raft_io_close_cb cb)
+{
+    /* The inner io calls CB with itself; libraft's close callback reads the
+     * raft pointer from io->data, which the inner io carries too. */
+    WRAP(io)->inner->close(WRAP(io)->inner, cb);
+}
+
+static int io_load(struct raft_io *io, raft_term *term, raft_id *voted_for,
+                   struct raft_snapshot **snapshot, raft_index *start_index,
+                   struct raft_entry *entries[], size_t *n_entries)
+{
+    struct vg_repl_failstop *w = WRAP(io);
+    int rv = w->inner->load(w->inner, term, voted_for, snapshot, start_index,
+                            entries, n_entries);
+    if (rv != 0) {
+        snprintf(io->errmsg, sizeof io->errmsg, "%s", w->inner->errmsg);
+    }
+    return rv;
+}
+
+static int io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
+                    raft_io_recv_cb recv)
+{
+    struct vg_repl_failstop *w = WRAP(io);
+    w->inner->data = io->data;
+    return w->inner->start(w->inner, msecs, tick, recv);
+}
+
+static int io_bootstrap(struct raft_io *io, const struct raft_configuration *c)
+{
+    struct vg_repl_failstop *w = WRAP(io);
+    int rv = w->inner->bootstrap(w->inner, c);
+    if (rv != 0) {
+        snprintf(io->errmsg, sizeof io->errmsg, "%s", w->inner->errmsg);
+    }
+    return rv;
+}
+
+static int io_recover(struct raft_io *io, const struct raft_configuration *c)
+{
+    struct vg_repl_failstop *w = WRAP(io);
+    return w->inner->recover(w->inner, c);
+}
+
+static int io_set_term(struct raft_io *io, raft_term term)
+{
+    struct vg_repl_failstop *w = WRAP(io);
+    int rv = w->inner->set_term(w->inner, term);
+    if (rv != 0) {
+        fault(w, "persisting the term", rv);
+    }
+    return rv;
+}
+
+static int io_set_vote(struct raft_io *io, raft_id server_id)
+{
+    struct vg_repl_failstop *w = WRAP(io);
+    int rv = w->inner->set_vote(w->inner, server_id);
+    if (rv != 0) {
+        fault(w, "persisting the vote", rv);
+    }
+    return rv;
+}
+
+static int io_send(struct raft_io *io, struct raft_io_send *req,
+                   const struct raft_message *message, raft_io_send_cb cb)
+{
+    struct vg_repl_failstop *w = WRAP(io);
+    return w->inner->send(w->inner, req, message, cb);
+}
+
+/* Requests whose completion we need to see: a wrapper request goes to the
+ * inner io and the outer request is completed from its callback. */
+struct append_wrap {
+    struct raft_io_append inner;
+    struct raft_io_append *outer;
+    struct vg_repl_failstop *w;
+};
+
+static void append_cb(struct raft_io_append *inner, int status)
+{
+    struct append_wrap *a = inner->data;
+    struct raft_io_append *outer = a->outer;
+    struct vg_repl_failstop *w = a->w;
+    free(a);
+    if (status != 0 && status != RAFT_CANCELED) {
+        fault(w, "appending entries", status);
+    }
+    outer->cb(outer, status);
+}
+
+static int io_append(struct raft_io *io, struct raft_io_append *req,
+                     const struct raft_entry entries[], unsigned n,
+                     raft_io_append_cb cb)
+{
+    struct vg_repl_failstop *w = WRAP(io);
+    struct append_wrap *a = malloc(sizeof *a);
+    int rv;
+    if (a == NULL) {
+        return RAFT_NOMEM;
+    }
+    a->inner.data = a;
+    a->outer = req;
+    a->w = w;
+    req->cb = cb;
+    rv = w->inner->append(w->inner, &a->inner, entries, n, append_cb);
+    if (rv != 0) {
+        free(a);
+        fault(w, "appending entries", rv);
+    }
+    return rv;
+}
+
+static int io_truncate(struct raft_io *io, raft_index index)
+{
+    struct vg_repl_failstop *w = WRAP(io);
+    int rv = w->inner->truncate(w->inner, index);
+    if (rv != 0) {
+        fault(w, "truncating the log", rv);
+    }
+    return rv;
+}
+
+struct put_wrap {
+    struct raft_io_snapshot_put inner;
+    struct raft_io_snapshot_put *outer;
+    struct vg_repl_failstop *w;
+};
+
+static void put_cb(struct raft_io_snapshot_put *inner, int status)
+{
+    struct put_wrap *p = inner->data;
+    struct raft_io_snapshot_put *outer = p->outer;
+    struct vg_repl_failstop *w = p->w;
+    free(p);
+    if (status != 0 && status != RAFT_CANCELED) {
+        fault(w, "storing a snapshot", status);
+    }
+    outer->cb(outer, status);
+}
+
+static int io_snapshot_put(struct raft_io *io, unsigned trailing,
+                           struct raft_io_snapshot_put *req,
+                           const struct raft_snapshot *snapshot,
+                           raft_io_snapshot_put_cb cb)
+{
+    struct vg_repl_failstop *w = WRAP(io);
+    struct put_wrap *p = malloc(sizeof *p);
+    int rv;
+    if (p == NULL) {
+        return RAFT_NOMEM;
+    }
+    p->inner.data = p;
+    p->outer = req;
+    p->w = w;
+    req->cb = cb;
+    rv = w->inner->snapshot_put(w->inner, trailing, &p->inner, snapshot, put_cb);
+    if (rv != 0) {
+        free(p);
+        fault(w, "storing a snapshot", rv);
+    }
+    return rv;
+}
+
+struct get_wrap {
+    struct raft_io_snapshot_get inner;
+    struct raft_io_snapshot_get *outer;
+    struct vg_repl_failstop *w;
+};
+
+static void get_cb(struct raft_io_snapshot_get *inner,
+                   struct raft_snapshot *snapshot, int status)
+{
+    struct get_wrap *g = inner->data;
+    struct raft_io_snapshot_get *outer = g->outer;
+    struct vg_repl_failstop *w = g->w;
+    free(g);
+    if (status != 0 && status != RAFT_CANCELED) {
+        fault(w, "loading a snapshot", status);
+    }
+    outer->cb(outer, snapshot, status);
+}
+
+static int io_snapshot_get(struct raft_io *io, struct raft_io_snapshot_get *req,
+                           raft_io_snapshot_get_cb cb)
+{
+    struct vg_repl_failstop *w = WRAP(io);
+    struct get_wrap *g = malloc(sizeof *g);
+    int rv;
+    if (g == NULL) {
+        return RAFT_NOMEM;
+    }
+    g->inner.data = g;
+    g->outer = req;
+    g->w = w;
+    req->cb = cb;
+    rv = w->inner->snapshot_get(w->inner, &g->inner, get_cb);
+    if (rv != 0) {
+        free(g);
+        fault(w, "loading a snapshot", rv);
+    }
+    return rv;
+}
+
+static raft_time io_time(struct raft_io *io)
+{
+    return WRAP(io)->inner->time(WRAP(io)->inner);
+}
+
+static int io_random(struct raft_io *io, int min, int max)
+{
+    return WRAP(io)->inner->random(WRAP(io)->inner, min, max);
+}
+
+static int io_async_work(struct raft_io *io, struct raft_io_async_work *req,
+                         raft_io_async_work_cb cb)
+{
+    return WRAP(io)->inner->async_work(WRAP(io)->inner, req, cb);
+}
+
+void vg_repl_failstop_init(struct vg_repl_failstop *w, struct raft_io *inner)
+{
+    struct raft_io *io = &w->io;
+    w->inner = inner;
+    w->faults = 0;
+    w->what[0] = '\0';
+    io->version = inner->version;
+    io->data = inner->data;
+    io->impl = w;
+    io->errmsg[0] = '\0';
+    io->init = io_init;
+    io->close = io_close;
+    io->load = io_load;
+    io->start = io_start;
+    io->bootstrap = io_bootstrap;
+    io->recover = io_recover;
+    io->set_term = io_set_term;
+    io->set_vote = io_set_vote;
+    io->send = io_send;
+    io->append = io_append;
+    io->truncate = io_truncate;
+    io->snapshot_put = io_snapshot_put;
+    io->snapshot_get = io_snapshot_get;
+    io->time = io_time;
+    io->random = io_random;
+    io->async_work = inner->version >= 2 ? io_async_work : NULL;
+}

@@ -1,0 +1,227 @@
+/* Vigil replication: the typed command log, the SQLite state machine that
+ * applies it, and the defences against the known defects of libraft 0.15.
+ *
+ * This module knows nothing of PLCs, sockets or clients. It is used by vigild
+ * (node/) with libraft's libuv I/O and by the integration tests with
+ * raft/fixture.h, so nothing here touches a loop or a clock except through
+ * the values passed in.
+ *
+ * Pieces:
+ *   vg_cmd_*           typed, deterministic commands: the leader stamps term,
+ *                      wall time and proposer into every command; apply never
+ *                      reads a clock or a random source.
+ *   vg_repl_fsm_*      a struct raft_fsm over one SQLite database file (WAL):
+ *                      one transaction per command, last applied index and the
+ *                      running chain hash stored in the same transaction, so a
+ *                      restart does not re-apply; snapshots are the database
+ *                      image; checkpoints compare state digests across nodes.
+ *   vg_repl_failstop_* a struct raft_io decorator that reports any disk error
+ *                      of the wrapped I/O (libraft 0.15 may keep leadership
+ *                      after a failed write; Vigil fail-stops instead).
+ *   vg_repl_leadership_* readiness of a new leader: it commits an ANNOUNCE
+ *                      command in its own term (a no-op entry and a barrier at
+ *                      once) and is ready only when that is applied while it is
+ *                      still leader of the same term.
+ *   vg_repl_transfer_* leadership transfer that is verified and retried.
+ */
+#ifndef VG_REPLICATION_H
+#define VG_REPLICATION_H
+
+#include <raft.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../common/common.h"
+
+/* ---------------------------------------------------------------- commands */
+
+enum vg_cmd_type {
+    VG_CMD_ANNOUNCE = 1,   /* new leader: {raft_address, client_address, peers[]} */
+    VG_CMD_PUT = 2,        /* replicated setting: {key, value} */
+    VG_CMD_NODE_INFO = 3,  /* {node_id, raft_address, client_address} */
+    VG_CMD_CHECKPOINT = 4, /* {ref_index, ref_digest}: consistency check */
+    VG_CMD_NODE_FORGET = 5, /* {node_id}: node removed from the cluster */
+    VG_CMD_TYPE_MAX
+};
+
+#define VG_CMD_VERSION 1
+#define VG_CMD_HEADER_SIZE 40
+#define VG_CMD_MAX_BODY (4u * 1024u * 1024u)
+
+/* A decoded command. BODY points into the decoded buffer (not terminated);
+ * it is JSON text whose schema depends on TYPE. */
+struct vg_cmd {
+    uint16_t type;
+    uint64_t term;     /* leader's term when proposed */
+    uint64_t time_ms;  /* leader's wall clock when proposed */
+    uint64_t proposer; /* node id of the proposing leader */
+    const char *body;
+    uint32_t body_len;
+};
+
+/* Encode CMD into a new raft_malloc'd buffer (ownership passes to the caller,
+ * normally on to raft_apply). */
+int vg_cmd_encode(const struct vg_cmd *cmd, struct raft_buffer *out);
+
+/* Decode BUF into CMD (which borrows BUF's memory). Returns VG_EMALFORMED or
+ * VG_EUNSUPPORTED with a sentence in ERRMSG on bad input. */
+int vg_cmd_decode(const struct raft_buffer *buf, struct vg_cmd *cmd,
+                  char *errmsg);
+
+const char *vg_cmd_type_name(unsigned type);
+
+/* ----------------------------------------------------------- state machine */
+
+#define VG_DIGEST_SIZE 32
+#define VG_DIGEST_HEX (VG_DIGEST_SIZE * 2 + 1)
+
+enum vg_verdict {
+    VG_VERDICT_UNKNOWN = 0, /* no checkpoint compared yet */
+    VG_VERDICT_OK,          /* last compared checkpoint matched */
+    VG_VERDICT_DIVERGED,    /* this replica differs from the leader */
+};
+
+const char *vg_verdict_name(int verdict);
+
+struct sqlite3;
+
+struct vg_repl_fsm {
+    struct raft_fsm fsm;   /* hand &this->fsm to raft_init / fixture */
+    struct raft *raft;     /* set after raft_init: apply derives the index */
+    struct sqlite3 *db;    /* owned */
+    char path[4096];
+    uint64_t applied_index;          /* last command index applied to db */
+    unsigned char chain[VG_DIGEST_SIZE]; /* running hash of applied commands */
+    uint64_t n_applied;              /* commands applied by this process */
+    uint64_t n_skipped;              /* replayed commands already in db */
+    uint64_t n_rejected;             /* commands applied as rejected */
+    /* Consistency: the latest checkpoint taken and the latest compared. */
+    uint64_t checkpoint_index;
+    unsigned char checkpoint_digest[VG_DIGEST_SIZE];
+    uint64_t checked_index;
+    int verdict;
+    char verdict_msg[VG_ERRMSG_SIZE];
+    /* Called after each command is applied (may be NULL): lets the node wake
+     * waiting clients or log. Must not call back into raft. */
+    void (*applied_cb)(struct vg_repl_fsm *f, uint64_t index,
+                       const struct vg_cmd *cmd, int result);
+    void *data;
+    int fatal;                       /* an SQLite error made apply fail */
+    char errmsg[VG_ERRMSG_SIZE];
+};
+
+/* Open (create if needed) the SQLite database at PATH and load the last
+ * applied index and chain hash. On error returns a VG_E… code with a sentence
+ * in f->errmsg; the fsm is then closed. */
+int vg_repl_fsm_open(struct vg_repl_fsm *f, const char *path);
+void vg_repl_fsm_close(struct vg_repl_fsm *f);
+
+/* Digest of the replicated state (every replicated table, in key order).
+ * Deterministic across replicas that applied the same commands. */
+int vg_repl_fsm_digest(struct vg_repl_fsm *f, unsigned char out[VG_DIGEST_SIZE]);
+
+/* Read a replicated setting. *value is malloc'd (caller frees) or NULL when
+ * the key does not exist. */
+int vg_repl_fsm_get(struct vg_repl_fsm *f, const char *key, char **value);
+
+/* Known client address of NODE_ID into OUT, or VG_ENOTFOUND. */
+int vg_repl_fsm_node_client_address(struct vg_repl_fsm *f, uint64_t node_id,
+                                    char *out, size_t size);
+
+/* Build the body of a CHECKPOINT command that references this node's latest
+ * checkpoint (the leader proposes it). Returns a malloc'd string. */
+char *vg_repl_fsm_checkpoint_body(struct vg_repl_fsm *f);
+
+void vg_hex(const unsigned char *bytes, size_t n, char *out);
+
+/* ------------------------------------------------------------- fail-stop */
+
+/* Wraps INNER. Hand &w->io to raft_init instead of INNER. FAULT_CB is called
+ * (at most once per fault) with what failed and the status; the owner should
+ * then stop the node. */
+struct vg_repl_failstop {
+    struct raft_io io;
+    struct raft_io *inner;
+    void (*fault_cb)(struct vg_repl_failstop *w, const char *what, int status);
+    void *data;
+    unsigned faults;
+    char what[VG_ERRMSG_SIZE];
+};
+
+void vg_repl_failstop_init(struct vg_repl_failstop *w, struct raft_io *inner);
+
+/* ------------------------------------------------------------ leadership */
+
+/* Tracks this node's readiness as leader. Call vg_repl_leadership_poll on every
+ * loop iteration (and after every fixture step): libraft 0.15 has no
+ * leadership-change callback. */
+struct vg_repl_leadership {
+    struct raft *raft;
+    uint64_t node_id;
+    raft_term term;          /* term we are (becoming) leader in, or 0 */
+    bool ready;
+    unsigned pending;        /* announce requests in flight */
+    uint64_t announces;      /* announce commands submitted */
+    /* Builds the ANNOUNCE body (malloc'd JSON text). */
+    char *(*announce_body)(struct vg_repl_leadership *l);
+    /* Called when readiness changes (ready or not). May be NULL. */
+    void (*changed_cb)(struct vg_repl_leadership *l, bool ready);
+    uint64_t (*wall_ms)(struct vg_repl_leadership *l); /* clock for stamping */
+    void *data;
+    bool closing;
+};
+
+void vg_repl_leadership_init(struct vg_repl_leadership *l, struct raft *r,
+                             uint64_t node_id);
+void vg_repl_leadership_poll(struct vg_repl_leadership *l);
+
+/* Propose a command stamped with the current term, wall time and this node as
+ * proposer. BODY is copied. CB may be NULL. Returns VG_ENOTLEADER unless this
+ * node is the ready leader. */
+struct vg_repl_proposal;
+typedef void (*vg_repl_proposal_cb)(struct vg_repl_proposal *p, int status,
+                                    uint64_t index, int result);
+struct vg_repl_proposal {
+    struct raft_apply req;
+    vg_repl_proposal_cb cb;
+    void *data;
+    raft_term term;
+};
+int vg_repl_propose(struct vg_repl_leadership *l, struct vg_repl_proposal *p,
+                    unsigned type, const char *body, vg_repl_proposal_cb cb);
+/* Like vg_repl_propose but for use while not (yet) ready, e.g. the announce. */
+int vg_repl_propose_raw(struct vg_repl_leadership *l,
+                        struct vg_repl_proposal *p, unsigned type,
+                        const char *body, vg_repl_proposal_cb cb);
+
+/* -------------------------------------------------------------- transfer */
+
+/* Verified leadership transfer. libraft 0.15 may silently not transfer
+ * (TimeoutNow ignored), so the result is checked by polling and the transfer
+ * retried up to MAX_ATTEMPTS times. Call vg_repl_transfer_poll every loop
+ * iteration while active. TARGET 0 lets the library pick the most up-to-date
+ * voter. */
+struct vg_repl_transfer {
+    struct raft *raft;
+    struct raft_transfer req;
+    raft_id target;
+    raft_term start_term;
+    unsigned attempts;
+    unsigned max_attempts;
+    raft_time attempt_start;
+    unsigned attempt_timeout_ms;
+    bool active;
+    bool req_busy;          /* libraft still owns req */
+    int status;             /* VG_OK when leadership landed elsewhere */
+    raft_id landed;         /* leader id seen afterwards */
+    void (*done_cb)(struct vg_repl_transfer *t);
+    void *data;
+    char errmsg[VG_ERRMSG_SIZE];
+};
+
+int vg_repl_transfer_start(struct vg_repl_transfer *t, struct raft *r,
+                           raft_id target, unsigned attempt_timeout_ms,
+                           unsigned max_attempts);
+void vg_repl_transfer_poll(struct vg_repl_transfer *t);
+
+#endif /* VG_REPLICATION_H */
