@@ -1,0 +1,110 @@
+/* Vigil client library: a blocking client for vigild that follows the leader.
+ *
+ * A vg_client holds a list of seed addresses (the client addresses of some
+ * cluster nodes) and at most one open TCP connection. vg_client_call() sends
+ * one request and waits for the answer with the same "id". Along the way it:
+ *
+ *   - connects lazily to the first seed that accepts (non-blocking connect,
+ *     bounded by the keepalive dead time so a black-holed address cannot hang
+ *     the call), trying the seeds in turn and backing off 50 → 400 ms after a
+ *     round in which none accepted;
+ *   - follows "not_leader" answers to leader.client_address, or, when no
+ *     leader is named (an election is running), backs off and tries the next
+ *     seed;
+ *   - sends {"type":"ping"} every keepalive interval while it waits and
+ *     declares the peer dead when nothing at all arrives for the dead time,
+ *     then reconnects elsewhere and resends the request;
+ *   - reconnects and resends when the connection is lost or the node says
+ *     "bye";
+ *   - resends once when the answer is a "timeout" error (the cluster did not
+ *     commit in time, usually because leadership moved);
+ *   - gives up at the per-call deadline.
+ *
+ * Because of the resends a request may be executed more than once; send only
+ * requests whose repetition is harmless (all of MESSAGES.md's are).
+ *
+ * Host names are resolved with getaddrinfo(), which blocks and is not bounded
+ * by the deadline; give numeric addresses where that matters.
+ *
+ * Errors: functions return VG_OK or a VG_E… code (common.h) and write a
+ * sentence into ERRMSG (VG_ERRMSG_SIZE bytes, may be NULL). An error answer
+ * from the cluster is not a transport failure: vg_client_call() returns VG_OK
+ * with *RESP set to the {"type":"error",…} object and the caller inspects its
+ * "code". The library never prints, exits or touches signals (it sends with
+ * MSG_NOSIGNAL).
+ *
+ * Ownership: the client owns its connection and copies of the seed strings.
+ * Requests are borrowed and not modified (the library sends a copy carrying
+ * its own "id"). Answers are new jansson references owned by the caller.
+ *
+ * Threads: a vg_client has no internal locking; use it from one thread at a
+ * time (one client per thread is the simple way). Distinct clients share no
+ * state; the library has no globals. */
+#ifndef VG_CLIENT_H
+#define VG_CLIENT_H
+
+#include <jansson.h>
+
+#include "../common/common.h"
+
+#define VG_CLIENT_DEFAULT_TIMEOUT_MS 5000u
+#define VG_CLIENT_DEFAULT_PING_MS 250u
+#define VG_CLIENT_DEFAULT_DEAD_MS 1000u
+
+struct vg_client;
+
+/* Create a client for SEEDS, "host:port[,host:port…]" (spaces around the
+ * commas are allowed; each part as accepted by vg_addr_parse). No connection
+ * is made yet. Returns NULL with a sentence in ERRMSG if SEEDS is empty or any
+ * part is not a valid address, or on out of memory. SEEDS is copied. */
+struct vg_client *vg_client_new(const char *seeds, char *errmsg);
+
+/* Close the connection and free everything. C may be NULL. */
+void vg_client_free(struct vg_client *c);
+
+/* The overall deadline of one vg_client_call()/vg_client_call_at(), in
+ * milliseconds (default VG_CLIENT_DEFAULT_TIMEOUT_MS). Returns VG_EINVAL if
+ * MS is 0. */
+int vg_client_set_timeout(struct vg_client *c, unsigned ms);
+
+/* While waiting for an answer, send a ping every INTERVAL_MS and declare the
+ * peer dead when no byte has arrived for DEAD_MS (defaults 250 and 1000).
+ * DEAD_MS also bounds each connection attempt. Returns VG_EINVAL unless
+ * 0 < INTERVAL_MS < DEAD_MS. */
+int vg_client_set_keepalive(struct vg_client *c, unsigned interval_ms,
+                            unsigned dead_ms);
+
+/* Send REQ (a JSON object with at least "type"; borrowed) to the leader and
+ * wait for its answer, following the leader as described above.
+ *   VG_OK        *RESP is the answer (a new reference), possibly an error
+ *                object whose "code" is anything but "not_leader";
+ *   VG_ETIMEDOUT the deadline passed (ERRMSG names the addresses tried and
+ *                what happened at each);
+ *   VG_EIO       no seed could be connected to before the deadline;
+ *   VG_EINVAL    REQ is not an object; VG_ETOOBIG it does not fit in a frame;
+ *   VG_ENOMEM.
+ * *RESP is NULL on every error. */
+int vg_client_call(struct vg_client *c, json_t *req, json_t **resp,
+                   char *errmsg);
+
+/* Send REQ to the node at ADDR ("host:port") only: no redirect, no other
+ * address, no resend. The client's connection is reused if it already goes
+ * to ADDR; otherwise a temporary connection is opened and closed again, and
+ * the client's own connection is left alone. Every answer, including
+ * "not_leader", is returned as VG_OK. Transport failures return VG_EIO
+ * (cannot connect, connection lost), VG_ETIMEDOUT (deadline, or the peer fell
+ * silent for the keepalive dead time), VG_EINVAL (bad ADDR or REQ). */
+int vg_client_call_at(struct vg_client *c, const char *addr, json_t *req,
+                      json_t **resp, char *errmsg);
+
+/* The address ("host:port" as given in the seeds or by a redirect) of the
+ * open connection, or NULL when not connected. Valid until the next call on
+ * C. */
+const char *vg_client_current(const struct vg_client *c);
+
+/* The seeds, in the order given: COUNT of them, each a "host:port" string
+ * owned by C. */
+size_t vg_client_seed_count(const struct vg_client *c);
+const char *vg_client_seed(const struct vg_client *c, size_t i);
+
+#endif /* VG_CLIENT_H */

@@ -1,0 +1,254 @@
+"""Test harness for real vigild processes on loopback.
+
+Starts nodes as child processes with their own data folders under a temp
+dir, talks to them over the client protocol (4-byte length + JSON), and
+always cleans up: every process it started is killed by PID and the temp dir
+removed, also when a test fails. Used by the integration tests and by the
+benchmarks in bench/.
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+
+
+def free_ports(n):
+    """N distinct free TCP ports on 127.0.0.1 (bound then released)."""
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+class ProtocolError(Exception):
+    pass
+
+
+class Conn:
+    """One client connection to one node (no redirects: tests want to know
+    exactly which node answered)."""
+
+    def __init__(self, addr, timeout=2.0):
+        host, port = addr.rsplit(":", 1)
+        self.addr = addr
+        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock.settimeout(timeout)
+        self.buf = b""
+        self.next_id = 1
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def send(self, msg):
+        msg = dict(msg)
+        msg.setdefault("v", 1)
+        if "id" not in msg:
+            msg["id"] = self.next_id
+            self.next_id += 1
+        data = json.dumps(msg).encode()
+        self.sock.sendall(struct.pack(">I", len(data)) + data)
+        return msg["id"]
+
+    def send_raw(self, data):
+        self.sock.sendall(data)
+
+    def recv(self):
+        while True:
+            if len(self.buf) >= 4:
+                n = struct.unpack(">I", self.buf[:4])[0]
+                if len(self.buf) >= 4 + n:
+                    frame = self.buf[4:4 + n]
+                    self.buf = self.buf[4 + n:]
+                    return json.loads(frame)
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ProtocolError("connection closed by %s" % self.addr)
+            self.buf += chunk
+
+    def call(self, msg):
+        want = self.send(msg)
+        while True:
+            answer = self.recv()
+            if answer.get("id") == want:
+                return answer
+
+
+def call(addr, msg, timeout=1.0):
+    c = Conn(addr, timeout)
+    try:
+        return c.call(msg)
+    finally:
+        c.close()
+
+
+class Node:
+    def __init__(self, cluster, node_id, raft_port, client_port):
+        self.cluster = cluster
+        self.id = node_id
+        self.raft_address = "127.0.0.1:%d" % raft_port
+        self.client_address = "127.0.0.1:%d" % client_port
+        self.data = os.path.join(cluster.dir, "n%d" % node_id)
+        self.log_path = os.path.join(cluster.dir, "n%d.log" % node_id)
+        self.proc = None
+
+    def start(self, extra=()):
+        args = [self.cluster.vigild, "--id", str(self.id),
+                "--raft-address", self.raft_address,
+                "--client-address", self.client_address,
+                "--data", self.data,
+                "--bootstrap", self.cluster.bootstrap_spec()]
+        args += list(self.cluster.node_args) + list(extra)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(args, stdout=log, stderr=log)
+        log.close()
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.alive():
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode if self.proc else None
+
+    def status(self, timeout=0.5):
+        return call(self.client_address, {"type": "status"}, timeout)
+
+    def log(self):
+        try:
+            with open(self.log_path, "r", errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+
+class Cluster:
+    """N vigild processes on loopback. Use as a context manager."""
+
+    def __init__(self, vigild, n=3, node_args=("--election-timeout", "300",
+                                                "--heartbeat", "50",
+                                                "--checkpoint-interval", "300")):
+        self.vigild = vigild
+        self.dir = tempfile.mkdtemp(prefix="vigil-cluster-")
+        self.node_args = node_args
+        ports = free_ports(2 * n)
+        self.nodes = [Node(self, i + 1, ports[2 * i], ports[2 * i + 1])
+                      for i in range(n)]
+
+    def bootstrap_spec(self):
+        return ",".join("%d=%s/%s" % (n.id, n.raft_address, n.client_address)
+                        for n in self.nodes)
+
+    def __enter__(self):
+        for n in self.nodes:
+            n.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        for n in self.nodes:
+            n.kill()
+        if os.environ.get("VIGIL_KEEP_TMP"):
+            print("kept", self.dir)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def statuses(self, timeout=0.3):
+        out = {}
+        for n in self.nodes:
+            if not n.alive():
+                continue
+            try:
+                out[n.id] = n.status(timeout)
+            except (OSError, ProtocolError, ValueError):
+                pass
+        return out
+
+    def wait_ready_leader(self, timeout=5.0, exclude=(), poll=0.01):
+        """Poll until some alive node (not in EXCLUDE) reports ready; return it
+        and the time it took. Bounded by TIMEOUT."""
+        start = time.monotonic()
+        deadline = start + timeout
+        while time.monotonic() < deadline:
+            for n in self.nodes:
+                if n.id in exclude or not n.alive():
+                    continue
+                try:
+                    s = call(n.client_address, {"type": "ping"}, 0.2)
+                except (OSError, ProtocolError, ValueError):
+                    continue
+                if s.get("ready"):
+                    return n, time.monotonic() - start
+            time.sleep(poll)
+        raise AssertionError("no ready leader within %.1f s" % timeout)
+
+    def wait_verified(self, timeout=10.0):
+        """Poll until every alive node has compared a checkpoint with the
+        leader's (verdict not 'unknown') and all agree on the latest checkpoint
+        and the applied state; return the statuses. Bounded by TIMEOUT."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            st = self.statuses()
+            alive = [n.id for n in self.nodes if n.alive()]
+            if len(st) == len(alive):
+                cons = [s["consistency"] for s in st.values()]
+                same = len({(s["applied_index"], s["consistency"]["chain_hash"],
+                             s["consistency"]["checkpoint_index"],
+                             s["consistency"]["state_digest"])
+                            for s in st.values()}) == 1
+                if same and all(c["verdict"] != "unknown" for c in cons):
+                    return st
+            last = st
+            time.sleep(0.05)
+        raise AssertionError("replicas not verified: %s" % json.dumps(
+            {k: (v["applied_index"], v["consistency"]["verdict"],
+                 v["consistency"]["checkpoint_index"])
+             for k, v in (last or {}).items()}))
+
+    def wait_converged(self, timeout=10.0):
+        """Poll until every alive node reports the same applied index and
+        chain hash; return the statuses. Bounded by TIMEOUT."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            st = self.statuses()
+            alive = [n.id for n in self.nodes if n.alive()]
+            if len(st) == len(alive):
+                applied = {s["applied_index"] for s in st.values()}
+                chains = {s["consistency"]["chain_hash"] for s in st.values()}
+                if len(applied) == 1 and len(chains) == 1:
+                    return st
+            last = st
+            time.sleep(0.05)
+        raise AssertionError("replicas did not converge: %s" % json.dumps(
+            {k: (v["applied_index"], v["consistency"]["chain_hash"][:12])
+             for k, v in (last or {}).items()}))
+
+
+def percentile(values, p):
+    s = sorted(values)
+    if not s:
+        return float("nan")
+    k = min(len(s) - 1, max(0, int(round(p / 100.0 * (len(s) - 1)))))
+    return s[k]
