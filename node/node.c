@@ -344,7 +344,10 @@ static void put_cb(struct vg_repl_proposal *p, int status, uint64_t index,
                    int result)
 {
     struct op *o = (struct op *)p;
-    if (status != 0) {
+    if (o->id < 0) {
+        /* An internal follow-up (e.g. forgetting a removed node's
+         * addresses): nobody waits for an answer. */
+    } else if (status != 0) {
         send_error(o->c, o->id, "not_leader",
                    "leadership lost before the command was committed (%s); "
                    "its outcome is unknown",
@@ -408,7 +411,6 @@ static void change_cb(struct raft_change *req, int status)
                                          body, put_cb) != VG_OK) {
             op_free(f);
         }
-        /* put_cb answers with id -1: suppress by marking no id. */
     }
     send_msg(o->c, answer("ok", o->id));
     op_free(o);

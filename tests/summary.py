@@ -1,0 +1,40 @@
+#!/usr/bin/env python3
+"""Count test results from meson's testlog.json files and print the closing
+line 'N passed, N failed'. TAP tests count each of their cases; a TAP program
+that crashed or timed out counts as one more failure."""
+import json
+import re
+import sys
+
+passed = failed = skipped = 0
+for path in sys.argv[1:]:
+    try:
+        lines = open(path).read().splitlines()
+    except OSError as e:
+        print("summary: cannot read %s: %s" % (path, e))
+        failed += 1
+        continue
+    for line in lines:
+        t = json.loads(line)
+        out = t.get("stdout") or ""
+        oks = len(re.findall(r"^ok \d+", out, re.M))
+        noks = len(re.findall(r"^not ok \d+", out, re.M))
+        skips = len(re.findall(r"^ok \d+.*# (?i:skip)", out, re.M))
+        result = t.get("result")
+        if oks + noks > 0:
+            passed += oks - skips
+            skipped += skips
+            failed += noks
+            if result not in ("OK", "EXPECTEDFAIL", "SKIP") and noks == 0:
+                failed += 1  # crashed, timed out or stopped early
+        elif result in ("OK", "EXPECTEDFAIL"):
+            passed += 1
+        elif result == "SKIP":
+            skipped += 1
+        else:
+            failed += 1
+line = "%d passed, %d failed" % (passed, failed)
+if skipped:
+    line += ", %d skipped" % skipped
+print(line)
+sys.exit(1 if failed else 0)
