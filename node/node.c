@@ -1163,7 +1163,8 @@ int vg_node_run(const struct vg_node_config *cfg, char *errmsg)
     rv = raft_start(&n->raft);
     if (rv != 0) {
         vg_errf(errmsg, "raft start on %s: %s", cfg->raft_address,
-                raft_errmsg(&n->raft));
+                raft_errmsg(&n->raft)[0] ? raft_errmsg(&n->raft)
+                                         : raft_strerror(rv));
         rv = VG_ERAFT;
         goto err_after_raft;
     }
