@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -1061,6 +1062,43 @@ static int listen_clients(struct node *n, char *errmsg)
     return VG_OK;
 }
 
+/* libraft reports a raft port in use only as "I/O error"; try the bind
+ * ourselves first so that the operator reads the real reason. */
+static int probe_raft_port(struct node *n, char *errmsg)
+{
+    char host[VG_NODE_ADDR_SIZE];
+    struct sockaddr_storage sa;
+    uv_os_sock_t fd;
+    int port;
+    int rv;
+
+    vg_addr_parse(n->cfg->raft_address, host, sizeof host, &port, NULL);
+    if (uv_ip4_addr(host, port, (struct sockaddr_in *)&sa) != 0 &&
+        uv_ip6_addr(host, port, (struct sockaddr_in6 *)&sa) != 0) {
+        vg_errf(errmsg, "--raft-address %s: host must be a numeric IP address",
+                n->cfg->raft_address);
+        return VG_EINVAL;
+    }
+    fd = socket(sa.ss_family, SOCK_STREAM, 0);
+    if (fd < 0) {
+        return VG_OK; /* let libraft report it */
+    }
+    rv = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &(int){1}, sizeof(int));
+    if (rv == 0) {
+        rv = bind(fd, (struct sockaddr *)&sa,
+                  sa.ss_family == AF_INET ? sizeof(struct sockaddr_in)
+                                          : sizeof(struct sockaddr_in6));
+    }
+    if (rv != 0) {
+        vg_errf(errmsg, "cannot listen for raft traffic on %s: %s",
+                n->cfg->raft_address, strerror(errno));
+        close(fd);
+        return VG_EIO;
+    }
+    close(fd);
+    return VG_OK;
+}
+
 static void close_walk_cb(uv_handle_t *h, void *arg)
 {
     (void)arg;
@@ -1105,7 +1143,8 @@ int vg_node_run(const struct vg_node_config *cfg, char *errmsg)
     }
     uv_loop_init(&n->loop);
 
-    if ((rv = listen_clients(n, errmsg)) != VG_OK) {
+    if ((rv = probe_raft_port(n, errmsg)) != VG_OK ||
+        (rv = listen_clients(n, errmsg)) != VG_OK) {
         goto err_after_loop;
     }
     rv = raft_uv_tcp_init(&n->transport, &n->loop);

@@ -65,7 +65,7 @@ def startup_errors(vigild, tmp):
         rc, _, err = run([vigild, "--id", "1", "--raft-address", "127.0.0.1:%d" % port,
                           "--client-address", "127.0.0.1:%d" % p2,
                           "--data", os.path.join(tmp, "d2"), "--join"])
-        ok(rc == 1 and "raft" in err, "raft port in use: exit 1 (%r)" % err.strip())
+        ok(rc == 1 and "raft" in err and "in use" in err, "raft port in use: exit 1 (%r)" % err.strip())
     finally:
         busy.close()
 
