@@ -85,6 +85,7 @@ struct node {
     uint64_t next_checkpoint_ms;
     bool last_cp_verifier;
     uint64_t checked_logged;
+    uint64_t restored_logged;
     int exit_code;
 };
 
@@ -911,6 +912,11 @@ static void iterate(struct node *n)
         n->last_state = state;
         n->last_term = n->raft.current_term;
         n->last_leader = leader_id;
+    }
+    if (n->fsm.n_restored != n->restored_logged) {
+        n->restored_logged = n->fsm.n_restored;
+        logf_(n, "state restored from a snapshot at index %llu",
+              (unsigned long long)n->fsm.applied_index);
     }
     if (n->fsm.checked_index != n->checked_logged) {
         n->checked_logged = n->fsm.checked_index;

@@ -568,7 +568,9 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
     }
     *result = (void *)(intptr_t)outcome;
     if (f->applied_cb != NULL) {
-        f->applied_cb(f, index, outcome == VG_EMALFORMED ? NULL : &cmd, outcome);
+        /* A command that did not decode has no fields to show. */
+        f->applied_cb(f, index, outcome == VG_EMALFORMED || outcome == VG_EUNSUPPORTED
+                                    ? NULL : &cmd, outcome);
     }
     return 0;
 
@@ -690,6 +692,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
         rv = RAFT_IOERR;
         goto out;
     }
+    f->n_restored++;
     f->verdict = VG_VERDICT_UNKNOWN;
     snprintf(f->verdict_msg, sizeof f->verdict_msg,
              "restored from snapshot at index %llu",

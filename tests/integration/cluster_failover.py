@@ -29,9 +29,15 @@ def main():
     ap.add_argument("--vigild", required=True)
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--commands", type=int, default=20)
+    ap.add_argument("--node-args", default="",
+                    help="extra vigild flags, e.g. small snapshot thresholds so "
+                         "that restarted nodes catch up from a snapshot")
+    ap.add_argument("--lagging-follower", type=int, default=0, metavar="N",
+                    help="finally kill a follower, commit N commands, restart it "
+                         "and require it to catch up from a snapshot")
     args = ap.parse_args()
 
-    n_tests = args.rounds * 4 + 1
+    n_tests = args.rounds * 4 + 1 + (2 if args.lagging_follower else 0)
     print("1..%d" % n_tests)
     t = 0
     failover_times = []
@@ -47,7 +53,9 @@ def main():
             failed += 1
         return cond
 
-    with vc.Cluster(args.vigild) as cluster:
+    node_args = ["--election-timeout", "300", "--heartbeat", "50",
+                 "--checkpoint-interval", "300"] + args.node_args.split()
+    with vc.Cluster(args.vigild, node_args=node_args) as cluster:
         try:
             leader, took = cluster.wait_ready_leader(timeout=10)
             ok(True, "initial ready leader node %d after %.3f s" % (leader.id, took))
@@ -78,8 +86,10 @@ def main():
                    % (r, len(committed), missing[:3]))
                 old.start()
                 st = cluster.wait_converged(timeout=15)
-                ok(len(st) == 3, "round %d: restarted node %d caught up; applied %d on all"
-                   % (r, old.id, next(iter(st.values()))["applied_index"]))
+                snap = "snapshot" in old.log().split("started:")[-1]
+                ok(len(st) == 3, "round %d: restarted node %d caught up%s; applied %d on all"
+                   % (r, old.id, " from a snapshot" if snap else "",
+                      next(iter(st.values()))["applied_index"]))
                 st = cluster.wait_verified(timeout=15)
                 digests = {(s["consistency"]["checkpoint_index"],
                             s["consistency"]["state_digest"]) for s in st.values()}
@@ -87,6 +97,28 @@ def main():
                 ok(len(digests) == 1 and set(verdicts.values()) == {"ok"},
                    "round %d: checkpoint %s digests agree, verdicts %s"
                    % (r, [d[0] for d in digests], verdicts))
+            if args.lagging_follower:
+                leader, _ = cluster.wait_ready_leader(timeout=5)
+                lag = next(n for n in cluster.nodes if n.id != leader.id)
+                lag.kill()
+                for i in range(args.lagging_follower):
+                    key = "lag-k%d" % i
+                    committed[key] = "v%d" % i
+                    put(leader, key, committed[key])
+                lag.start()
+                st = cluster.wait_converged(timeout=20)
+                restored = "state restored from a snapshot" in lag.log()
+                ok(len(st) == 3 and restored,
+                   "lagging follower %d caught up from a snapshot (restored: %s)"
+                   % (lag.id, restored))
+                c = vc.Conn(lag.client_address)
+                try:
+                    bad = [k for k, v in committed.items()
+                           if c.call({"type": "get", "key": k}).get("value") != v]
+                finally:
+                    c.close()
+                ok(not bad, "lagging follower has all %d committed commands %s"
+                   % (len(committed), bad[:3]))
         except Exception as e:  # report as a failure, then clean up
             ok(False, "exception: %r" % (e,))
             for n in cluster.nodes:
