@@ -1,0 +1,944 @@
+/* Unit tests for the SQLite state machine (replication/fsm.c), driven
+ * directly through its struct raft_fsm without raft: with f->raft == NULL
+ * apply takes applied_index + 1 as the index; a struct raft whose
+ * last_applied we set stands in for libraft where the index matters
+ * (replays after a restart).
+ *
+ * Covered: commands applied and visible; invalid commands applied as
+ * rejections (index and chain advance, state does not); durability of index
+ * and chain across close/reopen and skipping of replays; snapshot and
+ * restore (identical digest, older image ignored, garbage refused, diverged
+ * replica rebuilt); consistency checkpoints detecting a corrupted replica;
+ * SQLite errors making the fsm fail-stop. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <ftw.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include "replication.h"
+
+/* ---- fixture ------------------------------------------------------------ */
+
+struct fx {
+    char dir[64];
+    struct vg_repl_fsm a; /* plays the leader where it matters */
+    struct vg_repl_fsm b;
+    bool a_open;
+    bool b_open;
+    uint64_t time_ms; /* stamped into commands, advanced by each one */
+};
+
+static void path_in(struct fx *x, const char *name, char *out, size_t size)
+{
+    snprintf(out, size, "%s/%s", x->dir, name);
+}
+
+static void open_fsm(struct fx *x, struct vg_repl_fsm *f, const char *name)
+{
+    char path[128];
+    path_in(x, name, path, sizeof path);
+    if (vg_repl_fsm_open(f, path) != VG_OK) {
+        fail_msg("open %s: %s", path, f->errmsg);
+    }
+}
+
+static int setup(void **state)
+{
+    struct fx *x = calloc(1, sizeof *x);
+    assert_non_null(x);
+    snprintf(x->dir, sizeof x->dir, "/tmp/vg-test-fsm-XXXXXX");
+    assert_non_null(mkdtemp(x->dir));
+    open_fsm(x, &x->a, "a.db");
+    x->a_open = true;
+    open_fsm(x, &x->b, "b.db");
+    x->b_open = true;
+    x->time_ms = 1700000000000ull;
+    *state = x;
+    return 0;
+}
+
+static int rm_cb(const char *path, const struct stat *sb, int flag,
+                 struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int teardown(void **state)
+{
+    struct fx *x = *state;
+    if (x->a_open) {
+        vg_repl_fsm_close(&x->a);
+    }
+    if (x->b_open) {
+        vg_repl_fsm_close(&x->b);
+    }
+    nftw(x->dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+    free(x);
+    return 0;
+}
+
+/* ---- helpers ------------------------------------------------------------ */
+
+/* Apply a raw buffer; returns apply's return code and the outcome code. */
+static int apply_buf(struct vg_repl_fsm *f, const struct raft_buffer *buf,
+                     int *outcome)
+{
+    void *result = (void *)(intptr_t)-1;
+    int rv = f->fsm.apply(&f->fsm, buf, &result);
+    *outcome = (int)(intptr_t)result;
+    return rv;
+}
+
+static struct raft_buffer make_cmd(struct fx *x, unsigned type,
+                                   const char *body)
+{
+    struct vg_cmd cmd = {
+        .type = (uint16_t)type,
+        .term = 2,
+        .time_ms = x->time_ms++,
+        .proposer = 1,
+        .body = body,
+        .body_len = (uint32_t)strlen(body),
+    };
+    struct raft_buffer buf;
+    assert_int_equal(vg_cmd_encode(&cmd, &buf), VG_OK);
+    return buf;
+}
+
+/* Apply one command to F; the apply itself must succeed (return 0). Returns
+ * the outcome (VG_OK or the rejection code). */
+static int apply_cmd(struct fx *x, struct vg_repl_fsm *f, unsigned type,
+                     const char *body)
+{
+    struct raft_buffer buf = make_cmd(x, type, body);
+    int outcome;
+    assert_int_equal(apply_buf(f, &buf, &outcome), 0);
+    raft_free(buf.base);
+    return outcome;
+}
+
+/* Apply the same command to both fsms (what replication does); time stamps
+ * are identical because the command is encoded once. */
+static int apply_both(struct fx *x, unsigned type, const char *body)
+{
+    struct raft_buffer buf = make_cmd(x, type, body);
+    int oa, ob;
+    assert_int_equal(apply_buf(&x->a, &buf, &oa), 0);
+    assert_int_equal(apply_buf(&x->b, &buf, &ob), 0);
+    assert_int_equal(oa, ob);
+    raft_free(buf.base);
+    return oa;
+}
+
+static void put(struct fx *x, struct vg_repl_fsm *f, const char *key,
+                const char *value)
+{
+    char body[256];
+    snprintf(body, sizeof body, "{\"key\":\"%s\",\"value\":\"%s\"}", key, value);
+    assert_int_equal(apply_cmd(x, f, VG_CMD_PUT, body), VG_OK);
+}
+
+static void put_both(struct fx *x, const char *key, const char *value)
+{
+    char body[256];
+    snprintf(body, sizeof body, "{\"key\":\"%s\",\"value\":\"%s\"}", key, value);
+    assert_int_equal(apply_both(x, VG_CMD_PUT, body), VG_OK);
+}
+
+static void assert_value(struct vg_repl_fsm *f, const char *key,
+                         const char *expected)
+{
+    char *value = (char *)"sentinel";
+    assert_int_equal(vg_repl_fsm_get(f, key, &value), VG_OK);
+    if (expected == NULL) {
+        assert_null(value);
+    } else {
+        assert_non_null(value);
+        assert_string_equal(value, expected);
+    }
+    free(value);
+}
+
+static void digest_of(struct vg_repl_fsm *f, unsigned char out[VG_DIGEST_SIZE])
+{
+    assert_int_equal(vg_repl_fsm_digest(f, out), VG_OK);
+}
+
+static void assert_same_digest(struct vg_repl_fsm *f1, struct vg_repl_fsm *f2)
+{
+    unsigned char d1[VG_DIGEST_SIZE], d2[VG_DIGEST_SIZE];
+    digest_of(f1, d1);
+    digest_of(f2, d2);
+    assert_memory_equal(d1, d2, VG_DIGEST_SIZE);
+}
+
+static void sql(struct vg_repl_fsm *f, const char *text)
+{
+    char *err = NULL;
+    if (sqlite3_exec(f->db, text, NULL, NULL, &err) != SQLITE_OK) {
+        fail_msg("%s: %s", text, err ? err : "?");
+    }
+}
+
+static long long sql_int(struct vg_repl_fsm *f, const char *text)
+{
+    sqlite3_stmt *st;
+    long long v;
+    assert_int_equal(sqlite3_prepare_v2(f->db, text, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* Take a snapshot of F: one buffer, owned by the caller. */
+static struct raft_buffer *snapshot_of(struct vg_repl_fsm *f)
+{
+    struct raft_buffer *bufs = NULL;
+    unsigned n = 0;
+    assert_int_equal(f->fsm.snapshot(&f->fsm, &bufs, &n), 0);
+    assert_int_equal(n, 1);
+    assert_non_null(bufs);
+    assert_true(bufs[0].len >= 100);
+    assert_memory_equal(bufs[0].base, "SQLite format 3", 16);
+    return bufs;
+}
+
+/* Restore BUFS[0] into F. On success the fsm owns (and has freed) the data,
+ * on failure it is still ours; the array is always ours. */
+static int restore_into(struct vg_repl_fsm *f, struct raft_buffer *bufs)
+{
+    int rv = f->fsm.restore(&f->fsm, &bufs[0]);
+    if (rv != 0) {
+        raft_free(bufs[0].base);
+    }
+    raft_free(bufs);
+    return rv;
+}
+
+/* ---- apply -------------------------------------------------------------- */
+
+static void test_put_applied_and_visible(void **state)
+{
+    struct fx *x = *state;
+    struct vg_repl_fsm *f = &x->a;
+
+    assert_int_equal(f->applied_index, 0);
+    assert_value(f, "pump.p1", NULL);
+    put(x, f, "pump.p1", "on");
+    assert_int_equal(f->applied_index, 1);
+    assert_int_equal(f->n_applied, 1);
+    assert_int_equal(f->n_rejected, 0);
+    assert_int_equal(f->fatal, 0);
+    assert_value(f, "pump.p1", "on");
+
+    /* Overwrite; the row remembers the index, term and time of the command. */
+    put(x, f, "pump.p1", "off");
+    assert_value(f, "pump.p1", "off");
+    assert_int_equal(sql_int(f, "SELECT idx FROM kv WHERE key='pump.p1'"), 2);
+    assert_int_equal(sql_int(f, "SELECT term FROM kv WHERE key='pump.p1'"), 2);
+    assert_int_equal(sql_int(f, "SELECT time_ms FROM kv WHERE key='pump.p1'"),
+                     (long long)x->time_ms - 1);
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM kv"), 1);
+    assert_int_equal(f->applied_index, 2);
+}
+
+/* Values with characters that need JSON escapes survive as text. */
+static void test_put_unicode_and_escapes(void **state)
+{
+    struct fx *x = *state;
+    assert_int_equal(apply_cmd(x, &x->a, VG_CMD_PUT,
+                               "{\"key\":\"t\\u00e4g\",\"value\":\"a\\\"b\\nc\"}"),
+                     VG_OK);
+    assert_value(&x->a, "t\xc3\xa4g", "a\"b\nc");
+}
+
+static void test_node_info_announce_and_forget(void **state)
+{
+    struct fx *x = *state;
+    struct vg_repl_fsm *f = &x->a;
+    char addr[64];
+
+    assert_int_equal(apply_cmd(x, f, VG_CMD_NODE_INFO,
+                               "{\"node_id\":2,\"raft_address\":\"h2:9001\","
+                               "\"client_address\":\"h2:9443\"}"),
+                     VG_OK);
+    assert_int_equal(vg_repl_fsm_node_client_address(f, 2, addr, sizeof addr),
+                     VG_OK);
+    assert_string_equal(addr, "h2:9443");
+    assert_int_equal(vg_repl_fsm_node_client_address(f, 9, addr, sizeof addr),
+                     VG_ENOTFOUND);
+
+    /* The announce records the leader (proposer 1, term 2) and fills in
+     * peers nobody announced, without overriding what node 2 said. */
+    assert_int_equal(
+        apply_cmd(x, f, VG_CMD_ANNOUNCE,
+                  "{\"raft_address\":\"h1:9001\",\"client_address\":\"h1:9443\","
+                  "\"peers\":[{\"node_id\":2,\"raft_address\":\"x\","
+                  "\"client_address\":\"stale\"},{\"node_id\":3,"
+                  "\"raft_address\":\"h3:9001\",\"client_address\":\"h3:9443\"},"
+                  "{\"node_id\":\"bad\"}]}"),
+        VG_OK);
+    assert_int_equal(sql_int(f, "SELECT node_id FROM leaders WHERE term=2"), 1);
+    assert_int_equal(vg_repl_fsm_node_client_address(f, 1, addr, sizeof addr),
+                     VG_OK);
+    assert_string_equal(addr, "h1:9443");
+    assert_int_equal(vg_repl_fsm_node_client_address(f, 2, addr, sizeof addr),
+                     VG_OK);
+    assert_string_equal(addr, "h2:9443");
+    assert_int_equal(vg_repl_fsm_node_client_address(f, 3, addr, sizeof addr),
+                     VG_OK);
+    assert_string_equal(addr, "h3:9443");
+
+    assert_int_equal(apply_cmd(x, f, VG_CMD_NODE_FORGET, "{\"node_id\":2}"),
+                     VG_OK);
+    assert_int_equal(vg_repl_fsm_node_client_address(f, 2, addr, sizeof addr),
+                     VG_ENOTFOUND);
+    assert_int_equal(f->applied_index, 3);
+    assert_int_equal(f->n_rejected, 0);
+}
+
+/* A command that cannot be carried out is still applied, as a rejection:
+ * every replica rejects it identically, so index and chain advance in step
+ * while the replicated state is untouched. */
+static void test_invalid_commands_are_applied_as_rejections(void **state)
+{
+    struct fx *x = *state;
+    struct vg_repl_fsm *f = &x->a;
+    static const struct {
+        unsigned type;
+        const char *body;
+    } bad[] = {
+        {VG_CMD_PUT, "not json"},
+        {VG_CMD_PUT, "[\"an\",\"array\"]"},
+        {VG_CMD_PUT, "{\"value\":\"no key\"}"},
+        {VG_CMD_PUT, "{\"key\":\"k\"}"},
+        {VG_CMD_PUT, "{\"key\":\"\",\"value\":\"empty key\"}"},
+        {VG_CMD_PUT, "{\"key\":1,\"value\":\"number key\"}"},
+        {VG_CMD_PUT, "{\"key\":\"k\",\"key\":\"dup\",\"value\":\"v\"}"},
+        {VG_CMD_NODE_INFO, "{\"node_id\":0,\"raft_address\":\"a\","
+                           "\"client_address\":\"b\"}"},
+        {VG_CMD_NODE_INFO, "{\"node_id\":2}"},
+        {VG_CMD_ANNOUNCE, "{}"},
+        {VG_CMD_CHECKPOINT, "{\"ref_index\":1,\"ref_digest\":\"zz\"}"},
+        {VG_CMD_NODE_FORGET, "{\"node_id\":\"2\"}"},
+    };
+    unsigned char before[VG_DIGEST_SIZE], after[VG_DIGEST_SIZE];
+    unsigned char chain[VG_DIGEST_SIZE];
+
+    put(x, f, "k", "good");
+    digest_of(f, before);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        uint64_t index = f->applied_index;
+        memcpy(chain, f->chain, sizeof chain);
+        if (apply_cmd(x, f, bad[i].type, bad[i].body) != VG_EINVAL) {
+            fail_msg("command %zu (%s) was not rejected", i, bad[i].body);
+        }
+        assert_int_equal(f->applied_index, index + 1);
+        assert_memory_not_equal(f->chain, chain, VG_DIGEST_SIZE);
+        assert_int_equal(f->fatal, 0);
+    }
+    digest_of(f, after);
+    assert_memory_equal(before, after, VG_DIGEST_SIZE);
+    assert_value(f, "k", "good");
+    assert_int_equal(f->n_rejected, sizeof bad / sizeof bad[0]);
+    assert_int_equal(f->n_applied, 1 + sizeof bad / sizeof bad[0]);
+    /* The index is durable too. */
+    assert_int_equal(
+        sql_int(f, "SELECT value FROM vg_meta WHERE key='applied_index'"),
+        (long long)f->applied_index);
+}
+
+/* Bytes that are not a command at all (a corrupted entry) are rejected the
+ * same way, with the decoder's code as the outcome. */
+static void test_undecodable_entry_is_rejected(void **state)
+{
+    struct fx *x = *state;
+    struct vg_repl_fsm *f = &x->a;
+    unsigned char junk[16] = "garbage!";
+    struct raft_buffer buf = {junk, sizeof junk};
+    struct raft_buffer cmd = make_cmd(x, VG_CMD_PUT, "{\"key\":\"k\",\"value\":\"v\"}");
+    int outcome;
+
+    assert_int_equal(apply_buf(f, &buf, &outcome), 0);
+    assert_int_equal(outcome, VG_EMALFORMED);
+    ((unsigned char *)cmd.base)[0] = 7; /* a version from the future */
+    assert_int_equal(apply_buf(f, &cmd, &outcome), 0);
+    assert_int_equal(outcome, VG_EUNSUPPORTED);
+    assert_int_equal(f->applied_index, 2);
+    assert_int_equal(f->n_rejected, 2);
+    assert_value(f, "k", NULL);
+    raft_free(cmd.base);
+}
+
+/* Replicas that applied the same commands, valid or not, agree on the chain;
+ * the padding of an entry does not enter the chain. */
+static void test_chain_is_deterministic(void **state)
+{
+    struct fx *x = *state;
+    put_both(x, "a", "1");
+    apply_both(x, VG_CMD_PUT, "bogus");
+    put_both(x, "b", "2");
+    assert_memory_equal(x->a.chain, x->b.chain, VG_DIGEST_SIZE);
+    assert_same_digest(&x->a, &x->b);
+}
+
+/* ---- applied_cb ----------------------------------------------------------- */
+
+struct seen {
+    unsigned calls;
+    uint64_t index;
+    int result;
+    bool had_cmd;
+    unsigned type;
+    uint32_t body_len;
+};
+
+static void applied_cb(struct vg_repl_fsm *f, uint64_t index,
+                       const struct vg_cmd *cmd, int result)
+{
+    struct seen *s = f->data;
+    s->calls++;
+    s->index = index;
+    s->result = result;
+    s->had_cmd = cmd != NULL;
+    if (cmd != NULL) {
+        s->type = cmd->type;
+        s->body_len = cmd->body_len;
+    }
+}
+
+static void test_applied_cb(void **state)
+{
+    struct fx *x = *state;
+    struct vg_repl_fsm *f = &x->a;
+    struct seen s = {0};
+    unsigned char junk[8] = "junk";
+    struct raft_buffer buf = {junk, sizeof junk};
+    int outcome;
+
+    f->applied_cb = applied_cb;
+    f->data = &s;
+    put(x, f, "k", "v");
+    assert_int_equal(s.calls, 1);
+    assert_int_equal(s.index, 1);
+    assert_int_equal(s.result, VG_OK);
+    assert_true(s.had_cmd);
+    assert_int_equal(s.type, VG_CMD_PUT);
+
+    apply_cmd(x, f, VG_CMD_PUT, "{}");
+    assert_int_equal(s.calls, 2);
+    assert_int_equal(s.result, VG_EINVAL);
+    assert_true(s.had_cmd); /* decoded fine, only invalid */
+
+    assert_int_equal(apply_buf(f, &buf, &outcome), 0);
+    assert_int_equal(s.calls, 3);
+    assert_int_equal(s.index, 3);
+    assert_int_equal(s.result, VG_EMALFORMED);
+    assert_false(s.had_cmd);
+}
+
+/* A command that did not decode has no fields to show: the callback must
+ * get NULL, not a struct the decoder never filled in. */
+static void test_applied_cb_gets_no_cmd_for_unsupported_version(void **state)
+{
+    struct fx *x = *state;
+    struct vg_repl_fsm *f = &x->a;
+    struct seen s = {0};
+    struct raft_buffer cmd = make_cmd(x, VG_CMD_PUT, "{\"key\":\"k\",\"value\":\"v\"}");
+    int outcome;
+
+    f->applied_cb = applied_cb;
+    f->data = &s;
+    ((unsigned char *)cmd.base)[0] = VG_CMD_VERSION + 1;
+    assert_int_equal(apply_buf(f, &cmd, &outcome), 0);
+    assert_int_equal(outcome, VG_EUNSUPPORTED);
+    assert_int_equal(s.calls, 1);
+    assert_false(s.had_cmd);
+    raft_free(cmd.base);
+}
+
+/* ---- durability and replay ---------------------------------------------- */
+
+static void test_reopen_keeps_index_chain_and_state(void **state)
+{
+    struct fx *x = *state;
+    struct vg_repl_fsm *f = &x->a;
+    unsigned char chain[VG_DIGEST_SIZE], digest[VG_DIGEST_SIZE];
+    uint64_t index;
+
+    put(x, f, "a", "1");
+    apply_cmd(x, f, VG_CMD_PUT, "rejected");
+    put(x, f, "b", "2");
+    index = f->applied_index;
+    assert_int_equal(index, 3);
+    memcpy(chain, f->chain, sizeof chain);
+    digest_of(f, digest);
+
+    vg_repl_fsm_close(f);
+    x->a_open = false;
+    open_fsm(x, f, "a.db");
+    x->a_open = true;
+
+    assert_int_equal(f->applied_index, index);
+    assert_memory_equal(f->chain, chain, VG_DIGEST_SIZE);
+    assert_int_equal(f->n_applied, 0); /* counters are per process */
+    assert_value(f, "a", "1");
+    assert_value(f, "b", "2");
+    {
+        unsigned char again[VG_DIGEST_SIZE];
+        digest_of(f, again);
+        assert_memory_equal(again, digest, VG_DIGEST_SIZE);
+    }
+    /* With no raft the next apply continues after the stored index. */
+    put(x, f, "c", "3");
+    assert_int_equal(f->applied_index, index + 1);
+}
+
+/* After a restart libraft replays its log from its last snapshot; entries
+ * the database already holds are skipped, not applied twice. */
+static void test_replay_of_applied_index_is_skipped(void **state)
+{
+    struct fx *x = *state;
+    struct vg_repl_fsm *f = &x->a;
+    struct raft fake;
+    unsigned char chain[VG_DIGEST_SIZE], digest[VG_DIGEST_SIZE];
+    int outcome;
+    struct raft_buffer buf;
+
+    put(x, f, "a", "1");
+    put(x, f, "b", "2");
+    put(x, f, "c", "3");
+    vg_repl_fsm_close(f);
+    x->a_open = false;
+    open_fsm(x, f, "a.db");
+    x->a_open = true;
+    memcpy(chain, f->chain, sizeof chain);
+    digest_of(f, digest);
+
+    memset(&fake, 0, sizeof fake);
+    f->raft = &fake;
+    for (raft_index last = 0; last < 3; last++) {
+        fake.last_applied = last; /* so this entry's index is last + 1 <= 3 */
+        buf = make_cmd(x, VG_CMD_PUT, "{\"key\":\"a\",\"value\":\"replayed\"}");
+        assert_int_equal(apply_buf(f, &buf, &outcome), 0);
+        assert_int_equal(outcome, VG_OK);
+        raft_free(buf.base);
+        assert_int_equal(f->n_skipped, last + 1);
+    }
+    assert_int_equal(f->n_applied, 0);
+    assert_int_equal(f->applied_index, 3);
+    assert_memory_equal(f->chain, chain, VG_DIGEST_SIZE);
+    assert_value(f, "a", "1");
+    {
+        unsigned char again[VG_DIGEST_SIZE];
+        digest_of(f, again);
+        assert_memory_equal(again, digest, VG_DIGEST_SIZE);
+    }
+
+    /* The first new index is applied, at the index raft says. */
+    fake.last_applied = 3;
+    put(x, f, "a", "new");
+    assert_int_equal(f->applied_index, 4);
+    assert_value(f, "a", "new");
+    /* Non-command entries (barriers, configurations) take indexes too: the
+     * index comes from raft, not from counting commands. */
+    fake.last_applied = 9;
+    put(x, f, "d", "4");
+    assert_int_equal(f->applied_index, 10);
+    assert_int_equal(sql_int(f, "SELECT idx FROM kv WHERE key='d'"), 10);
+    assert_int_equal(f->n_skipped, 3);
+    f->raft = NULL;
+}
+
+/* ---- snapshot / restore --------------------------------------------------- */
+
+static void fill(struct fx *x, struct vg_repl_fsm *f)
+{
+    char *body;
+    put(x, f, "a", "1");
+    put(x, f, "b", "2");
+    assert_int_equal(apply_cmd(x, f, VG_CMD_ANNOUNCE,
+                               "{\"raft_address\":\"h1:1\",\"client_address\":"
+                               "\"h1:2\"}"),
+                     VG_OK);
+    assert_int_equal(apply_cmd(x, f, VG_CMD_NODE_INFO,
+                               "{\"node_id\":2,\"raft_address\":\"h2:1\","
+                               "\"client_address\":\"h2:2\"}"),
+                     VG_OK);
+    body = vg_repl_fsm_checkpoint_body(f);
+    assert_non_null(body);
+    assert_int_equal(apply_cmd(x, f, VG_CMD_CHECKPOINT, body), VG_OK);
+    free(body);
+    put(x, f, "c", "3");
+}
+
+static void test_snapshot_restore_into_fresh_fsm(void **state)
+{
+    struct fx *x = *state;
+    struct raft_buffer *snap;
+    char addr[32];
+    char *mode = NULL;
+
+    fill(x, &x->a);
+    snap = snapshot_of(&x->a);
+    assert_int_equal(restore_into(&x->b, snap), 0);
+
+    assert_same_digest(&x->a, &x->b);
+    assert_int_equal(x->b.applied_index, x->a.applied_index);
+    assert_memory_equal(x->b.chain, x->a.chain, VG_DIGEST_SIZE);
+    assert_int_equal(x->b.checkpoint_index, x->a.checkpoint_index);
+    assert_memory_equal(x->b.checkpoint_digest, x->a.checkpoint_digest,
+                        VG_DIGEST_SIZE);
+    assert_value(&x->b, "a", "1");
+    assert_value(&x->b, "b", "2");
+    assert_value(&x->b, "c", "3");
+    assert_int_equal(vg_repl_fsm_node_client_address(&x->b, 2, addr, sizeof addr),
+                     VG_OK);
+    assert_string_equal(addr, "h2:2");
+    assert_int_equal(x->b.verdict, VG_VERDICT_UNKNOWN);
+    assert_non_null(strstr(x->b.verdict_msg, "restored"));
+
+    /* The live file is still a WAL database. */
+    {
+        sqlite3_stmt *st;
+        assert_int_equal(sqlite3_prepare_v2(x->b.db, "PRAGMA journal_mode", -1,
+                                            &st, NULL),
+                         SQLITE_OK);
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        mode = strdup((const char *)sqlite3_column_text(st, 0));
+        sqlite3_finalize(st);
+        assert_string_equal(mode, "wal");
+        free(mode);
+    }
+
+    /* Both go on identically from there... */
+    put_both(x, "d", "4");
+    assert_same_digest(&x->a, &x->b);
+    assert_memory_equal(x->b.chain, x->a.chain, VG_DIGEST_SIZE);
+
+    /* ...and the restored state is durable. */
+    vg_repl_fsm_close(&x->b);
+    x->b_open = false;
+    open_fsm(x, &x->b, "b.db");
+    x->b_open = true;
+    assert_same_digest(&x->a, &x->b);
+    assert_int_equal(x->b.applied_index, x->a.applied_index);
+    assert_value(&x->b, "d", "4");
+}
+
+/* The usual case at start-up: libraft restores its last snapshot into an fsm
+ * whose durable database is already past it; the database is kept. */
+static void test_restore_older_image_is_ignored(void **state)
+{
+    struct fx *x = *state;
+    struct raft_buffer *snap;
+    unsigned char digest[VG_DIGEST_SIZE], after[VG_DIGEST_SIZE];
+
+    put(x, &x->a, "a", "old");
+    snap = snapshot_of(&x->a);
+    put(x, &x->a, "a", "new");
+    put(x, &x->a, "b", "2");
+    digest_of(&x->a, digest);
+
+    assert_int_equal(restore_into(&x->a, snap), 0);
+    assert_int_equal(x->a.applied_index, 3);
+    assert_value(&x->a, "a", "new");
+    assert_value(&x->a, "b", "2");
+    digest_of(&x->a, after);
+    assert_memory_equal(digest, after, VG_DIGEST_SIZE);
+    assert_null(strstr(x->a.verdict_msg, "restored"));
+
+    /* An image at exactly our index is ignored as well. */
+    snap = snapshot_of(&x->a);
+    assert_int_equal(restore_into(&x->a, snap), 0);
+    assert_int_equal(x->a.applied_index, 3);
+    assert_null(strstr(x->a.verdict_msg, "restored"));
+}
+
+static void test_restore_garbage_fails_and_changes_nothing(void **state)
+{
+    struct fx *x = *state;
+    unsigned char digest[VG_DIGEST_SIZE], after[VG_DIGEST_SIZE];
+    unsigned char chain[VG_DIGEST_SIZE];
+    struct raft_buffer *bufs;
+    sqlite3 *plain;
+    unsigned char *image;
+    sqlite3_int64 size;
+
+    put(x, &x->a, "a", "1");
+    digest_of(&x->a, digest);
+    memcpy(chain, x->a.chain, sizeof chain);
+
+    /* Not a database at all. */
+    bufs = raft_malloc(sizeof *bufs);
+    bufs[0].len = 4096;
+    bufs[0].base = raft_malloc(bufs[0].len);
+    memset(bufs[0].base, 'x', bufs[0].len);
+    assert_int_equal(restore_into(&x->a, bufs), RAFT_CORRUPT);
+    assert_non_null(strstr(x->a.errmsg, "not a database"));
+
+    /* Too short to hold a database header. */
+    bufs = raft_malloc(sizeof *bufs);
+    bufs[0].len = 20;
+    bufs[0].base = raft_malloc(bufs[0].len);
+    memcpy(bufs[0].base, "SQLite format 3\0abcd", 20);
+    assert_int_equal(restore_into(&x->a, bufs), RAFT_CORRUPT);
+
+    /* The right magic followed by garbage. */
+    bufs = raft_malloc(sizeof *bufs);
+    bufs[0].len = 8192;
+    bufs[0].base = raft_malloc(bufs[0].len);
+    memset(bufs[0].base, 0xa5, bufs[0].len);
+    memcpy(bufs[0].base, "SQLite format 3", 16);
+    assert_int_equal(restore_into(&x->a, bufs), RAFT_CORRUPT);
+
+    /* A valid SQLite database that is not a Vigil image. */
+    assert_int_equal(sqlite3_open(":memory:", &plain), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(plain, "CREATE TABLE t(x); INSERT INTO t VALUES(1)",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    image = sqlite3_serialize(plain, "main", &size, 0);
+    assert_non_null(image);
+    bufs = raft_malloc(sizeof *bufs);
+    bufs[0].len = (size_t)size;
+    bufs[0].base = raft_malloc(bufs[0].len);
+    memcpy(bufs[0].base, image, bufs[0].len);
+    sqlite3_free(image);
+    sqlite3_close(plain);
+    assert_int_equal(restore_into(&x->a, bufs), RAFT_CORRUPT);
+    assert_non_null(strstr(x->a.errmsg, "vg_meta"));
+
+    digest_of(&x->a, after);
+    assert_memory_equal(digest, after, VG_DIGEST_SIZE);
+    assert_memory_equal(chain, x->a.chain, VG_DIGEST_SIZE);
+    assert_int_equal(x->a.applied_index, 1);
+    assert_int_equal(x->a.fatal, 0);
+    assert_value(&x->a, "a", "1");
+    /* It still applies normally. */
+    put(x, &x->a, "b", "2");
+    assert_int_equal(x->a.applied_index, 2);
+}
+
+/* ---- checkpoints ---------------------------------------------------------- */
+
+static int checkpoint_both(struct fx *x)
+{
+    char *body = vg_repl_fsm_checkpoint_body(&x->a);
+    int rv;
+    assert_non_null(body);
+    rv = apply_both(x, VG_CMD_CHECKPOINT, body);
+    free(body);
+    return rv;
+}
+
+static void test_checkpoints_match_on_identical_replicas(void **state)
+{
+    struct fx *x = *state;
+    uint64_t cp1;
+
+    put_both(x, "a", "1");
+    apply_both(x, VG_CMD_ANNOUNCE,
+               "{\"raft_address\":\"h1:1\",\"client_address\":\"h1:2\"}");
+    put_both(x, "b", "2");
+    assert_same_digest(&x->a, &x->b);
+
+    /* The first checkpoint has nothing to compare with yet. */
+    assert_int_equal(checkpoint_both(x), VG_OK);
+    cp1 = x->a.applied_index;
+    assert_int_equal(x->a.checkpoint_index, cp1);
+    assert_int_equal(x->b.checkpoint_index, cp1);
+    assert_memory_equal(x->a.checkpoint_digest, x->b.checkpoint_digest,
+                        VG_DIGEST_SIZE);
+    assert_int_equal(x->a.verdict, VG_VERDICT_UNKNOWN);
+    assert_int_equal(x->b.verdict, VG_VERDICT_UNKNOWN);
+
+    /* The second compares the leader's digest at the first with ours. */
+    put_both(x, "c", "3");
+    assert_int_equal(checkpoint_both(x), VG_OK);
+    assert_int_equal(x->a.verdict, VG_VERDICT_OK);
+    assert_int_equal(x->b.verdict, VG_VERDICT_OK);
+    assert_int_equal(x->b.checked_index, cp1);
+    assert_non_null(strstr(x->b.verdict_msg, "matches"));
+    assert_string_equal(vg_verdict_name(x->b.verdict), "ok");
+    assert_same_digest(&x->a, &x->b);
+}
+
+static void test_checkpoint_detects_corrupted_replica(void **state)
+{
+    struct fx *x = *state;
+    char leader_hex[VG_DIGEST_HEX];
+    uint64_t cp;
+
+    put_both(x, "a", "1");
+    put_both(x, "b", "2");
+    checkpoint_both(x);
+    checkpoint_both(x);
+    assert_int_equal(x->b.verdict, VG_VERDICT_OK);
+
+    /* Someone edits b's database behind the state machine's back. */
+    sql(&x->b, "UPDATE kv SET value='x'");
+
+    assert_int_equal(checkpoint_both(x), VG_OK);
+    cp = x->a.checkpoint_index;
+    /* This checkpoint compared the one before the corruption: still fine. */
+    assert_int_equal(x->b.verdict, VG_VERDICT_OK);
+    assert_memory_not_equal(x->a.checkpoint_digest, x->b.checkpoint_digest,
+                            VG_DIGEST_SIZE);
+
+    vg_hex(x->a.checkpoint_digest, VG_DIGEST_SIZE, leader_hex);
+    leader_hex[16] = '\0';
+    assert_int_equal(checkpoint_both(x), VG_OK);
+    assert_int_equal(x->a.verdict, VG_VERDICT_OK);
+    assert_int_equal(x->b.verdict, VG_VERDICT_DIVERGED);
+    assert_int_equal(x->b.checked_index, cp);
+    assert_string_equal(vg_verdict_name(x->b.verdict), "diverged");
+    assert_non_null(strstr(x->b.verdict_msg, "differs"));
+    /* The message names the leader and its digest so an operator can
+     * compare. */
+    assert_non_null(strstr(x->b.verdict_msg, "leader 1"));
+    assert_non_null(strstr(x->b.verdict_msg, leader_hex));
+    /* The chain still agrees: the commands were the same, the state is not. */
+    assert_memory_equal(x->a.chain, x->b.chain, VG_DIGEST_SIZE);
+}
+
+/* A checkpoint that references an index we have no checkpoint for (e.g. we
+ * joined later) leaves the verdict alone. */
+static void test_checkpoint_unknown_reference_leaves_verdict(void **state)
+{
+    struct fx *x = *state;
+    char body[200];
+    char hex[VG_DIGEST_HEX];
+    unsigned char zero[VG_DIGEST_SIZE] = {0};
+    vg_hex(zero, VG_DIGEST_SIZE, hex);
+    snprintf(body, sizeof body, "{\"ref_index\":999,\"ref_digest\":\"%s\"}", hex);
+    assert_int_equal(apply_cmd(x, &x->a, VG_CMD_CHECKPOINT, body), VG_OK);
+    assert_int_equal(x->a.verdict, VG_VERDICT_UNKNOWN);
+    assert_int_equal(x->a.checkpoint_index, 1);
+}
+
+/* A replica found diverged is rebuilt from a snapshot even when the image is
+ * not newer than its own index. */
+static void test_diverged_replica_is_rebuilt_from_snapshot(void **state)
+{
+    struct fx *x = *state;
+    struct raft_buffer *snap;
+
+    put_both(x, "a", "1");
+    checkpoint_both(x);
+    sql(&x->b, "UPDATE kv SET value='x'");
+    checkpoint_both(x);
+    checkpoint_both(x);
+    assert_int_equal(x->b.verdict, VG_VERDICT_DIVERGED);
+
+    snap = snapshot_of(&x->a);
+    assert_int_equal(restore_into(&x->b, snap), 0);
+    assert_int_equal(x->b.verdict, VG_VERDICT_UNKNOWN);
+    assert_non_null(strstr(x->b.verdict_msg, "restored"));
+    assert_value(&x->b, "a", "1");
+    assert_same_digest(&x->a, &x->b);
+
+    checkpoint_both(x);
+    checkpoint_both(x);
+    assert_int_equal(x->b.verdict, VG_VERDICT_OK);
+}
+
+/* The digest covers replicated tables only: node-local bookkeeping such as
+ * the applied index does not make replicas differ. */
+static void test_digest_ignores_local_meta(void **state)
+{
+    struct fx *x = *state;
+    put_both(x, "a", "1");
+    sql(&x->b, "INSERT OR REPLACE INTO vg_meta(key, value) VALUES('local', 42)");
+    assert_same_digest(&x->a, &x->b);
+    /* But any replicated table counts. */
+    sql(&x->b, "INSERT INTO nodes(id, raft_address, client_address, idx) "
+               "VALUES(9, 'r', 'c', 1)");
+    {
+        unsigned char d1[VG_DIGEST_SIZE], d2[VG_DIGEST_SIZE];
+        digest_of(&x->a, d1);
+        digest_of(&x->b, d2);
+        assert_memory_not_equal(d1, d2, VG_DIGEST_SIZE);
+    }
+}
+
+/* ---- fatal errors --------------------------------------------------------- */
+
+/* An SQLite error during apply is not a rejection: the replica can no longer
+ * follow the log, so apply fails, f->fatal is set and nothing more is
+ * applied. */
+static void test_sqlite_error_is_fatal(void **state)
+{
+    struct fx *x = *state;
+    struct vg_repl_fsm *f = &x->a;
+    struct raft_buffer buf;
+    int outcome;
+
+    put(x, f, "a", "1");
+    sql(f, "DROP TABLE kv");
+    buf = make_cmd(x, VG_CMD_PUT, "{\"key\":\"b\",\"value\":\"2\"}");
+    assert_int_equal(apply_buf(f, &buf, &outcome), RAFT_IOERR);
+    assert_int_equal(f->fatal, 1);
+    assert_int_equal(f->applied_index, 1);
+    assert_non_null(strstr(f->errmsg, "kv"));
+    /* Nothing is applied afterwards, not even a command that would work. */
+    raft_free(buf.base);
+    buf = make_cmd(x, VG_CMD_NODE_FORGET, "{\"node_id\":1}");
+    assert_int_equal(apply_buf(f, &buf, &outcome), RAFT_IOERR);
+    assert_int_equal(f->applied_index, 1);
+    assert_int_equal(
+        sql_int(f, "SELECT value FROM vg_meta WHERE key='applied_index'"), 1);
+    raft_free(buf.base);
+}
+
+static void test_open_error_reports_path(void **state)
+{
+    struct fx *x = *state;
+    struct vg_repl_fsm f;
+    char path[128];
+    path_in(x, "no/such/dir/x.db", path, sizeof path);
+    assert_int_equal(vg_repl_fsm_open(&f, path), VG_EDB);
+    assert_non_null(strstr(f.errmsg, "no/such/dir"));
+    assert_null(f.db);
+    vg_repl_fsm_close(&f); /* harmless after a failed open */
+}
+
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_put_applied_and_visible),
+        T(test_put_unicode_and_escapes),
+        T(test_node_info_announce_and_forget),
+        T(test_invalid_commands_are_applied_as_rejections),
+        T(test_undecodable_entry_is_rejected),
+        T(test_chain_is_deterministic),
+        T(test_applied_cb),
+        T(test_applied_cb_gets_no_cmd_for_unsupported_version),
+        T(test_reopen_keeps_index_chain_and_state),
+        T(test_replay_of_applied_index_is_skipped),
+        T(test_snapshot_restore_into_fresh_fsm),
+        T(test_restore_older_image_is_ignored),
+        T(test_restore_garbage_fails_and_changes_nothing),
+        T(test_checkpoints_match_on_identical_replicas),
+        T(test_checkpoint_detects_corrupted_replica),
+        T(test_checkpoint_unknown_reference_leaves_verdict),
+        T(test_diverged_replica_is_rebuilt_from_snapshot),
+        T(test_digest_ignores_local_meta),
+        T(test_sqlite_error_is_fatal),
+        T(test_open_error_reports_path),
+    };
+    return cmocka_run_group_tests_name("fsm", tests, NULL, NULL);
+}
