@@ -725,8 +725,8 @@ static void conn_close(struct conn *c)
     if (c->next) {
         c->next->prev = c->prev;
     }
-    c->refs++;
-    conn_unref(c);
+    c->prev = c->next = NULL;
+    conn_unref(c); /* the reference the open connection held */
 }
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)

@@ -107,6 +107,16 @@ def hostile_input(node):
         s.close()
     ok(node.alive() and vc.call(node.client_address, {"type": "ping"}).get("type") == "pong",
        "node survived 30 connections of random bytes")
+    # Closed connections must be released (regression: they leaked fds).
+    fd_dir = "/proc/%d/fd" % node.proc.pid
+    before = len(os.listdir(fd_dir))
+    for _ in range(200):
+        vc.call(node.client_address, {"type": "ping"})
+    deadline = time.monotonic() + 5
+    while len(os.listdir(fd_dir)) > before + 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    after = len(os.listdir(fd_dir))
+    ok(after <= before + 5, "200 short connections: open fds %d -> %d" % (before, after))
 
 
 def vigilctl(ctl, cluster, *args):
