@@ -25,6 +25,8 @@ static const char usage[] =
     "  --snapshot-trailing N   entries kept after a snapshot (default 1024)\n"
     "  --checkpoint-interval MS  consistency checkpoints (default 5000)\n"
     "  --client-idle-timeout MS  drop silent clients (default 30000)\n"
+    "  --rebuild-state         discard state.db and rebuild it from the raft\n"
+    "                          snapshot and log (for a replica reported diverged)\n"
     "  --verbose               log more\n";
 
 static int parse_uint(const char *flag, const char *text, unsigned long long min,
@@ -133,7 +135,7 @@ int vg_node_config_parse(struct vg_node_config *c, int argc, char **argv,
 {
     enum {
         O_ID = 1000, O_RAFT, O_CLIENT, O_DATA, O_BOOT, O_JOIN, O_ET, O_HB,
-        O_ST, O_STR, O_CP, O_IDLE, O_VERBOSE, O_HELP
+        O_ST, O_STR, O_CP, O_IDLE, O_VERBOSE, O_REBUILD, O_HELP
     };
     static const struct option opts[] = {
         {"id", required_argument, NULL, O_ID},
@@ -149,6 +151,7 @@ int vg_node_config_parse(struct vg_node_config *c, int argc, char **argv,
         {"checkpoint-interval", required_argument, NULL, O_CP},
         {"client-idle-timeout", required_argument, NULL, O_IDLE},
         {"verbose", no_argument, NULL, O_VERBOSE},
+        {"rebuild-state", no_argument, NULL, O_REBUILD},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -218,6 +221,9 @@ int vg_node_config_parse(struct vg_node_config *c, int argc, char **argv,
             break;
         case O_VERBOSE:
             c->verbose = true;
+            break;
+        case O_REBUILD:
+            c->rebuild_state = true;
             break;
         case O_HELP:
             fputs(usage, stdout);

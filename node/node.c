@@ -1142,6 +1142,25 @@ int vg_node_run(const struct vg_node_config *cfg, char *errmsg)
         free(n);
         return VG_EINVAL;
     }
+    if (cfg->rebuild_state) {
+        /* The raft log and snapshots are the source of truth: without a
+         * database, libraft's start-up restores the latest snapshot into an
+         * empty one and replays every entry after it. */
+        static const char *const suffixes[] = {"", "-wal", "-shm"};
+        for (size_t i = 0; i < 3; i++) {
+            char victim[1200];
+            snprintf(victim, sizeof victim, "%s%s", db_path, suffixes[i]);
+            if (unlink(victim) != 0 && errno != ENOENT) {
+                vg_errf(errmsg, "--rebuild-state: cannot remove %s: %s", victim,
+                        strerror(errno));
+                free(n);
+                return VG_EIO;
+            }
+        }
+        fprintf(stderr, "vigild[%llu] --rebuild-state: removed %s; rebuilding from "
+                        "the raft log\n",
+                (unsigned long long)cfg->id, db_path);
+    }
     if ((rv = vg_repl_fsm_open(&n->fsm, db_path)) != VG_OK) {
         vg_errf(errmsg, "%s", n->fsm.errmsg);
         free(n);

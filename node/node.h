@@ -42,6 +42,7 @@ struct vg_node_config {
     unsigned checkpoint_interval_ms;
     unsigned client_idle_timeout_ms;
     bool verbose;
+    bool rebuild_state;         /* drop state.db and rebuild it from raft */
 };
 
 /* Parse vigild's command line. Returns VG_OK, VG_EINVAL with a sentence in

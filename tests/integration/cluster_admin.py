@@ -8,6 +8,7 @@ import os
 import random
 import signal
 import socket
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -175,13 +176,41 @@ def admin(vigild, ctl):
         landed2, _ = cluster.wait_ready_leader(timeout=5)
         ok(rc == 0 and landed2.id != landed.id, "transfer without target moved leadership")
 
+        for i in range(5):
+            vc.call(landed2.client_address, {"type": "put", "key": "k%d" % i, "value": "v"}, 2)
+        cluster.wait_converged(timeout=15)
         # Clean shutdown on SIGTERM of a follower, then it restarts and catches up.
         f = next(n for n in cluster.nodes if n.id != landed2.id)
         code = f.kill(signal.SIGTERM)
         ok(code == 0 and "stopped" in f.log(), "SIGTERM: exit 0 and a clean stop")
+        # Tamper with its database while it is down: the consistency
+        # checkpoints must report it diverged, and --rebuild-state repairs it.
+        db = sqlite3.connect(os.path.join(f.data, "state.db"))
+        tampered = db.execute("UPDATE kv SET value = 'tampered'").rowcount
+        db.commit()
+        db.close()
         f.start()
         st = cluster.wait_converged(timeout=15)
-        ok(len(st) == 3, "restarted node caught up")
+        ok(len(st) == 3 and tampered > 0, "restarted node caught up (%d rows tampered)" % tampered)
+        vc.call(landed2.client_address, {"type": "put", "key": "after", "value": "x"}, 2)
+        deadline = time.monotonic() + 15
+        verdict = None
+        while time.monotonic() < deadline:
+            verdict = f.status()["consistency"]
+            if verdict["verdict"] == "diverged":
+                break
+            time.sleep(0.05)
+        ok(verdict and verdict["verdict"] == "diverged" and "REPLICA DIVERGED" in f.log(),
+           "tampered replica reported diverged: %s" % (verdict or {}).get("message"))
+        rc, out, err = vigilctl(ctl, cluster, "cluster", "status")
+        others = [s["consistency"]["verdict"] for s in json.loads(out)
+                  if s.get("node_id") not in (None, f.id)]
+        ok(others == ["ok", "ok"], "the other replicas stay ok: %s" % others)
+        f.kill(signal.SIGTERM)
+        f.start(["--rebuild-state"])
+        st = cluster.wait_verified(timeout=20)
+        ok({s["consistency"]["verdict"] for s in st.values()} == {"ok"},
+           "after --rebuild-state all replicas verified ok")
 
 
 def main():
