@@ -1,7 +1,9 @@
 /* libFuzzer target for the client protocol decoder (proto/proto.h).
  *
  * Input layout: byte 0 holds options, bytes 1..N (N = byte 0 & 7) are chunk
- * sizes, the rest is the byte stream a peer would send. The stream is fed to
+ * sizes, the rest is a piece of the byte stream a peer would send. The stream
+ * is that piece repeated 1 + 3 * (byte 0 >> 4) times, so that short inputs
+ * still make the decoder grow, compact and release its buffer. It is fed to
  * one decoder in chunks of those sizes (cycled; each is 1..256 bytes; N = 0
  * feeds the whole stream at once), pulling messages after every chunk or, if
  * bit 3 of the options is set, only at the end so that many frames pile up in
@@ -31,7 +33,7 @@
         }                                                                    \
     } while (0)
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *input, size_t input_size);
 
 struct result {
     int rc;
@@ -132,29 +134,39 @@ static void results_free(struct results *rs)
     free(rs->r);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+int LLVMFuzzerTestOneInput(const uint8_t *input, size_t input_size)
 {
     struct vg_proto_decoder chunked;
     struct vg_proto_decoder whole;
     struct results a = {0};
     struct results b = {0};
     const uint8_t *sizes;
+    unsigned char *data;
+    size_t piece;
     size_t nsizes;
+    size_t repeat;
     int drain_at_end;
+    size_t size;
     size_t pos;
     size_t i;
 
-    if (size == 0) {
+    if (input_size == 0) {
         return 0;
     }
-    nsizes = data[0] & 7u;
-    drain_at_end = (data[0] & 8u) != 0;
-    if (size < 1 + nsizes) {
+    nsizes = input[0] & 7u;
+    drain_at_end = (input[0] & 8u) != 0;
+    repeat = 1 + 3 * (size_t)(input[0] >> 4);
+    if (input_size < 1 + nsizes) {
         return 0;
     }
-    sizes = data + 1;
-    data += 1 + nsizes;
-    size -= 1 + nsizes;
+    sizes = input + 1;
+    piece = input_size - 1 - nsizes;
+    size = piece * repeat;
+    data = malloc(size + 1);
+    CHECK(data != NULL);
+    for (i = 0; i < repeat; i++) {
+        memcpy(data + i * piece, input + 1 + nsizes, piece);
+    }
 
     vg_proto_decoder_init(&chunked);
     CHECK(vg_proto_decoder_feed(&chunked, data, 0) == VG_OK);
@@ -187,6 +199,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(chunked.len == whole.len && chunked.skip == whole.skip);
     CHECK(whole.len == 0 || memcmp(chunked.buf, whole.buf, whole.len) == 0);
 
+    free(data);
     results_free(&a);
     results_free(&b);
     vg_proto_decoder_close(&chunked);
