@@ -21,8 +21,13 @@ static void fault(struct vg_repl_failstop *w, const char *what, int status)
 {
     w->faults++;
     /* Precision-limited so that the sentence always fits. */
-    snprintf(w->what, sizeof w->what, "%.40s failed: %.40s (%.160s)", what,
-             raft_strerror(status), w->inner->errmsg);
+    if (w->inner->errmsg[0] != '\0') {
+        snprintf(w->what, sizeof w->what, "%.40s failed: %.40s (%.160s)", what,
+                 raft_strerror(status), w->inner->errmsg);
+    } else {
+        snprintf(w->what, sizeof w->what, "%.40s failed: %.40s", what,
+                 raft_strerror(status));
+    }
     if (w->fault_cb != NULL) {
         w->fault_cb(w, w->what, status);
     }

@@ -50,7 +50,9 @@ static void proposal_cb(struct raft_apply *req, int status, void *result)
 {
     struct vg_repl_proposal *p = req->data;
     int outcome = status == 0 ? (int)(intptr_t)result : VG_ERAFT;
-    p->cb(p, status, req->index, outcome);
+    if (p->cb != NULL) { /* the header allows a NULL callback */
+        p->cb(p, status, req->index, outcome);
+    }
 }
 
 int vg_repl_propose_raw(struct vg_repl_leadership *l,
@@ -121,9 +123,10 @@ static void announce_cb(struct vg_repl_proposal *p, int status, uint64_t index,
     }
     if (status == 0) {
         set_ready(l, true);
-    } else {
-        announce(l); /* still leader in this term: try again */
     }
+    /* On failure the next poll proposes again (pending is 0 now). Never from
+     * here: libraft 0.15 fails pending requests while stepping down, before
+     * raft_state() stops saying leader, and raft_apply() then crashes. */
 }
 
 static void announce(struct vg_repl_leadership *l)
