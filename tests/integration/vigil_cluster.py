@@ -202,48 +202,45 @@ class Cluster:
             time.sleep(poll)
         raise AssertionError("no ready leader within %.1f s" % timeout)
 
-    def wait_verified(self, timeout=10.0):
-        """Poll until every alive node has compared a checkpoint with the
-        leader's (verdict not 'unknown') and all agree on the latest checkpoint
-        and the applied state; return the statuses. Bounded by TIMEOUT."""
+    def wait_statuses(self, accept, what, timeout=10.0):
+        """Poll the status of every alive node until all answered and
+        ACCEPT(statuses) holds; return the statuses. Bounded by TIMEOUT;
+        the error shows WHAT of each node's last status."""
         deadline = time.monotonic() + timeout
-        last = None
+        last = {}
         while time.monotonic() < deadline:
             st = self.statuses()
             alive = [n.id for n in self.nodes if n.alive()]
-            if len(st) == len(alive):
-                cons = [s["consistency"] for s in st.values()]
-                same = len({(s["applied_index"], s["consistency"]["chain_hash"],
-                             s["consistency"]["checkpoint_index"],
-                             s["consistency"]["state_digest"])
-                            for s in st.values()}) == 1
-                if same and all(c["verdict"] != "unknown" for c in cons):
-                    return st
+            if len(st) == len(alive) and accept(st):
+                return st
             last = st
             time.sleep(0.05)
-        raise AssertionError("replicas not verified: %s" % json.dumps(
-            {k: (v["applied_index"], v["consistency"]["verdict"],
-                 v["consistency"]["checkpoint_index"])
-             for k, v in (last or {}).items()}))
+        raise AssertionError("timed out after %.1f s: %s" % (timeout, json.dumps(
+            {k: what(v) for k, v in last.items()})))
 
     def wait_converged(self, timeout=10.0):
-        """Poll until every alive node reports the same applied index and
-        chain hash; return the statuses. Bounded by TIMEOUT."""
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            st = self.statuses()
-            alive = [n.id for n in self.nodes if n.alive()]
-            if len(st) == len(alive):
-                applied = {s["applied_index"] for s in st.values()}
-                chains = {s["consistency"]["chain_hash"] for s in st.values()}
-                if len(applied) == 1 and len(chains) == 1:
-                    return st
-            last = st
-            time.sleep(0.05)
-        raise AssertionError("replicas did not converge: %s" % json.dumps(
-            {k: (v["applied_index"], v["consistency"]["chain_hash"][:12])
-             for k, v in (last or {}).items()}))
+        """Every alive node reports the same applied index and chain hash."""
+        def same(st):
+            return len({(s["applied_index"], s["consistency"]["chain_hash"])
+                        for s in st.values()}) == 1
+        return self.wait_statuses(
+            same, lambda s: (s["applied_index"], s["consistency"]["chain_hash"][:12]),
+            timeout)
+
+    def wait_verified(self, timeout=10.0):
+        """Converged, every node has compared a checkpoint with the leader's
+        (verdict not 'unknown'), and all agree on the latest checkpoint."""
+        def verified(st):
+            same = len({(s["applied_index"], s["consistency"]["chain_hash"],
+                         s["consistency"]["checkpoint_index"],
+                         s["consistency"]["state_digest"])
+                        for s in st.values()}) == 1
+            return same and all(s["consistency"]["verdict"] != "unknown"
+                                for s in st.values())
+        return self.wait_statuses(
+            verified, lambda s: (s["applied_index"], s["consistency"]["verdict"],
+                                 s["consistency"]["checkpoint_index"]),
+            timeout)
 
 
 def percentile(values, p):
