@@ -1040,19 +1040,31 @@ static bool dir_is_empty(const char *path)
     return access(probe, F_OK) != 0;
 }
 
-static int listen_clients(struct node *n, char *errmsg)
+/* FLAG's ADDRESS ("host:port", already checked by the config parser) as a
+ * socket address; the host must be a numeric IPv4 or IPv6 address. */
+static int sockaddr_of(const char *flag, const char *address,
+                       struct sockaddr_storage *sa, char *errmsg)
 {
     char host[VG_NODE_ADDR_SIZE];
-    struct sockaddr_storage sa;
     int port;
+
+    vg_addr_parse(address, host, sizeof host, &port, NULL);
+    if (uv_ip4_addr(host, port, (struct sockaddr_in *)sa) != 0 &&
+        uv_ip6_addr(host, port, (struct sockaddr_in6 *)sa) != 0) {
+        vg_errf(errmsg, "%s %s: host must be a numeric IP address", flag, address);
+        return VG_EINVAL;
+    }
+    return VG_OK;
+}
+
+static int listen_clients(struct node *n, char *errmsg)
+{
+    struct sockaddr_storage sa;
     int rv;
 
-    vg_addr_parse(n->cfg->client_address, host, sizeof host, &port, NULL);
-    if (uv_ip4_addr(host, port, (struct sockaddr_in *)&sa) != 0 &&
-        uv_ip6_addr(host, port, (struct sockaddr_in6 *)&sa) != 0) {
-        vg_errf(errmsg, "--client-address %s: host must be a numeric IP address",
-                n->cfg->client_address);
-        return VG_EINVAL;
+    if ((rv = sockaddr_of("--client-address", n->cfg->client_address, &sa,
+                          errmsg)) != VG_OK) {
+        return rv;
     }
     uv_tcp_init(&n->loop, &n->listener);
     n->listener.data = n;
@@ -1072,18 +1084,13 @@ static int listen_clients(struct node *n, char *errmsg)
  * ourselves first so that the operator reads the real reason. */
 static int probe_raft_port(struct node *n, char *errmsg)
 {
-    char host[VG_NODE_ADDR_SIZE];
     struct sockaddr_storage sa;
     uv_os_sock_t fd;
-    int port;
     int rv;
 
-    vg_addr_parse(n->cfg->raft_address, host, sizeof host, &port, NULL);
-    if (uv_ip4_addr(host, port, (struct sockaddr_in *)&sa) != 0 &&
-        uv_ip6_addr(host, port, (struct sockaddr_in6 *)&sa) != 0) {
-        vg_errf(errmsg, "--raft-address %s: host must be a numeric IP address",
-                n->cfg->raft_address);
-        return VG_EINVAL;
+    if ((rv = sockaddr_of("--raft-address", n->cfg->raft_address, &sa,
+                          errmsg)) != VG_OK) {
+        return rv;
     }
     fd = socket(sa.ss_family, SOCK_STREAM, 0);
     if (fd < 0) {
