@@ -57,7 +57,8 @@ static void index_build(struct name_index *ix, const void *base, size_t stride,
     }
     for (size_t i = 0; i < n; i++)
         ix->order[i] = (int)i;
-    qsort_r(ix->order, n, sizeof *ix->order, order_cmp, ix);
+    if (n > 1)
+        qsort_r(ix->order, n, sizeof *ix->order, order_cmp, ix);
     for (size_t k = 1; k < n; k++) {
         size_t a = (size_t)ix->order[k - 1], b = (size_t)ix->order[k];
         if (strcmp(name_at(ix, a), name_at(ix, b)) != 0)
@@ -198,7 +199,9 @@ static bool is_bit_kind(enum vg_reg_kind k)
     return k == VG_REG_COIL || k == VG_REG_DISCRETE;
 }
 
-static void check_tag(struct vg_project *p, struct project_index *ix,
+/* Returns false when the tag's type and address contradict each other:
+ * rules that build on them (overlaps, alarms on the tag) then skip it. */
+static bool check_tag(struct vg_project *p, struct project_index *ix,
                       struct vg_tag *t, struct vg_diags *d)
 {
     resolve(&ix->sections, &t->section, "plant section", d);
@@ -208,7 +211,7 @@ static void check_tag(struct vg_project *p, struct project_index *ix,
         vg_diags_add(d, t->col[VG_TAG_TYPE], "type %s does not fit address "
                      "kind %s (bool lives on co/di, numbers on hr/ir)",
                      vg_dtype_name(t->type), vg_reg_kind_name(t->kind));
-        return;
+        return false;
     }
     unsigned width = vg_dtype_width(t->type);
     if (t->offset + width - 1 > 65535)
@@ -216,7 +219,8 @@ static void check_tag(struct vg_project *p, struct project_index *ix,
                      "%s:%u, past the last address 65535",
                      vg_dtype_name(t->type), width, vg_reg_kind_name(t->kind),
                      t->offset);
-    if (t->writable && (t->kind == VG_REG_DISCRETE || t->kind == VG_REG_INPUT))
+    bool read_only = t->kind == VG_REG_DISCRETE || t->kind == VG_REG_INPUT;
+    if (t->writable && read_only)
         vg_diags_add(d, t->col[VG_TAG_WRITABLE], "tag on %s:%u cannot be "
                      "writable (discrete inputs and input registers are "
                      "read-only)", vg_reg_kind_name(t->kind), t->offset);
@@ -232,7 +236,7 @@ static void check_tag(struct vg_project *p, struct project_index *ix,
         if (t->deadband != 0)
             vg_diags_add(d, t->col[VG_TAG_DEADBAND], "a bool tag has no "
                          "deadband");
-        return;
+        return true;
     }
     double tlo, thi;
     type_range(t->type, &tlo, &thi);
@@ -248,7 +252,7 @@ static void check_tag(struct vg_project *p, struct project_index *ix,
         if (!(t->eng_min < t->eng_max)) {
             vg_diags_add(d, t->col[VG_TAG_ENG_MAX], "eng_max (%g) must be "
                          "greater than eng_min (%g)", t->eng_max, t->eng_min);
-            return;
+            return false;
         }
     }
     double lo, hi;
@@ -261,13 +265,14 @@ static void check_tag(struct vg_project *p, struct project_index *ix,
             vg_diags_add(d, t->col[VG_TAG_MIN], "write limits %g..%g lie "
                          "outside the tag's range %g..%g", t->min, t->max, lo,
                          hi);
-    } else if (t->writable) {
+    } else if (t->writable && !read_only) {
         vg_diags_add(d, t->col[VG_TAG_WRITABLE], "writable tag '%s' needs "
                      "write limits (min and max)", t->name);
     }
     if (t->scaled && t->deadband >= hi - lo)
         vg_diags_add(d, t->col[VG_TAG_DEADBAND], "deadband %g is not smaller "
                      "than the range %g..%g", t->deadband, lo, hi);
+    return true;
 }
 
 struct span {
@@ -293,7 +298,8 @@ static int span_cmp(const void *a, const void *b)
 
 /* Two tags on the same PLC and register kind may not share a register (or
  * bit), and no tag may use a PLC's fencing registers. Sort-and-sweep. */
-static void check_overlaps(struct vg_project *p, struct vg_diags *d)
+static void check_overlaps(struct vg_project *p, const bool *tag_ok,
+                           struct vg_diags *d)
 {
     size_t n = 0;
     struct span *v = malloc((p->n_tags + p->n_plcs + 1) * sizeof *v);
@@ -301,7 +307,7 @@ static void check_overlaps(struct vg_project *p, struct vg_diags *d)
         return;
     for (size_t i = 0; i < p->n_tags; i++) {
         const struct vg_tag *t = &p->tags[i];
-        if (t->plc.index < 0)
+        if (t->plc.index < 0 || !tag_ok[i])
             continue;
         unsigned w = is_bit_kind(t->kind) ? 1 : vg_dtype_width(t->type);
         v[n++] = (struct span){t->plc.index, t->kind, t->offset,
@@ -313,7 +319,8 @@ static void check_overlaps(struct vg_project *p, struct vg_diags *d)
                                    (uint32_t)p->plcs[i].fencing_register,
                                    (uint32_t)p->plcs[i].fencing_register +
                                        FENCING_REGISTERS - 1, -1};
-    qsort(v, n, sizeof *v, span_cmp);
+    if (n > 1)
+        qsort(v, n, sizeof *v, span_cmp);
     size_t open = 0; /* span reaching furthest in the current group */
     for (size_t i = 1; i < n; i++) {
         if (v[i].plc != v[open].plc || v[i].kind != v[open].kind) {
@@ -354,11 +361,12 @@ static bool is_analog(enum vg_alarm_kind k)
 }
 
 static void check_alarm(struct vg_project *p, struct project_index *ix,
-                        struct vg_alarm *a, struct vg_diags *d)
+                        const bool *tag_ok, struct vg_alarm *a,
+                        struct vg_diags *d)
 {
     if (a->section.name != NULL)
         resolve(&ix->sections, &a->section, "plant section", d);
-    bool tag_ok = resolve(&ix->tags, &a->tag, "tag", d);
+    bool found = resolve(&ix->tags, &a->tag, "tag", d);
     if (a->kind == VG_ALARM_DEVIATION) {
         if (a->reference.name == NULL)
             vg_diags_add(d, a->col[VG_ALARM_COL_REFERENCE], "a deviation alarm "
@@ -377,7 +385,7 @@ static void check_alarm(struct vg_project *p, struct project_index *ix,
     if (is_analog(a->kind) && !a->has_limit)
         vg_diags_add(d, a->col[VG_ALARM_COL_LIMIT], "a %s alarm needs a limit",
                      vg_alarm_kind_name(a->kind));
-    if (!tag_ok)
+    if (!found || !tag_ok[a->tag.index])
         return;
     const struct vg_tag *t = &p->tags[a->tag.index];
     bool is_bool = t->type == VG_DT_BOOL;
@@ -434,7 +442,8 @@ static void check_alarm_order(struct vg_project *p, struct vg_diags *d)
         if (p->alarms[i].tag.index >= 0 && p->alarms[i].has_limit &&
             p->alarms[i].kind <= VG_ALARM_LOW_LOW)
             v[n++] = (int)i;
-    qsort_r(v, n, sizeof *v, alarm_by_tag_cmp, p);
+    if (n > 1)
+        qsort_r(v, n, sizeof *v, alarm_by_tag_cmp, p);
     /* Pairs (upper kind, lower kind): the upper's limit must exceed the
      * lower's. */
     static const int pairs[][2] = {
@@ -634,11 +643,15 @@ void vg_cfg_validate(struct vg_project *p, struct vg_diags *d)
                 vg_diags_add(d, a->loc, "PLC '%s' has the same host, port and "
                              "unit id as PLC '%s'", a->name, b->name);
         }
+    bool *tag_ok = calloc(p->n_tags + 1, sizeof *tag_ok);
+    if (tag_ok == NULL)
+        return;
     for (size_t i = 0; i < p->n_tags; i++)
-        check_tag(p, ix, &p->tags[i], d);
-    check_overlaps(p, d);
+        tag_ok[i] = check_tag(p, ix, &p->tags[i], d);
+    check_overlaps(p, tag_ok, d);
     for (size_t i = 0; i < p->n_alarms; i++)
-        check_alarm(p, ix, &p->alarms[i], d);
+        check_alarm(p, ix, tag_ok, &p->alarms[i], d);
+    free(tag_ok);
     check_alarm_order(p, d);
     for (size_t i = 0; i < p->n_screens; i++) {
         struct vg_screen *s = &p->screens[i];

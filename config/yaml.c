@@ -1005,8 +1005,9 @@ static void parse_reports(struct ctx *c, struct fy_node *list)
         r->pdf = true;
         get_text(c, item, "title", true, &r->title, "report");
         struct fy_node *k = need(c, item, "kind", "report");
+        unsigned bit = 0;
         if (k != NULL) {
-            unsigned bit = vocab_bit(c, k, "report kind", kinds);
+            bit = vocab_bit(c, k, "report kind", kinds);
             r->kind = bit == 2 ? VG_REPORT_TAGS
                       : bit == 4 ? VG_REPORT_AUDIT : VG_REPORT_ALARMS;
         }
@@ -1019,6 +1020,8 @@ static void parse_reports(struct ctx *c, struct fy_node *list)
             r->range_s = (unsigned)(ms / 1000);
         get_ref_list(c, item, "tags", &r->tags, &r->n_tags);
         get_ref_list(c, item, "sections", &r->sections, &r->n_sections);
+        if (bit == 0)
+            continue; /* kind unknown: the rules below would only guess */
         if (r->kind == VG_REPORT_TAGS && r->n_tags == 0)
             err(c, item, c->syntax_loc, "a tags report needs 'tags'");
         if (r->kind != VG_REPORT_TAGS && get(item, "tags") != NULL)
@@ -1040,6 +1043,7 @@ static void parse_languages(struct ctx *c, struct fy_node *root)
     void *it = NULL;
     struct fy_node *item;
     struct vg_project *p = c->p;
+    size_t errors = c->d->n;
     while ((item = fy_node_sequence_iterate(n, &it)) != NULL) {
         const char *s = scalar(c, item, "languages");
         if (s == NULL)
@@ -1060,6 +1064,14 @@ static void parse_languages(struct ctx *c, struct fy_node *root)
             break;
         }
         p->languages[p->n_languages++] = vg_cfg_strdup(s);
+    }
+    /* With a broken language list every text of the project would be
+     * reported as having a wrong or missing language; report the list only
+     * and check no translations. */
+    if (c->d->n != errors) {
+        for (size_t i = 0; i < p->n_languages; i++)
+            free(p->languages[i]);
+        p->n_languages = 0;
     }
 }
 
@@ -1388,6 +1400,18 @@ void vg_cfg_yaml_screen(struct vg_project *p, const struct vg_project_file *f,
                      "letter)", name);
         return;
     }
+    /* The screen exists even when its file is broken, so that stations and
+     * buttons that go to it do not add "unknown screen" errors to the one
+     * that matters. */
+    struct vg_screen *s = vg_cfg_push(&p->screens, &p->n_screens, sizeof *s);
+    if (s == NULL)
+        return;
+    s->name = vg_cfg_strdup(name);
+    s->loc = (struct vg_loc){c.file, 1, 1};
+    s->width = 1280;
+    s->height = 800;
+    s->background = 0x1d2329;
+    s->section.index = -1;
     struct fy_diag *diag = NULL;
     struct fy_document *doc = load(&c, f, &diag);
     if (doc == NULL)
@@ -1403,15 +1427,6 @@ void vg_cfg_yaml_screen(struct vg_project *p, const struct vg_project_file *f,
     static const char *const keys[] = {"title", "size", "background",
                                        "section", "objects", NULL};
     check_keys(&c, root, "screen", keys);
-    struct vg_screen *s = vg_cfg_push(&p->screens, &p->n_screens, sizeof *s);
-    if (s == NULL)
-        goto out;
-    s->name = vg_cfg_strdup(name);
-    s->loc = (struct vg_loc){c.file, 1, 1};
-    s->width = 1280;
-    s->height = 800;
-    s->background = 0x1d2329;
-    s->section.index = -1;
     get_text(&c, root, "title", true, &s->title, "the screen");
     struct vg_point pt;
     if (need(&c, root, "size", "screen") &&
