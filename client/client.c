@@ -24,7 +24,12 @@
  *   - deadline: stop wherever we are and return VG_ETIMEDOUT (or VG_EIO if
  *     no connection could ever be made) with the addresses tried.
  *
- * Every wait is bounded by the call's deadline, so every loop ends. */
+ * Every wait is bounded by the call's deadline, so every loop ends.
+ *
+ * Pushed events ({"type":"event"}, no "id") that arrive on the client's own
+ * connection during any wait are kept in a small ring (the oldest dropped
+ * when it is full) for vg_client_next_event(); other unsolicited frames are
+ * skipped. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
 #endif
@@ -88,6 +93,8 @@ struct trace {
     unsigned more; /* addresses that did not fit */
 };
 
+#define EVENT_RING 256
+
 struct vg_client {
     struct addr *seeds;
     size_t n_seeds;
@@ -100,10 +107,18 @@ struct vg_client {
     /* The last peer declared dead or lost, avoided until dead_until. */
     char dead_addr[ADDR_MAX];
     uint64_t dead_until;
+    /* Pushed events not yet taken, oldest at ev_head. */
+    json_t *events[EVENT_RING];
+    size_t ev_head;
+    size_t ev_count;
+    unsigned long ev_dropped;
 };
 
 /* Outcomes of waiting for an answer. */
-enum { W_ANSWER, W_DEADLINE, W_LOST, W_DEAD, W_NOMEM };
+enum { W_ANSWER, W_DEADLINE, W_LOST, W_DEAD, W_NOMEM, W_EVENT };
+
+/* Waiting for an event rather than for an answer (ids are never negative). */
+#define WAIT_EVENT (-1)
 
 /* ------------------------------------------------------------------ */
 /* Addresses                                                           */
@@ -428,16 +443,32 @@ static long conn_read(struct conn *k)
     return total;
 }
 
-/* Take decoded messages out of K until the one with ID. Returns W_ANSWER,
- * W_LOST (the node said "bye"), or -1 when nothing decisive is buffered.
- * Frames the decoder rejects are skipped: the answer may still follow. */
-static int conn_drain(struct conn *k, long long id, json_t **answer)
+static void event_push(struct vg_client *c, json_t *ev)
+{
+    if (c->ev_count == EVENT_RING) {
+        json_decref(c->events[c->ev_head]);
+        c->ev_head = (c->ev_head + 1) % EVENT_RING;
+        c->ev_count--;
+        c->ev_dropped++;
+    }
+    c->events[(c->ev_head + c->ev_count) % EVENT_RING] = ev;
+    c->ev_count++;
+}
+
+/* Take decoded messages out of K until the one with ID (or, with ID
+ * WAIT_EVENT, until an event). Returns W_ANSWER, W_EVENT, W_LOST (the node
+ * said "bye"), or -1 when nothing decisive is buffered. Events are queued
+ * when K is the client's own connection, where subscriptions live. Frames
+ * the decoder rejects are skipped: the answer may still follow. */
+static int conn_drain(struct vg_client *c, struct conn *k, long long id,
+                      json_t **answer)
 {
     int i;
 
     for (i = 0; i < DRAIN_MAX; i++) {
         json_t *msg = NULL;
         int rv = vg_proto_decoder_next(&k->dec, &msg, NULL, NULL);
+        const char *type;
 
         if (rv == VG_EAGAIN) {
             break;
@@ -445,18 +476,27 @@ static int conn_drain(struct conn *k, long long id, json_t **answer)
         if (rv != VG_OK) {
             continue;
         }
-        if (vg_proto_get_int(msg, "id", -1) == id) {
+        type = vg_proto_get_str(msg, "type", "");
+        if (id != WAIT_EVENT && vg_proto_get_int(msg, "id", -1) == id) {
             *answer = msg;
             return W_ANSWER;
         }
-        if (strcmp(vg_proto_get_str(msg, "type", ""), "bye") == 0) {
+        if (strcmp(type, "bye") == 0) {
             snprintf(k->lost, sizeof k->lost, "node said bye: %s",
                      vg_proto_get_str(msg, "reason", "no reason given"));
             k->gone = true;
             json_decref(msg);
             return W_LOST;
         }
-        json_decref(msg); /* a pong, a push, or a late answer */
+        if (strcmp(type, "event") == 0 && json_object_get(msg, "id") == NULL &&
+            k == &c->conn) {
+            event_push(c, msg);
+            if (id == WAIT_EVENT) {
+                return W_EVENT;
+            }
+            continue;
+        }
+        json_decref(msg); /* a pong, another push, or a late answer */
     }
     return -1;
 }
@@ -468,7 +508,8 @@ static long long take_id(struct vg_client *c)
 
 /* Wait on K for the answer with ID (already queued), pinging the peer.
  * Returns W_ANSWER with *ANSWER set, W_DEADLINE, W_LOST or W_DEAD with a
- * reason in WHY, or W_NOMEM. */
+ * reason in WHY, or W_NOMEM. With ID WAIT_EVENT it waits for a pushed event
+ * instead and returns W_EVENT once one is queued. */
 static int conn_wait(struct vg_client *c, struct conn *k, long long id,
                      uint64_t deadline, json_t **answer, char *why,
                      size_t why_size)
@@ -482,9 +523,9 @@ static int conn_wait(struct vg_client *c, struct conn *k, long long id,
         uint64_t wake;
         int n;
 
-        n = conn_drain(k, id, answer);
-        if (n == W_ANSWER) {
-            return W_ANSWER;
+        n = conn_drain(c, k, id, answer);
+        if (n == W_ANSWER || n == W_EVENT) {
+            return n;
         }
         if (k->gone) {
             snprintf(why, why_size, "%s", k->lost);
@@ -587,6 +628,11 @@ void vg_client_free(struct vg_client *c)
 {
     if (c == NULL) {
         return;
+    }
+    while (c->ev_count > 0) {
+        json_decref(c->events[c->ev_head]);
+        c->ev_head = (c->ev_head + 1) % EVENT_RING;
+        c->ev_count--;
     }
     conn_close(&c->conn);
     free(c->seeds);
@@ -908,4 +954,51 @@ out:
         conn_close(k);
     }
     return rv;
+}
+
+int vg_client_next_event(struct vg_client *c, unsigned timeout_ms,
+                         json_t **event, char *errmsg)
+{
+    uint64_t deadline = vg_now_mono_ms() + timeout_ms;
+    char why[WHY_MAX];
+    int w;
+
+    if (event == NULL) {
+        vg_errf(errmsg, "no place for the event");
+        return VG_EINVAL;
+    }
+    *event = NULL;
+    if (c->ev_count == 0) {
+        if (c->conn.fd < 0) {
+            vg_errf(errmsg, "not connected; subscribe first");
+            return VG_ECLOSED;
+        }
+        w = conn_wait(c, &c->conn, WAIT_EVENT, deadline, NULL, why, sizeof why);
+        switch (w) {
+        case W_EVENT:
+            break;
+        case W_DEADLINE:
+            vg_errf(errmsg, "no event within %u ms", timeout_ms);
+            return VG_ETIMEDOUT;
+        case W_NOMEM:
+            conn_close(&c->conn); /* the queue may hold half a frame */
+            vg_errf(errmsg, "out of memory");
+            return VG_ENOMEM;
+        default:
+            vg_errf(errmsg, "connection to %s lost: %s", c->conn.addr.text, why);
+            mark_dead(c, c->conn.addr.text);
+            conn_close(&c->conn);
+            return VG_ECLOSED;
+        }
+    }
+    *event = c->events[c->ev_head];
+    c->events[c->ev_head] = NULL;
+    c->ev_head = (c->ev_head + 1) % EVENT_RING;
+    c->ev_count--;
+    return VG_OK;
+}
+
+unsigned long vg_client_events_dropped(const struct vg_client *c)
+{
+    return c->ev_dropped;
 }

@@ -11,6 +11,8 @@
  *   - follows "not_leader" answers to leader.client_address, or, when no
  *     leader is named (an election is running), backs off and tries the next
  *     seed;
+ *   - skips unsolicited frames while waiting, keeping pushed events for
+ *     vg_client_next_event();
  *   - sends {"type":"ping"} every keepalive interval while it waits and
  *     declares the peer dead when nothing at all arrives for the dead time,
  *     then reconnects elsewhere and resends the request;
@@ -106,5 +108,31 @@ const char *vg_client_current(const struct vg_client *c);
  * owned by C. */
 size_t vg_client_seed_count(const struct vg_client *c);
 const char *vg_client_seed(const struct vg_client *c, size_t i);
+
+/* Pushed events. A node pushes {"type":"event","topic":…} frames (without
+ * "id") to a connection that subscribed with a "subscribe" request; the
+ * subscription belongs to that connection. Events that arrive on the
+ * client's connection while any call waits are queued (at most 256; when
+ * full, the oldest is dropped and counted); other unsolicited frames are
+ * skipped.
+ *
+ * vg_client_next_event() takes the oldest queued event, or waits up to
+ * TIMEOUT_MS on the current connection for one, pinging and watching for a
+ * dead peer as a call does. It never connects or reconnects, because a new
+ * connection has no subscriptions:
+ *   VG_OK        *EVENT is the event (a new reference, the caller's);
+ *   VG_ETIMEDOUT nothing arrived in time; the connection is still fine;
+ *   VG_ECLOSED   there is no connection, or it was lost or declared dead
+ *                (and is now closed): subscribe again to go on; events of
+ *                the gap are lost, so re-read the state the events are about;
+ *   VG_EINVAL, VG_ENOMEM.
+ * Calls on C between events are fine; if one of them had to reconnect, the
+ * subscription is gone (the caller sees that it connected elsewhere with
+ * vg_client_current()). */
+int vg_client_next_event(struct vg_client *c, unsigned timeout_ms,
+                         json_t **event, char *errmsg);
+
+/* Events dropped because the queue was full. */
+unsigned long vg_client_events_dropped(const struct vg_client *c);
 
 #endif /* VG_CLIENT_H */

@@ -4,8 +4,14 @@
  * before a single connection is made), then runs one command through the
  * client library. Exit status: 0 success, 1 the operation failed (the
  * cluster answered with an error, could not be reached, or — for
- * "cluster status" — no ready leader was found), 2 usage error. */
+ * "cluster status" — no ready leader was found; for "project validate": the
+ * project has errors), 2 usage error.
+ *
+ * The project commands use config/ to read, validate, pack and compare
+ * projects locally; "project validate" needs no cluster at all. */
 #include <errno.h>
+#include <pwd.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -13,8 +19,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "client.h"
+#include "../config/project.h"
 #include "../proto/proto.h"
 
 #define EXIT_FAILED 1
@@ -25,6 +33,13 @@
 #define MAX_KEY 256u
 #define MAX_VALUE 65536u
 #define LEADER_POLL_MS 100
+#define MAX_COMMENT 1024u
+/* A load validates on the leader and commits a large command: give it more
+ * time than a plain request unless --timeout says otherwise. */
+#define LOAD_TIMEOUT_MS 60000u
+#define LOAD_ATTEMPTS 5
+#define CHUNK_BYTES (512u * 1024u)
+#define WATCH_POLL_MS 1000u
 
 static const char usage_text[] =
     "Usage: vigilctl [--cluster HOST:PORT[,HOST:PORT...]] [--json] [--timeout MS]\n"
@@ -36,7 +51,9 @@ static const char usage_text[] =
     "  --cluster ADDRS  client addresses of one or more nodes, comma-separated\n"
     "                   (default: the VIGIL_CLUSTER environment variable)\n"
     "  --json           print the JSON answer(s) instead of text\n"
-    "  --timeout MS     give up on the command after MS milliseconds (default 5000)\n"
+    "  --timeout MS     give up on the command after MS milliseconds (default 5000;\n"
+    "                   60000 for project load)\n"
+    "  --comment TEXT   project load: why this version is loaded (stored with it)\n"
     "  -h, --help       print this help and exit\n"
     "\n"
     "Commands:\n"
@@ -49,12 +66,24 @@ static const char usage_text[] =
     "  cluster transfer [ID]                move leadership to ID (or let the leader choose)\n"
     "  put KEY VALUE                        store a replicated setting\n"
     "  get KEY                              read a setting (from the leader if known)\n"
+    "  project validate DIR                 check a project folder; prints every error\n"
+    "                                       as FILE:LINE:COL: error: MESSAGE (FILE\n"
+    "                                       relative to DIR); needs no cluster\n"
+    "  project load DIR [--comment TEXT]    validate, then load the project into the\n"
+    "                                       cluster as a new version (or report it\n"
+    "                                       unchanged)\n"
+    "  project show [VERSION]               the active (or given) version, as stored\n"
+    "                                       on the node that answers\n"
+    "  project history                      the versions loaded, oldest first\n"
+    "  project diff V1 V2                   what changed from version V1 to V2\n"
+    "  project watch                        print project events (a version became\n"
+    "                                       active) until interrupted\n"
     "\n"
     "Options may appear anywhere before \"--\"; arguments after \"--\" are never\n"
     "taken as options (use it for values that begin with '-').\n"
     "\n"
     "Exit status: 0 success, 1 the operation failed (cluster status: no ready\n"
-    "leader), 2 usage error.\n";
+    "leader; project validate: the project has errors), 2 usage error.\n";
 
 enum cmd_kind {
     CMD_STATUS,
@@ -66,6 +95,12 @@ enum cmd_kind {
     CMD_TRANSFER,
     CMD_PUT,
     CMD_GET,
+    CMD_PROJECT_VALIDATE,
+    CMD_PROJECT_LOAD,
+    CMD_PROJECT_SHOW,
+    CMD_PROJECT_HISTORY,
+    CMD_PROJECT_DIFF,
+    CMD_PROJECT_WATCH,
 };
 
 struct opts {
@@ -73,6 +108,8 @@ struct opts {
     const char *cluster_from; /* "--cluster" or "VIGIL_CLUSTER" */
     bool json;
     unsigned timeout_ms;
+    bool timeout_given;
+    const char *comment;
     bool help;
 };
 
@@ -85,6 +122,9 @@ struct cmd {
     const char *client_address;
     const char *key;
     const char *value;
+    const char *dir;       /* project validate / load */
+    long long version;     /* project show (0: active), diff V1 */
+    long long version2;    /* project diff V2 */
 };
 
 /* ------------------------------------------------------------------ */
@@ -214,6 +254,19 @@ static int parse_options(int argc, char **argv, struct opts *o, char **pos,
                                    MAX_TIMEOUT_MS, val);
             }
             o->timeout_ms = (unsigned)ms;
+            o->timeout_given = true;
+            continue;
+        }
+        if (strncmp(a, "--comment", name_len) == 0 && name_len == 9) {
+            val = a[name_len] == '=' ? a + name_len + 1 : NULL;
+            if (val == NULL && (val = (i + 1 < argc ? argv[++i] : NULL)) == NULL) {
+                return usage_error("--comment needs a value (TEXT)");
+            }
+            if (strlen(val) > MAX_COMMENT) {
+                return usage_error("--comment must be at most %u bytes long",
+                                   MAX_COMMENT);
+            }
+            o->comment = val;
             continue;
         }
         return usage_error("unknown option '%s' (put '--' before arguments "
@@ -221,6 +274,79 @@ static int parse_options(int argc, char **argv, struct opts *o, char **pos,
                            a);
     }
     return 0;
+}
+
+static int parse_version(const struct cmd *cmd, const char *text,
+                         long long *version)
+{
+    unsigned long long v;
+
+    if (!parse_uint(text, (unsigned long long)INT64_MAX, &v)) {
+        return usage_error("%s: VERSION must be a positive integer, got '%s'",
+                           cmd->name, text);
+    }
+    *version = (long long)v;
+    return 0;
+}
+
+/* "project SUBCOMMAND …" */
+static int parse_project(char **pos, int n_pos, struct cmd *cmd)
+{
+    const char *word;
+    int n = n_pos - 2; /* arguments after "project WORD" */
+    int rv;
+
+    if (n_pos < 2) {
+        return usage_error("project: missing subcommand (validate, load, show, "
+                           "history, diff or watch)");
+    }
+    word = pos[1];
+    if (strcmp(word, "validate") == 0 || strcmp(word, "load") == 0) {
+        bool load = word[0] == 'l';
+        cmd->kind = load ? CMD_PROJECT_LOAD : CMD_PROJECT_VALIDATE;
+        cmd->name = load ? "project load" : "project validate";
+        if ((rv = want_args(cmd, n, 1, 1,
+                            load ? "project load DIR [--comment TEXT]"
+                                 : "project validate DIR")) != 0) {
+            return rv;
+        }
+        cmd->dir = pos[2];
+        if (*cmd->dir == '\0') {
+            return usage_error("%s: DIR must not be empty", cmd->name);
+        }
+        return 0;
+    }
+    if (strcmp(word, "show") == 0) {
+        cmd->kind = CMD_PROJECT_SHOW;
+        cmd->name = "project show";
+        if ((rv = want_args(cmd, n, 0, 1, "project show [VERSION]")) != 0) {
+            return rv;
+        }
+        return n == 1 ? parse_version(cmd, pos[2], &cmd->version) : 0;
+    }
+    if (strcmp(word, "history") == 0) {
+        cmd->kind = CMD_PROJECT_HISTORY;
+        cmd->name = "project history";
+        return want_args(cmd, n, 0, 0, "project history");
+    }
+    if (strcmp(word, "diff") == 0) {
+        cmd->kind = CMD_PROJECT_DIFF;
+        cmd->name = "project diff";
+        if ((rv = want_args(cmd, n, 2, 2, "project diff V1 V2")) != 0 ||
+            (rv = parse_version(cmd, pos[2], &cmd->version)) != 0 ||
+            (rv = parse_version(cmd, pos[3], &cmd->version2)) != 0) {
+            return rv;
+        }
+        return 0;
+    }
+    if (strcmp(word, "watch") == 0) {
+        cmd->kind = CMD_PROJECT_WATCH;
+        cmd->name = "project watch";
+        return want_args(cmd, n, 0, 0, "project watch");
+    }
+    return usage_error("project: unknown subcommand '%s' (expected validate, "
+                       "load, show, history, diff or watch)",
+                       word);
 }
 
 /* Turn the positional words into a validated command. */
@@ -232,7 +358,10 @@ static int parse_command(char **pos, int n_pos, struct cmd *cmd)
 
     memset(cmd, 0, sizeof *cmd);
     if (n_pos == 0) {
-        return usage_error("missing command (cluster, put or get)");
+        return usage_error("missing command (cluster, project, put or get)");
+    }
+    if (strcmp(word, "project") == 0) {
+        return parse_project(pos, n_pos, cmd);
     }
     if (strcmp(word, "put") == 0) {
         cmd->kind = CMD_PUT;
@@ -264,7 +393,8 @@ static int parse_command(char **pos, int n_pos, struct cmd *cmd)
         return 0;
     }
     if (strcmp(word, "cluster") != 0) {
-        return usage_error("unknown command '%s' (expected cluster, put or get)",
+        return usage_error("unknown command '%s' (expected cluster, project, put "
+                           "or get)",
                            word);
     }
     if (n_pos < 2) {
@@ -1072,6 +1202,721 @@ static int cmd_simple(struct vg_client *c, const struct opts *o,
     return rv;
 }
 
+/* ------------------------------------------------------------------ */
+/* project                                                             */
+
+/* A project folder read and validated locally. */
+struct local_project {
+    struct vg_project_files fs;
+    struct vg_project *p;
+    struct vg_diags d;
+};
+
+static void local_free(struct local_project *lp)
+{
+    vg_project_free(lp->p);
+    vg_diags_free(&lp->d);
+    vg_project_files_free(&lp->fs);
+}
+
+/* Read DIR and validate it. Returns 0 (look at lp->d.n) or EXIT_FAILED when
+ * the folder could not be read, after saying why. */
+static int local_read(const struct cmd *cmd, const char *dir,
+                      struct local_project *lp)
+{
+    char errmsg[VG_ERRMSG_SIZE] = "";
+    int rv;
+
+    memset(lp, 0, sizeof *lp);
+    vg_diags_init(&lp->d);
+    rv = vg_project_files_read_dir(&lp->fs, dir, errmsg);
+    if (rv != VG_OK) {
+        fprintf(stderr, "vigilctl: %s: %s\n", cmd->name,
+                errmsg[0] ? errmsg : vg_strerror(rv));
+        local_free(lp);
+        return EXIT_FAILED;
+    }
+    lp->p = vg_project_parse(&lp->fs, &lp->d);
+    if (lp->p == NULL) {
+        fprintf(stderr, "vigilctl: %s: out of memory\n", cmd->name);
+        local_free(lp);
+        return EXIT_FAILED;
+    }
+    vg_diags_sort(&lp->d);
+    return 0;
+}
+
+#define DIGEST_HEX (2 * VG_PROJECT_DIGEST_SIZE + 1)
+
+/* The files digest (a version's identity) as hex. */
+static void digest_hex(const struct vg_project_files *fs, char out[DIGEST_HEX])
+{
+    unsigned char raw[VG_PROJECT_DIGEST_SIZE];
+    vg_project_files_digest(fs, raw);
+    for (size_t i = 0; i < sizeof raw; i++) {
+        snprintf(out + 2 * i, 3, "%02x", raw[i]);
+    }
+}
+
+static size_t error_count(const struct vg_diags *d)
+{
+    return d->n + d->dropped;
+}
+
+/* Every diagnostic, one per line, then the count. */
+static void print_diags(FILE *out, const struct vg_diags *d)
+{
+    char line[2048];
+    size_t i;
+
+    for (i = 0; i < d->n; i++) {
+        vg_diag_format(&d->v[i], line, sizeof line);
+        fprintf(out, "%s\n", line);
+    }
+    if (d->dropped > 0) {
+        fprintf(out, "(%zu more errors not shown)\n", d->dropped);
+    }
+    fprintf(out, "%zu error%s\n", error_count(d), error_count(d) == 1 ? "" : "s");
+}
+
+static const char *plural(size_t n, const char *one, const char *many)
+{
+    return n == 1 ? one : many;
+}
+
+/* "T tags, A alarms, …" of a parsed project. */
+static void contents_text(const struct vg_project *p, char *out, size_t size)
+{
+    snprintf(out, size,
+             "%zu %s, %zu %s, %zu %s, %zu %s, %zu %s, %zu %s, %zu %s, %zu %s",
+             p->n_tags, plural(p->n_tags, "tag", "tags"), p->n_alarms,
+             plural(p->n_alarms, "alarm", "alarms"), p->n_screens,
+             plural(p->n_screens, "screen", "screens"), p->n_plcs,
+             plural(p->n_plcs, "PLC", "PLCs"), p->n_sections,
+             plural(p->n_sections, "section", "sections"), p->n_stations,
+             plural(p->n_stations, "station", "stations"), p->n_roles,
+             plural(p->n_roles, "role", "roles"), p->n_reports,
+             plural(p->n_reports, "report", "reports"));
+}
+
+/* The same from a stored version's summary object. */
+static void summary_text(const json_t *summary, char *out, size_t size)
+{
+    static const char *const keys[][3] = {
+        {"tags", "tag", "tags"},           {"alarms", "alarm", "alarms"},
+        {"screens", "screen", "screens"},  {"plcs", "PLC", "PLCs"},
+        {"sections", "section", "sections"}, {"stations", "station", "stations"},
+        {"roles", "role", "roles"},        {"reports", "report", "reports"},
+    };
+    size_t off = 0;
+
+    out[0] = '\0';
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0] && off < size; i++) {
+        long long v = vg_proto_get_int(summary, keys[i][0], -1);
+        if (v < 0) {
+            continue;
+        }
+        off += (size_t)snprintf(out + off, size - off, "%s%lld %s",
+                                off > 0 ? ", " : "", v,
+                                v == 1 ? keys[i][1] : keys[i][2]);
+    }
+    if (off == 0) {
+        snprintf(out, size, "(no summary)");
+    }
+}
+
+static int cmd_project_validate(const struct opts *o, const struct cmd *cmd)
+{
+    struct local_project lp;
+    char contents[512];
+    int rv;
+
+    if ((rv = local_read(cmd, cmd->dir, &lp)) != 0) {
+        return rv;
+    }
+    contents_text(lp.p, contents, sizeof contents);
+    if (o->json) {
+        json_t *diags = json_array();
+        json_t *out;
+        char line[2048];
+        for (size_t i = 0; i < lp.d.n; i++) {
+            vg_diag_format(&lp.d.v[i], line, sizeof line);
+            json_array_append_new(diags, json_string(line));
+        }
+        char digest[DIGEST_HEX];
+        digest_hex(&lp.fs, digest);
+        /* The digest is what "project load" would make the version's
+         * identity: scripts compare it with the cluster's. */
+        out = json_pack("{s:b, s:s?, s:s, s:I, s:o, s:s}", "valid", lp.d.n == 0 &&
+                        lp.d.dropped == 0, "name", lp.p->name, "digest", digest,
+                        "errors", (json_int_t)error_count(&lp.d), "diagnostics",
+                        diags, "contents", contents);
+        print_json(out);
+        json_decref(out);
+    } else if (error_count(&lp.d) > 0) {
+        print_diags(stdout, &lp.d);
+    } else {
+        printf("project %s is valid: %s\n",
+               lp.p->name != NULL ? lp.p->name : "(unnamed)", contents);
+    }
+    rv = error_count(&lp.d) > 0 ? EXIT_FAILED : 0;
+    local_free(&lp);
+    return rv;
+}
+
+static const char *who_am_i(void)
+{
+    const char *u = getenv("USER");
+    struct passwd *pw;
+    if (u != NULL && *u != '\0') {
+        return u;
+    }
+    pw = getpwuid(getuid());
+    return pw != NULL ? pw->pw_name : "unknown";
+}
+
+/* One chunk of an upload as a request. */
+static json_t *upload_request(const unsigned char *bundle, size_t total,
+                              size_t offset, size_t len, const char *digest,
+                              const char *comment, const char *user,
+                              const char *station)
+{
+    size_t b64_size = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
+    char *b64 = malloc(b64_size);
+    json_t *req;
+
+    if (b64 == NULL) {
+        return NULL;
+    }
+    sodium_bin2base64(b64, b64_size, bundle + offset, len,
+                      sodium_base64_VARIANT_ORIGINAL);
+    req = json_pack("{s:s, s:I, s:I, s:s, s:s, s:s, s:s}", "type",
+                    "project_upload", "offset", (json_int_t)offset, "total",
+                    (json_int_t)total, "data", b64, "digest", digest, "user",
+                    user, "station", station);
+    free(b64);
+    if (req != NULL && comment != NULL) {
+        json_object_set_new(req, "comment", json_string(comment));
+    }
+    return req;
+}
+
+/* Print the diagnostics of an "invalid" answer to a load. */
+static void print_remote_diags(const json_t *answer)
+{
+    const json_t *diags = json_object_get(answer, "diagnostics");
+    const json_t *d;
+    size_t i;
+
+    json_array_foreach(diags, i, d) {
+        fprintf(stderr, "%s\n", json_string_value(d) ? json_string_value(d) : "?");
+    }
+    if ((long long)json_array_size(diags) < vg_proto_get_int(answer, "errors", 0)) {
+        fprintf(stderr, "(%lld more errors not shown)\n",
+                vg_proto_get_int(answer, "errors", 0) -
+                    (long long)json_array_size(diags));
+    }
+}
+
+/* Send the bundle to the leader, chunk by chunk, and wait for the commit.
+ * The upload lives on one connection of one leader: whenever the cluster
+ * says it lost track (a new leader, a new connection) the upload starts over
+ * at offset 0, at most LOAD_ATTEMPTS times. Returns the final answer or
+ * NULL after saying why. */
+static json_t *upload(struct vg_client *c, const struct opts *o,
+                      const struct cmd *cmd, const unsigned char *bundle,
+                      size_t total, const char *digest)
+{
+    uint64_t deadline = vg_now_mono_ms() +
+                        (o->timeout_given ? o->timeout_ms : LOAD_TIMEOUT_MS);
+    char station[256] = "unknown";
+    const char *user = who_am_i();
+    int attempt;
+
+    if (gethostname(station, sizeof station - 1) != 0) {
+        snprintf(station, sizeof station, "unknown");
+    }
+    for (attempt = 1; attempt <= LOAD_ATTEMPTS; attempt++) {
+        size_t offset = 0;
+        bool restart = false;
+
+        while (!restart) {
+            size_t len = total - offset < CHUNK_BYTES ? total - offset : CHUNK_BYTES;
+            uint64_t now = vg_now_mono_ms();
+            char errmsg[VG_ERRMSG_SIZE];
+            json_t *req;
+            json_t *answer = NULL;
+            const char *type;
+            int rv;
+
+            if (now >= deadline) {
+                fprintf(stderr, "vigilctl: %s: no result within %u ms\n",
+                        cmd->name,
+                        o->timeout_given ? o->timeout_ms : LOAD_TIMEOUT_MS);
+                return NULL;
+            }
+            vg_client_set_timeout(c, (unsigned)(deadline - now));
+            req = upload_request(bundle, total, offset, len, digest, o->comment,
+                                 user, station);
+            if (req == NULL) {
+                fprintf(stderr, "vigilctl: out of memory\n");
+                return NULL;
+            }
+            /* The library follows the leader and retries until the deadline
+             * by itself; a failure here means the deadline passed. */
+            rv = vg_client_call(c, req, &answer, errmsg);
+            json_decref(req);
+            if (rv != VG_OK) {
+                fprintf(stderr, "vigilctl: %s: %s\n", cmd->name, errmsg);
+                return NULL;
+            }
+            type = vg_proto_get_str(answer, "type", "");
+            if (strcmp(type, "project_loaded") == 0) {
+                return answer;
+            }
+            if (strcmp(type, "upload") == 0 &&
+                vg_proto_get_int(answer, "received", -1) == (long long)(offset + len)) {
+                offset += len;
+                json_decref(answer);
+                continue;
+            }
+            if (is_error(answer) &&
+                (json_object_get(answer, "expected_offset") != NULL ||
+                 strcmp(vg_proto_get_str(answer, "code", ""), "not_leader") == 0 ||
+                 strcmp(vg_proto_get_str(answer, "code", ""), "busy") == 0)) {
+                /* The node we now talk to does not hold our upload (leader
+                 * changed, or the connection was replaced), or is busy:
+                 * start over. */
+                bool busy = strcmp(vg_proto_get_str(answer, "code", ""), "busy") == 0;
+                if (attempt < LOAD_ATTEMPTS) {
+                    fprintf(stderr, "vigilctl: %s: %s; starting the upload over "
+                                    "(attempt %d of %d)\n",
+                            cmd->name, vg_proto_get_str(answer, "message", "?"),
+                            attempt + 1, LOAD_ATTEMPTS);
+                }
+                json_decref(answer);
+                if (busy) {
+                    pause_ms(500);
+                }
+                restart = true;
+                continue;
+            }
+            if (is_error(answer)) {
+                if (o->json) {
+                    print_json(answer);
+                }
+                print_remote_diags(answer);
+                report_error(cmd, answer);
+                json_decref(answer);
+                return NULL;
+            }
+            fprintf(stderr, "vigilctl: %s: unexpected answer '%s'\n", cmd->name,
+                    type);
+            json_decref(answer);
+            return NULL;
+        }
+    }
+    fprintf(stderr, "vigilctl: %s: gave up after %d attempts\n", cmd->name,
+            LOAD_ATTEMPTS);
+    return NULL;
+}
+
+static int cmd_project_load(struct vg_client *c, const struct opts *o,
+                            const struct cmd *cmd)
+{
+    struct local_project lp;
+    char digest[DIGEST_HEX];
+    char errmsg[VG_ERRMSG_SIZE] = "";
+    unsigned char *bundle = NULL;
+    size_t len = 0;
+    json_t *answer;
+    int rv;
+
+    if ((rv = local_read(cmd, cmd->dir, &lp)) != 0) {
+        return rv;
+    }
+    if (error_count(&lp.d) > 0) {
+        print_diags(stderr, &lp.d);
+        fprintf(stderr, "vigilctl: %s: %s has errors; nothing was sent\n",
+                cmd->name, cmd->dir);
+        local_free(&lp);
+        return EXIT_FAILED;
+    }
+    rv = vg_project_files_pack(&lp.fs, &bundle, &len, errmsg);
+    if (rv != VG_OK) {
+        fprintf(stderr, "vigilctl: %s: cannot pack %s: %s\n", cmd->name, cmd->dir,
+                errmsg[0] ? errmsg : vg_strerror(rv));
+        local_free(&lp);
+        return EXIT_FAILED;
+    }
+    digest_hex(&lp.fs, digest);
+    local_free(&lp);
+    answer = upload(c, o, cmd, bundle, len, digest);
+    free(bundle);
+    if (answer == NULL) {
+        return EXIT_FAILED;
+    }
+    if (o->json) {
+        print_json(answer);
+    } else if (json_is_true(json_object_get(answer, "unchanged"))) {
+        printf("unchanged: version %lld is already active (digest %s)\n",
+               vg_proto_get_int(answer, "version", 0),
+               vg_proto_get_str(answer, "digest", "?"));
+    } else {
+        printf("loaded version %lld (digest %s)\n",
+               vg_proto_get_int(answer, "version", 0),
+               vg_proto_get_str(answer, "digest", "?"));
+    }
+    json_decref(answer);
+    return 0;
+}
+
+/* "2024-05-01 12:00:00 UTC" of a wall-clock time in ms. */
+static void when_text(long long ms, char *out, size_t size)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    if (ms <= 0 || gmtime_r(&t, &tm) == NULL) {
+        snprintf(out, size, "-");
+        return;
+    }
+    strftime(out, size, "%Y-%m-%d %H:%M:%S UTC", &tm);
+}
+
+static int cmd_project_show(struct vg_client *c, const struct opts *o,
+                            const struct cmd *cmd)
+{
+    json_t *req = vg_proto_request("project_show", -1);
+    json_t *answer = NULL;
+    char when[64];
+    char contents[512];
+    int rv;
+
+    if (req != NULL && cmd->version > 0) {
+        json_object_set_new(req, "version", json_integer(cmd->version));
+    }
+    if ((rv = call(c, cmd, req, &answer)) != 0) {
+        return rv;
+    }
+    if (o->json) {
+        print_json(answer);
+    }
+    if (is_error(answer)) {
+        rv = report_error(cmd, answer);
+        json_decref(answer);
+        return rv;
+    }
+    if (!o->json && vg_proto_get_int(answer, "version", 0) == 0) {
+        printf("no project has been loaded (node %lld, applied index %lld)\n",
+               vg_proto_get_int(answer, "node", 0),
+               vg_proto_get_int(answer, "applied_index", 0));
+    } else if (!o->json) {
+        when_text(vg_proto_get_int(answer, "loaded_at", 0), when, sizeof when);
+        summary_text(json_object_get(answer, "summary"), contents, sizeof contents);
+        printf("version %lld of project %s%s%s%s\n",
+               vg_proto_get_int(answer, "version", 0),
+               vg_proto_get_str(answer, "name", "?"),
+               vg_proto_get_str(answer, "label", NULL) ? " (label " : "",
+               vg_proto_get_str(answer, "label", ""),
+               vg_proto_get_str(answer, "label", NULL) ? ")" : "");
+        printf("  state     %s\n", json_is_true(json_object_get(answer, "active"))
+                                       ? "active"
+                                       : "inactive");
+        printf("  digest    %s\n", vg_proto_get_str(answer, "digest", "?"));
+        printf("  loaded    %s by %s at %s (term %lld, log index %lld)\n", when,
+               vg_proto_get_str(answer, "loaded_by", "?"),
+               vg_proto_get_str(answer, "station", "?"),
+               vg_proto_get_int(answer, "term", 0),
+               vg_proto_get_int(answer, "log_index", 0));
+        printf("  comment   %s\n", vg_proto_get_str(answer, "comment", "-"));
+        printf("  contents  %s\n", contents);
+        printf("  size      %lld bytes packed\n", vg_proto_get_int(answer, "size", 0));
+        printf("  (as stored on node %lld, applied index %lld)\n",
+               vg_proto_get_int(answer, "node", 0),
+               vg_proto_get_int(answer, "applied_index", 0));
+    }
+    json_decref(answer);
+    return 0;
+}
+
+static int cmd_project_history(struct vg_client *c, const struct opts *o,
+                               const struct cmd *cmd)
+{
+    json_t *answer = NULL;
+    const json_t *v;
+    size_t i;
+    int rv;
+
+    if ((rv = call(c, cmd, vg_proto_request("project_history", -1), &answer)) != 0) {
+        return rv;
+    }
+    if (o->json) {
+        print_json(answer);
+    }
+    if (is_error(answer)) {
+        rv = report_error(cmd, answer);
+        json_decref(answer);
+        return rv;
+    }
+    if (!o->json) {
+        struct table t = {.ncols = 7};
+        static const char *const head[] = {"VERSION", "", "NAME", "LABEL",
+                                           "LOADED", "BY", "COMMENT"};
+        table_add(&t, head);
+        json_array_foreach(json_object_get(answer, "versions"), i, v) {
+            char version[24], when[64], by[300];
+            const char *row[7];
+            snprintf(version, sizeof version, "%lld", vg_proto_get_int(v, "version", 0));
+            when_text(vg_proto_get_int(v, "loaded_at", 0), when, sizeof when);
+            snprintf(by, sizeof by, "%s@%s", vg_proto_get_str(v, "loaded_by", "?"),
+                     vg_proto_get_str(v, "station", "?"));
+            row[0] = version;
+            row[1] = json_is_true(json_object_get(v, "active")) ? "active" : "";
+            row[2] = vg_proto_get_str(v, "name", NULL);
+            row[3] = vg_proto_get_str(v, "label", NULL);
+            row[4] = when;
+            row[5] = by;
+            row[6] = vg_proto_get_str(v, "comment", NULL);
+            table_add(&t, row);
+        }
+        if (t.nrows > 1) {
+            table_print(&t);
+        }
+        table_free(&t);
+        printf("%lld version%s shown of %lld (node %lld, applied index %lld)\n",
+               (long long)json_array_size(json_object_get(answer, "versions")),
+               json_array_size(json_object_get(answer, "versions")) == 1 ? "" : "s",
+               vg_proto_get_int(answer, "total", 0),
+               vg_proto_get_int(answer, "node", 0),
+               vg_proto_get_int(answer, "applied_index", 0));
+    }
+    json_decref(answer);
+    return 0;
+}
+
+/* Fetch VERSION's bundle chunk by chunk, unpack it and check it against the
+ * digest the node gave. Returns 0 with *FS filled, or EXIT_FAILED. */
+static int fetch_version(struct vg_client *c, const struct cmd *cmd,
+                         long long version, struct vg_project_files *fs)
+{
+    unsigned char *bundle = NULL;
+    long long total = -1;
+    long long offset = 0;
+    char digest[VG_ERRMSG_SIZE] = "";
+    char errmsg[VG_ERRMSG_SIZE] = "";
+    char hex[DIGEST_HEX];
+    int rv;
+
+    memset(fs, 0, sizeof *fs);
+    while (total < 0 || offset < total) {
+        json_t *req = json_pack("{s:s, s:I, s:I}", "type", "project_get", "version",
+                                (json_int_t)version, "offset", (json_int_t)offset);
+        json_t *answer = NULL;
+        const char *data;
+        size_t len = 0;
+
+        if ((rv = call(c, cmd, req, &answer)) != 0) {
+            free(bundle);
+            return rv;
+        }
+        if (is_error(answer)) {
+            rv = report_error(cmd, answer);
+            json_decref(answer);
+            free(bundle);
+            return rv;
+        }
+        data = vg_proto_get_str(answer, "data", NULL);
+        if (total < 0) {
+            total = vg_proto_get_int(answer, "total", -1);
+            snprintf(digest, sizeof digest, "%s",
+                     vg_proto_get_str(answer, "digest", ""));
+            bundle = total > 0 ? malloc((size_t)total) : NULL;
+            if (bundle == NULL) {
+                fprintf(stderr, "vigilctl: %s: version %lld: bad size %lld\n",
+                        cmd->name, version, total);
+                json_decref(answer);
+                return EXIT_FAILED;
+            }
+        }
+        /* Chunks may come from different nodes if the connection changes;
+         * they hold the same version, which the digest checks below. */
+        if (vg_proto_get_int(answer, "total", -2) != total ||
+            strcmp(vg_proto_get_str(answer, "digest", ""), digest) != 0 ||
+            vg_proto_get_int(answer, "offset", -1) != offset || data == NULL ||
+            sodium_base642bin(bundle + offset, (size_t)(total - offset), data,
+                              strlen(data), NULL, &len, NULL,
+                              sodium_base64_VARIANT_ORIGINAL) != 0 ||
+            len == 0) {
+            fprintf(stderr, "vigilctl: %s: version %lld: inconsistent chunk at "
+                            "offset %lld\n",
+                    cmd->name, version, offset);
+            json_decref(answer);
+            free(bundle);
+            return EXIT_FAILED;
+        }
+        offset += (long long)len;
+        json_decref(answer);
+    }
+    rv = vg_project_files_unpack(bundle, (size_t)total, fs, errmsg);
+    free(bundle);
+    if (rv != VG_OK) {
+        fprintf(stderr, "vigilctl: %s: version %lld: %s\n", cmd->name, version,
+                errmsg);
+        return EXIT_FAILED;
+    }
+    digest_hex(fs, hex);
+    if (strcmp(hex, digest) != 0) {
+        fprintf(stderr, "vigilctl: %s: version %lld: the files fetched hash to "
+                        "%s, not to the stored digest %s\n",
+                cmd->name, version, hex, digest);
+        vg_project_files_free(fs);
+        return EXIT_FAILED;
+    }
+    return 0;
+}
+
+static int cmd_project_diff(struct vg_client *c, const struct opts *o,
+                            const struct cmd *cmd)
+{
+    struct vg_project_files fa, fb;
+    struct vg_project *pa = NULL, *pb = NULL;
+    struct vg_diags da, db;
+    char *text = NULL;
+    int rv;
+
+    if ((rv = fetch_version(c, cmd, cmd->version, &fa)) != 0) {
+        return rv;
+    }
+    if ((rv = fetch_version(c, cmd, cmd->version2, &fb)) != 0) {
+        vg_project_files_free(&fa);
+        return rv;
+    }
+    vg_diags_init(&da);
+    vg_diags_init(&db);
+    pa = vg_project_parse(&fa, &da);
+    pb = vg_project_parse(&fb, &db);
+    if (pa == NULL || pb == NULL ||
+        (rv = vg_project_diff(pa, pb, &text)) != VG_OK) {
+        fprintf(stderr, "vigilctl: %s: cannot compare: %s\n", cmd->name,
+                vg_strerror(pa == NULL || pb == NULL ? VG_ENOMEM : rv));
+        rv = EXIT_FAILED;
+    } else {
+        /* Stored versions were valid when loaded; a newer vigilctl may judge
+         * them differently, which is worth saying but does not stop the
+         * diff. */
+        if (da.n + db.n > 0) {
+            fprintf(stderr, "vigilctl: %s: note: this vigilctl finds %zu error(s) "
+                            "in version %lld and %zu in version %lld\n",
+                    cmd->name, da.n + da.dropped, cmd->version, db.n + db.dropped,
+                    cmd->version2);
+        }
+        if (o->json) {
+            json_t *out = json_pack("{s:I, s:I, s:s}", "from",
+                                    (json_int_t)cmd->version, "to",
+                                    (json_int_t)cmd->version2, "diff", text);
+            print_json(out);
+            json_decref(out);
+        } else {
+            printf("%s", text);
+            if (*text != '\0' && text[strlen(text) - 1] != '\n') {
+                putchar('\n');
+            }
+        }
+        rv = 0;
+    }
+    free(text);
+    vg_project_free(pa);
+    vg_project_free(pb);
+    vg_diags_free(&da);
+    vg_diags_free(&db);
+    vg_project_files_free(&fa);
+    vg_project_files_free(&fb);
+    return rv;
+}
+
+/* Subscribe on the client's connection; true when the node confirmed. */
+static bool watch_subscribe(struct vg_client *c, const struct opts *o,
+                            const struct cmd *cmd)
+{
+    json_t *req = json_pack("{s:s, s:[s]}", "type", "subscribe", "topics", "project");
+    json_t *answer = NULL;
+    char errmsg[VG_ERRMSG_SIZE];
+    const json_t *pr;
+    int rv;
+
+    if (req == NULL) {
+        return false;
+    }
+    rv = vg_client_call(c, req, &answer, errmsg);
+    json_decref(req);
+    if (rv != VG_OK) {
+        fprintf(stderr, "vigilctl: %s: %s\n", cmd->name, errmsg);
+        return false;
+    }
+    if (is_error(answer)) {
+        report_error(cmd, answer);
+        json_decref(answer);
+        return false;
+    }
+    pr = json_object_get(answer, "project");
+    if (o->json) {
+        json_dumpf(answer, stdout, JSON_COMPACT);
+        putchar('\n');
+    } else {
+        printf("watching project events on %s (node %lld; active version %lld)\n",
+               vg_client_current(c) ? vg_client_current(c) : "?",
+               vg_proto_get_int(answer, "node", 0),
+               vg_proto_get_int(pr, "version", 0));
+    }
+    fflush(stdout);
+    json_decref(answer);
+    return true;
+}
+
+/* Runs until killed: subscribe, print events as they come, and subscribe
+ * again (anywhere in the cluster) when the connection is lost. */
+static int cmd_project_watch(struct vg_client *c, const struct opts *o,
+                             const struct cmd *cmd)
+{
+    unsigned backoff = 100;
+
+    for (;;) {
+        json_t *ev = NULL;
+        char errmsg[VG_ERRMSG_SIZE];
+        int rv;
+
+        if (!watch_subscribe(c, o, cmd)) {
+            pause_ms(backoff);
+            backoff = backoff * 2 > 2000 ? 2000 : backoff * 2;
+            continue;
+        }
+        backoff = 100;
+        while ((rv = vg_client_next_event(c, WATCH_POLL_MS, &ev, errmsg)) == VG_OK ||
+               rv == VG_ETIMEDOUT) {
+            if (rv != VG_OK) {
+                continue;
+            }
+            if (o->json) {
+                json_dumpf(ev, stdout, JSON_COMPACT);
+                putchar('\n');
+            } else if (strcmp(vg_proto_get_str(ev, "event", ""), "activated") == 0) {
+                printf("activated version %lld of %s (digest %s) on node %lld\n",
+                       vg_proto_get_int(ev, "version", 0),
+                       vg_proto_get_str(ev, "name", "?"),
+                       vg_proto_get_str(ev, "digest", "?"),
+                       vg_proto_get_int(ev, "node", 0));
+            } else {
+                printf("%s %s\n", vg_proto_get_str(ev, "topic", "?"),
+                       vg_proto_get_str(ev, "event", "?"));
+            }
+            fflush(stdout);
+            json_decref(ev);
+        }
+        fprintf(stderr, "vigilctl: %s: %s; subscribing again\n", cmd->name, errmsg);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct opts o = {.timeout_ms = VG_CLIENT_DEFAULT_TIMEOUT_MS};
@@ -1100,6 +1945,16 @@ int main(int argc, char **argv)
     if (rv != 0) {
         return rv;
     }
+    if (o.comment != NULL && cmd.kind != CMD_PROJECT_LOAD) {
+        return usage_error("--comment applies only to 'project load'");
+    }
+    if (sodium_init() < 0) {
+        fprintf(stderr, "vigilctl: libsodium failed to initialise\n");
+        return EXIT_FAILED;
+    }
+    if (cmd.kind == CMD_PROJECT_VALIDATE) {
+        return cmd_project_validate(&o, &cmd);
+    }
     if (o.cluster == NULL) {
         o.cluster = getenv("VIGIL_CLUSTER");
         o.cluster_from = "VIGIL_CLUSTER";
@@ -1120,6 +1975,21 @@ int main(int argc, char **argv)
         break;
     case CMD_MEMBERS:
         rv = cmd_members(c, &o, &cmd);
+        break;
+    case CMD_PROJECT_LOAD:
+        rv = cmd_project_load(c, &o, &cmd);
+        break;
+    case CMD_PROJECT_SHOW:
+        rv = cmd_project_show(c, &o, &cmd);
+        break;
+    case CMD_PROJECT_HISTORY:
+        rv = cmd_project_history(c, &o, &cmd);
+        break;
+    case CMD_PROJECT_DIFF:
+        rv = cmd_project_diff(c, &o, &cmd);
+        break;
+    case CMD_PROJECT_WATCH:
+        rv = cmd_project_watch(c, &o, &cmd);
         break;
     default:
         rv = cmd_simple(c, &o, &cmd);

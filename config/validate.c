@@ -679,17 +679,4 @@ void vg_cfg_validate(struct vg_project *p, struct vg_diags *d)
         for (size_t k = 0; k < r->n_sections; k++)
             resolve(&ix->sections, &r->sections[k], "plant section", d);
     }
-    /* Translations of CSV texts (YAML texts were checked while parsing). */
-    for (size_t i = 0; i < p->n_tags; i++)
-        for (size_t l = 0; l < p->n_languages; l++)
-            if (p->tags[i].description.s[l] == NULL)
-                vg_diags_add(d, p->tags[i].col[VG_TAG_DESCRIPTION], "missing "
-                             "translation: tag '%s' has no '%s' description",
-                             p->tags[i].name, p->languages[l]);
-    for (size_t i = 0; i < p->n_alarms; i++)
-        for (size_t l = 0; l < p->n_languages; l++)
-            if (p->alarms[i].message.s[l] == NULL)
-                vg_diags_add(d, p->alarms[i].col[VG_ALARM_COL_MESSAGE],
-                             "missing translation: alarm '%s' has no '%s' "
-                             "message", p->alarms[i].name, p->languages[l]);
 }

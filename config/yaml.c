@@ -1272,7 +1272,8 @@ static void parse_object(struct ctx *c, struct vg_screen *s,
     }
     char req[64];
     snprintf(req, sizeof req, "%s", spec->required);
-    for (char *w = strtok(req, " "); w; w = strtok(NULL, " "))
+    char *save = NULL;
+    for (char *w = strtok_r(req, " ", &save); w; w = strtok_r(NULL, " ", &save))
         need(c, obj, w, what);
 
     /* Defaults, then the keys present. */

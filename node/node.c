@@ -12,7 +12,11 @@
  * Shutdown on SIGTERM/SIGINT: stop listening, close clients, raft_close()
  * from the signal callback (never from inside a raft callback: libraft 0.15
  * aborts), then release the uv I/O and close the remaining handles; the loop
- * ends when nothing is left open. */
+ * ends when nothing is left open (a project validation still running in the
+ * thread pool keeps it alive until it finishes; its answer is dropped).
+ *
+ * This file holds the cluster requests; the project requests and the events
+ * pushed to subscribers are in project.c (internal.h shares the objects). */
 #include <errno.h>
 #include <jansson.h>
 #include <raft.h>
@@ -27,72 +31,9 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "../proto/proto.h"
-#include "../replication/replication.h"
-#include "node.h"
+#include "internal.h"
 
-#define WRITE_QUEUE_LIMIT (8u * 1024u * 1024u)
-#define EXIT_FAILSTOP 70
-
-struct node;
-
-struct conn {
-    uv_tcp_t tcp;
-    struct node *n;
-    struct vg_proto_decoder dec;
-    unsigned refs;        /* pending operations holding this conn */
-    bool closing;
-    size_t queued;        /* bytes written but not yet flushed */
-    uint64_t last_rx_ms;
-    struct conn *prev, *next;
-};
-
-/* A client request waiting for raft (commit, membership change, transfer). */
-struct op {
-    struct vg_repl_proposal p; /* first: the proposal callback casts back */
-    struct raft_change change;
-    struct conn *c;
-    struct node *n;
-    long long id;
-    char kind[24];
-    uint64_t target;
-    int role;
-    char raft_address[VG_NODE_ADDR_SIZE];
-    struct op *next_transfer;
-};
-
-struct node {
-    const struct vg_node_config *cfg;
-    uv_loop_t loop;
-    struct raft_uv_transport transport;
-    struct raft_io uv_io;
-    struct vg_repl_failstop failstop;
-    struct raft raft;
-    struct vg_repl_fsm fsm;
-    struct vg_repl_leadership lead;
-    struct vg_repl_transfer transfer;
-    struct op *transfer_op;
-    uv_tcp_t listener;
-    uv_prepare_t prepare;
-    uv_timer_t timer;
-    uv_signal_t sigterm, sigint;
-    struct conn *conns;
-    bool stopping;
-    bool raft_started;
-    int last_state;
-    raft_term last_term;
-    raft_id last_leader;
-    uint64_t next_checkpoint_ms;
-    bool last_cp_verifier;
-    uint64_t checked_logged;
-    uint64_t restored_logged;
-    int exit_code;
-};
-
-static void logf_(struct node *n, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void logf_(struct node *n, const char *fmt, ...)
+void node_log(struct node *n, const char *fmt, ...)
 {
     va_list ap;
     struct timespec ts;
@@ -111,7 +52,7 @@ static void logf_(struct node *n, const char *fmt, ...)
 
 static void failstop(struct node *n, const char *why)
 {
-    logf_(n, "FATAL: %s; stopping this node (fail-stop)", why);
+    node_log(n, "FATAL: %s; stopping this node (fail-stop)", why);
     fflush(stderr);
     _exit(EXIT_FAILSTOP);
 }
@@ -153,21 +94,17 @@ struct write_req {
     char *data;
 };
 
-static void conn_unref(struct conn *c);
-
 static void write_cb(uv_write_t *req, int status)
 {
     struct write_req *w = (struct write_req *)req;
     w->c->queued -= w->len;
     free(w->data);
-    conn_unref(w->c);
+    node_conn_unref(w->c);
     free(w);
     (void)status;
 }
 
-static void conn_close(struct conn *c);
-
-static void send_msg(struct conn *c, json_t *msg)
+void node_send(struct conn *c, json_t *msg)
 {
     struct write_req *w;
     uv_buf_t buf;
@@ -179,20 +116,27 @@ static void send_msg(struct conn *c, json_t *msg)
         return;
     }
     if (vg_proto_encode(msg, &data, &len) != VG_OK) {
+        /* Answers are built to fit in a frame; should one not, the client
+         * still gets an answer rather than waiting for its deadline. */
+        long long id = vg_proto_get_int(msg, "id", -1);
         json_decref(msg);
-        return;
+        msg = vg_proto_error(id, "failed", "the answer does not fit in a frame");
+        if (msg == NULL || vg_proto_encode(msg, &data, &len) != VG_OK) {
+            json_decref(msg);
+            return;
+        }
     }
     json_decref(msg);
     if (c->queued + len > WRITE_QUEUE_LIMIT) {
         /* A client that does not read must not make us buffer forever. */
         free(data);
-        conn_close(c);
+        node_conn_close(c);
         return;
     }
     w = malloc(sizeof *w);
     if (w == NULL) {
         free(data);
-        conn_close(c);
+        node_conn_close(c);
         return;
     }
     w->c = c;
@@ -206,25 +150,22 @@ static void send_msg(struct conn *c, json_t *msg)
         c->refs--;
         free(data);
         free(w);
-        conn_close(c);
+        node_conn_close(c);
     }
 }
 
-static void send_error(struct conn *c, long long id, const char *code,
-                       const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
-static void send_error(struct conn *c, long long id, const char *code,
-                       const char *fmt, ...)
+void node_send_error(struct conn *c, long long id, const char *code,
+                     const char *fmt, ...)
 {
     char message[512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
-    send_msg(c, vg_proto_error(id, code, message));
+    node_send(c, vg_proto_error(id, code, message));
 }
 
-static json_t *answer(const char *type, long long id)
+json_t *node_answer(const char *type, long long id)
 {
     json_t *o = json_object();
     json_object_set_new(o, "type", json_string(type));
@@ -236,7 +177,7 @@ static json_t *answer(const char *type, long long id)
 
 /* Redirect: name the leader when raft knows one and we know its client
  * address; otherwise the client tries the next node. */
-static void send_not_leader(struct node *n, struct conn *c, long long id)
+void node_send_not_leader(struct node *n, struct conn *c, long long id)
 {
     raft_id leader_id = 0;
     const char *leader_raft = NULL;
@@ -261,7 +202,7 @@ static void send_not_leader(struct node *n, struct conn *c, long long id)
                                           "client_address", client));
         }
     }
-    send_msg(c, e);
+    node_send(c, e);
 }
 
 /* ------------------------------------------------------------- requests */
@@ -309,6 +250,7 @@ static json_t *status_json(struct node *n)
         json_array_append_new(members, m);
     }
     json_object_set_new(o, "members", members);
+    json_object_set_new(o, "project", node_project_status(n));
     vg_hex(n->fsm.checkpoint_digest, VG_DIGEST_SIZE, hex);
     vg_hex(n->fsm.chain, VG_DIGEST_SIZE, chain);
     json_object_set_new(
@@ -338,7 +280,7 @@ static struct op *op_new(struct node *n, struct conn *c, long long id,
 
 static void op_free(struct op *o)
 {
-    conn_unref(o->c);
+    node_conn_unref(o->c);
     free(o);
 }
 
@@ -350,17 +292,17 @@ static void put_cb(struct vg_repl_proposal *p, int status, uint64_t index,
         /* An internal follow-up (e.g. forgetting a removed node's
          * addresses): nobody waits for an answer. */
     } else if (status != 0) {
-        send_error(o->c, o->id, "not_leader",
-                   "leadership lost before the command was committed (%s); "
-                   "its outcome is unknown",
-                   raft_strerror(status));
+        node_send_error(o->c, o->id, "not_leader",
+                        "leadership lost before the command was committed (%s); "
+                        "its outcome is unknown",
+                        raft_strerror(status));
     } else if (result != VG_OK) {
-        send_error(o->c, o->id, "invalid", "the cluster rejected the command: %s",
-                   vg_strerror(result));
+        node_send_error(o->c, o->id, "invalid", "the cluster rejected the command: %s",
+                        vg_strerror(result));
     } else {
-        json_t *a = answer("ok", o->id);
+        json_t *a = node_answer("ok", o->id);
         json_object_set_new(a, "index", json_integer((json_int_t)index));
-        send_msg(o->c, a);
+        node_send(o->c, a);
     }
     op_free(o);
 }
@@ -377,16 +319,16 @@ static void propose_for(struct node *n, struct conn *c, long long id,
         if (o != NULL) {
             op_free(o);
         }
-        send_error(c, id, "failed", "out of memory");
+        node_send_error(c, id, "failed", "out of memory");
         return;
     }
     rv = vg_repl_propose(&n->lead, &o->p, type, text, put_cb);
     free(text);
     if (rv == VG_ENOTLEADER) {
-        send_not_leader(n, c, id);
+        node_send_not_leader(n, c, id);
         op_free(o);
     } else if (rv != VG_OK) {
-        send_error(c, id, "failed", "cannot submit: %s", vg_strerror(rv));
+        node_send_error(c, id, "failed", "cannot submit: %s", vg_strerror(rv));
         op_free(o);
     }
 }
@@ -396,13 +338,13 @@ static void change_cb(struct raft_change *req, int status)
     struct op *o = req->data;
     struct node *n = o->n;
     if (status != 0) {
-        send_error(o->c, o->id, "failed", "%s of node %llu failed: %s", o->kind,
-                   (unsigned long long)o->target, raft_strerror(status));
+        node_send_error(o->c, o->id, "failed", "%s of node %llu failed: %s", o->kind,
+                        (unsigned long long)o->target, raft_strerror(status));
         op_free(o);
         return;
     }
-    logf_(n, "membership: %s node %llu done", o->kind,
-          (unsigned long long)o->target);
+    node_log(n, "membership: %s node %llu done", o->kind,
+             (unsigned long long)o->target);
     if (strcmp(o->kind, "remove") == 0 && n->lead.ready) {
         /* Forget its addresses too; a failure here is harmless. */
         struct op *f = op_new(n, o->c, -1, "forget");
@@ -414,18 +356,18 @@ static void change_cb(struct raft_change *req, int status)
             op_free(f);
         }
     }
-    send_msg(o->c, answer("ok", o->id));
+    node_send(o->c, node_answer("ok", o->id));
     op_free(o);
 }
 
 static int change_error(struct node *n, struct conn *c, long long id, int rv)
 {
     if (rv == RAFT_CANTCHANGE) {
-        send_error(c, id, "busy", "a membership change is already in progress");
+        node_send_error(c, id, "busy", "a membership change is already in progress");
     } else if (rv == RAFT_NOTLEADER) {
-        send_not_leader(n, c, id);
+        node_send_not_leader(n, c, id);
     } else {
-        send_error(c, id, "failed", "%s", raft_errmsg(&n->raft)[0]
+        node_send_error(c, id, "failed", "%s", raft_errmsg(&n->raft)[0]
                                               ? raft_errmsg(&n->raft)
                                               : raft_strerror(rv));
     }
@@ -442,7 +384,7 @@ static void add_info_cb(struct vg_repl_proposal *p, int status, uint64_t index,
     int rv;
     (void)index;
     if (status != 0 || result != VG_OK) {
-        send_error(o->c, o->id, "failed", "could not record the node's addresses");
+        node_send_error(o->c, o->id, "failed", "could not record the node's addresses");
         op_free(o);
         return;
     }
@@ -454,10 +396,10 @@ static void add_info_cb(struct vg_repl_proposal *p, int status, uint64_t index,
     }
 }
 
-static bool need_ready(struct node *n, struct conn *c, long long id)
+bool node_need_ready(struct node *n, struct conn *c, long long id)
 {
     if (!n->lead.ready) {
-        send_not_leader(n, c, id);
+        node_send_not_leader(n, c, id);
         return false;
     }
     return true;
@@ -467,7 +409,7 @@ static int get_node_id(struct conn *c, json_t *msg, long long id, uint64_t *out)
 {
     json_t *v = json_object_get(msg, "node_id");
     if (!json_is_integer(v) || json_integer_value(v) <= 0) {
-        send_error(c, id, "invalid", "member 'node_id' must be a positive integer");
+        node_send_error(c, id, "invalid", "member 'node_id' must be a positive integer");
         return -1;
     }
     *out = (uint64_t)json_integer_value(v);
@@ -483,17 +425,17 @@ static void transfer_done_cb(struct vg_repl_transfer *t)
         return;
     }
     if (t->status == VG_OK) {
-        json_t *a = answer("ok", o->id);
+        json_t *a = node_answer("ok", o->id);
         json_object_set_new(a, "leader_id", json_integer((json_int_t)t->landed));
         json_object_set_new(a, "attempts", json_integer(t->attempts));
         if (t->errmsg[0] != '\0') {
             json_object_set_new(a, "message", json_string(t->errmsg));
         }
-        logf_(n, "transfer: leadership moved to node %llu after %u attempt(s)",
-              (unsigned long long)t->landed, t->attempts);
-        send_msg(o->c, a);
+        node_log(n, "transfer: leadership moved to node %llu after %u attempt(s)",
+                 (unsigned long long)t->landed, t->attempts);
+        node_send(o->c, a);
     } else {
-        send_error(o->c, o->id, "failed", "%s", t->errmsg);
+        node_send_error(o->c, o->id, "failed", "%s", t->errmsg);
     }
     op_free(o);
 }
@@ -508,48 +450,48 @@ static void handle(struct node *n, struct conn *c, json_t *msg)
     if (strcmp(type, "ping") == 0) {
         raft_id leader_id = 0;
         const char *leader_raft = NULL;
-        json_t *a = answer("pong", id);
+        json_t *a = node_answer("pong", id);
         raft_leader(&n->raft, &leader_id, &leader_raft);
         json_object_set_new(a, "node_id", json_integer((json_int_t)n->cfg->id));
         json_object_set_new(a, "leader_id", json_integer((json_int_t)leader_id));
         json_object_set_new(a, "term", json_integer((json_int_t)n->raft.current_term));
         json_object_set_new(a, "ready", json_boolean(n->lead.ready));
-        send_msg(c, a);
+        node_send(c, a);
     } else if (strcmp(type, "status") == 0) {
         json_t *a = status_json(n);
         json_object_set_new(a, "type", json_string("status"));
         if (id >= 0) {
             json_object_set_new(a, "id", json_integer(id));
         }
-        send_msg(c, a);
+        node_send(c, a);
     } else if (strcmp(type, "get") == 0) {
         const char *key = vg_proto_get_str(msg, "key", NULL);
         char *value = NULL;
         json_t *a;
         if (key == NULL) {
-            send_error(c, id, "invalid", "member 'key' (string) is required");
+            node_send_error(c, id, "invalid", "member 'key' (string) is required");
             return;
         }
         if (vg_repl_fsm_get(&n->fsm, key, &value) != VG_OK) {
-            send_error(c, id, "failed", "%s", n->fsm.errmsg);
+            node_send_error(c, id, "failed", "%s", n->fsm.errmsg);
             return;
         }
-        a = answer("value", id);
+        a = node_answer("value", id);
         json_object_set_new(a, "key", json_string(key));
         json_object_set_new(a, "value", value ? json_string(value) : json_null());
         json_object_set_new(a, "applied", json_integer((json_int_t)n->fsm.applied_index));
         free(value);
-        send_msg(c, a);
+        node_send(c, a);
     } else if (strcmp(type, "put") == 0) {
         const char *key = vg_proto_get_str(msg, "key", NULL);
         const char *value = vg_proto_get_str(msg, "value", NULL);
         if (key == NULL || value == NULL || *key == '\0' || strlen(key) > 256 ||
             strlen(value) > 65536) {
-            send_error(c, id, "invalid",
-                       "'key' (1..256 bytes) and 'value' (≤ 64 KiB) strings are required");
+            node_send_error(c, id, "invalid",
+                            "'key' (1..256 bytes) and 'value' (≤ 64 KiB) strings are required");
             return;
         }
-        if (!need_ready(n, c, id)) {
+        if (!node_need_ready(n, c, id)) {
             return;
         }
         propose_for(n, c, id, VG_CMD_PUT,
@@ -569,23 +511,23 @@ static void handle(struct node *n, struct conn *c, json_t *msg)
             strlen(raft_address) >= VG_NODE_ADDR_SIZE ||
             vg_addr_parse(raft_address, host, sizeof host, &port, why) != VG_OK ||
             vg_addr_parse(client_address, host, sizeof host, &port, why) != VG_OK) {
-            send_error(c, id, "invalid",
-                       "'raft_address' and 'client_address' must be HOST:PORT");
+            node_send_error(c, id, "invalid",
+                            "'raft_address' and 'client_address' must be HOST:PORT");
             return;
         }
-        if (!need_ready(n, c, id)) {
+        if (!node_need_ready(n, c, id)) {
             return;
         }
         for (unsigned i = 0; i < n->raft.configuration.n; i++) {
             if (n->raft.configuration.servers[i].id == target) {
-                send_error(c, id, "invalid", "node %llu is already a member",
-                           (unsigned long long)target);
+                node_send_error(c, id, "invalid", "node %llu is already a member",
+                                (unsigned long long)target);
                 return;
             }
         }
         o = op_new(n, c, id, "add");
         if (o == NULL) {
-            send_error(c, id, "failed", "out of memory");
+            node_send_error(c, id, "failed", "out of memory");
             return;
         }
         o->target = target;
@@ -599,7 +541,7 @@ static void handle(struct node *n, struct conn *c, json_t *msg)
                   : VG_ENOMEM;
         free(body);
         if (rv != VG_OK) {
-            send_error(c, id, "failed", "cannot submit: %s", vg_strerror(rv));
+            node_send_error(c, id, "failed", "cannot submit: %s", vg_strerror(rv));
             op_free(o);
         }
     } else if (strcmp(type, "cluster_remove") == 0 ||
@@ -619,17 +561,17 @@ static void handle(struct node *n, struct conn *c, json_t *msg)
             } else if (strcmp(r, "spare") == 0) {
                 role = RAFT_SPARE;
             } else {
-                send_error(c, id, "invalid",
-                           "'role' must be voter, standby or spare, not '%s'", r);
+                node_send_error(c, id, "invalid",
+                                "'role' must be voter, standby or spare, not '%s'", r);
                 return;
             }
         }
-        if (!need_ready(n, c, id)) {
+        if (!node_need_ready(n, c, id)) {
             return;
         }
         o = op_new(n, c, id, remove ? "remove" : "assign");
         if (o == NULL) {
-            send_error(c, id, "failed", "out of memory");
+            node_send_error(c, id, "failed", "out of memory");
             return;
         }
         o->target = target;
@@ -639,11 +581,11 @@ static void handle(struct node *n, struct conn *c, json_t *msg)
                     : raft_assign(&n->raft, &o->change, target, role, change_cb);
         if (rv != 0) {
             if (rv == RAFT_NOTFOUND || rv == RAFT_BADID) {
-                send_error(c, id, "invalid", "node %llu is not a member",
-                           (unsigned long long)target);
+                node_send_error(c, id, "invalid", "node %llu is not a member",
+                                (unsigned long long)target);
             } else if (rv == RAFT_BADROLE) {
-                send_error(c, id, "invalid", "node %llu already has role %s",
-                           (unsigned long long)target, role_name(role));
+                node_send_error(c, id, "invalid", "node %llu already has role %s",
+                                (unsigned long long)target, role_name(role));
             } else {
                 change_error(n, c, id, rv);
             }
@@ -654,22 +596,22 @@ static void handle(struct node *n, struct conn *c, json_t *msg)
         struct op *o;
         target = 0;
         if (v != NULL && (!json_is_integer(v) || json_integer_value(v) < 0)) {
-            send_error(c, id, "invalid", "'node_id' must be a non-negative integer");
+            node_send_error(c, id, "invalid", "'node_id' must be a non-negative integer");
             return;
         }
         if (v != NULL) {
             target = (uint64_t)json_integer_value(v);
         }
-        if (!need_ready(n, c, id)) {
+        if (!node_need_ready(n, c, id)) {
             return;
         }
         if (n->transfer.active) {
-            send_error(c, id, "busy", "a leadership transfer is already in progress");
+            node_send_error(c, id, "busy", "a leadership transfer is already in progress");
             return;
         }
         o = op_new(n, c, id, "transfer");
         if (o == NULL) {
-            send_error(c, id, "failed", "out of memory");
+            node_send_error(c, id, "failed", "out of memory");
             return;
         }
         n->transfer.data = n;
@@ -677,16 +619,16 @@ static void handle(struct node *n, struct conn *c, json_t *msg)
         rv = vg_repl_transfer_start(&n->transfer, &n->raft, target,
                                     n->cfg->election_timeout_ms * 3, 3);
         if (rv != VG_OK) {
-            send_error(c, id, rv == VG_ENOTFOUND ? "invalid" : "failed",
-                       "cannot transfer to node %llu: %s",
-                       (unsigned long long)target,
-                       n->transfer.errmsg[0] ? n->transfer.errmsg : vg_strerror(rv));
+            node_send_error(c, id, rv == VG_ENOTFOUND ? "invalid" : "failed",
+                            "cannot transfer to node %llu: %s",
+                            (unsigned long long)target,
+                            n->transfer.errmsg[0] ? n->transfer.errmsg : vg_strerror(rv));
             op_free(o);
             return;
         }
         n->transfer_op = o;
-    } else {
-        send_error(c, id, "unknown_type", "unknown request type '%s'", type);
+    } else if (!node_project_handle(n, c, type, msg, id)) {
+        node_send_error(c, id, "unknown_type", "unknown request type '%s'", type);
     }
 }
 
@@ -699,7 +641,7 @@ static void conn_free_cb(uv_handle_t *h)
     free(c);
 }
 
-static void conn_unref(struct conn *c)
+void node_conn_unref(struct conn *c)
 {
     c->refs--;
     if (c->refs == 0 && c->closing) {
@@ -709,7 +651,7 @@ static void conn_unref(struct conn *c)
 
 /* Closing is deferred while operations still point at the conn: they answer
  * into a closing conn (dropped) and release it when they finish. */
-static void conn_close(struct conn *c)
+void node_conn_close(struct conn *c)
 {
     struct node *n = c->n;
     if (c->closing) {
@@ -717,6 +659,7 @@ static void conn_close(struct conn *c)
     }
     c->closing = true;
     uv_read_stop((uv_stream_t *)&c->tcp);
+    node_project_conn_closing(c);
     if (c->prev) {
         c->prev->next = c->next;
     } else {
@@ -726,7 +669,7 @@ static void conn_close(struct conn *c)
         c->next->prev = c->prev;
     }
     c->prev = c->next = NULL;
-    conn_unref(c); /* the reference the open connection held */
+    node_conn_unref(c); /* the reference the open connection held */
 }
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -747,7 +690,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     int rv;
 
     if (nread < 0) {
-        conn_close(c);
+        node_conn_close(c);
         return;
     }
     if (nread == 0) {
@@ -755,7 +698,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     c->last_rx_ms = vg_now_mono_ms();
     if (vg_proto_decoder_feed(&c->dec, buf->base, (size_t)nread) != VG_OK) {
-        conn_close(c);
+        node_conn_close(c);
         return;
     }
     /* Leadership may have changed since the last iteration began. */
@@ -770,7 +713,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             const char *code = rv == VG_ETOOBIG       ? "too_big"
                                : rv == VG_EUNSUPPORTED ? "unsupported"
                                                        : "malformed";
-            send_msg(c, vg_proto_error(id, code, errmsg));
+            node_send(c, vg_proto_error(id, code, errmsg));
             continue;
         }
         handle(n, c, msg);
@@ -796,7 +739,7 @@ static void accept_cb(uv_stream_t *server, int status)
     c->tcp.data = c;
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
         c->closing = true;
-        conn_unref(c);
+        node_conn_unref(c);
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
@@ -807,7 +750,7 @@ static void accept_cb(uv_stream_t *server, int status)
     }
     n->conns = c;
     if (n->stopping) {
-        conn_close(c);
+        node_conn_close(c);
         return;
     }
     uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
@@ -819,6 +762,7 @@ static char *announce_body(struct vg_repl_leadership *l)
 {
     struct node *n = l->data;
     json_t *peers = json_array();
+    json_t *body;
     char *s;
     for (unsigned i = 0; i < n->cfg->n_peers; i++) {
         json_array_append_new(
@@ -826,10 +770,12 @@ static char *announce_body(struct vg_repl_leadership *l)
                              "raft_address", n->cfg->peers[i].raft_address,
                              "client_address", n->cfg->peers[i].client_address));
     }
-    s = json_dumps(json_pack("{ssssso}", "raft_address", n->cfg->raft_address,
-                             "client_address", n->cfg->client_address, "peers",
-                             peers),
-                   JSON_COMPACT | JSON_SORT_KEYS);
+    /* The packed object must be released after dumping (it leaked once per
+     * announce before). */
+    body = json_pack("{ssssso}", "raft_address", n->cfg->raft_address,
+                     "client_address", n->cfg->client_address, "peers", peers);
+    s = body != NULL ? json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(body);
     return s;
 }
 
@@ -837,15 +783,15 @@ static void ready_changed_cb(struct vg_repl_leadership *l, bool ready)
 {
     struct node *n = l->data;
     if (ready) {
-        logf_(n, "ready leader in term %llu (applied index %llu)",
-              (unsigned long long)n->raft.current_term,
-              (unsigned long long)n->fsm.applied_index);
+        node_log(n, "ready leader in term %llu (applied index %llu)",
+                 (unsigned long long)n->raft.current_term,
+                 (unsigned long long)n->fsm.applied_index);
         n->next_checkpoint_ms = vg_now_mono_ms() + 200;
         n->last_cp_verifier = false;
     } else {
-        logf_(n, "no longer the ready leader (state %s, term %llu)",
-              state_name(raft_state(&n->raft)),
-              (unsigned long long)n->raft.current_term);
+        node_log(n, "no longer the ready leader (state %s, term %llu)",
+                 state_name(raft_state(&n->raft)),
+                 (unsigned long long)n->raft.current_term);
     }
 }
 
@@ -906,27 +852,38 @@ static void iterate(struct node *n)
     raft_leader(&n->raft, &leader_id, &leader_raft);
     if (state != n->last_state || n->raft.current_term != n->last_term ||
         leader_id != n->last_leader) {
-        logf_(n, "raft: %s, term %llu, leader %llu", state_name(state),
-              (unsigned long long)n->raft.current_term,
-              (unsigned long long)leader_id);
+        node_log(n, "raft: %s, term %llu, leader %llu", state_name(state),
+                 (unsigned long long)n->raft.current_term,
+                 (unsigned long long)leader_id);
         n->last_state = state;
         n->last_term = n->raft.current_term;
         n->last_leader = leader_id;
     }
     if (n->fsm.n_restored != n->restored_logged) {
         n->restored_logged = n->fsm.n_restored;
-        logf_(n, "state restored from a snapshot at index %llu",
-              (unsigned long long)n->fsm.applied_index);
+        node_log(n, "state restored from a snapshot at index %llu",
+                 (unsigned long long)n->fsm.applied_index);
+        node_project_check(n);
     }
     if (n->fsm.checked_index != n->checked_logged) {
         n->checked_logged = n->fsm.checked_index;
         if (n->fsm.verdict == VG_VERDICT_DIVERGED) {
-            logf_(n, "REPLICA DIVERGED: %s", n->fsm.verdict_msg);
+            node_log(n, "REPLICA DIVERGED: %s", n->fsm.verdict_msg);
         } else if (n->cfg->verbose) {
-            logf_(n, "consistency: %s", n->fsm.verdict_msg);
+            node_log(n, "consistency: %s", n->fsm.verdict_msg);
         }
     }
     maybe_checkpoint(n);
+}
+
+/* Runs inside libraft's apply callback: it may answer clients and push
+ * events, and must never call back into raft. */
+static void applied_cb(struct vg_repl_fsm *f, uint64_t index,
+                       const struct vg_cmd *cmd, int result)
+{
+    if (cmd != NULL && cmd->type == VG_CMD_PROJECT_LOAD) {
+        node_project_applied(f->data, index, result);
+    }
 }
 
 static void prepare_cb(uv_prepare_t *h)
@@ -942,7 +899,7 @@ static void timer_cb(uv_timer_t *h)
     while (c != NULL) {
         struct conn *next = c->next;
         if (now - c->last_rx_ms > n->cfg->client_idle_timeout_ms) {
-            conn_close(c);
+            node_conn_close(c);
         }
         c = next;
     }
@@ -973,11 +930,11 @@ static void stop(struct node *n)
         return;
     }
     n->stopping = true;
-    logf_(n, "shutting down");
+    node_log(n, "shutting down");
     n->lead.closing = true;
     uv_close((uv_handle_t *)&n->listener, handle_closed_cb);
     while (n->conns != NULL) {
-        conn_close(n->conns);
+        node_conn_close(n->conns);
     }
     /* Called from a signal callback, not from inside libraft. */
     raft_close(&n->raft, raft_closed_cb);
@@ -1173,6 +1130,9 @@ int vg_node_run(const struct vg_node_config *cfg, char *errmsg)
         free(n);
         return rv;
     }
+    n->fsm.applied_cb = applied_cb;
+    n->fsm.data = n;
+    vg_repl_fsm_project_active(&n->fsm, &n->project_notified, NULL);
     uv_loop_init(&n->loop);
 
     if ((rv = probe_raft_port(n, errmsg)) != VG_OK ||
@@ -1254,17 +1214,17 @@ int vg_node_run(const struct vg_node_config *cfg, char *errmsg)
     n->sigint.data = n;
     uv_signal_start(&n->sigint, signal_cb, SIGINT);
 
-    logf_(n, "started: raft %s, clients %s, data %s (%s), election timeout %u ms, "
+    node_log(n, "started: raft %s, clients %s, data %s (%s), election timeout %u ms, "
              "heartbeat %u ms",
-          cfg->raft_address, cfg->client_address, cfg->data_dir,
-          fresh ? (cfg->join ? "fresh, waiting to be added" : "bootstrapped")
+             cfg->raft_address, cfg->client_address, cfg->data_dir,
+             fresh ? (cfg->join ? "fresh, waiting to be added" : "bootstrapped")
                 : "restarted",
-          cfg->election_timeout_ms, cfg->heartbeat_ms);
+             cfg->election_timeout_ms, cfg->heartbeat_ms);
 
     uv_run(&n->loop, UV_RUN_DEFAULT);
     uv_loop_close(&n->loop);
     vg_repl_fsm_close(&n->fsm);
-    logf_(n, "stopped");
+    node_log(n, "stopped");
     free(n);
     return VG_OK;
 

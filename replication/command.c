@@ -65,6 +65,7 @@ static const char *const type_names[VG_CMD_TYPE_MAX] = {
     [VG_CMD_NODE_INFO] = "node_info",
     [VG_CMD_CHECKPOINT] = "checkpoint",
     [VG_CMD_NODE_FORGET] = "node_forget",
+    [VG_CMD_PROJECT_LOAD] = "project_load",
 };
 
 const char *vg_cmd_type_name(unsigned type)

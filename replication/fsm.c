@@ -12,6 +12,10 @@
  * in step; an SQLite error is fatal: apply returns an error, libraft stops
  * applying, and f->fatal tells the node to fail-stop.
  *
+ * Project versions (VG_CMD_PROJECT_LOAD) are rows like any other state: the
+ * bundle is a BLOB in project_versions and the active version a one-row
+ * table, both replicated, digested and carried by snapshots.
+ *
  * Snapshots are the database image (sqlite3_serialize). Restore copies an
  * image into the live database with the backup API, unless the live database
  * is already at or past the image's index: a node restarting with its own
@@ -25,15 +29,39 @@
 
 #include "replication.h"
 
-/* Tables of replicated state and the order that makes their digest
- * deterministic. vg_meta is node-local bookkeeping and is not in the digest. */
-static const char *const digest_tables[][2] = {
-    {"kv", "key"},
-    {"nodes", "id"},
-    {"leaders", "term"},
-    {"checkpoints", "idx"},
+/* Tables of replicated state, the order that makes their digest
+ * deterministic, and the columns hashed. vg_meta is node-local bookkeeping
+ * and is not in the digest.
+ *
+ * A project version's bundle is represented by its hash (taken once, at
+ * apply) rather than hashed again at every checkpoint: bundles are megabytes
+ * and the digest is computed inside apply, on the node's loop.
+ *
+ * Tables marked "lazy" contribute nothing while empty. They were added after
+ * the first release: a node that predates them computes the same digest for
+ * the same state as long as they are empty, so a rolling upgrade does not
+ * report a false divergence (the original tables always hashed their query,
+ * and must keep doing so for the same reason). */
+static const struct {
+    const char *table;
+    const char *order;
+    const char *columns;
+    bool lazy;
+} digest_tables[] = {
+    {"kv", "key", "*", false},
+    {"nodes", "id", "*", false},
+    {"leaders", "term", "*", false},
+    {"checkpoints", "idx", "*", false},
+    {"project_versions", "version",
+     "version, name, label, digest, bundle_hash, length(bundle), loaded_at,"
+     " loaded_by, station, comment, summary, term, log_index",
+     true},
+    {"project_active", "slot", "*", true},
 };
 
+/* Schema of a fresh database. Every statement is idempotent: it also runs on
+ * every open and after every snapshot restore, which is how databases (and
+ * snapshot images) written by an older vigild gain the tables added since. */
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS vg_meta(key TEXT PRIMARY KEY, value);"
     "CREATE TABLE IF NOT EXISTS kv(key TEXT PRIMARY KEY, value TEXT NOT NULL,"
@@ -43,7 +71,16 @@ static const char schema[] =
     "CREATE TABLE IF NOT EXISTS leaders(term INTEGER PRIMARY KEY,"
     "  node_id INTEGER NOT NULL, idx INTEGER NOT NULL, time_ms INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS checkpoints(idx INTEGER PRIMARY KEY,"
-    "  digest BLOB NOT NULL, chain BLOB NOT NULL, time_ms INTEGER NOT NULL);";
+    "  digest BLOB NOT NULL, chain BLOB NOT NULL, time_ms INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS project_versions(version INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL, label TEXT, digest TEXT NOT NULL,"
+    "  bundle BLOB NOT NULL, bundle_hash BLOB NOT NULL,"
+    "  loaded_at INTEGER NOT NULL, loaded_by TEXT, station TEXT, comment TEXT,"
+    "  summary TEXT NOT NULL, term INTEGER NOT NULL, log_index INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS project_versions_log_index"
+    "  ON project_versions(log_index);"
+    "CREATE TABLE IF NOT EXISTS project_active(slot INTEGER PRIMARY KEY"
+    "  CHECK (slot = 0), version INTEGER NOT NULL, log_index INTEGER NOT NULL);";
 
 void vg_hex(const unsigned char *bytes, size_t n, char *out)
 {
@@ -182,56 +219,70 @@ static int load_meta(struct vg_repl_fsm *f)
     return VG_OK;
 }
 
+static void hash_value(crypto_generichash_state *h, sqlite3_stmt *st, int c)
+{
+    unsigned char tag = (unsigned char)sqlite3_column_type(st, c);
+    crypto_generichash_update(h, &tag, 1);
+    switch (tag) {
+    case SQLITE_INTEGER: {
+        int64_t v = sqlite3_column_int64(st, c);
+        unsigned char b[8];
+        for (int i = 0; i < 8; i++) {
+            b[i] = (unsigned char)((uint64_t)v >> (8 * i));
+        }
+        crypto_generichash_update(h, b, 8);
+        break;
+    }
+    case SQLITE_FLOAT: {
+        double v = sqlite3_column_double(st, c);
+        crypto_generichash_update(h, (const unsigned char *)&v, 8);
+        break;
+    }
+    case SQLITE_NULL:
+        break;
+    default: {
+        const void *p = sqlite3_column_blob(st, c);
+        uint32_t len = (uint32_t)sqlite3_column_bytes(st, c);
+        unsigned char b[4] = {(unsigned char)len, (unsigned char)(len >> 8),
+                              (unsigned char)(len >> 16),
+                              (unsigned char)(len >> 24)};
+        crypto_generichash_update(h, b, 4);
+        if (len > 0) {
+            crypto_generichash_update(h, p, len);
+        }
+    }
+    }
+}
+
 int vg_repl_fsm_digest(struct vg_repl_fsm *f, unsigned char out[VG_DIGEST_SIZE])
 {
     crypto_generichash_state h;
-    char sql[128];
+    char sql[320];
 
     crypto_generichash_init(&h, NULL, 0, VG_DIGEST_SIZE);
     for (size_t t = 0; t < sizeof digest_tables / sizeof digest_tables[0]; t++) {
         sqlite3_stmt *st;
+        bool hashed_query = false;
         int rc;
-        snprintf(sql, sizeof sql, "SELECT * FROM %s ORDER BY %s",
-                 digest_tables[t][0], digest_tables[t][1]);
+        snprintf(sql, sizeof sql, "SELECT %s FROM %s ORDER BY %s",
+                 digest_tables[t].columns, digest_tables[t].table,
+                 digest_tables[t].order);
         if (sqlite3_prepare_v2(f->db, sql, -1, &st, NULL) != SQLITE_OK) {
             return db_fail(f, "digest");
         }
-        crypto_generichash_update(&h, (const unsigned char *)sql, strlen(sql));
+        if (!digest_tables[t].lazy) {
+            crypto_generichash_update(&h, (const unsigned char *)sql, strlen(sql));
+            hashed_query = true;
+        }
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
             int n = sqlite3_column_count(st);
+            if (!hashed_query) {
+                crypto_generichash_update(&h, (const unsigned char *)sql,
+                                          strlen(sql));
+                hashed_query = true;
+            }
             for (int c = 0; c < n; c++) {
-                unsigned char tag = (unsigned char)sqlite3_column_type(st, c);
-                crypto_generichash_update(&h, &tag, 1);
-                switch (tag) {
-                case SQLITE_INTEGER: {
-                    int64_t v = sqlite3_column_int64(st, c);
-                    unsigned char b[8];
-                    for (int i = 0; i < 8; i++) {
-                        b[i] = (unsigned char)((uint64_t)v >> (8 * i));
-                    }
-                    crypto_generichash_update(&h, b, 8);
-                    break;
-                }
-                case SQLITE_FLOAT: {
-                    double v = sqlite3_column_double(st, c);
-                    crypto_generichash_update(&h, (const unsigned char *)&v, 8);
-                    break;
-                }
-                case SQLITE_NULL:
-                    break;
-                default: {
-                    const void *p = sqlite3_column_blob(st, c);
-                    uint32_t len = (uint32_t)sqlite3_column_bytes(st, c);
-                    unsigned char b[4] = {(unsigned char)len,
-                                          (unsigned char)(len >> 8),
-                                          (unsigned char)(len >> 16),
-                                          (unsigned char)(len >> 24)};
-                    crypto_generichash_update(&h, b, 4);
-                    if (len > 0) {
-                        crypto_generichash_update(&h, p, len);
-                    }
-                }
-                }
+                hash_value(&h, st, c);
             }
         }
         sqlite3_finalize(st);
@@ -245,8 +296,9 @@ int vg_repl_fsm_digest(struct vg_repl_fsm *f, unsigned char out[VG_DIGEST_SIZE])
 
 /* ------------------------------------------------------------ commands */
 
-/* Each apply_* returns VG_OK, a rejection code (VG_EINVAL: the command is
- * invalid and changes nothing) or VG_EDB (fatal). */
+/* Each apply_* returns VG_OK, VG_REPL_UNCHANGED (valid, nothing to change),
+ * a rejection code (VG_EINVAL: the command is invalid and changes nothing) or
+ * VG_EDB (fatal). */
 
 static int apply_put(struct vg_repl_fsm *f, uint64_t index,
                      const struct vg_cmd *cmd, json_t *body)
@@ -456,6 +508,192 @@ static int apply_checkpoint(struct vg_repl_fsm *f, uint64_t index,
     return VG_OK;
 }
 
+/* An optional string member: absent or null gives NULL; anything else but a
+ * string is invalid. */
+static int opt_string(json_t *body, const char *key, const char **out)
+{
+    json_t *v = json_object_get(body, key);
+    *out = NULL;
+    if (v == NULL || json_is_null(v)) {
+        return VG_OK;
+    }
+    if (!json_is_string(v)) {
+        return VG_EINVAL;
+    }
+    *out = json_string_value(v);
+    return VG_OK;
+}
+
+static void bind_opt_text(sqlite3_stmt *st, int col, const char *s)
+{
+    if (s != NULL) {
+        sqlite3_bind_text(st, col, s, -1, SQLITE_TRANSIENT);
+    } else {
+        sqlite3_bind_null(st, col);
+    }
+}
+
+/* The active version's digest into HEX ("" when none). */
+static int active_digest(struct vg_repl_fsm *f, char hex[VG_DIGEST_HEX],
+                         uint64_t *version)
+{
+    sqlite3_stmt *st;
+    int rc;
+    hex[0] = '\0';
+    *version = 0;
+    if (sqlite3_prepare_v2(f->db,
+                           "SELECT v.version, v.digest FROM project_active a"
+                           " JOIN project_versions v ON v.version = a.version"
+                           " WHERE a.slot = 0",
+                           -1, &st, NULL) != SQLITE_OK) {
+        return db_fail(f, "prepare active project");
+    }
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const char *d = (const char *)sqlite3_column_text(st, 1);
+        *version = (uint64_t)sqlite3_column_int64(st, 0);
+        snprintf(hex, VG_DIGEST_HEX, "%s", d != NULL ? d : "");
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? VG_OK
+                                                 : db_fail(f, "active project");
+}
+
+/* A project load stores the bundle as a new version and makes it active, in
+ * the one transaction of this command: every node switches at the same log
+ * index or, if the command is never committed, not at all. Loading the files
+ * of the active version again stores nothing (VG_REPL_UNCHANGED). Version
+ * numbers come from the table, never from a counter outside it, so a replica
+ * restored from a snapshot numbers the next version like everybody else. */
+static int apply_project_load(struct vg_repl_fsm *f, uint64_t index,
+                              const struct vg_cmd *cmd, json_t *body)
+{
+    const char *name = json_string_value(json_object_get(body, "name"));
+    const char *digest = json_string_value(json_object_get(body, "digest"));
+    json_t *b64 = json_object_get(body, "bundle");
+    json_t *summary = json_object_get(body, "summary");
+    const char *label, *loaded_by, *station, *comment;
+    unsigned char raw_digest[VG_DIGEST_SIZE];
+    unsigned char bundle_hash[VG_DIGEST_SIZE];
+    char active[VG_DIGEST_HEX];
+    unsigned char *bundle = NULL;
+    size_t bundle_len = 0;
+    uint64_t active_version, next;
+    char *summary_text = NULL;
+    const char *key;
+    json_t *value;
+    sqlite3_stmt *st;
+    int rv;
+
+    if (name == NULL || *name == '\0' || digest == NULL ||
+        unhex(digest, raw_digest, VG_DIGEST_SIZE) != 0 ||
+        !json_is_string(b64) || json_string_length(b64) == 0 ||
+        !json_is_object(summary) || opt_string(body, "label", &label) != VG_OK ||
+        opt_string(body, "loaded_by", &loaded_by) != VG_OK ||
+        opt_string(body, "station", &station) != VG_OK ||
+        opt_string(body, "comment", &comment) != VG_OK) {
+        return VG_EINVAL;
+    }
+    json_object_foreach(summary, key, value)
+    {
+        if (!json_is_integer(value) || json_integer_value(value) < 0) {
+            return VG_EINVAL;
+        }
+    }
+    rv = active_digest(f, active, &active_version);
+    if (rv != VG_OK) {
+        return rv;
+    }
+    if (strcmp(active, digest) == 0) {
+        return VG_REPL_UNCHANGED;
+    }
+
+    bundle = malloc(json_string_length(b64) / 4 * 3 + 3);
+    if (bundle == NULL) {
+        /* Not a property of the command: failing here would make replicas
+         * disagree, so it is fatal like an SQLite error. */
+        vg_errf(f->errmsg, "out of memory decoding a project bundle");
+        return VG_EDB;
+    }
+    if (sodium_base642bin(bundle, json_string_length(b64) / 4 * 3 + 3,
+                          json_string_value(b64), json_string_length(b64), NULL,
+                          &bundle_len, NULL, sodium_base64_VARIANT_ORIGINAL) != 0 ||
+        bundle_len == 0) {
+        free(bundle);
+        return VG_EINVAL;
+    }
+    crypto_generichash(bundle_hash, sizeof bundle_hash, bundle, bundle_len,
+                       NULL, 0);
+    /* Sorted keys: the stored text is the same on every replica however the
+     * leader ordered them. */
+    summary_text = json_dumps(summary, JSON_COMPACT | JSON_SORT_KEYS);
+    if (summary_text == NULL) {
+        free(bundle);
+        vg_errf(f->errmsg, "out of memory storing a project summary");
+        return VG_EDB;
+    }
+
+    if (sqlite3_prepare_v2(f->db,
+                           "SELECT coalesce(max(version), 0) FROM project_versions",
+                           -1, &st, NULL) != SQLITE_OK) {
+        rv = db_fail(f, "prepare project version");
+        goto out;
+    }
+    rv = sqlite3_step(st);
+    next = (uint64_t)sqlite3_column_int64(st, 0) + 1;
+    sqlite3_finalize(st);
+    if (rv != SQLITE_ROW) {
+        rv = db_fail(f, "project version");
+        goto out;
+    }
+
+    if (sqlite3_prepare_v2(f->db,
+                           "INSERT INTO project_versions(version, name, label,"
+                           " digest, bundle, bundle_hash, loaded_at, loaded_by,"
+                           " station, comment, summary, term, log_index)"
+                           " VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           -1, &st, NULL) != SQLITE_OK) {
+        rv = db_fail(f, "prepare project load");
+        goto out;
+    }
+    sqlite3_bind_int64(st, 1, (int64_t)next);
+    sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
+    bind_opt_text(st, 3, label);
+    sqlite3_bind_text(st, 4, digest, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_blob64(st, 5, bundle, bundle_len, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 6, bundle_hash, VG_DIGEST_SIZE, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 7, (int64_t)cmd->time_ms);
+    bind_opt_text(st, 8, loaded_by);
+    bind_opt_text(st, 9, station);
+    bind_opt_text(st, 10, comment);
+    sqlite3_bind_text(st, 11, summary_text, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 12, (int64_t)cmd->term);
+    sqlite3_bind_int64(st, 13, (int64_t)index);
+    rv = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rv != SQLITE_DONE) {
+        rv = db_fail(f, "project load");
+        goto out;
+    }
+
+    if (sqlite3_prepare_v2(f->db,
+                           "INSERT OR REPLACE INTO project_active(slot, version,"
+                           " log_index) VALUES(0, ?, ?)",
+                           -1, &st, NULL) != SQLITE_OK) {
+        rv = db_fail(f, "prepare project activate");
+        goto out;
+    }
+    sqlite3_bind_int64(st, 1, (int64_t)next);
+    sqlite3_bind_int64(st, 2, (int64_t)index);
+    rv = sqlite3_step(st);
+    sqlite3_finalize(st);
+    rv = rv == SQLITE_DONE ? VG_OK : db_fail(f, "project activate");
+out:
+    free(summary_text);
+    free(bundle);
+    return rv;
+}
+
 static int dispatch(struct vg_repl_fsm *f, uint64_t index,
                     const struct vg_cmd *cmd)
 {
@@ -483,6 +721,9 @@ static int dispatch(struct vg_repl_fsm *f, uint64_t index,
         break;
     case VG_CMD_NODE_FORGET:
         rv = apply_node_forget(f, body);
+        break;
+    case VG_CMD_PROJECT_LOAD:
+        rv = apply_project_load(f, index, cmd, body);
         break;
     default:
         rv = VG_EUNSUPPORTED;
@@ -542,7 +783,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
             exec(f, "ROLLBACK");
             goto fatal;
         }
-        if (outcome != VG_OK) {
+        if (outcome != VG_OK && outcome != VG_REPL_UNCHANGED) {
             /* A rejected command must leave no partial effect. */
             exec(f, "ROLLBACK");
             if (exec(f, "BEGIN IMMEDIATE") != VG_OK) {
@@ -563,7 +804,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
     memcpy(f->chain, chain, sizeof chain);
     f->applied_index = index;
     f->n_applied++;
-    if (outcome != VG_OK) {
+    if (outcome != VG_OK && outcome != VG_REPL_UNCHANGED) {
         f->n_rejected++;
     }
     *result = (void *)(intptr_t)outcome;
@@ -687,7 +928,8 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
         goto out;
     }
     sqlite3_backup_finish(bk);
-    if (load_meta(f) != VG_OK) {
+    /* An image written by an older vigild lacks the tables added since. */
+    if (exec(f, schema) != VG_OK || load_meta(f) != VG_OK) {
         f->fatal = 1;
         rv = RAFT_IOERR;
         goto out;
@@ -811,4 +1053,275 @@ char *vg_repl_fsm_checkpoint_body(struct vg_repl_fsm *f)
     s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     return s;
+}
+
+/* ------------------------------------------------------ project versions */
+
+void vg_repl_project_clear(struct vg_repl_project *p)
+{
+    free(p->name);
+    free(p->label);
+    free(p->loaded_by);
+    free(p->station);
+    free(p->comment);
+    free(p->summary);
+    memset(p, 0, sizeof *p);
+}
+
+void vg_repl_project_list_free(struct vg_repl_project *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        vg_repl_project_clear(&v[i]);
+    }
+    free(v);
+}
+
+int vg_repl_fsm_project_active(struct vg_repl_fsm *f, uint64_t *version,
+                               char *digest_hex)
+{
+    char hex[VG_DIGEST_HEX];
+    int rv = active_digest(f, hex, version);
+    if (digest_hex != NULL) {
+        snprintf(digest_hex, VG_DIGEST_HEX, "%s", rv == VG_OK ? hex : "");
+    }
+    return rv;
+}
+
+/* Columns read by row_to_project, in its order. */
+#define PROJECT_COLUMNS                                                        \
+    "v.version, v.digest, v.name, v.label, v.loaded_by, v.station, v.comment," \
+    " v.summary, v.loaded_at, v.term, v.log_index, length(v.bundle),"          \
+    " v.version = coalesce((SELECT version FROM project_active WHERE slot = 0), 0)"
+
+static char *column_dup(sqlite3_stmt *st, int c, bool *nomem)
+{
+    const char *s = (const char *)sqlite3_column_text(st, c);
+    char *copy;
+    if (s == NULL) {
+        return NULL;
+    }
+    copy = strdup(s);
+    if (copy == NULL) {
+        *nomem = true;
+    }
+    return copy;
+}
+
+static int row_to_project(sqlite3_stmt *st, struct vg_repl_project *p)
+{
+    const char *digest = (const char *)sqlite3_column_text(st, 1);
+    bool nomem = false;
+    memset(p, 0, sizeof *p);
+    p->version = (uint64_t)sqlite3_column_int64(st, 0);
+    snprintf(p->digest, sizeof p->digest, "%s", digest != NULL ? digest : "");
+    p->name = column_dup(st, 2, &nomem);
+    p->label = column_dup(st, 3, &nomem);
+    p->loaded_by = column_dup(st, 4, &nomem);
+    p->station = column_dup(st, 5, &nomem);
+    p->comment = column_dup(st, 6, &nomem);
+    p->summary = column_dup(st, 7, &nomem);
+    p->loaded_at_ms = (uint64_t)sqlite3_column_int64(st, 8);
+    p->term = (uint64_t)sqlite3_column_int64(st, 9);
+    p->log_index = (uint64_t)sqlite3_column_int64(st, 10);
+    p->bundle_size = (uint64_t)sqlite3_column_int64(st, 11);
+    p->active = sqlite3_column_int(st, 12) != 0;
+    if (nomem) {
+        vg_repl_project_clear(p);
+        return VG_ENOMEM;
+    }
+    return VG_OK;
+}
+
+/* VERSION 0 means the active version: resolve it. */
+static int resolve_version(struct vg_repl_fsm *f, uint64_t *version)
+{
+    char hex[VG_DIGEST_HEX];
+    int rv;
+    if (*version != 0) {
+        return VG_OK;
+    }
+    rv = active_digest(f, hex, version);
+    if (rv == VG_OK && *version == 0) {
+        rv = VG_ENOTFOUND;
+    }
+    return rv;
+}
+
+int vg_repl_fsm_project_info(struct vg_repl_fsm *f, uint64_t version,
+                             struct vg_repl_project *out)
+{
+    sqlite3_stmt *st;
+    int rv;
+
+    memset(out, 0, sizeof *out);
+    if ((rv = resolve_version(f, &version)) != VG_OK) {
+        return rv;
+    }
+    if (sqlite3_prepare_v2(f->db,
+                           "SELECT " PROJECT_COLUMNS
+                           " FROM project_versions v WHERE v.version = ?",
+                           -1, &st, NULL) != SQLITE_OK) {
+        return db_fail(f, "prepare project info");
+    }
+    sqlite3_bind_int64(st, 1, (int64_t)version);
+    rv = sqlite3_step(st);
+    if (rv == SQLITE_ROW) {
+        rv = row_to_project(st, out);
+    } else {
+        rv = rv == SQLITE_DONE ? VG_ENOTFOUND : db_fail(f, "project info");
+    }
+    sqlite3_finalize(st);
+    return rv;
+}
+
+int vg_repl_fsm_project_list(struct vg_repl_fsm *f, size_t limit,
+                             struct vg_repl_project **out, size_t *n,
+                             size_t *total)
+{
+    struct vg_repl_project *v = NULL;
+    size_t count = 0;
+    sqlite3_stmt *st;
+    int64_t stored;
+    int rc;
+    int rv = VG_OK;
+
+    *out = NULL;
+    *n = 0;
+    if (sqlite3_prepare_v2(f->db, "SELECT count(*) FROM project_versions", -1,
+                           &st, NULL) != SQLITE_OK) {
+        return db_fail(f, "prepare project count");
+    }
+    rc = sqlite3_step(st);
+    stored = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW) {
+        return db_fail(f, "project count");
+    }
+    if (total != NULL) {
+        *total = (size_t)stored;
+    }
+    /* The newest LIMIT, then reversed into oldest-first order. */
+    if (sqlite3_prepare_v2(f->db,
+                           "SELECT " PROJECT_COLUMNS
+                           " FROM project_versions v ORDER BY v.version DESC"
+                           " LIMIT ?",
+                           -1, &st, NULL) != SQLITE_OK) {
+        return db_fail(f, "prepare project list");
+    }
+    sqlite3_bind_int64(st, 1, limit > 0 ? (int64_t)limit : -1);
+    v = calloc(limit > 0 && (int64_t)limit < stored ? limit : (size_t)stored + 1,
+               sizeof *v);
+    if (v == NULL) {
+        sqlite3_finalize(st);
+        return VG_ENOMEM;
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && (int64_t)count < stored) {
+        if ((rv = row_to_project(st, &v[count])) != VG_OK) {
+            break;
+        }
+        count++;
+    }
+    sqlite3_finalize(st);
+    if (rv == VG_OK && rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        rv = db_fail(f, "project list");
+    }
+    if (rv != VG_OK) {
+        vg_repl_project_list_free(v, count);
+        return rv;
+    }
+    for (size_t i = 0; i < count / 2; i++) {
+        struct vg_repl_project tmp = v[i];
+        v[i] = v[count - 1 - i];
+        v[count - 1 - i] = tmp;
+    }
+    *out = v;
+    *n = count;
+    return VG_OK;
+}
+
+int vg_repl_fsm_project_bundle(struct vg_repl_fsm *f, uint64_t version,
+                               uint64_t offset, size_t max,
+                               unsigned char **data, size_t *len,
+                               uint64_t *total, struct vg_repl_project *info)
+{
+    struct vg_repl_project meta;
+    sqlite3_stmt *st;
+    size_t want;
+    int rc;
+    int rv;
+
+    *data = NULL;
+    *len = 0;
+    *total = 0;
+    if (info != NULL) {
+        memset(info, 0, sizeof *info);
+    }
+    if ((rv = vg_repl_fsm_project_info(f, version, &meta)) != VG_OK) {
+        return rv;
+    }
+    *total = meta.bundle_size;
+    if (offset > meta.bundle_size) {
+        vg_repl_project_clear(&meta);
+        return VG_EINVAL;
+    }
+    want = meta.bundle_size - offset < max ? (size_t)(meta.bundle_size - offset)
+                                           : max;
+    if (want > 0) {
+        /* substr() on a BLOB counts bytes from 1; only the slice is copied
+         * out of SQLite. */
+        if (sqlite3_prepare_v2(f->db,
+                               "SELECT substr(bundle, ?, ?) FROM project_versions"
+                               " WHERE version = ?",
+                               -1, &st, NULL) != SQLITE_OK) {
+            vg_repl_project_clear(&meta);
+            return db_fail(f, "prepare project bundle");
+        }
+        sqlite3_bind_int64(st, 1, (int64_t)offset + 1);
+        sqlite3_bind_int64(st, 2, (int64_t)want);
+        sqlite3_bind_int64(st, 3, (int64_t)meta.version);
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW || (size_t)sqlite3_column_bytes(st, 0) != want) {
+            sqlite3_finalize(st);
+            vg_repl_project_clear(&meta);
+            return rc == SQLITE_ROW ? VG_EMALFORMED : db_fail(f, "project bundle");
+        }
+        *data = malloc(want);
+        if (*data == NULL) {
+            sqlite3_finalize(st);
+            vg_repl_project_clear(&meta);
+            return VG_ENOMEM;
+        }
+        memcpy(*data, sqlite3_column_blob(st, 0), want);
+        *len = want;
+        sqlite3_finalize(st);
+    }
+    if (info != NULL) {
+        *info = meta;
+    } else {
+        vg_repl_project_clear(&meta);
+    }
+    return VG_OK;
+}
+
+int vg_repl_fsm_project_at(struct vg_repl_fsm *f, uint64_t index,
+                           uint64_t *version)
+{
+    sqlite3_stmt *st;
+    int rc;
+    *version = 0;
+    if (sqlite3_prepare_v2(f->db,
+                           "SELECT version FROM project_versions WHERE log_index = ?",
+                           -1, &st, NULL) != SQLITE_OK) {
+        return db_fail(f, "prepare project lookup");
+    }
+    sqlite3_bind_int64(st, 1, (int64_t)index);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *version = (uint64_t)sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        return db_fail(f, "project lookup");
+    }
+    return rc == SQLITE_ROW ? VG_OK : VG_ENOTFOUND;
 }

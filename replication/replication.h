@@ -41,12 +41,36 @@ enum vg_cmd_type {
     VG_CMD_NODE_INFO = 3,  /* {node_id, raft_address, client_address} */
     VG_CMD_CHECKPOINT = 4, /* {ref_index, ref_digest}: consistency check */
     VG_CMD_NODE_FORGET = 5, /* {node_id}: node removed from the cluster */
+    VG_CMD_PROJECT_LOAD = 6, /* a plant project version, see below */
     VG_CMD_TYPE_MAX
 };
 
 #define VG_CMD_VERSION 1
 #define VG_CMD_HEADER_SIZE 40
-#define VG_CMD_MAX_BODY (4u * 1024u * 1024u)
+/* A project load carries the whole packed project (base64) in one command so
+ * that a version is committed on every node at once or not at all; 8 MiB
+ * holds the largest bundle vigild accepts (4 MiB, see node/project.c). */
+#define VG_CMD_MAX_BODY (8u * 1024u * 1024u)
+
+/* Body of VG_CMD_PROJECT_LOAD (JSON object):
+ *   name      string, required: the project's name
+ *   digest    string, required: 64 lowercase hex digits, the BLAKE2b-256 of
+ *             the project's files (vg_project_files_digest); the identity of
+ *             a version
+ *   bundle    string, required: base64 (RFC 4648, with padding) of the packed
+ *             files (vg_project_files_pack); not empty
+ *   summary   object, required: counts of what the project holds, each a
+ *             non-negative integer ({"tags":N,"alarms":N,…})
+ *   label, loaded_by, station, comment   string or null, optional
+ * The leader has validated the project before proposing; apply checks only
+ * the shape above (it must not depend on the project parser's version).
+ * Outcome: VG_OK (a new version, max+1, became active), VG_REPL_UNCHANGED
+ * (the digest equals the active version's: nothing stored) or VG_EINVAL. */
+
+/* Outcome of applying a command that succeeded without changing anything;
+ * distinct from every VG_E… code. Delivered as `result` to proposal
+ * callbacks and applied_cb like the others. */
+#define VG_REPL_UNCHANGED 0x100
 
 /* A decoded command. BODY points into the decoded buffer (not terminated);
  * it is JSON text whose schema depends on TYPE. */
@@ -134,6 +158,61 @@ int vg_repl_fsm_node_client_address(struct vg_repl_fsm *f, uint64_t node_id,
 char *vg_repl_fsm_checkpoint_body(struct vg_repl_fsm *f);
 
 void vg_hex(const unsigned char *bytes, size_t n, char *out);
+
+/* --------------------------------------------------------- project versions */
+
+/* Metadata of one stored project version (no bundle). Strings are malloc'd
+ * and owned by the struct (NULL when the load did not give them); release
+ * with vg_repl_project_clear. */
+struct vg_repl_project {
+    uint64_t version;
+    char digest[VG_DIGEST_HEX]; /* files digest, hex */
+    char *name;
+    char *label;
+    char *loaded_by;
+    char *station;
+    char *comment;
+    char *summary;        /* JSON object text, keys sorted */
+    uint64_t loaded_at_ms; /* the proposing leader's wall clock */
+    uint64_t term;
+    uint64_t log_index;
+    uint64_t bundle_size; /* bytes of the packed bundle */
+    bool active;
+};
+
+void vg_repl_project_clear(struct vg_repl_project *p);
+void vg_repl_project_list_free(struct vg_repl_project *v, size_t n);
+
+/* The active version: *VERSION is 0 (and DIGEST_HEX "") when no project was
+ * ever loaded. DIGEST_HEX may be NULL. */
+int vg_repl_fsm_project_active(struct vg_repl_fsm *f, uint64_t *version,
+                               char *digest_hex);
+
+/* Metadata of VERSION (0: the active one) into OUT (zeroed first).
+ * VG_ENOTFOUND when there is no such version (or none active). */
+int vg_repl_fsm_project_info(struct vg_repl_fsm *f, uint64_t version,
+                             struct vg_repl_project *out);
+
+/* The newest LIMIT versions (0: all), oldest first, in a malloc'd array of
+ * *N entries (free with vg_repl_project_list_free); *TOTAL (may be NULL)
+ * receives the number of versions stored. */
+int vg_repl_fsm_project_list(struct vg_repl_fsm *f, size_t limit,
+                             struct vg_repl_project **out, size_t *n,
+                             size_t *total);
+
+/* Bytes [OFFSET, OFFSET+MAX) of VERSION's packed bundle (0: the active
+ * version) into a malloc'd *DATA of *LEN bytes (NULL when *LEN is 0);
+ * *TOTAL receives the bundle's size and INFO (may be NULL) its metadata.
+ * VG_ENOTFOUND for an unknown version, VG_EINVAL when OFFSET > size. */
+int vg_repl_fsm_project_bundle(struct vg_repl_fsm *f, uint64_t version,
+                               uint64_t offset, size_t max,
+                               unsigned char **data, size_t *len,
+                               uint64_t *total, struct vg_repl_project *info);
+
+/* The version that the PROJECT_LOAD command at log INDEX created, or
+ * VG_ENOTFOUND (it created none: unchanged or rejected). */
+int vg_repl_fsm_project_at(struct vg_repl_fsm *f, uint64_t index,
+                           uint64_t *version);
 
 /* ------------------------------------------------------------- fail-stop */
 

@@ -70,6 +70,10 @@ def main():
                 failover_times.append(took)
                 ok(took <= 2.0, "round %d: node %d killed, node %d ready after %.3f s"
                    % (r, old.id, leader.id, took))
+                # A survivor that was a follower learns the new commit index
+                # only from the new leader's next message: wait until the
+                # survivors agree before reading their replicas.
+                cluster.wait_converged(timeout=5)
                 missing = []
                 for n in cluster.nodes:
                     if not n.alive():

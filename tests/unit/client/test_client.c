@@ -41,6 +41,9 @@ enum fake_mode {
     FAKE_PONG_ONLY,     /* answer pings, never the requests */
     FAKE_CLOSE_FIRST,   /* drop the connection on the first request */
     FAKE_TIMEOUT_FIRST, /* answer the first request with code "timeout" */
+    FAKE_EVENTS,        /* push `burst` events before each answer and one
+                           after each pong, `ping_events` in all; then go
+                           silent (no pongs) */
 };
 
 struct fake_conn {
@@ -63,6 +66,9 @@ struct fake {
     unsigned requests;       /* non-ping requests received */
     unsigned pings;
     unsigned connections;
+    unsigned burst;          /* FAKE_EVENTS, set before the thread starts */
+    unsigned ping_events;
+    unsigned events_sent;    /* numbered 1, 2, …; the thread's own */
 };
 
 /* ------------------------------------------------------------------ */
@@ -146,18 +152,39 @@ static void fake_configure(struct fake *f, json_t *answer, unsigned after)
     json_decref(old);
 }
 
+/* FAKE_EVENTS' parameters, set by the test while the thread runs. */
+static void fake_event_params(struct fake *f, unsigned *burst, unsigned *total)
+{
+    pthread_mutex_lock(&f->lock);
+    *burst = f->burst;
+    *total = f->burst + f->ping_events;
+    pthread_mutex_unlock(&f->lock);
+}
+
+static void fake_event(struct fake *f, int fd)
+{
+    json_t *ev = json_pack("{s:s, s:s, s:s, s:I}", "type", "event", "topic",
+                           "project", "event", "activated", "version",
+                           (json_int_t)++f->events_sent);
+    fake_send(fd, ev);
+    json_decref(ev);
+}
+
 /* Handle one decoded message on K; returns false if K was dropped. */
 static bool fake_handle(struct fake *f, struct fake_conn *k, json_t *msg)
 {
     const char *type = vg_proto_get_str(msg, "type", "");
     long long id = vg_proto_get_int(msg, "id", -1);
+    unsigned burst, total;
     unsigned n;
 
+    fake_event_params(f, &burst, &total);
     if (strcmp(type, "ping") == 0) {
         pthread_mutex_lock(&f->lock);
         f->pings++;
         pthread_mutex_unlock(&f->lock);
-        if (f->mode == FAKE_SILENT) {
+        if (f->mode == FAKE_SILENT ||
+            (f->mode == FAKE_EVENTS && f->events_sent >= total)) {
             return true;
         }
         {
@@ -166,6 +193,9 @@ static bool fake_handle(struct fake *f, struct fake_conn *k, json_t *msg)
                                      1, "leader_id", 1, "term", 1, "ready", 1);
             fake_send(k->fd, pong);
             json_decref(pong);
+        }
+        if (f->mode == FAKE_EVENTS) {
+            fake_event(f, k->fd);
         }
         if (k->pending >= 0 && ++k->pings_since >= fake_after(f)) {
             fake_answer(f, k->fd, k->pending);
@@ -193,6 +223,11 @@ static bool fake_handle(struct fake *f, struct fake_conn *k, json_t *msg)
             fake_send(k->fd, e);
             json_decref(e);
             return true;
+        }
+        break;
+    case FAKE_EVENTS:
+        for (unsigned i = 0; i < burst; i++) {
+            fake_event(f, k->fd);
         }
         break;
     case FAKE_ANSWER:
@@ -737,6 +772,111 @@ static void test_bad_seeds(void **state)
 }
 
 /* ------------------------------------------------------------------ */
+/* Pushed events                                                       */
+
+static struct fake *events_fake(struct env *e, unsigned burst,
+                                unsigned ping_events)
+{
+    struct fake *f = fake_start(e, FAKE_EVENTS, "A", NULL);
+    /* The thread reads these only after a client connected. */
+    pthread_mutex_lock(&f->lock);
+    f->burst = burst;
+    f->ping_events = ping_events;
+    pthread_mutex_unlock(&f->lock);
+    return f;
+}
+
+static long long next_version(struct vg_client *c, unsigned timeout_ms, int *rv)
+{
+    json_t *ev = NULL;
+    char errmsg[VG_ERRMSG_SIZE] = "";
+    long long v = -1;
+    *rv = vg_client_next_event(c, timeout_ms, &ev, errmsg);
+    if (*rv == VG_OK) {
+        assert_non_null(ev);
+        assert_string_equal(vg_proto_get_str(ev, "type", ""), "event");
+        v = vg_proto_get_int(ev, "version", -1);
+        json_decref(ev);
+    } else {
+        assert_null(ev);
+        assert_true(errmsg[0] != '\0');
+    }
+    return v;
+}
+
+/* Events that arrive before an answer are kept, in order, and a call is not
+ * disturbed by them; waiting for more pings the node, which then pushes. */
+static void test_events_queued_and_awaited(void **state)
+{
+    struct env *e = *state;
+    struct fake *f = events_fake(e, 3, 2);
+    struct vg_client *c = client_for(e, f->addr);
+    json_t *resp = NULL;
+    uint64_t t0;
+    int rv;
+
+    vg_client_set_keepalive(c, 50, 300);
+    assert_int_equal(put(c, &resp, NULL), VG_OK);
+    assert_string_equal(served_by(resp), "A");
+    json_decref(resp);
+    for (long long want = 1; want <= 3; want++) {
+        assert_int_equal(next_version(c, 0, &rv), want);
+    }
+    /* Nothing queued: wait. The pings make the fake push events 4 and 5. */
+    t0 = vg_now_mono_ms();
+    assert_int_equal(next_version(c, 5000, &rv), 4);
+    assert_int_equal(next_version(c, 5000, &rv), 5);
+    assert_true(vg_now_mono_ms() - t0 < 4000);
+    /* Now the fake goes silent: the peer is declared dead, the connection
+     * closed, and the caller told to subscribe again. */
+    assert_int_equal(next_version(c, 5000, &rv), -1);
+    assert_int_equal(rv, VG_ECLOSED);
+    assert_null(vg_client_current(c));
+    assert_int_equal(vg_client_events_dropped(c), 0);
+}
+
+static void test_events_timeout_and_not_connected(void **state)
+{
+    struct env *e = *state;
+    struct fake *f = fake_start(e, FAKE_ANSWER, "A", NULL);
+    struct vg_client *c = client_for(e, f->addr);
+    json_t *resp = NULL;
+    uint64_t t0;
+    int rv;
+
+    assert_int_equal(next_version(c, 100, &rv), -1);
+    assert_int_equal(rv, VG_ECLOSED); /* never connected */
+    assert_int_equal(put(c, &resp, NULL), VG_OK);
+    json_decref(resp);
+    /* The plain fake pushes a non-event ("tag_update") with every answer:
+     * skipped, not queued. */
+    t0 = vg_now_mono_ms();
+    assert_int_equal(next_version(c, 300, &rv), -1);
+    assert_int_equal(rv, VG_ETIMEDOUT);
+    assert_true(vg_now_mono_ms() - t0 >= 300);
+    assert_non_null(vg_client_current(c)); /* a timeout keeps the connection */
+}
+
+/* A burst larger than the queue keeps the newest; the rest are counted. */
+static void test_events_overflow_drops_oldest(void **state)
+{
+    struct env *e = *state;
+    struct fake *f = events_fake(e, 300, 0);
+    struct vg_client *c = client_for(e, f->addr);
+    json_t *resp = NULL;
+    int rv;
+
+    assert_int_equal(put(c, &resp, NULL), VG_OK);
+    json_decref(resp);
+    assert_int_equal(vg_client_events_dropped(c), 300 - 256);
+    for (long long want = 300 - 256 + 1; want <= 300; want++) {
+        assert_int_equal(next_version(c, 0, &rv), want);
+    }
+    assert_int_equal(next_version(c, 0, &rv), -1);
+    assert_int_equal(rv, VG_ETIMEDOUT);
+}
+
+/* ------------------------------------------------------------------ */
 /* vigilctl                                                            */
 
 static const char *vigilctl_path;
@@ -893,6 +1033,24 @@ static void test_vigilctl_usage_errors(void **state)
     static const char *const no_cluster[] = {"get", "k", NULL};
     static const char *const bad_cluster[] = {"--cluster", "garbage", "get",
                                               "k", NULL};
+    static const char *const proj_no_sub[] = {"project", NULL};
+    static const char *const proj_bad_sub[] = {"project", "publish", NULL};
+    static const char *const proj_validate_no_dir[] = {"project", "validate", NULL};
+    static const char *const proj_load_extra[] = {"project", "load", "a", "b", NULL};
+    static const char *const proj_show_bad[] = {"project", "show", "x1", NULL};
+    static const char *const proj_show_zero[] = {"project", "show", "0", NULL};
+    static const char *const proj_diff_short[] = {"project", "diff", "1", NULL};
+    static const char *const proj_diff_bad[] = {"project", "diff", "1", "two", NULL};
+    static const char *const proj_history_extra[] = {"project", "history", "1",
+                                                     NULL};
+    static const char *const proj_watch_extra[] = {"project", "watch", "now",
+                                                   NULL};
+    static const char *const comment_elsewhere[] = {"--comment", "why", "get",
+                                                    "k", NULL};
+    static const char *const comment_missing[] = {"project", "load", "d",
+                                                  "--comment", NULL};
+    static const char *const proj_load_no_cluster[] = {"project", "load", "d",
+                                                       NULL};
     (void)state;
 
     expect_usage_error(none, "127.0.0.1:1", "missing command");
@@ -920,6 +1078,22 @@ static void test_vigilctl_usage_errors(void **state)
     expect_usage_error(no_cluster, NULL, "no cluster given");
     expect_usage_error(bad_cluster, NULL, "bad --cluster");
     expect_usage_error(no_cluster, "x:1,,y:2", "bad VIGIL_CLUSTER");
+    expect_usage_error(proj_no_sub, "127.0.0.1:1", "project: missing subcommand");
+    expect_usage_error(proj_bad_sub, "127.0.0.1:1", "unknown subcommand 'publish'");
+    expect_usage_error(proj_validate_no_dir, NULL,
+                       "project validate: missing argument");
+    expect_usage_error(proj_load_extra, "127.0.0.1:1", "too many arguments");
+    expect_usage_error(proj_show_bad, "127.0.0.1:1", "got 'x1'");
+    expect_usage_error(proj_show_zero, "127.0.0.1:1",
+                       "VERSION must be a positive integer");
+    expect_usage_error(proj_diff_short, "127.0.0.1:1", "missing argument");
+    expect_usage_error(proj_diff_bad, "127.0.0.1:1", "got 'two'");
+    expect_usage_error(proj_history_extra, "127.0.0.1:1", "too many arguments");
+    expect_usage_error(proj_watch_extra, "127.0.0.1:1", "too many arguments");
+    expect_usage_error(comment_elsewhere, "127.0.0.1:1",
+                       "--comment applies only to 'project load'");
+    expect_usage_error(comment_missing, "127.0.0.1:1", "--comment needs a value");
+    expect_usage_error(proj_load_no_cluster, NULL, "no cluster given");
 }
 
 static void test_vigilctl_help(void **state)
@@ -937,6 +1111,13 @@ static void test_vigilctl_help(void **state)
     run_vigilctl(cluster_help, NULL, &r);
     assert_int_equal(r.status, 0);
     assert_non_null(strstr(r.out, "cluster demote ID [standby|spare]"));
+    /* The project commands are documented. */
+    assert_non_null(strstr(r.out, "project validate DIR"));
+    assert_non_null(strstr(r.out, "project load DIR [--comment TEXT]"));
+    assert_non_null(strstr(r.out, "project show [VERSION]"));
+    assert_non_null(strstr(r.out, "project history"));
+    assert_non_null(strstr(r.out, "project diff V1 V2"));
+    assert_non_null(strstr(r.out, "project watch"));
 }
 
 static void test_vigilctl_operations(void **state)
@@ -1030,6 +1211,11 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_error_answer_returned, setup, teardown),
         cmocka_unit_test_setup_teardown(test_call_at_no_redirect, setup, teardown),
         cmocka_unit_test(test_bad_seeds),
+        cmocka_unit_test_setup_teardown(test_events_queued_and_awaited, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_events_timeout_and_not_connected, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_events_overflow_drops_oldest, setup,
+                                        teardown),
         cmocka_unit_test(test_vigilctl_usage_errors),
         cmocka_unit_test(test_vigilctl_help),
         cmocka_unit_test_setup_teardown(test_vigilctl_operations, setup, teardown),

@@ -78,8 +78,12 @@ static void test_round_trip_every_type(void **state)
         "{\"node_id\":2,\"raft_address\":\"a:1\",\"client_address\":\"a:2\"}",
         "{\"ref_index\":12,\"ref_digest\":\"00ff\"}",
         "{\"node_id\":5}",
+        "{\"name\":\"plant\",\"digest\":\"00\",\"bundle\":\"AA==\","
+        "\"summary\":{}}",
     };
     (void)state;
+    /* A new command type needs a body here too. */
+    assert_int_equal(sizeof bodies / sizeof bodies[0], VG_CMD_TYPE_MAX - 1);
     for (unsigned type = 1; type < VG_CMD_TYPE_MAX; type++) {
         const char *body = bodies[type - 1];
         struct vg_cmd in = {
@@ -165,6 +169,7 @@ static void test_type_names(void **state)
     assert_string_equal(vg_cmd_type_name(VG_CMD_NODE_INFO), "node_info");
     assert_string_equal(vg_cmd_type_name(VG_CMD_CHECKPOINT), "checkpoint");
     assert_string_equal(vg_cmd_type_name(VG_CMD_NODE_FORGET), "node_forget");
+    assert_string_equal(vg_cmd_type_name(VG_CMD_PROJECT_LOAD), "project_load");
     assert_string_equal(vg_cmd_type_name(0), "unknown");
     assert_string_equal(vg_cmd_type_name(VG_CMD_TYPE_MAX), "unknown");
     assert_string_equal(vg_cmd_type_name(65535), "unknown");

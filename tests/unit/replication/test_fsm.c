@@ -20,6 +20,8 @@
 
 #include <cmocka.h>
 #include <ftw.h>
+#include <jansson.h>
+#include <sodium.h>
 #include <sqlite3.h>
 #include <unistd.h>
 
@@ -914,6 +916,417 @@ static void test_open_error_reports_path(void **state)
     vg_repl_fsm_close(&f); /* harmless after a failed open */
 }
 
+
+/* ---- project versions ----------------------------------------------------- */
+
+/* A PROJECT_LOAD body for BUNDLE (LEN bytes) whose files digest is 64 hex
+ * digits made of DIGIT. malloc'd. */
+static char *load_body(const char *name, char digit, const void *bundle,
+                       size_t len, const char *comment)
+{
+    char digest[VG_DIGEST_HEX];
+    size_t b64_size = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
+    char *b64 = malloc(b64_size);
+    json_t *o;
+    char *text;
+
+    assert_non_null(b64);
+    memset(digest, digit, VG_DIGEST_HEX - 1);
+    digest[VG_DIGEST_HEX - 1] = '\0';
+    sodium_bin2base64(b64, b64_size, bundle, len, sodium_base64_VARIANT_ORIGINAL);
+    /* Keys deliberately unsorted: the stored summary must not depend on it. */
+    o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s*, s:{s:i, s:i, s:i}}",
+                  "name", name, "label", "2.3", "digest", digest, "bundle", b64,
+                  "loaded_by", "engineer", "station", "eng-pc", "comment",
+                  comment, "summary", "tags", 12, "alarms", 3, "screens", 2);
+    assert_non_null(o);
+    text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    free(b64);
+    return text;
+}
+
+static int load_project(struct fx *x, struct vg_repl_fsm *f, char digit,
+                        const char *bundle)
+{
+    char *body = load_body("waterworks", digit, bundle, strlen(bundle), "why");
+    int rv = apply_cmd(x, f, VG_CMD_PROJECT_LOAD, body);
+    free(body);
+    return rv;
+}
+
+static int load_project_both(struct fx *x, char digit, const char *bundle)
+{
+    char *body = load_body("waterworks", digit, bundle, strlen(bundle), NULL);
+    int rv = apply_both(x, VG_CMD_PROJECT_LOAD, body);
+    free(body);
+    return rv;
+}
+
+static void assert_active(struct vg_repl_fsm *f, uint64_t version, char digit)
+{
+    uint64_t v = 99;
+    char hex[VG_DIGEST_HEX];
+    assert_int_equal(vg_repl_fsm_project_active(f, &v, hex), VG_OK);
+    assert_int_equal(v, version);
+    if (version == 0) {
+        assert_string_equal(hex, "");
+    } else {
+        for (size_t i = 0; i < VG_DIGEST_HEX - 1; i++) {
+            assert_int_equal(hex[i], digit);
+        }
+    }
+}
+
+/* The whole bundle of VERSION read back in slices of STEP bytes. */
+static char *read_bundle(struct vg_repl_fsm *f, uint64_t version, size_t step,
+                         uint64_t *total)
+{
+    char *all = NULL;
+    uint64_t offset = 0;
+    for (;;) {
+        unsigned char *data;
+        size_t len;
+        assert_int_equal(vg_repl_fsm_project_bundle(f, version, offset, step,
+                                                    &data, &len, total, NULL),
+                         VG_OK);
+        all = realloc(all, offset + len + 1);
+        assert_non_null(all);
+        if (len > 0) {
+            memcpy(all + offset, data, len);
+        }
+        free(data);
+        offset += len;
+        all[offset] = '\0';
+        if (offset == *total) {
+            return all;
+        }
+        assert_int_equal(len, step); /* only the last slice is short */
+    }
+}
+
+static void test_project_load_creates_active_version(void **state)
+{
+    struct fx *x = *state;
+    struct vg_repl_fsm *f = &x->a;
+    struct vg_repl_project p;
+    struct seen s = {0};
+    uint64_t version, total;
+    char *bundle;
+
+    assert_active(f, 0, 0);
+    assert_int_equal(vg_repl_fsm_project_info(f, 0, &p), VG_ENOTFOUND);
+    f->applied_cb = applied_cb;
+    f->data = &s;
+    put(x, f, "k", "v");
+    assert_int_equal(load_project(x, f, 'a', "bundle bytes of version one"), VG_OK);
+    assert_int_equal(s.result, VG_OK);
+    assert_int_equal(s.type, VG_CMD_PROJECT_LOAD);
+    assert_active(f, 1, 'a');
+    assert_int_equal(vg_repl_fsm_project_at(f, 2, &version), VG_OK);
+    assert_int_equal(version, 1);
+    assert_int_equal(vg_repl_fsm_project_at(f, 1, &version), VG_ENOTFOUND);
+
+    assert_int_equal(vg_repl_fsm_project_info(f, 0, &p), VG_OK);
+    assert_int_equal(p.version, 1);
+    assert_true(p.active);
+    assert_string_equal(p.name, "waterworks");
+    assert_string_equal(p.label, "2.3");
+    assert_string_equal(p.loaded_by, "engineer");
+    assert_string_equal(p.station, "eng-pc");
+    assert_string_equal(p.comment, "why");
+    assert_string_equal(p.summary, "{\"alarms\":3,\"screens\":2,\"tags\":12}");
+    assert_int_equal(p.loaded_at_ms, x->time_ms - 1); /* the command's time */
+    assert_int_equal(p.term, 2);
+    assert_int_equal(p.log_index, 2);
+    assert_int_equal(p.bundle_size, strlen("bundle bytes of version one"));
+    vg_repl_project_clear(&p);
+    assert_null(p.name);
+
+    bundle = read_bundle(f, 1, 5, &total);
+    assert_string_equal(bundle, "bundle bytes of version one");
+    assert_int_equal(total, strlen(bundle));
+    free(bundle);
+    bundle = read_bundle(f, 0, 1 << 20, &total);
+    assert_string_equal(bundle, "bundle bytes of version one");
+    free(bundle);
+    assert_int_equal(f->n_rejected, 0);
+}
+
+static void test_project_same_digest_is_unchanged(void **state)
+{
+    struct fx *x = *state;
+    struct vg_repl_fsm *f = &x->a;
+    struct vg_repl_project *list;
+    struct seen s = {0};
+    unsigned char before[VG_DIGEST_SIZE], after[VG_DIGEST_SIZE];
+    size_t n, total;
+    uint64_t version;
+
+    assert_int_equal(load_project(x, f, 'a', "one"), VG_OK);
+    digest_of(f, before);
+    f->applied_cb = applied_cb;
+    f->data = &s;
+    /* Same files (digest) again: nothing stored, not a rejection, but the
+     * log index and chain advance like for any command. */
+    assert_int_equal(load_project(x, f, 'a', "one, compressed differently"),
+                     VG_REPL_UNCHANGED);
+    assert_int_equal(s.result, VG_REPL_UNCHANGED);
+    assert_int_equal(f->applied_index, 2);
+    assert_int_equal(f->n_rejected, 0);
+    assert_int_equal(vg_repl_fsm_project_at(f, 2, &version), VG_ENOTFOUND);
+    digest_of(f, after);
+    assert_memory_equal(before, after, VG_DIGEST_SIZE);
+    assert_active(f, 1, 'a');
+
+    /* New files: version 2. The files of version 1 again: they are not the
+     * active ones, so they become version 3 (history is never rewritten). */
+    assert_int_equal(load_project(x, f, 'b', "two"), VG_OK);
+    assert_active(f, 2, 'b');
+    assert_int_equal(load_project(x, f, 'a', "one"), VG_OK);
+    assert_active(f, 3, 'a');
+
+    assert_int_equal(vg_repl_fsm_project_list(f, 0, &list, &n, &total), VG_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(total, 3);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(list[i].version, i + 1);
+        assert_int_equal(list[i].active, i == 2);
+    }
+    assert_int_equal(list[1].digest[0], 'b');
+    assert_int_equal(list[1].bundle_size, 3);
+    vg_repl_project_list_free(list, n);
+
+    /* A limit keeps the newest, still oldest first. */
+    assert_int_equal(vg_repl_fsm_project_list(f, 2, &list, &n, &total), VG_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(total, 3);
+    assert_int_equal(list[0].version, 2);
+    assert_int_equal(list[1].version, 3);
+    vg_repl_project_list_free(list, n);
+}
+
+static void test_project_read_errors(void **state)
+{
+    struct fx *x = *state;
+    struct vg_repl_fsm *f = &x->a;
+    struct vg_repl_project p;
+    unsigned char *data = (unsigned char *)"x";
+    size_t len = 7;
+    uint64_t total = 7;
+    struct vg_repl_project *list = (struct vg_repl_project *)&p;
+    size_t n = 9;
+
+    assert_int_equal(vg_repl_fsm_project_bundle(f, 0, 0, 10, &data, &len,
+                                                &total, NULL),
+                     VG_ENOTFOUND);
+    assert_null(data);
+    assert_int_equal(vg_repl_fsm_project_list(f, 0, &list, &n, NULL), VG_OK);
+    assert_int_equal(n, 0);
+    free(list);
+
+    assert_int_equal(load_project(x, f, 'a', "12345"), VG_OK);
+    assert_int_equal(vg_repl_fsm_project_info(f, 2, &p), VG_ENOTFOUND);
+    assert_int_equal(vg_repl_fsm_project_bundle(f, 2, 0, 10, &data, &len,
+                                                &total, NULL),
+                     VG_ENOTFOUND);
+    /* The end is a valid offset (nothing left), past it is not. */
+    assert_int_equal(vg_repl_fsm_project_bundle(f, 1, 5, 10, &data, &len,
+                                                &total, &p),
+                     VG_OK);
+    assert_int_equal(len, 0);
+    assert_null(data);
+    assert_int_equal(total, 5);
+    assert_int_equal(p.version, 1);
+    vg_repl_project_clear(&p);
+    assert_int_equal(vg_repl_fsm_project_bundle(f, 1, 6, 10, &data, &len,
+                                                &total, NULL),
+                     VG_EINVAL);
+}
+
+/* Loads the leader would never propose are rejected like any invalid
+ * command: index advances, no version appears. */
+static void test_project_malformed_loads_are_rejected(void **state)
+{
+    struct fx *x = *state;
+    struct vg_repl_fsm *f = &x->a;
+    static const char *const bad[] = {
+        "{\"digest\":\"%s\",\"bundle\":\"AAAA\",\"summary\":{}}",
+        "{\"name\":\"\",\"digest\":\"%s\",\"bundle\":\"AAAA\",\"summary\":{}}",
+        "{\"name\":7,\"digest\":\"%s\",\"bundle\":\"AAAA\",\"summary\":{}}",
+        "{\"name\":\"p\",\"digest\":\"%.63s\",\"bundle\":\"AAAA\",\"summary\":{}}",
+        "{\"name\":\"p\",\"digest\":\"%sff\",\"bundle\":\"AAAA\",\"summary\":{}}",
+        "{\"name\":\"p\",\"digest\":\"%.62sZZ\",\"bundle\":\"AAAA\",\"summary\":{}}",
+        "{\"name\":\"p\",\"digest\":\"%s\",\"summary\":{}}",
+        "{\"name\":\"p\",\"digest\":\"%s\",\"bundle\":\"\",\"summary\":{}}",
+        "{\"name\":\"p\",\"digest\":\"%s\",\"bundle\":\"not base64!\",\"summary\":{}}",
+        "{\"name\":\"p\",\"digest\":\"%s\",\"bundle\":\"AAAA====\",\"summary\":{}}",
+        "{\"name\":\"p\",\"digest\":\"%s\",\"bundle\":\"AAAA\"}",
+        "{\"name\":\"p\",\"digest\":\"%s\",\"bundle\":\"AAAA\",\"summary\":[]}",
+        "{\"name\":\"p\",\"digest\":\"%s\",\"bundle\":\"AAAA\",\"summary\":{\"tags\":-1}}",
+        "{\"name\":\"p\",\"digest\":\"%s\",\"bundle\":\"AAAA\",\"summary\":{\"tags\":\"3\"}}",
+        "{\"name\":\"p\",\"digest\":\"%s\",\"bundle\":\"AAAA\",\"summary\":{},\"label\":2}",
+        "{\"name\":\"p\",\"digest\":\"%s\",\"bundle\":\"AAAA\",\"summary\":{},\"comment\":[]}",
+    };
+    char hex[VG_DIGEST_HEX];
+    char body[512];
+
+    memset(hex, 'c', VG_DIGEST_HEX - 1);
+    hex[VG_DIGEST_HEX - 1] = '\0';
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(body, sizeof body, bad[i], hex);
+        if (apply_cmd(x, f, VG_CMD_PROJECT_LOAD, body) != VG_EINVAL) {
+            fail_msg("load %zu (%s) was not rejected", i, body);
+        }
+    }
+    assert_int_equal(f->n_rejected, sizeof bad / sizeof bad[0]);
+    assert_active(f, 0, 0);
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM project_versions"), 0);
+    /* Null optional members are fine. */
+    snprintf(body, sizeof body,
+             "{\"name\":\"p\",\"digest\":\"%s\",\"bundle\":\"AAAA\","
+             "\"summary\":{},\"label\":null}",
+             hex);
+    assert_int_equal(apply_cmd(x, f, VG_CMD_PROJECT_LOAD, body), VG_OK);
+    assert_active(f, 1, 'c');
+}
+
+static void test_project_versions_survive_snapshot_and_reopen(void **state)
+{
+    struct fx *x = *state;
+    struct raft_buffer *snap;
+    struct vg_repl_project *la, *lb;
+    size_t na, nb;
+    uint64_t total;
+    char *bundle;
+
+    assert_int_equal(load_project(x, &x->a, 'a', "first"), VG_OK);
+    put(x, &x->a, "k", "v");
+    assert_int_equal(load_project(x, &x->a, 'b', "second"), VG_OK);
+    snap = snapshot_of(&x->a);
+    assert_int_equal(restore_into(&x->b, snap), 0);
+    assert_same_digest(&x->a, &x->b);
+    assert_active(&x->b, 2, 'b');
+    bundle = read_bundle(&x->b, 1, 2, &total);
+    assert_string_equal(bundle, "first");
+    free(bundle);
+
+    assert_int_equal(vg_repl_fsm_project_list(&x->a, 0, &la, &na, NULL), VG_OK);
+    assert_int_equal(vg_repl_fsm_project_list(&x->b, 0, &lb, &nb, NULL), VG_OK);
+    assert_int_equal(na, 2);
+    assert_int_equal(nb, 2);
+    for (size_t i = 0; i < na; i++) {
+        assert_int_equal(la[i].version, lb[i].version);
+        assert_string_equal(la[i].digest, lb[i].digest);
+        assert_string_equal(la[i].summary, lb[i].summary);
+        assert_int_equal(la[i].log_index, lb[i].log_index);
+        assert_int_equal(la[i].loaded_at_ms, lb[i].loaded_at_ms);
+        assert_int_equal(la[i].active, lb[i].active);
+    }
+    vg_repl_project_list_free(la, na);
+    vg_repl_project_list_free(lb, nb);
+
+    /* Both number the next version alike, and it is durable. */
+    assert_int_equal(load_project_both(x, 'c', "third"), VG_OK);
+    assert_active(&x->a, 3, 'c');
+    assert_active(&x->b, 3, 'c');
+    assert_same_digest(&x->a, &x->b);
+    vg_repl_fsm_close(&x->b);
+    x->b_open = false;
+    open_fsm(x, &x->b, "b.db");
+    x->b_open = true;
+    assert_active(&x->b, 3, 'c');
+    assert_same_digest(&x->a, &x->b);
+    bundle = read_bundle(&x->b, 3, 100, &total);
+    assert_string_equal(bundle, "third");
+    free(bundle);
+}
+
+static void test_project_digest_covers_versions(void **state)
+{
+    struct fx *x = *state;
+    unsigned char d1[VG_DIGEST_SIZE], d2[VG_DIGEST_SIZE];
+    static const char *const tamper[] = {
+        "UPDATE project_versions SET label = 'edited'",
+        "UPDATE project_versions SET comment = 'added later'",
+        "UPDATE project_versions SET bundle_hash = zeroblob(32)",
+        "UPDATE project_versions SET bundle = X'00'",
+        "UPDATE project_versions SET summary = '{}'",
+        "UPDATE project_active SET version = 1",
+        "DELETE FROM project_versions WHERE version = 2",
+    };
+
+    put_both(x, "k", "v");
+    assert_int_equal(load_project_both(x, 'a', "one"), VG_OK);
+    assert_int_equal(load_project_both(x, 'b', "two"), VG_OK);
+    assert_same_digest(&x->a, &x->b);
+    for (size_t i = 0; i < sizeof tamper / sizeof tamper[0]; i++) {
+        sql(&x->b, "SAVEPOINT t");
+        sql(&x->b, tamper[i]);
+        digest_of(&x->a, d1);
+        digest_of(&x->b, d2);
+        if (memcmp(d1, d2, VG_DIGEST_SIZE) == 0) {
+            fail_msg("digest did not change after: %s", tamper[i]);
+        }
+        sql(&x->b, "ROLLBACK TO t");
+        sql(&x->b, "RELEASE t");
+        assert_same_digest(&x->a, &x->b);
+    }
+}
+
+/* The project tables contribute nothing to the digest while empty, so a
+ * node from before them agrees with one that has them: the digest of a
+ * database without the tables equals the digest with empty tables. */
+static void test_project_tables_do_not_change_old_digests(void **state)
+{
+    struct fx *x = *state;
+    unsigned char with[VG_DIGEST_SIZE];
+    crypto_generichash_state h;
+    unsigned char old[VG_DIGEST_SIZE];
+    static const char *const queries[] = {
+        "SELECT * FROM kv ORDER BY key",
+        "SELECT * FROM nodes ORDER BY id",
+        "SELECT * FROM leaders ORDER BY term",
+        "SELECT * FROM checkpoints ORDER BY idx",
+    };
+
+    /* Empty original tables hash only their queries (the first release's
+     * rule); recompute that by hand. */
+    digest_of(&x->a, with);
+    crypto_generichash_init(&h, NULL, 0, VG_DIGEST_SIZE);
+    for (size_t i = 0; i < 4; i++) {
+        crypto_generichash_update(&h, (const unsigned char *)queries[i],
+                                  strlen(queries[i]));
+    }
+    crypto_generichash_final(&h, old, VG_DIGEST_SIZE);
+    assert_memory_equal(with, old, VG_DIGEST_SIZE);
+}
+
+/* A data folder or snapshot image written before the project tables existed
+ * gains them on open / restore, and then takes loads. */
+static void test_project_tables_added_to_old_databases(void **state)
+{
+    struct fx *x = *state;
+    struct raft_buffer *snap;
+
+    put(x, &x->a, "k", "v");
+    sql(&x->a, "DROP TABLE project_versions; DROP TABLE project_active");
+    snap = snapshot_of(&x->a);
+    vg_repl_fsm_close(&x->a);
+    x->a_open = false;
+    open_fsm(x, &x->a, "a.db");
+    x->a_open = true;
+    assert_int_equal(load_project(x, &x->a, 'a', "one"), VG_OK);
+    assert_active(&x->a, 1, 'a');
+
+    assert_int_equal(restore_into(&x->b, snap), 0);
+    assert_value(&x->b, "k", "v");
+    assert_active(&x->b, 0, 0);
+    assert_int_equal(load_project(x, &x->b, 'b', "two"), VG_OK);
+    assert_active(&x->b, 1, 'b');
+    assert_int_equal(x->b.fatal, 0);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -939,6 +1352,14 @@ int main(void)
         T(test_digest_ignores_local_meta),
         T(test_sqlite_error_is_fatal),
         T(test_open_error_reports_path),
+        T(test_project_load_creates_active_version),
+        T(test_project_same_digest_is_unchanged),
+        T(test_project_read_errors),
+        T(test_project_malformed_loads_are_rejected),
+        T(test_project_versions_survive_snapshot_and_reopen),
+        T(test_project_digest_covers_versions),
+        T(test_project_tables_do_not_change_old_digests),
+        T(test_project_tables_added_to_old_databases),
     };
     return cmocka_run_group_tests_name("fsm", tests, NULL, NULL);
 }

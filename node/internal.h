@@ -1,0 +1,129 @@
+/* Private to node/: the objects of a running vigild shared by node.c (loop,
+ * raft, connections, cluster requests) and project.c (project requests and
+ * events), and the helpers both use to answer clients.
+ *
+ * Ownership: a struct conn is freed only in its close callback, once it is
+ * closing and no operation holds a reference (refs). Whoever keeps a conn
+ * across a callback (a proposal, a thread-pool job) takes a reference with
+ * c->refs++ and drops it with node_conn_unref(); answers sent to a closing
+ * conn are dropped. */
+#ifndef VG_NODE_INTERNAL_H
+#define VG_NODE_INTERNAL_H
+
+#include <jansson.h>
+#include <raft.h>
+#include <raft/uv.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "../proto/proto.h"
+#include "../replication/replication.h"
+#include "node.h"
+
+/* Bytes a connection may have queued for writing; beyond that it is closed
+ * (a client that does not read must not make us buffer forever). Pushed
+ * events count against the same bound. */
+#define WRITE_QUEUE_LIMIT (8u * 1024u * 1024u)
+#define EXIT_FAILSTOP 70
+
+struct node;
+struct upload;
+struct load_job;
+
+struct conn {
+    uv_tcp_t tcp;
+    struct node *n;
+    struct vg_proto_decoder dec;
+    unsigned refs;        /* the open connection + pending operations */
+    bool closing;
+    size_t queued;        /* bytes written but not yet flushed */
+    uint64_t last_rx_ms;
+    struct upload *upload; /* a project upload in progress (project.c) */
+    bool sub_project;      /* subscribed to "project" events */
+    struct conn *prev, *next;
+};
+
+/* A client request waiting for raft (commit, membership change, transfer). */
+struct op {
+    struct vg_repl_proposal p; /* first: the proposal callback casts back */
+    struct raft_change change;
+    struct conn *c;
+    struct node *n;
+    long long id;
+    char kind[24];
+    uint64_t target;
+    int role;
+    char raft_address[VG_NODE_ADDR_SIZE];
+    struct op *next_transfer;
+};
+
+struct node {
+    const struct vg_node_config *cfg;
+    uv_loop_t loop;
+    struct raft_uv_transport transport;
+    struct raft_io uv_io;
+    struct vg_repl_failstop failstop;
+    struct raft raft;
+    struct vg_repl_fsm fsm;
+    struct vg_repl_leadership lead;
+    struct vg_repl_transfer transfer;
+    struct op *transfer_op;
+    uv_tcp_t listener;
+    uv_prepare_t prepare;
+    uv_timer_t timer;
+    uv_signal_t sigterm, sigint;
+    struct conn *conns;
+    bool stopping;
+    bool raft_started;
+    int last_state;
+    raft_term last_term;
+    raft_id last_leader;
+    uint64_t next_checkpoint_ms;
+    bool last_cp_verifier;
+    uint64_t checked_logged;
+    uint64_t restored_logged;
+    int exit_code;
+    /* project.c */
+    size_t upload_bytes;      /* reserved by uploads and jobs, node-wide */
+    unsigned load_jobs;       /* validations running or waiting their turn */
+    bool job_running;         /* one validation is in the thread pool */
+    struct load_job *jobs_head, *jobs_tail; /* waiting, oldest first */
+    uint64_t project_notified; /* active version last announced to subscribers */
+};
+
+/* A log line on stderr with time and node id. */
+void node_log(struct node *n, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Queue MSG (reference taken over) for C; dropped if C is closing. */
+void node_send(struct conn *c, json_t *msg);
+void node_send_error(struct conn *c, long long id, const char *code,
+                     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* {"type":TYPE,"id":ID} (no id when ID < 0): a new reference. */
+json_t *node_answer(const char *type, long long id);
+/* A not_leader error naming the leader when it is known. */
+void node_send_not_leader(struct node *n, struct conn *c, long long id);
+/* True when this node is the ready leader; otherwise answers not_leader. */
+bool node_need_ready(struct node *n, struct conn *c, long long id);
+void node_conn_unref(struct conn *c);
+void node_conn_close(struct conn *c);
+
+/* ---- project.c ---- */
+
+/* Handle a project request (project_upload, project_show, project_history,
+ * project_get, subscribe). Returns false when TYPE is none of them. */
+bool node_project_handle(struct node *n, struct conn *c, const char *type,
+                         json_t *msg, long long id);
+/* C is closing: release its upload. */
+void node_project_conn_closing(struct conn *c);
+/* The state machine applied a PROJECT_LOAD at INDEX with RESULT. */
+void node_project_applied(struct node *n, uint64_t index, int result);
+/* The active version may have changed without an apply (snapshot restore, or
+ * start-up): announce it if it did. */
+void node_project_check(struct node *n);
+/* {"version":N,"digest":HEX|null,"upload_bytes":N,"validating":N}: the
+ * active version and the uploads in flight, for status. */
+json_t *node_project_status(struct node *n);
+
+#endif /* VG_NODE_INTERNAL_H */
