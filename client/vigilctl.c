@@ -1083,38 +1083,47 @@ static json_t *build_request(const struct cmd *cmd)
     }
 }
 
-/* "get" needs no leader and reads whichever replica answers, which may lag
- * behind a "put" just made. Read from the leader when one is known, so that
- * put-then-get in a script sees its own write; else from any node. */
-static int get_answer(struct vg_client *c, const struct cmd *cmd,
-                      json_t **answer)
+/* Reads ("get", "project show|history|diff") need no leader: any replica
+ * can answer, but a follower may lag behind a write just made (it learns the
+ * new commit index with the leader's next message). Ask the leader when one
+ * is known, so that load-then-show or put-then-get in a script sees its own
+ * write; else any node. REQ is consumed. */
+static int leader_call(struct vg_client *c, const struct cmd *cmd, json_t *req,
+                       json_t **answer)
 {
-    json_t *req = vg_proto_request("status", -1);
+    json_t *sreq = vg_proto_request("status", -1);
     json_t *st = NULL;
     const char *leader = NULL;
 
     *answer = NULL;
-    if (req != NULL && vg_client_call(c, req, &st, NULL) == VG_OK) {
+    if (req == NULL) {
+        json_decref(sreq);
+        return call(c, cmd, NULL, answer);
+    }
+    if (sreq != NULL && vg_client_call(c, sreq, &st, NULL) == VG_OK) {
         leader = is_ready_leader(st)
                      ? vg_proto_get_str(st, "client_address", NULL)
                      : vg_proto_get_str(st, "leader_client_address", NULL);
     }
-    json_decref(req);
-    if (leader != NULL) {
-        req = build_request(cmd);
-        if (req != NULL &&
-            vg_client_call_at(c, leader, req, answer, NULL) != VG_OK) {
-            *answer = NULL;
-        }
-        json_decref(req);
+    json_decref(sreq);
+    if (leader != NULL &&
+        vg_client_call_at(c, leader, req, answer, NULL) != VG_OK) {
+        *answer = NULL;
     }
     json_decref(st);
     if (*answer != NULL && !is_error(*answer)) {
+        json_decref(req);
         return 0;
     }
     json_decref(*answer);
     *answer = NULL;
-    return call(c, cmd, build_request(cmd), answer);
+    return call(c, cmd, req, answer);
+}
+
+static int get_answer(struct vg_client *c, const struct cmd *cmd,
+                      json_t **answer)
+{
+    return leader_call(c, cmd, build_request(cmd), answer);
 }
 
 static int cmd_simple(struct vg_client *c, const struct opts *o,
@@ -1595,7 +1604,7 @@ static int cmd_project_show(struct vg_client *c, const struct opts *o,
     if (req != NULL && cmd->version > 0) {
         json_object_set_new(req, "version", json_integer(cmd->version));
     }
-    if ((rv = call(c, cmd, req, &answer)) != 0) {
+    if ((rv = leader_call(c, cmd, req, &answer)) != 0) {
         return rv;
     }
     if (o->json) {
@@ -1647,7 +1656,7 @@ static int cmd_project_history(struct vg_client *c, const struct opts *o,
     size_t i;
     int rv;
 
-    if ((rv = call(c, cmd, vg_proto_request("project_history", -1), &answer)) != 0) {
+    if ((rv = leader_call(c, cmd, vg_proto_request("project_history", -1), &answer)) != 0) {
         return rv;
     }
     if (o->json) {
@@ -1715,7 +1724,7 @@ static int fetch_version(struct vg_client *c, const struct cmd *cmd,
         const char *data;
         size_t len = 0;
 
-        if ((rv = call(c, cmd, req, &answer)) != 0) {
+        if ((rv = leader_call(c, cmd, req, &answer)) != 0) {
             free(bundle);
             return rv;
         }

@@ -700,13 +700,6 @@ static const char *station_name(const struct vg_project *p, size_t i)
     return p->stations[i].name;
 }
 
-static const char *const toolbar_names[] = {"navigation", "alarms", "trends",
-                                            "reports", "status"};
-static const char *const function_names[] = {
-    "view",         "operate",      "write_setpoint",
-    "acknowledge",  "shelve",       "load_project",
-    "manage_users", "manage_cluster", "reports"};
-
 /* The names of the bits set in MASK. */
 static size_t bit_names(unsigned mask, const char *const *names, size_t n,
                         const char **out)
@@ -757,8 +750,8 @@ static void station_cmp(struct chg *c, size_t ia, size_t ib)
     ch_ref(c, "start_screen", &a->start_screen, &b->start_screen);
     ch_ref(c, "language", &a->language, &b->language);
     const char *ta[8], *tb[8];
-    size_t nta = bit_names(a->toolbars, toolbar_names, 5, ta);
-    size_t ntb = bit_names(b->toolbars, toolbar_names, 5, tb);
+    size_t nta = bit_names(a->toolbars, vg_cfg_toolbar_names, 5, ta);
+    size_t ntb = bit_names(b->toolbars, vg_cfg_toolbar_names, 5, tb);
     ch_list(c, "toolbars", ta, nta, tb, ntb);
 
     char **ka = nav_texts(a), **kb = nav_texts(b);
@@ -804,7 +797,7 @@ static void grant_text(const struct vg_grant *g, struct out *o)
 {
     const char *fn[16];
     char buf[64];
-    size_t n = bit_names(g->functions, function_names, 9, fn);
+    size_t n = bit_names(g->functions, vg_cfg_function_names, 9, fn);
     for (size_t i = 0; i < n; i++)
         put(o, "%s%s", i ? ", " : "", fn[i]);
     if (n == 0)

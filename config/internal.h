@@ -53,6 +53,11 @@ const char *vg_cfg_suggest(const char *name, size_t n,
                            const char *(*get)(const void *ctx, size_t i),
                            const void *ctx);
 
+/* The vocabularies of project.yaml, NULL-terminated; entry i is the name of
+ * bit 1 << i of enum vg_toolbar / enum vg_function. */
+extern const char *const vg_cfg_toolbar_names[];
+extern const char *const vg_cfg_function_names[];
+
 /* Free the contents of a text / reference (not the struct itself). */
 void vg_cfg_text_free(struct vg_text *t);
 void vg_cfg_ref_free(struct vg_ref *r);

@@ -179,6 +179,13 @@ int vg_project_language(const struct vg_project *p, const char *code)
     return -1;
 }
 
+const char *const vg_cfg_toolbar_names[] = {"navigation", "alarms", "trends",
+                                            "reports", "status", NULL};
+
+const char *const vg_cfg_function_names[] = {"view", "operate",
+    "write_setpoint", "acknowledge", "shelve", "load_project", "manage_users",
+    "manage_cluster", "reports", NULL};
+
 const char *vg_reg_kind_name(enum vg_reg_kind k)
 {
     static const char *const names[] = {"co", "di", "hr", "ir"};

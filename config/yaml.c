@@ -753,9 +753,6 @@ static void parse_plcs(struct ctx *c, struct fy_node *list)
     }
 }
 
-static const char *const toolbar_names[] = {"navigation", "alarms", "trends",
-                                            "reports", "status", NULL};
-
 static void parse_window(struct ctx *c, struct fy_node *w, struct vg_station *s)
 {
     static const char *const keys[] = {"width", "height", "fullscreen",
@@ -827,7 +824,8 @@ static void parse_stations(struct ctx *c, struct fy_node *list)
                 void *ti = NULL;
                 struct fy_node *t;
                 while ((t = fy_node_sequence_iterate(tb, &ti)) != NULL)
-                    s->toolbars |= vocab_bit(c, t, "toolbar", toolbar_names);
+                    s->toolbars |= vocab_bit(c, t, "toolbar",
+                                             vg_cfg_toolbar_names);
             }
         } else {
             s->toolbars = VG_TOOLBAR_NAVIGATION | VG_TOOLBAR_ALARMS |
@@ -895,10 +893,6 @@ static void parse_stations(struct ctx *c, struct fy_node *list)
     }
 }
 
-static const char *const function_names[] = {"view", "operate",
-    "write_setpoint", "acknowledge", "shelve", "load_project", "manage_users",
-    "manage_cluster", "reports", NULL};
-
 static void parse_roles(struct ctx *c, struct fy_node *list)
 {
     static const char *const keys[] = {"name", "title", "grants", NULL};
@@ -959,7 +953,7 @@ static void parse_roles(struct ctx *c, struct fy_node *list)
                 struct fy_node *f;
                 while ((f = fy_node_sequence_iterate(fn, &fi)) != NULL)
                     gr->functions |= vocab_bit(c, f, "function",
-                                               function_names);
+                                               vg_cfg_function_names);
                 if (fy_node_sequence_item_count(fn) == 0)
                     err(c, fn, c->syntax_loc, "'functions' is empty");
             }
