@@ -783,7 +783,7 @@ static void header_unknown(struct reader *r, const struct field *f,
                  r->t->text_prefix,
                  r->p->languages[i] != NULL ? r->p->languages[i] : "");
     struct hint_ctx h = {r, text_names};
-    const char *hint = vg_cfg_suggest(name, (size_t)r->t->n_ids + n_lang,
+    const char *hint = vg_cfg_suggest(r->d, name, (size_t)r->t->n_ids + n_lang,
                                       hint_get, &h);
     if (hint != NULL) {
         report(r, f->loc, "unknown column '%s' (did you mean '%s'?)",
@@ -1015,7 +1015,9 @@ static void step(struct reader *r, bool in_row)
     if (c == '\n' || (c == '\r' && (r->pos >= r->len || r->data[r->pos] != '\n'))) {
         r->line++;
         r->col = 1;
-    } else {
+    } else if (((unsigned char)c & 0xc0) != 0x80) {
+        /* Columns count characters, as editors and libfyaml do: the bytes
+         * after the first of a UTF-8 sequence do not move the column. */
         r->col++;
     }
 }

@@ -48,8 +48,9 @@ bool vg_cfg_utf8_ok(const char *s, size_t len, size_t *bad_offset);
 
 /* Levenshtein-nearest of NAME among N candidates got through GET(ctx, i):
  * the best candidate within distance 2 (or a third of the length), else
- * NULL. Used for "did you mean …?" hints. */
-const char *vg_cfg_suggest(const char *name, size_t n,
+ * NULL. Used for "did you mean …?" hints; once D's hint budget is spent
+ * (see struct vg_diags) it returns NULL without looking. */
+const char *vg_cfg_suggest(struct vg_diags *d, const char *name, size_t n,
                            const char *(*get)(const void *ctx, size_t i),
                            const void *ctx);
 

@@ -102,6 +102,10 @@ struct vg_diags {
     size_t n;
     size_t cap;
     size_t dropped; /* errors beyond VG_DIAGS_MAX, counted but not kept */
+    /* Private: "did you mean" hints compare names, which costs O(bad
+     * references x names); this bounds the work per parse so that a hostile
+     * project full of typos still validates quickly. */
+    uint64_t hint_work;
 };
 
 #define VG_DIAGS_MAX 10000

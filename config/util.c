@@ -298,18 +298,24 @@ static size_t levenshtein(const char *a, const char *b, size_t cap)
     return prev[lb];
 }
 
-const char *vg_cfg_suggest(const char *name, size_t n,
+/* Candidate comparisons allowed per parse (each at most 128 x 128 steps,
+ * usually far fewer): a few thousand hints on a large project, tens of
+ * milliseconds at worst. */
+#define HINT_BUDGET 2000000u
+
+const char *vg_cfg_suggest(struct vg_diags *d, const char *name, size_t n,
                            const char *(*get)(const void *ctx, size_t i),
                            const void *ctx)
 {
+    if (d->hint_work >= HINT_BUDGET)
+        return NULL;
+    d->hint_work += n;
     size_t len = strlen(name);
     size_t cap = len / 3 > 2 ? len / 3 : 2;
     if (cap > 4)
         cap = 4;
     const char *best = NULL;
     size_t best_d = cap + 1;
-    /* Hints are a courtesy: on huge tables only look at a bounded number of
-     * candidates so a project full of typos still validates quickly. */
     size_t limit = n < 20000 ? n : 20000;
     for (size_t i = 0; i < limit; i++) {
         const char *c = get(ctx, i);
@@ -318,10 +324,10 @@ const char *vg_cfg_suggest(const char *name, size_t n,
         size_t lc = strlen(c);
         if ((lc > len ? lc - len : len - lc) > cap)
             continue;
-        size_t d = levenshtein(name, c, best_d - 1 < cap ? best_d - 1 : cap);
-        if (d < best_d && d > 0) {
+        size_t dist = levenshtein(name, c, best_d - 1 < cap ? best_d - 1 : cap);
+        if (dist < best_d && dist > 0) {
             best = c;
-            best_d = d;
+            best_d = dist;
         }
     }
     return best;

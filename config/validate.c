@@ -108,7 +108,7 @@ static bool resolve(const struct name_index *ix, struct vg_ref *r,
     r->index = index_find(ix, r->name);
     if (r->index >= 0)
         return true;
-    const char *hint = vg_cfg_suggest(r->name, ix->n, suggest_get, ix);
+    const char *hint = vg_cfg_suggest(d, r->name, ix->n, suggest_get, ix);
     if (hint != NULL)
         vg_diags_add(d, r->loc, "unknown %s '%s' (did you mean '%s'?)", what,
                      r->name, hint);

@@ -156,9 +156,47 @@ static bool plain_tree(struct ctx *c, struct fy_node *n, int depth)
     return ok;
 }
 
+/* YAML allows only printable characters (YAML 1.2, 5.1): no C0 controls but
+ * tab, line feed and carriage return, no DEL, and valid UTF-8. Checked here
+ * before libfyaml sees the text: besides giving a clear message, this keeps
+ * libfyaml 0.7.12 away from an endless loop on a directive line followed by
+ * an invalid byte ("%\xff", found by fuzz_project). */
+static bool printable(struct ctx *c, const struct vg_project_file *f)
+{
+    size_t bad;
+    bool utf8 = vg_cfg_utf8_ok(f->data, f->len, &bad);
+    size_t end = utf8 ? f->len : bad;
+    for (size_t i = 0; i < end; i++) {
+        unsigned char ch = (unsigned char)f->data[i];
+        if ((ch < 0x20 && ch != '\t' && ch != '\n' && ch != '\r') || ch == 0x7f) {
+            bad = i;
+            utf8 = false;
+            break;
+        }
+    }
+    if (utf8)
+        return true;
+    uint32_t line = 1, col = 1;
+    for (size_t i = 0; i < bad; i++) {
+        if (f->data[i] == '\n') {
+            line++;
+            col = 1;
+        } else if (((unsigned char)f->data[i] & 0xc0) != 0x80) {
+            col++;
+        }
+    }
+    unsigned char ch = (unsigned char)f->data[bad];
+    vg_diags_add(c->d, (struct vg_loc){c->file, line, col},
+                 ch < 0x80 ? "control character 0x%02x is not allowed in YAML"
+                           : "not valid UTF-8 (byte 0x%02x)", ch);
+    return false;
+}
+
 static struct fy_document *load(struct ctx *c, const struct vg_project_file *f,
                                 struct fy_diag **diag_out)
 {
+    if (!printable(c, f))
+        return NULL;
     struct fy_diag_cfg dc;
     fy_diag_cfg_default(&dc);
     dc.fp = NULL;
@@ -217,7 +255,7 @@ static void check_keys(struct ctx *c, struct fy_node *map, const char *what,
             ok = strcmp(name, allowed[i]) == 0;
         if (ok)
             continue;
-        const char *hint = vg_cfg_suggest(name, n_allowed, key_name_cb, allowed);
+        const char *hint = vg_cfg_suggest(c->d, name, n_allowed, key_name_cb, allowed);
         if (hint != NULL)
             err(c, k, c->syntax_loc, "unknown key '%s' in %s (did you mean '%s'?)",
                 name, what, hint);
@@ -548,7 +586,7 @@ static unsigned vocab_bit(struct ctx *c, struct fy_node *n, const char *what,
     for (; names[count] != NULL; count++)
         if (strcmp(names[count], s) == 0)
             return 1u << count;
-    const char *hint = vg_cfg_suggest(s, count, key_name_cb, names);
+    const char *hint = vg_cfg_suggest(c->d, s, count, key_name_cb, names);
     char list[300] = "";
     for (size_t i = 0; i < count; i++) {
         strncat(list, names[i], sizeof list - strlen(list) - 1);
@@ -631,7 +669,7 @@ static bool parse_key(struct ctx *c, struct fy_node *n, struct vg_key *k)
                 snprintf(key, sizeof key, "%s", named_keys[i]);
     }
     if (key[0] == '\0') {
-        const char *hint = len > 2 ? vg_cfg_suggest(part, 18, key_name_cb,
+        const char *hint = len > 2 ? vg_cfg_suggest(c->d, part, 18, key_name_cb,
                                                     named_keys) : NULL;
         err(c, n, c->syntax_loc, "unknown key name '%.30s' in '%.60s'%s%s%s", part,
             s, hint ? " (did you mean '" : " (F1-F24, A-Z, 0-9, Escape, Tab, "
@@ -1233,7 +1271,7 @@ static void parse_object(struct ctx *c, struct vg_screen *s,
         for (int i = 0; i < VG_OBJ_TYPE_COUNT; i++)
             names[i] = obj_specs[i].name;
         names[VG_OBJ_TYPE_COUNT] = NULL;
-        const char *hint = vg_cfg_suggest(type, VG_OBJ_TYPE_COUNT, key_name_cb,
+        const char *hint = vg_cfg_suggest(c->d, type, VG_OBJ_TYPE_COUNT, key_name_cb,
                                           names);
         err(c, tn, c->syntax_loc, "unknown object type '%.40s'%s%s%s", type,
             hint ? " (did you mean '" : "", hint ? hint : "", hint ? "'?)" : "");
