@@ -189,34 +189,6 @@ static struct vg_loc here(const struct reader *r)
     return loc;
 }
 
-/* A field's text for a message: at most about 40 bytes (never cutting a
- * UTF-8 sequence), control characters shown as '?', "…" when cut. */
-static const char *show(const char *s, char out[64])
-{
-    size_t i = 0, o = 0;
-    while (s[i] != '\0' && o < 40) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f) {
-            out[o++] = '?';
-            i++;
-            continue;
-        }
-        size_t n = c < 0x80 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
-        size_t k = 0;
-        while (k < n && s[i + k] != '\0')
-            k++;
-        memcpy(out + o, s + i, k);
-        o += k;
-        i += k;
-    }
-    if (s[i] != '\0') {
-        memcpy(out + o, "\xe2\x80\xa6", 3);
-        o += 3;
-    }
-    out[o] = '\0';
-    return out;
-}
-
 /* -------------------------------------------------------- field access */
 
 /* The text of column ID in the current row; "" when the header lacks it. */
@@ -255,7 +227,7 @@ static bool opt_number(struct reader *r, int id, bool *given, double *out)
         return true;
     if (!vg_cfg_parse_double(s, out)) {
         report(r, at(r, id), "invalid %s '%s' (expected a number)",
-               col_name(r, id), show(s, b));
+               col_name(r, id), vg_cfg_excerpt(s, false, b));
         return false;
     }
     *given = true;
@@ -277,7 +249,7 @@ static bool need_name(struct reader *r, int id)
         report(r, at(r, id),
                "invalid %s name '%s' (1..%d letters, digits, '_', '-' or "
                "'.', starting with a letter)",
-               r->t->what, show(s, b), VG_NAME_MAX);
+               r->t->what, vg_cfg_excerpt(s, false, b), VG_NAME_MAX);
         return false;
     }
     return true;
@@ -398,7 +370,7 @@ static bool parse_address(struct reader *r, struct vg_tag *t)
         report(r, loc,
                "invalid address '%s' (expected KIND:OFFSET with KIND %s, "
                "e.g. hr:100)",
-               show(s, b), kinds);
+               vg_cfg_excerpt(s, false, b), kinds);
         return false;
     }
     /* Digits only: no sign, no blanks, and no overflow before the range
@@ -412,12 +384,12 @@ static bool parse_address(struct reader *r, struct vg_tag *t)
     if (n == 0 || d[n] != '\0') {
         report(r, loc,
                "invalid address '%s': the offset must be a number 0..65535",
-               show(s, b));
+               vg_cfg_excerpt(s, false, b));
         return false;
     }
     if (v > 65535) {
         report(r, loc, "invalid address '%s': offset must be 0..65535",
-               show(s, b));
+               vg_cfg_excerpt(s, false, b));
         return false;
     }
     t->kind = (enum vg_reg_kind)kind;
@@ -439,7 +411,7 @@ static bool parse_type(struct reader *r, struct vg_tag *t)
     }
     int i = find_name(s, N_DTYPES, dtype_at);
     if (i < 0) {
-        report(r, loc, "unknown data type '%s' (expected %s)", show(s, b),
+        report(r, loc, "unknown data type '%s' (expected %s)", vg_cfg_excerpt(s, false, b),
                names);
         return false;
     }
@@ -462,7 +434,7 @@ static void parse_word_order(struct reader *r, struct vg_tag *t, bool type_ok)
         t->word_order = VG_WO_LITTLE;
     } else {
         report(r, loc, "invalid word_order '%s' (expected big or little)",
-               show(s, b));
+               vg_cfg_excerpt(s, false, b));
         return;
     }
     if (type_ok && vg_dtype_width(t->type) < 2) {
@@ -552,12 +524,12 @@ static void parse_archive(struct reader *r, struct vg_tag *t)
         }
         report(r, loc,
                "invalid archive '%s': the period must be 1..86400 seconds",
-               show(s, b));
+               vg_cfg_excerpt(s, false, b));
         return;
     }
     report(r, loc, "invalid archive '%s' (expected none, change or "
                    "cyclic:SECONDS)",
-           show(s, b));
+           vg_cfg_excerpt(s, false, b));
 }
 
 static void tag_clear(struct vg_tag *t)
@@ -596,7 +568,7 @@ static void tag_row(struct reader *r)
         if (v < 0)
             report(r, at(r, VG_TAG_DEADBAND),
                    "invalid deadband '%s' (must be 0 or more)",
-                   show(val(r, VG_TAG_DEADBAND), b));
+                   vg_cfg_excerpt(val(r, VG_TAG_DEADBAND), false, b));
         else
             t.deadband = v;
     }
@@ -605,7 +577,7 @@ static void tag_row(struct reader *r)
     const char *w = val(r, VG_TAG_WRITABLE);
     if (!vg_cfg_parse_bool(w, &t.writable)) {
         report(r, at(r, VG_TAG_WRITABLE),
-               "invalid writable '%s' (expected yes or no)", show(w, b));
+               "invalid writable '%s' (expected yes or no)", vg_cfg_excerpt(w, false, b));
         t.writable = false;
     }
 
@@ -656,7 +628,7 @@ static bool parse_delay(struct reader *r, int id, unsigned *ms)
         return true;
     if (v < 0 || v > 3600) {
         report(r, at(r, id), "invalid %s '%s' (expected seconds, 0..3600)",
-               col_name(r, id), show(val(r, id), b));
+               col_name(r, id), vg_cfg_excerpt(val(r, id), false, b));
         return false;
     }
     /* Non-negative and at most 3.6e6: rounding by hand needs no libm. */
@@ -696,7 +668,7 @@ static void alarm_row(struct reader *r)
         ok = false;
     } else if (kind < 0) {
         report(r, at(r, VG_ALARM_COL_KIND),
-               "unknown alarm kind '%s' (expected %s)", show(s, b), names);
+               "unknown alarm kind '%s' (expected %s)", vg_cfg_excerpt(s, false, b), names);
         ok = false;
     } else {
         a.kind = (enum vg_alarm_kind)kind;
@@ -710,7 +682,7 @@ static void alarm_row(struct reader *r)
     } else if (given && v < 0) {
         report(r, at(r, VG_ALARM_COL_HYSTERESIS),
                "invalid hysteresis '%s' (must be 0 or more)",
-               show(val(r, VG_ALARM_COL_HYSTERESIS), b));
+               vg_cfg_excerpt(val(r, VG_ALARM_COL_HYSTERESIS), false, b));
         ok = false;
     } else if (given) {
         a.hysteresis = v;
@@ -729,7 +701,7 @@ static void alarm_row(struct reader *r)
         ok = false;
     } else if (prio < 0) {
         report(r, at(r, VG_ALARM_COL_PRIORITY),
-               "unknown priority '%s' (expected %s)", show(s, b), names);
+               "unknown priority '%s' (expected %s)", vg_cfg_excerpt(s, false, b), names);
         ok = false;
     } else {
         a.priority = (enum vg_priority)(prio + VG_PRIO_CRITICAL);
@@ -787,7 +759,7 @@ static void header_unknown(struct reader *r, const struct field *f,
                                       hint_get, &h);
     if (hint != NULL) {
         report(r, f->loc, "unknown column '%s' (did you mean '%s'?)",
-               show(name, b), hint);
+               vg_cfg_excerpt(name, false, b), hint);
         return;
     }
     char all[300];
@@ -800,7 +772,7 @@ static void header_unknown(struct reader *r, const struct field *f,
     }
     snprintf(all + o, sizeof all - o, "%sLL", r->t->text_prefix);
     report(r, f->loc, "unknown column '%s' (the columns are %s)",
-           show(name, b), all);
+           vg_cfg_excerpt(name, false, b), all);
 }
 
 static void header_row(struct reader *r)
@@ -833,7 +805,7 @@ static void header_row(struct reader *r)
         for (size_t k = 0; k < c && !dup; k++)
             dup = strcmp(name, r->buf + r->fields[k].off) == 0;
         if (dup) {
-            report(r, f->loc, "duplicate column '%s'", show(name, b));
+            report(r, f->loc, "duplicate column '%s'", vg_cfg_excerpt(name, false, b));
             continue;
         }
         int id = -1;
@@ -869,7 +841,7 @@ static void header_row(struct reader *r)
                 report(r, f->loc,
                        "column '%s' is for language '%s', which is not a "
                        "project language (%s)",
-                       show(name, b), show(code, b2), langs);
+                       vg_cfg_excerpt(name, false, b), vg_cfg_excerpt(code, false, b2), langs);
                 continue;
             }
             r->lang_col[lang] = (int)c;

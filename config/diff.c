@@ -72,36 +72,6 @@ static void put(struct out *o, const char *fmt, ...)
     o->len += (size_t)n;
 }
 
-/* A value for a message: quoted (QUOTE), at most about 40 bytes without
- * cutting a UTF-8 sequence, control characters as '?'; NULL is "(none)". */
-static const char *show(const char *s, bool quote, char out[64])
-{
-    if (s == NULL)
-        return "(none)";
-    size_t i = 0, o = 0;
-    if (quote)
-        out[o++] = '\'';
-    while (s[i] != '\0' && i < 40) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f) {
-            out[o++] = '?';
-            i++;
-            continue;
-        }
-        size_t n = c < 0x80 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
-        for (size_t k = 0; k < n && s[i] != '\0'; k++)
-            out[o++] = s[i++];
-    }
-    if (s[i] != '\0') {
-        memcpy(out + o, "\xe2\x80\xa6", 3);
-        o += 3;
-    }
-    if (quote)
-        out[o++] = '\'';
-    out[o] = '\0';
-    return out;
-}
-
 /* The shortest of %.15g and %.17g that reads back as V, so that two
  * different numbers never print alike. */
 static const char *num(double v, char out[32])
@@ -142,7 +112,7 @@ static void ch_raw(struct chg *c, const char *label, const char *a,
     if (str_eq(a, b))
         return;
     sep(c);
-    put(c->o, "%s %s -> %s", label, show(a, false, ba), show(b, false, bb));
+    put(c->o, "%s %s -> %s", label, vg_cfg_excerpt(a, false, ba), vg_cfg_excerpt(b, false, bb));
 }
 
 static void ch_str(struct chg *c, const char *label, const char *a,
@@ -152,7 +122,7 @@ static void ch_str(struct chg *c, const char *label, const char *a,
     if (str_eq(a, b))
         return;
     sep(c);
-    put(c->o, "%s %s -> %s", label, show(a, true, ba), show(b, true, bb));
+    put(c->o, "%s %s -> %s", label, vg_cfg_excerpt(a, true, ba), vg_cfg_excerpt(b, true, bb));
 }
 
 static void ch_num(struct chg *c, const char *label, double a, double b)
@@ -265,7 +235,7 @@ static void ch_list(struct chg *c, const char *label, const char **a,
         const char *s = d < 0 ? sa[i++] : sb[j++];
         if (shown++ < MAX_ITEMS)
             put(c->o, "%s%c%s", shown == 1 ? " " : ", ", d < 0 ? '-' : '+',
-                show(s, false, buf));
+                vg_cfg_excerpt(s, false, buf));
         else
             more++;
     }
@@ -479,7 +449,7 @@ static void tag_cmp(struct chg *c, size_t ia, size_t ib)
            b->word_order == VG_WO_LITTLE ? "little" : "big");
     tag_scaling(a, x);
     tag_scaling(b, y);
-    /* Not through show(): the text is made here and may be long. */
+    /* Not through vg_cfg_excerpt(): the text is made here and may be long. */
     if (strcmp(x, y) != 0) {
         sep(c);
         put(c->o, "scaling %s -> %s", x, y);
@@ -805,11 +775,11 @@ static void grant_text(const struct vg_grant *g, struct out *o)
     if (g->n_sections == 0)
         put(o, " in every section");
     for (size_t i = 0; i < g->n_sections; i++)
-        put(o, "%s%s", i ? ", " : " in ", show(g->sections[i].name, false, buf));
+        put(o, "%s%s", i ? ", " : " in ", vg_cfg_excerpt(g->sections[i].name, false, buf));
     if (g->n_stations == 0)
         put(o, " at every station");
     for (size_t i = 0; i < g->n_stations; i++)
-        put(o, "%s%s", i ? ", " : " at ", show(g->stations[i].name, false, buf));
+        put(o, "%s%s", i ? ", " : " at ", vg_cfg_excerpt(g->stations[i].name, false, buf));
 }
 
 static bool grant_eq(const struct vg_grant *a, const struct vg_grant *b)
@@ -997,11 +967,11 @@ static void diff_coll(const struct coll *k, const struct vg_project *a,
                 continue;
             shown++;
             if (w == ADDED) {
-                put(o, "  + %s\n", show(k->name(b, e[x].ib), false, buf));
+                put(o, "  + %s\n", vg_cfg_excerpt(k->name(b, e[x].ib), false, buf));
             } else if (w == REMOVED) {
-                put(o, "  - %s\n", show(k->name(a, e[x].ia), false, buf));
+                put(o, "  - %s\n", vg_cfg_excerpt(k->name(a, e[x].ia), false, buf));
             } else {
-                put(o, "  ~ %s: ", show(k->name(b, e[x].ib), false, buf));
+                put(o, "  ~ %s: ", vg_cfg_excerpt(k->name(b, e[x].ib), false, buf));
                 pair_differs(k, a, b, e[x].ia, e[x].ib, o);
                 put(o, "\n");
             }

@@ -59,6 +59,11 @@ const char *vg_cfg_suggest(struct vg_diags *d, const char *name, size_t n,
 extern const char *const vg_cfg_toolbar_names[];
 extern const char *const vg_cfg_function_names[];
 
+/* S for a message: at most about 40 bytes without cutting a UTF-8
+ * sequence, control characters as '?', "…" when cut, in single quotes if
+ * QUOTE; NULL gives "(none)". Returns OUT or a static string. */
+const char *vg_cfg_excerpt(const char *s, bool quote, char out[64]);
+
 /* Free the contents of a text / reference (not the struct itself). */
 void vg_cfg_text_free(struct vg_text *t);
 void vg_cfg_ref_free(struct vg_ref *r);

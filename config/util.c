@@ -269,6 +269,34 @@ bad:
     return false;
 }
 
+const char *vg_cfg_excerpt(const char *s, bool quote, char out[64])
+{
+    if (s == NULL)
+        return "(none)";
+    size_t i = 0, o = 0;
+    if (quote)
+        out[o++] = '\'';
+    while (s[i] != '\0' && i < 40) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f) {
+            out[o++] = '?';
+            i++;
+            continue;
+        }
+        size_t n = c < 0x80 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+        for (size_t k = 0; k < n && s[i] != '\0'; k++)
+            out[o++] = s[i++];
+    }
+    if (s[i] != '\0') {
+        memcpy(out + o, "\xe2\x80\xa6", 3);
+        o += 3;
+    }
+    if (quote)
+        out[o++] = '\'';
+    out[o] = '\0';
+    return out;
+}
+
 static size_t levenshtein(const char *a, const char *b, size_t cap)
 {
     size_t la = strlen(a), lb = strlen(b);

@@ -683,6 +683,27 @@ static bool parse_key(struct ctx *c, struct fy_node *n, struct vg_key *k)
 
 /* ---------------------------------------------------------- project.yaml */
 
+/* The start every named entry of a project.yaml list shares: ITEM must be a
+ * mapping with only KEYS and a valid 'name'. Returns the malloc'd name, or
+ * NULL after reporting why the entry is skipped. */
+static char *entry_name(struct ctx *c, struct fy_node *item, const char *what,
+                        const char *const *keys)
+{
+    if (!is_map(item)) {
+        err(c, item, c->syntax_loc, "a %s must be a mapping with a 'name'",
+            what);
+        return NULL;
+    }
+    check_keys(c, item, what, keys);
+    char *name = NULL;
+    if (need(c, item, "name", what) == NULL ||
+        !get_name(c, item, "name", &name)) {
+        free(name);
+        return NULL;
+    }
+    return name;
+}
+
 static void parse_sections(struct ctx *c, struct fy_node *list, int parent,
                            int depth)
 {
@@ -699,18 +720,9 @@ static void parse_sections(struct ctx *c, struct fy_node *list, int parent,
     void *it = NULL;
     struct fy_node *item;
     while ((item = fy_node_sequence_iterate(list, &it)) != NULL) {
-        if (!is_map(item)) {
-            err(c, item, c->syntax_loc, "a section must be a mapping with 'name' "
-                "and 'title'");
+        char *name = entry_name(c, item, "section", keys);
+        if (name == NULL)
             continue;
-        }
-        check_keys(c, item, "section", keys);
-        char *name = NULL;
-        if (need(c, item, "name", "section") == NULL ||
-            !get_name(c, item, "name", &name)) {
-            free(name);
-            continue;
-        }
         struct vg_section *s = vg_cfg_push(&c->p->sections, &c->p->n_sections,
                                            sizeof *s);
         if (s == NULL) {
@@ -739,18 +751,9 @@ static void parse_plcs(struct ctx *c, struct fy_node *list)
     void *it = NULL;
     struct fy_node *item;
     while ((item = fy_node_sequence_iterate(list, &it)) != NULL) {
-        if (!is_map(item)) {
-            err(c, item, c->syntax_loc, "a PLC must be a mapping with 'name' and "
-                "'host'");
+        char *name = entry_name(c, item, "PLC", keys);
+        if (name == NULL)
             continue;
-        }
-        check_keys(c, item, "PLC", keys);
-        char *name = NULL;
-        if (need(c, item, "name", "PLC") == NULL ||
-            !get_name(c, item, "name", &name)) {
-            free(name);
-            continue;
-        }
         struct vg_plc *plc = vg_cfg_push(&c->p->plcs, &c->p->n_plcs, sizeof *plc);
         if (plc == NULL) {
             free(name);
@@ -825,17 +828,9 @@ static void parse_stations(struct ctx *c, struct fy_node *list)
     void *it = NULL;
     struct fy_node *item;
     while ((item = fy_node_sequence_iterate(list, &it)) != NULL) {
-        if (!is_map(item)) {
-            err(c, item, c->syntax_loc, "a station must be a mapping");
+        char *name = entry_name(c, item, "station", keys);
+        if (name == NULL)
             continue;
-        }
-        check_keys(c, item, "station", keys);
-        char *name = NULL;
-        if (need(c, item, "name", "station") == NULL ||
-            !get_name(c, item, "name", &name)) {
-            free(name);
-            continue;
-        }
         struct vg_station *s =
             vg_cfg_push(&c->p->stations, &c->p->n_stations, sizeof *s);
         if (s == NULL) {
@@ -943,17 +938,9 @@ static void parse_roles(struct ctx *c, struct fy_node *list)
     void *it = NULL;
     struct fy_node *item;
     while ((item = fy_node_sequence_iterate(list, &it)) != NULL) {
-        if (!is_map(item)) {
-            err(c, item, c->syntax_loc, "a role must be a mapping");
+        char *name = entry_name(c, item, "role", keys);
+        if (name == NULL)
             continue;
-        }
-        check_keys(c, item, "role", keys);
-        char *name = NULL;
-        if (need(c, item, "name", "role") == NULL ||
-            !get_name(c, item, "name", &name)) {
-            free(name);
-            continue;
-        }
         struct vg_role *r = vg_cfg_push(&c->p->roles, &c->p->n_roles, sizeof *r);
         if (r == NULL) {
             free(name);
@@ -1014,17 +1001,9 @@ static void parse_reports(struct ctx *c, struct fy_node *list)
     void *it = NULL;
     struct fy_node *item;
     while ((item = fy_node_sequence_iterate(list, &it)) != NULL) {
-        if (!is_map(item)) {
-            err(c, item, c->syntax_loc, "a report must be a mapping");
+        char *name = entry_name(c, item, "report", keys);
+        if (name == NULL)
             continue;
-        }
-        check_keys(c, item, "report", keys);
-        char *name = NULL;
-        if (need(c, item, "name", "report") == NULL ||
-            !get_name(c, item, "name", &name)) {
-            free(name);
-            continue;
-        }
         struct vg_report *r =
             vg_cfg_push(&c->p->reports, &c->p->n_reports, sizeof *r);
         if (r == NULL) {
