@@ -19,15 +19,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import vigil_cluster as vc  # noqa: E402
 
-results = []
-
-
-def ok(cond, what):
-    what = " ".join(str(what).split())  # one TAP line
-    results.append(bool(cond))
-    print("%s %d - %s" % ("ok" if cond else "not ok", len(results), what))
-    sys.stdout.flush()
-    return cond
+tap = vc.Tap()
+ok = tap.ok
 
 
 def run(cmd, timeout=20, env=None):
@@ -226,8 +219,7 @@ def main():
         ok(False, "exception: %r" % (e,))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print("1..%d" % len(results))
-    return 0 if all(results) else 1
+    return tap.finish()
 
 
 if __name__ == "__main__":

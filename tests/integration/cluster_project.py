@@ -39,21 +39,9 @@ WATERWORKS = os.path.join(SOURCE_ROOT, "config", "examples", "waterworks")
 PROJGEN = os.path.join(SOURCE_ROOT, "tools", "projgen.py")
 CHUNK = 512 * 1024
 
-results = []
-
-
-def ok(cond, what):
-    what = " ".join(str(what).split())  # one TAP line
-    results.append(bool(cond))
-    print("%s %d - %s" % ("ok" if cond else "not ok", len(results), what))
-    sys.stdout.flush()
-    return cond
-
-
-def skip(what):
-    results.append(True)
-    print("ok %d - # SKIP %s" % (len(results), what))
-    sys.stdout.flush()
+tap = vc.Tap()
+ok = tap.ok
+skip = tap.skip
 
 
 def run(cmd, timeout=60, env=None):
@@ -674,8 +662,7 @@ def main():
         ok(False, "exception: %r" % (e,))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print("1..%d" % len(results))
-    return 0 if all(results) else 1
+    return tap.finish()
 
 
 if __name__ == "__main__":

@@ -13,8 +13,33 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import time
+
+
+class Tap:
+    """TAP lines for a test script: ok() prints one numbered result per
+    check (on one line), finish() prints the plan and gives the exit status."""
+
+    def __init__(self):
+        self.results = []
+
+    def ok(self, cond, what):
+        what = " ".join(str(what).split())
+        self.results.append(bool(cond))
+        print("%s %d - %s" % ("ok" if cond else "not ok", len(self.results), what))
+        sys.stdout.flush()
+        return cond
+
+    def skip(self, what):
+        self.results.append(True)
+        print("ok %d - # SKIP %s" % (len(self.results), what))
+        sys.stdout.flush()
+
+    def finish(self):
+        print("1..%d" % len(self.results))
+        return 0 if all(self.results) else 1
 
 
 def free_ports(n):
