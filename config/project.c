@@ -2,6 +2,7 @@
  * order the references need (project.yaml first: it defines the languages
  * every other file's texts are checked against), then validation; and the
  * teardown of the model. */
+#include <float.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -202,6 +203,28 @@ const char *vg_dtype_name(enum vg_dtype t)
 unsigned vg_dtype_width(enum vg_dtype t)
 {
     return t == VG_DT_INT32 || t == VG_DT_UINT32 || t == VG_DT_FLOAT32 ? 2 : 1;
+}
+
+void vg_dtype_range(enum vg_dtype t, double *lo, double *hi)
+{
+    switch (t) {
+    case VG_DT_BOOL: *lo = 0; *hi = 1; break;
+    case VG_DT_INT16: *lo = -32768; *hi = 32767; break;
+    case VG_DT_UINT16: *lo = 0; *hi = 65535; break;
+    case VG_DT_INT32: *lo = -2147483648.0; *hi = 2147483647.0; break;
+    case VG_DT_UINT32: *lo = 0; *hi = 4294967295.0; break;
+    default: *lo = -FLT_MAX; *hi = FLT_MAX; break;
+    }
+}
+
+void vg_tag_range(const struct vg_tag *t, double *lo, double *hi)
+{
+    if (t->scaled) {
+        *lo = t->eng_min;
+        *hi = t->eng_max;
+    } else {
+        vg_dtype_range(t->type, lo, hi);
+    }
 }
 
 const char *vg_alarm_kind_name(enum vg_alarm_kind k)

@@ -453,6 +453,13 @@ const char *vg_obj_type_name(enum vg_obj_type t);
 /* Number of 16-bit registers (or bits for coils/inputs) a tag occupies. */
 unsigned vg_dtype_width(enum vg_dtype t);
 
+/* What type T can hold (float32: +-FLT_MAX). */
+void vg_dtype_range(enum vg_dtype t, double *lo, double *hi);
+
+/* The range a tag's engineering value can take: eng_min..eng_max when it is
+ * scaled, otherwise what its type can hold. */
+void vg_tag_range(const struct vg_tag *t, double *lo, double *hi);
+
 /* A readable summary of what changed from OLD to NEW (sections, PLCs, tags,
  * alarms, screens, stations, roles, reports: added, removed, changed with the
  * fields that differ). *TEXT is malloc'd; "no differences" when equal. */

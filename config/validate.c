@@ -171,29 +171,6 @@ static struct vg_loc report_loc(const void *o) { return ((const struct vg_report
 
 /* ------------------------------------------------------------------ tags */
 
-static void type_range(enum vg_dtype t, double *lo, double *hi)
-{
-    switch (t) {
-    case VG_DT_BOOL: *lo = 0; *hi = 1; break;
-    case VG_DT_INT16: *lo = -32768; *hi = 32767; break;
-    case VG_DT_UINT16: *lo = 0; *hi = 65535; break;
-    case VG_DT_INT32: *lo = -2147483648.0; *hi = 2147483647.0; break;
-    case VG_DT_UINT32: *lo = 0; *hi = 4294967295.0; break;
-    default: *lo = -FLT_MAX; *hi = FLT_MAX; break;
-    }
-}
-
-/* The engineering range a tag's values can take. */
-static void eng_range(const struct vg_tag *t, double *lo, double *hi)
-{
-    if (t->scaled) {
-        *lo = t->eng_min;
-        *hi = t->eng_max;
-    } else {
-        type_range(t->type, lo, hi);
-    }
-}
-
 static bool is_bit_kind(enum vg_reg_kind k)
 {
     return k == VG_REG_COIL || k == VG_REG_DISCRETE;
@@ -239,7 +216,7 @@ static bool check_tag(struct vg_project *p, struct project_index *ix,
         return true;
     }
     double tlo, thi;
-    type_range(t->type, &tlo, &thi);
+    vg_dtype_range(t->type, &tlo, &thi);
     if (t->scaled) {
         if (t->raw_min == t->raw_max)
             vg_diags_add(d, t->col[VG_TAG_RAW_MAX], "raw_max must differ from "
@@ -256,7 +233,7 @@ static bool check_tag(struct vg_project *p, struct project_index *ix,
         }
     }
     double lo, hi;
-    eng_range(t, &lo, &hi);
+    vg_tag_range(t, &lo, &hi);
     if (t->has_limits) {
         if (!(t->min < t->max))
             vg_diags_add(d, t->col[VG_TAG_MAX], "write limit max (%g) must be "
@@ -404,7 +381,7 @@ static void check_alarm(struct vg_project *p, struct project_index *ix,
     if (!is_analog(a->kind) || !a->has_limit)
         return;
     double lo, hi;
-    eng_range(t, &lo, &hi);
+    vg_tag_range(t, &lo, &hi);
     if (a->kind == VG_ALARM_DEVIATION) {
         if (a->limit <= 0 || a->limit >= hi - lo)
             vg_diags_add(d, a->col[VG_ALARM_COL_LIMIT], "deviation limit %g "

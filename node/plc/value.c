@@ -90,26 +90,11 @@ double vg_plc_scale_to_eng(const struct vg_tag *t, double raw)
                             (t->raw_max - t->raw_min);
 }
 
-/* What TYPE can hold; float32 is bounded by FLT_MAX. */
-static void type_range(enum vg_dtype type, double *lo, double *hi)
-{
-    switch (type) {
-    case VG_DT_BOOL: *lo = 0; *hi = 1; return;
-    case VG_DT_INT16: *lo = -32768.0; *hi = 32767.0; return;
-    case VG_DT_UINT16: *lo = 0; *hi = 65535.0; return;
-    case VG_DT_INT32: *lo = -2147483648.0; *hi = 2147483647.0; return;
-    case VG_DT_UINT32: *lo = 0; *hi = 4294967295.0; return;
-    case VG_DT_FLOAT32: *lo = -FLT_MAX; *hi = FLT_MAX; return;
-    }
-    *lo = 0;
-    *hi = -1;
-}
-
 /* RAW checked against TYPE: integral for integer types, inside the range. */
 static int raw_check(enum vg_dtype type, double raw, char *errmsg)
 {
     double lo, hi;
-    type_range(type, &lo, &hi);
+    vg_dtype_range(type, &lo, &hi);
     if (!isfinite(raw) || raw < lo || raw > hi) {
         vg_errf(errmsg, "raw value %.17g does not fit %s (%.17g..%.17g)",
                 raw, vg_dtype_name(type), lo, hi);
