@@ -1,8 +1,10 @@
 /* Vigil PLC coupling, the pure part: which Modbus requests to send each poll
  * cycle, how to turn the registers and bits that come back into values, how
  * to turn an operator's setpoint into registers, and when a new value is
- * worth reporting. Nothing here touches a socket, a thread or a clock, so the
- * poller (which does) stays small and all of this is unit-tested directly.
+ * worth reporting. Nothing in those parts touches a socket, a thread or a
+ * clock, so the poller (which does) stays small and all of this is
+ * unit-tested directly. The poller itself is the last section of this
+ * header (poller.c; libmodbus, libuv, one thread per PLC).
  *
  * Request planning. Every Modbus read costs one network round trip, which is
  * far more than the few bytes of unused registers it may carry, so a PLC's
@@ -195,5 +197,153 @@ struct vg_plc_reported {
 bool vg_plc_deadband_report(const struct vg_plc_reported *last,
                             double deadband, double value,
                             enum vg_plc_quality q);
+
+/* =============================================================== poller */
+
+/* The network half (poller.c): one struct vg_plc_poller polls ONE PLC of a
+ * project over Modbus TCP (libmodbus) and hands the tags that changed to a
+ * libuv loop.
+ *
+ * Threading. libmodbus is blocking, so every poller runs its own thread: a
+ * slow or dead PLC holds up only that thread. The thread owns the Modbus
+ * connection and the deadband state; the loop thread owns the callbacks.
+ * They meet in one mutex-protected block per poller: a change queue with one
+ * slot per tag of the PLC (a newer change of a tag overwrites the pending
+ * one, so a loop that falls behind costs neither memory nor staleness, only
+ * intermediate values), the write queue, the finished writes and the status.
+ * The thread wakes the loop with a uv_async_t; the loop wakes the thread with
+ * a condition variable (interval and back-off sleeps) and, on stop, with
+ * shutdown() of the socket (a connect or read in progress ends at once).
+ *
+ * Cycles. A cycle sends the plan's read requests (vg_plc_plan_build), decodes
+ * every tag and queues those that pass the deadband. Cycles start on a fixed
+ * schedule (next = previous + poll interval, so no drift); a cycle that ends
+ * after the next start time counts an overrun and the next starts at once.
+ * Queued writes always go before the next cycle.
+ *
+ * Failures. A connection failure, a timeout or a garbled answer closes the
+ * connection and reports every tag of the PLC once with VG_PLC_BAD_COMM (no
+ * stale good values), then reconnects with exponential back-off (by default
+ * 100 ms doubling to 5 s; reset after a complete good cycle, so a PLC that
+ * accepts connections but never answers is not hammered). A Modbus exception
+ * to one read request marks only that request's tags bad; the connection
+ * stays.
+ *
+ * Lifetime (libuv style). The caller owns the struct vg_plc_poller;
+ * vg_plc_poller_start fills it, vg_plc_poller_stop asks the thread to end and
+ * returns at once; CLOSE_CB is called on the loop thread once the thread has
+ * been joined and the async handle closed, and only then may the struct be
+ * freed. The PROJECT given to start is borrowed: the caller keeps it alive
+ * and unchanged until CLOSE_CB. */
+
+struct uv_loop_s;
+struct vg_plc_poller;
+struct vg_plc_poller_impl;
+
+/* One tag's new reading. */
+struct vg_plc_change {
+    uint32_t tag;                /* index into project->tags */
+    enum vg_plc_quality quality;
+    double value;                /* engineering units; 0 unless GOOD */
+    uint64_t t_ms;               /* wall clock: answer received / failure seen */
+};
+
+/* Called on the loop thread with a batch of changes, at most one per tag and
+ * in no particular order. V is valid only during the call. Not called after
+ * vg_plc_poller_stop. */
+typedef void (*vg_plc_changes_cb)(struct vg_plc_poller *p,
+                                  const struct vg_plc_change *v, size_t n);
+
+/* Called on the loop thread when the write queued by vg_plc_poller_write is
+ * done: STATUS 0 (fencing registers and value written), or VG_EIO (not
+ * connected, connection lost, the PLC answered with an exception),
+ * VG_ETIMEDOUT (no answer in time) or VG_ECLOSED (the poller was stopped
+ * before the write was sent), with a sentence in ERRMSG (valid during the
+ * call). Called exactly once per accepted write, before the close callback. */
+typedef void (*vg_plc_write_cb)(struct vg_plc_poller *p, int status,
+                                const char *errmsg, void *data);
+
+typedef void (*vg_plc_poller_close_cb)(struct vg_plc_poller *p);
+
+struct vg_plc_poller_opts {
+    vg_plc_changes_cb changes_cb;  /* required */
+    struct vg_plc_plan_opts plan;  /* request planning */
+    /* Overrides of the project's PLC settings (tests, simulators):
+     * NULL / 0 take the project's. HOST is copied. */
+    const char *host;
+    int port;
+    unsigned poll_ms;
+    unsigned timeout_ms;           /* response timeout, also for connect */
+    unsigned backoff_min_ms;       /* 0: 100 */
+    unsigned backoff_max_ms;       /* 0: 5000 */
+    size_t max_writes;             /* writes queued at once; 0: 64 */
+};
+
+/* Defaults: no overrides, default planning, changes_cb NULL. */
+void vg_plc_poller_opts_default(struct vg_plc_poller_opts *o);
+
+/* A snapshot of a poller's health (vg_plc_poller_status). */
+struct vg_plc_poller_status {
+    bool connected;
+    char last_error[VG_ERRMSG_SIZE]; /* "" until the first failure */
+    uint64_t cycles;        /* complete read cycles */
+    uint64_t requests;      /* read requests sent */
+    uint64_t overruns;      /* cycles that ended after the next start time */
+    uint64_t connects;      /* successful connects */
+    uint64_t attempts;      /* connect attempts, successful or not */
+    uint64_t reconnects;    /* attempts after a failure (after a back-off) */
+    uint64_t comm_failures; /* connections lost or attempts failed */
+    unsigned backoff_ms;    /* the back-off being or last waited (0: none) */
+    uint64_t changes;       /* changes queued */
+    uint64_t coalesced;     /* queued changes replaced before delivery */
+    uint64_t writes_ok, writes_failed;
+    unsigned last_cycle_ms; /* duration of the last complete cycle */
+    unsigned max_cycle_ms;
+    size_t plan_requests;   /* read requests per cycle in the plan */
+    size_t n_tags;          /* tags of this PLC */
+};
+
+struct vg_plc_poller {
+    void *data;                     /* for the user */
+    struct vg_plc_poller_impl *impl; /* private */
+};
+
+/* Plan the PLC's reads and start polling PLC_INDEX of PROJECT (borrowed, see
+ * above) on its own thread, delivering to LOOP. Returns 0, or VG_EINVAL
+ * (bad index, options or plan), VG_ENOMEM, VG_EIO (thread or async handle
+ * could not be created) with a sentence in ERRMSG; on error nothing was
+ * started and no close callback follows. Never blocks on the network: even
+ * the first connect happens on the poller's thread. */
+int vg_plc_poller_start(struct vg_plc_poller *p, struct uv_loop_s *loop,
+                        const struct vg_project *project, int plc_index,
+                        const struct vg_plc_poller_opts *opts, char *errmsg);
+
+/* Stop polling. Returns at once (interrupting a blocked connect or read);
+ * CLOSE_CB (may be NULL) follows on the loop thread when everything is
+ * released. May be called from any poller callback. Call once. */
+void vg_plc_poller_stop(struct vg_plc_poller *p,
+                        vg_plc_poller_close_cb close_cb);
+
+/* Queue a write of ENG_VALUE (engineering units) to tag TAG_INDEX (an index
+ * into project->tags, on this PLC, of kind co or hr). The poller thread
+ * first writes NODE_ID and TERM to the PLC's fencing registers (when it has
+ * them: hr[f..f+1] = node id, hr[f+2..f+3] = term, uint32 high word first,
+ * one function 0x10 request), then the value (function 0x05, 0x06 or 0x10),
+ * before its next read cycle; CB (required) reports the outcome. Limits
+ * (tag min/max) and leadership are the caller's business.
+ *
+ * Returns 0 when queued; otherwise CB is not called and the return is
+ * VG_EINVAL (tag not on this PLC, not writable by kind, value does not fit
+ * the type), VG_EBUSY (too many writes queued), VG_ECLOSED (stopping) or
+ * VG_ENOMEM, with a sentence in ERRMSG. Loop thread only. A write queued
+ * while the PLC is unreachable fails at once with the last connection error
+ * rather than waiting for the next reconnect. */
+int vg_plc_poller_write(struct vg_plc_poller *p, uint32_t tag_index,
+                        double eng_value, uint32_t node_id, uint32_t term,
+                        vg_plc_write_cb cb, void *data, char *errmsg);
+
+/* Copy the poller's current status into ST. Any thread. */
+void vg_plc_poller_status(struct vg_plc_poller *p,
+                          struct vg_plc_poller_status *st);
 
 #endif /* VG_PLC_H */
