@@ -30,6 +30,10 @@
 struct node;
 struct upload;
 struct load_job;
+struct plc_set;
+struct vg_project;
+struct vg_diags;
+struct vg_plc_poller;
 
 struct conn {
     uv_tcp_t tcp;
@@ -90,6 +94,12 @@ struct node {
     bool job_running;         /* one validation is in the thread pool */
     struct load_job *jobs_head, *jobs_tail; /* waiting, oldest first */
     uint64_t project_notified; /* active version last announced to subscribers */
+    /* polling.c: the ready leader's PLC pollers */
+    struct plc_set *plc_set;   /* pollers of the version being polled, or NULL */
+    uint64_t plc_gen;          /* bumped whenever the wanted set changes */
+    raft_term plc_term;        /* what the node polls (or is preparing to): */
+    uint64_t plc_version;      /* term and version, 0/0 when nothing */
+    char plc_error[VG_ERRMSG_SIZE]; /* why the wanted version is not polled */
 };
 
 /* A log line on stderr with time and node id. */
@@ -125,5 +135,31 @@ void node_project_check(struct node *n);
 /* {"version":N,"digest":HEX|null,"upload_bytes":N,"validating":N}: the
  * active version and the uploads in flight, for status. */
 json_t *node_project_status(struct node *n);
+/* Unpack the bundle BUF[0..LEN), check that its files hash to DIGEST (hex;
+ * NULL: no check), then parse and validate it. Any thread (the parser keeps
+ * no global state). Returns VG_OK with a project in *OUT (caller frees;
+ * problems found are in D, which the caller initialised: a project with
+ * diagnostics must not be used), or VG_EMALFORMED (not a bundle), VG_EINVAL
+ * (digest mismatch), VG_ENOMEM, with a sentence in ERRMSG and *OUT NULL. */
+int node_project_bundle_parse(const unsigned char *buf, size_t len,
+                              const char *digest, struct vg_project **out,
+                              struct vg_diags *d, char *errmsg);
+
+/* ---- polling.c ---- */
+
+/* Bring the PLC pollers in line with the node: the ready leader polls every
+ * PLC of the active project version, nobody else polls. Cheap when nothing
+ * changed; called every loop iteration and whenever readiness changes.
+ * Stopping is immediate; starting parses the version off the loop first. */
+void node_plc_update(struct node *n);
+/* Shutdown: stop every poller now and discard parses in flight. */
+void node_plc_shutdown(struct node *n);
+/* {"polling":bool,"project_version":N,"error":TEXT|null,"plcs":[…]} */
+json_t *node_plc_status(struct node *n);
+/* The running poller of PLC_INDEX of the polled version (for the setpoint
+ * path: writes go through it, fenced with *TERM), or NULL when this node
+ * does not poll that PLC. */
+struct vg_plc_poller *node_plc_poller(struct node *n, size_t plc_index,
+                                      raft_term *term);
 
 #endif /* VG_NODE_INTERNAL_H */

@@ -16,7 +16,10 @@
  * thread pool keeps it alive until it finishes; its answer is dropped).
  *
  * This file holds the cluster requests; the project requests and the events
- * pushed to subscribers are in project.c (internal.h shares the objects). */
+ * pushed to subscribers are in project.c, the ready leader's PLC pollers in
+ * polling.c (internal.h shares the objects). Losing readiness stops the
+ * pollers from inside the readiness callback, before anything else of that
+ * iteration; starting them waits for the next iteration's check. */
 #include <errno.h>
 #include <jansson.h>
 #include <raft.h>
@@ -251,6 +254,7 @@ static json_t *status_json(struct node *n)
     }
     json_object_set_new(o, "members", members);
     json_object_set_new(o, "project", node_project_status(n));
+    json_object_set_new(o, "plc", node_plc_status(n));
     vg_hex(n->fsm.checkpoint_digest, VG_DIGEST_SIZE, hex);
     vg_hex(n->fsm.chain, VG_DIGEST_SIZE, chain);
     json_object_set_new(
@@ -789,6 +793,9 @@ static void ready_changed_cb(struct vg_repl_leadership *l, bool ready)
         n->next_checkpoint_ms = vg_now_mono_ms() + 200;
         n->last_cp_verifier = false;
     } else {
+        /* Leader duties stop before anything else happens; starting them
+         * waits for the next iteration (we may be inside a raft callback). */
+        node_plc_update(n);
         node_log(n, "no longer the ready leader (state %s, term %llu)",
                  state_name(raft_state(&n->raft)),
                  (unsigned long long)n->raft.current_term);
@@ -865,6 +872,7 @@ static void iterate(struct node *n)
                  (unsigned long long)n->fsm.applied_index);
         node_project_check(n);
     }
+    node_plc_update(n);
     if (n->fsm.checked_index != n->checked_logged) {
         n->checked_logged = n->fsm.checked_index;
         if (n->fsm.verdict == VG_VERDICT_DIVERGED) {
@@ -931,6 +939,7 @@ static void stop(struct node *n)
     }
     n->stopping = true;
     node_log(n, "shutting down");
+    node_plc_shutdown(n);
     n->lead.closing = true;
     uv_close((uv_handle_t *)&n->listener, handle_closed_cb);
     while (n->conns != NULL) {

@@ -37,8 +37,11 @@
  *     reported unchanged).
  *
  * Validations run one at a time (the others wait in a FIFO): a validation
- * takes a core and the project's size in memory, and a parser that is not
- * reentrant must not run twice at once.
+ * takes a core and the project's size in memory. The parser itself keeps no
+ * global state (config/ has no mutable statics), so the ready leader's PLC
+ * duty (polling.c) parses the active version with the same helper,
+ * node_project_bundle_parse, in a job of its own rather than behind this
+ * queue: a failover must not wait for somebody's validation.
  *
  * Reads (project_show, project_history, project_get) are answered by any
  * node from its local replica, naming the node and its applied index.
@@ -411,38 +414,63 @@ static char *load_body(const struct load_job *j, const struct vg_project *p,
     return text;
 }
 
+int node_project_bundle_parse(const unsigned char *buf, size_t len,
+                              const char *digest, struct vg_project **out,
+                              struct vg_diags *d, char *errmsg)
+{
+    struct vg_project_files fs = {0};
+    unsigned char raw[VG_PROJECT_DIGEST_SIZE];
+    char hex[VG_DIGEST_HEX];
+    int rv;
+
+    *out = NULL;
+    rv = vg_project_files_unpack(buf, len, &fs, errmsg);
+    if (rv != VG_OK) {
+        return rv == VG_ENOMEM ? VG_ENOMEM : VG_EMALFORMED;
+    }
+    vg_project_files_digest(&fs, raw);
+    vg_hex(raw, sizeof raw, hex);
+    if (digest != NULL && strcmp(hex, digest) != 0) {
+        vg_errf(errmsg, "the files hash to %.16s…, expected %.16s…", hex, digest);
+        vg_project_files_free(&fs);
+        return VG_EINVAL;
+    }
+    *out = vg_project_parse(&fs, d);
+    vg_project_files_free(&fs);
+    if (*out == NULL) {
+        vg_errf(errmsg, "out of memory parsing the project");
+        return VG_ENOMEM;
+    }
+    return VG_OK;
+}
+
 /* Thread pool: everything slow happens here, off the loop. */
 static void load_work_cb(uv_work_t *w)
 {
     struct load_job *j = w->data;
-    struct vg_project_files fs = {0};
     struct vg_project *p = NULL;
     struct vg_diags d;
-    unsigned char raw[VG_PROJECT_DIGEST_SIZE];
-    char digest[VG_DIGEST_HEX];
     char why[VG_ERRMSG_SIZE] = "";
     bool nomem = false;
     int rv;
 
     vg_diags_init(&d);
-    rv = vg_project_files_unpack(j->u->buf, (size_t)j->u->total, &fs, why);
-    if (rv != VG_OK) {
-        j->status = rv == VG_ENOMEM ? VG_ENOMEM : VG_EMALFORMED;
+    rv = node_project_bundle_parse(j->u->buf, (size_t)j->u->total, j->u->digest,
+                                   &p, &d, why);
+    if (rv == VG_EMALFORMED) {
+        j->status = rv;
         vg_errf(j->errmsg, "the upload is not a project bundle: %s", why);
         goto out;
     }
-    vg_project_files_digest(&fs, raw);
-    vg_hex(raw, sizeof raw, digest);
-    if (strcmp(digest, j->u->digest) != 0) {
-        j->status = VG_EINVAL;
+    if (rv == VG_EINVAL) {
+        j->status = rv;
         vg_errf(j->errmsg,
-                "digest mismatch: the files received hash to %.16s…, the upload "
-                "announced %.16s… (changed or corrupted on the way)",
-                digest, j->u->digest);
+                "digest mismatch: %s, the digest the upload announced (changed "
+                "or corrupted on the way)",
+                why);
         goto out;
     }
-    p = vg_project_parse(&fs, &d);
-    if (p == NULL) {
+    if (rv != VG_OK) {
         j->status = VG_ENOMEM;
         vg_errf(j->errmsg, "out of memory validating the project");
         goto out;
@@ -465,7 +493,7 @@ static void load_work_cb(uv_work_t *w)
                 j->n_errors == 1 ? "" : "s");
         goto out;
     }
-    j->body = load_body(j, p, digest, j->errmsg);
+    j->body = load_body(j, p, j->u->digest, j->errmsg);
     if (j->body == NULL) {
         j->status = VG_ENOMEM;
     } else if (strlen(j->body) > VG_CMD_MAX_BODY) {
@@ -483,7 +511,6 @@ out:
     }
     vg_project_free(p);
     vg_diags_free(&d);
-    vg_project_files_free(&fs);
 }
 
 static void job_free(struct load_job *j)

@@ -287,6 +287,8 @@ struct vg_plc_poller_status {
     bool connected;
     char last_error[VG_ERRMSG_SIZE]; /* "" until the first failure */
     uint64_t cycles;        /* complete read cycles */
+    uint64_t first_cycle_ms; /* wall clock when the first cycle completed
+                              * (0 before): a new leader's "polling again" */
     uint64_t requests;      /* read requests sent */
     uint64_t overruns;      /* cycles that ended after the next start time */
     uint64_t connects;      /* successful connects */

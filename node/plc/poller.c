@@ -597,6 +597,8 @@ static bool do_cycle(struct vg_plc_poller_impl *s)
     unsigned took = ms_between(start, vg_now_mono_ms());
     pthread_mutex_lock(&s->lock);
     s->st.requests += sent;
+    if (s->st.cycles == 0)
+        s->st.first_cycle_ms = vg_now_wall_ms();
     s->st.cycles++;
     s->st.last_cycle_ms = took;
     if (took > s->st.max_cycle_ms)

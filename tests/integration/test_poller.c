@@ -443,6 +443,8 @@ static void test_first_cycle(void **state)
     }
     assert_int_equal(checked, f->n_plc_tags);
     assert_true(st.connected);
+    /* The first cycle is stamped once, before its batch was delivered. */
+    assert_true(st.first_cycle_ms != 0 && st.first_cycle_ms <= vg_now_wall_ms());
     printf("# first cycle: all %zu tags GOOD and in range in one batch, "
            "%u ms after start (cycle %u ms)\n", f->n_plc_tags,
            (unsigned)(w.first_batch_ms - w.started_ms), st.last_cycle_ms);
