@@ -102,15 +102,25 @@ static const char *trim(const char *s, size_t *len)
     return s;
 }
 
-bool vg_cfg_parse_double(const char *s, double *out)
+/* S without surrounding blanks into BUF (SIZE bytes, terminated): its
+ * length, or 0 when it is empty or does not fit. */
+static size_t trim_copy(const char *s, char *buf, size_t size)
 {
     size_t n;
-    char buf[64];
     s = trim(s, &n);
-    if (n == 0 || n >= sizeof buf)
-        return false;
+    if (n == 0 || n >= size)
+        return 0;
     memcpy(buf, s, n);
     buf[n] = '\0';
+    return n;
+}
+
+bool vg_cfg_parse_double(const char *s, double *out)
+{
+    char buf[64];
+    size_t n = trim_copy(s, buf, sizeof buf);
+    if (n == 0)
+        return false;
     /* strtod accepts hex, "inf" and "nan": none of them belong in a project. */
     for (size_t i = 0; i < n; i++) {
         char c = buf[i];
@@ -129,13 +139,10 @@ bool vg_cfg_parse_double(const char *s, double *out)
 
 bool vg_cfg_parse_long(const char *s, long min, long max, long *out)
 {
-    size_t n;
     char buf[32];
-    s = trim(s, &n);
-    if (n == 0 || n >= sizeof buf)
+    size_t n = trim_copy(s, buf, sizeof buf);
+    if (n == 0)
         return false;
-    memcpy(buf, s, n);
-    buf[n] = '\0';
     for (size_t i = 0; i < n; i++)
         if (!(isdigit((unsigned char)buf[i]) || (i == 0 && (buf[i] == '-' ||
                                                             buf[i] == '+'))))

@@ -51,13 +51,7 @@ tap = vc.Tap()
 ok = tap.ok
 
 
-def wait_for(cond, timeout, poll=0.02):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v or time.monotonic() >= deadline:
-            return v
-        time.sleep(poll)
+wait_for = vc.wait_for
 
 
 def copy_project(dst, ports):
@@ -82,29 +76,6 @@ def drop_lines(path, words):
     with open(path, "w", encoding="utf-8") as f:
         f.writelines(keep)
     return len(lines) - len(keep)
-
-
-class Sim:
-    def __init__(self, exe, project, plc, tmp):
-        self.plc = plc
-        self.err_path = os.path.join(tmp, plc + ".err")
-        with open(self.err_path, "w") as err:
-            self.proc = subprocess.Popen([exe, "--project", project, "--plc", plc],
-                                         stdout=subprocess.DEVNULL, stderr=err)
-
-    def stderr(self):
-        with open(self.err_path, encoding="utf-8", errors="replace") as f:
-            return f.read()
-
-    def started(self, timeout=10):
-        return wait_for(lambda: "serving PLC" in self.stderr()
-                        or self.proc.poll() is not None, timeout) \
-            and self.proc.poll() is None
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def ctl(exe, cluster, *args, timeout=60):
@@ -234,9 +205,9 @@ def main():
     try:
         ports = vc.free_ports(2)
         project = copy_project(os.path.join(tmp, "waterworks"), ports)
-        sims = [Sim(args.plcsim, project, name, tmp)
+        sims = [vc.PlcSim(args.plcsim, project, name, tmp)
                 for name in ("plc-intake", "plc-treatment")]
-        ok(all(s.started() for s in sims),
+        ok(all(s.wait_started() for s in sims),
            "two vigil-plcsim serve the copy on ports %s %s" %
            (ports, [s.stderr().strip()[-200:] for s in sims
                     if s.proc.poll() is not None]))

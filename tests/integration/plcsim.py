@@ -39,7 +39,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 EXAMPLE = os.path.join(ROOT, 'config', 'examples', 'waterworks')
 sys.path.insert(0, HERE)
-from vigil_cluster import Tap, free_ports  # noqa: E402
+import vigil_cluster as vc  # noqa: E402
+from vigil_cluster import Tap, free_ports, wait_for  # noqa: E402
 
 TYPE_RANGE = {
     'bool': (0, 1), 'int16': (-32768, 32767), 'uint16': (0, 65535),
@@ -165,49 +166,13 @@ def in_range(tag, v):
     return math.isfinite(v) and lo - eps <= v <= hi + eps
 
 
-def wait_for(cond, timeout, poll=0.05):
-    """Poll COND until it returns a true value or TIMEOUT seconds pass."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v or time.monotonic() >= deadline:
-            return v
-        time.sleep(poll)
-
-
-class Sim:
-    """One vigil-plcsim process, stderr in a file."""
+class Sim(vc.PlcSim):
+    """A simulator of the example project on 127.0.0.1:PORT."""
 
     def __init__(self, exe, tmp, plc, port, extra=()):
-        self.stderr_path = os.path.join(tmp, '%s-%d.err' % (plc, port))
+        super().__init__(exe, EXAMPLE, plc, tmp, listen="127.0.0.1:%d" % port,
+                         extra=extra)
         self.port = port
-        with open(self.stderr_path, 'w') as err:
-            self.proc = subprocess.Popen(
-                [exe, '--project', EXAMPLE, '--plc', plc,
-                 '--listen', '127.0.0.1:%d' % port] + list(extra),
-                stdout=subprocess.DEVNULL, stderr=err)
-
-    def stderr(self):
-        with open(self.stderr_path, encoding='utf-8', errors='replace') as f:
-            return f.read()
-
-    def wait_started(self, timeout=10):
-        return wait_for(lambda: 'serving PLC' in self.stderr()
-                        or self.proc.poll() is not None, timeout) \
-            and self.proc.poll() is None
-
-    def stop(self, sig=signal.SIGTERM, timeout=10):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def mb_frame(tid, pdu, unit=1):

@@ -42,6 +42,57 @@ class Tap:
         return 0 if all(self.results) else 1
 
 
+def wait_for(cond, timeout, poll=0.02):
+    """Poll COND until it returns a true value or TIMEOUT seconds pass; the
+    last value of COND."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v or time.monotonic() >= deadline:
+            return v
+        time.sleep(poll)
+
+
+class PlcSim:
+    """One vigil-plcsim process serving PLC of PROJECT, its stderr in a file
+    under TMP; LISTEN ("host:port") overrides the project's address."""
+
+    def __init__(self, exe, project, plc, tmp, listen=None, extra=()):
+        self.plc = plc
+        tag = plc + ("-" + listen.replace(":", "-") if listen else "")
+        self.stderr_path = os.path.join(tmp, tag + ".err")
+        cmd = [exe, "--project", project, "--plc", plc]
+        if listen:
+            cmd += ["--listen", listen]
+        with open(self.stderr_path, "w") as err:
+            self.proc = subprocess.Popen(cmd + list(extra),
+                                         stdout=subprocess.DEVNULL, stderr=err)
+
+    def stderr(self):
+        with open(self.stderr_path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def wait_started(self, timeout=10):
+        """True once it says it is serving; False if it exited or timed out."""
+        return wait_for(lambda: "serving PLC" in self.stderr()
+                        or self.proc.poll() is not None, timeout) \
+            and self.proc.poll() is None
+
+    def stop(self, sig=signal.SIGTERM, timeout=10):
+        """Send SIG and return the exit status (None if it did not exit)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
 def free_ports(n):
     """N distinct free TCP ports on 127.0.0.1 (bound then released)."""
     socks, ports = [], []
