@@ -66,6 +66,8 @@ static const char *const type_names[VG_CMD_TYPE_MAX] = {
     [VG_CMD_CHECKPOINT] = "checkpoint",
     [VG_CMD_NODE_FORGET] = "node_forget",
     [VG_CMD_PROJECT_LOAD] = "project_load",
+    [VG_CMD_SETPOINT] = "setpoint",
+    [VG_CMD_SETPOINT_RESULT] = "setpoint_result",
 };
 
 const char *vg_cmd_type_name(unsigned type)

@@ -27,7 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "replication.h"
+#include "fsm_internal.h"
 
 /* Tables of replicated state, the order that makes their digest
  * deterministic, and the columns hashed. vg_meta is node-local bookkeeping
@@ -57,6 +57,7 @@ static const struct {
      " loaded_by, station, comment, summary, term, log_index",
      true},
     {"project_active", "slot", "*", true},
+    {"operator_actions", "idx", "*", true},
 };
 
 /* Schema of a fresh database. Every statement is idempotent: it also runs on
@@ -80,7 +81,15 @@ static const char schema[] =
     "CREATE INDEX IF NOT EXISTS project_versions_log_index"
     "  ON project_versions(log_index);"
     "CREATE TABLE IF NOT EXISTS project_active(slot INTEGER PRIMARY KEY"
-    "  CHECK (slot = 0), version INTEGER NOT NULL, log_index INTEGER NOT NULL);";
+    "  CHECK (slot = 0), version INTEGER NOT NULL, log_index INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS operator_actions(idx INTEGER PRIMARY KEY,"
+    "  kind TEXT NOT NULL, tag TEXT NOT NULL, value REAL NOT NULL,"
+    "  project_version INTEGER NOT NULL, user TEXT, station TEXT,"
+    "  time_ms INTEGER NOT NULL, term INTEGER NOT NULL, node INTEGER NOT NULL,"
+    "  outcome TEXT, message TEXT, outcome_ms INTEGER, outcome_idx INTEGER);"
+    "CREATE INDEX IF NOT EXISTS operator_actions_tag ON operator_actions(tag, idx);"
+    "CREATE INDEX IF NOT EXISTS operator_actions_open ON operator_actions(term)"
+    "  WHERE outcome IS NULL;";
 
 void vg_hex(const unsigned char *bytes, size_t n, char *out)
 {
@@ -126,7 +135,7 @@ const char *vg_verdict_name(int verdict)
     }
 }
 
-static int db_fail(struct vg_repl_fsm *f, const char *what)
+int fsm_db_fail(struct vg_repl_fsm *f, const char *what)
 {
     vg_errf(f->errmsg, "%s: %s (%s)", what, sqlite3_errmsg(f->db), f->path);
     return VG_EDB;
@@ -150,13 +159,13 @@ static int meta_set_int(struct vg_repl_fsm *f, const char *key, int64_t v)
     if (sqlite3_prepare_v2(f->db,
                            "INSERT OR REPLACE INTO vg_meta(key, value) VALUES(?, ?)",
                            -1, &st, NULL) != SQLITE_OK) {
-        return db_fail(f, "prepare meta");
+        return fsm_db_fail(f, "prepare meta");
     }
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, v);
     rc = sqlite3_step(st);
     sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? VG_OK : db_fail(f, "write meta");
+    return rc == SQLITE_DONE ? VG_OK : fsm_db_fail(f, "write meta");
 }
 
 static int meta_set_blob(struct vg_repl_fsm *f, const char *key,
@@ -167,13 +176,13 @@ static int meta_set_blob(struct vg_repl_fsm *f, const char *key,
     if (sqlite3_prepare_v2(f->db,
                            "INSERT OR REPLACE INTO vg_meta(key, value) VALUES(?, ?)",
                            -1, &st, NULL) != SQLITE_OK) {
-        return db_fail(f, "prepare meta");
+        return fsm_db_fail(f, "prepare meta");
     }
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
     sqlite3_bind_blob(st, 2, v, n, SQLITE_STATIC);
     rc = sqlite3_step(st);
     sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? VG_OK : db_fail(f, "write meta");
+    return rc == SQLITE_DONE ? VG_OK : fsm_db_fail(f, "write meta");
 }
 
 /* Load applied index, chain hash and the latest checkpoint from the db. */
@@ -188,7 +197,7 @@ static int load_meta(struct vg_repl_fsm *f)
 
     if (sqlite3_prepare_v2(f->db, "SELECT key, value FROM vg_meta", -1, &st,
                            NULL) != SQLITE_OK) {
-        return db_fail(f, "read meta");
+        return fsm_db_fail(f, "read meta");
     }
     while (sqlite3_step(st) == SQLITE_ROW) {
         const char *key = (const char *)sqlite3_column_text(st, 0);
@@ -207,7 +216,7 @@ static int load_meta(struct vg_repl_fsm *f)
     if (sqlite3_prepare_v2(f->db,
                            "SELECT idx, digest FROM checkpoints ORDER BY idx DESC LIMIT 1",
                            -1, &st, NULL) != SQLITE_OK) {
-        return db_fail(f, "read checkpoints");
+        return fsm_db_fail(f, "read checkpoints");
     }
     if (sqlite3_step(st) == SQLITE_ROW &&
         sqlite3_column_bytes(st, 1) == VG_DIGEST_SIZE) {
@@ -268,7 +277,7 @@ int vg_repl_fsm_digest(struct vg_repl_fsm *f, unsigned char out[VG_DIGEST_SIZE])
                  digest_tables[t].columns, digest_tables[t].table,
                  digest_tables[t].order);
         if (sqlite3_prepare_v2(f->db, sql, -1, &st, NULL) != SQLITE_OK) {
-            return db_fail(f, "digest");
+            return fsm_db_fail(f, "digest");
         }
         if (!digest_tables[t].lazy) {
             crypto_generichash_update(&h, (const unsigned char *)sql, strlen(sql));
@@ -287,7 +296,7 @@ int vg_repl_fsm_digest(struct vg_repl_fsm *f, unsigned char out[VG_DIGEST_SIZE])
         }
         sqlite3_finalize(st);
         if (rc != SQLITE_DONE) {
-            return db_fail(f, "digest step");
+            return fsm_db_fail(f, "digest step");
         }
     }
     crypto_generichash_final(&h, out, VG_DIGEST_SIZE);
@@ -315,7 +324,7 @@ static int apply_put(struct vg_repl_fsm *f, uint64_t index,
                            "INSERT OR REPLACE INTO kv(key, value, idx, term, time_ms)"
                            " VALUES(?, ?, ?, ?, ?)",
                            -1, &st, NULL) != SQLITE_OK) {
-        return db_fail(f, "prepare put");
+        return fsm_db_fail(f, "prepare put");
     }
     sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 2, value, -1, SQLITE_TRANSIENT);
@@ -324,7 +333,7 @@ static int apply_put(struct vg_repl_fsm *f, uint64_t index,
     sqlite3_bind_int64(st, 5, (int64_t)cmd->time_ms);
     rc = sqlite3_step(st);
     sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? VG_OK : db_fail(f, "put");
+    return rc == SQLITE_DONE ? VG_OK : fsm_db_fail(f, "put");
 }
 
 static int node_upsert(struct vg_repl_fsm *f, uint64_t index, json_int_t id,
@@ -342,7 +351,7 @@ static int node_upsert(struct vg_repl_fsm *f, uint64_t index, json_int_t id,
         return VG_EINVAL;
     }
     if (sqlite3_prepare_v2(f->db, sql, -1, &st, NULL) != SQLITE_OK) {
-        return db_fail(f, "prepare node");
+        return fsm_db_fail(f, "prepare node");
     }
     sqlite3_bind_int64(st, 1, (int64_t)id);
     sqlite3_bind_text(st, 2, raft_address, -1, SQLITE_TRANSIENT);
@@ -350,7 +359,7 @@ static int node_upsert(struct vg_repl_fsm *f, uint64_t index, json_int_t id,
     sqlite3_bind_int64(st, 4, (int64_t)index);
     rc = sqlite3_step(st);
     sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? VG_OK : db_fail(f, "node");
+    return rc == SQLITE_DONE ? VG_OK : fsm_db_fail(f, "node");
 }
 
 static int apply_node_info(struct vg_repl_fsm *f, uint64_t index,
@@ -376,12 +385,12 @@ static int apply_node_forget(struct vg_repl_fsm *f, json_t *body)
     }
     if (sqlite3_prepare_v2(f->db, "DELETE FROM nodes WHERE id = ?", -1, &st,
                            NULL) != SQLITE_OK) {
-        return db_fail(f, "prepare forget");
+        return fsm_db_fail(f, "prepare forget");
     }
     sqlite3_bind_int64(st, 1, (int64_t)json_integer_value(id));
     rc = sqlite3_step(st);
     sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? VG_OK : db_fail(f, "forget");
+    return rc == SQLITE_DONE ? VG_OK : fsm_db_fail(f, "forget");
 }
 
 static int apply_announce(struct vg_repl_fsm *f, uint64_t index,
@@ -403,7 +412,7 @@ static int apply_announce(struct vg_repl_fsm *f, uint64_t index,
                            "INSERT OR REPLACE INTO leaders(term, node_id, idx, time_ms)"
                            " VALUES(?, ?, ?, ?)",
                            -1, &st, NULL) != SQLITE_OK) {
-        return db_fail(f, "prepare announce");
+        return fsm_db_fail(f, "prepare announce");
     }
     sqlite3_bind_int64(st, 1, (int64_t)cmd->term);
     sqlite3_bind_int64(st, 2, (int64_t)cmd->proposer);
@@ -412,7 +421,7 @@ static int apply_announce(struct vg_repl_fsm *f, uint64_t index,
     rv = sqlite3_step(st);
     sqlite3_finalize(st);
     if (rv != SQLITE_DONE) {
-        return db_fail(f, "announce");
+        return fsm_db_fail(f, "announce");
     }
     rv = node_upsert(f, index, (json_int_t)cmd->proposer, raft, client, true);
     if (rv != VG_OK) {
@@ -459,7 +468,7 @@ static int apply_checkpoint(struct vg_repl_fsm *f, uint64_t index,
         }
         if (sqlite3_prepare_v2(f->db, "SELECT digest FROM checkpoints WHERE idx = ?",
                                -1, &st, NULL) != SQLITE_OK) {
-            return db_fail(f, "prepare checkpoint lookup");
+            return fsm_db_fail(f, "prepare checkpoint lookup");
         }
         sqlite3_bind_int64(st, 1, (int64_t)ref_index);
         if (sqlite3_step(st) == SQLITE_ROW &&
@@ -492,7 +501,7 @@ static int apply_checkpoint(struct vg_repl_fsm *f, uint64_t index,
                            "INSERT OR REPLACE INTO checkpoints(idx, digest, chain, time_ms)"
                            " VALUES(?, ?, ?, ?)",
                            -1, &st, NULL) != SQLITE_OK) {
-        return db_fail(f, "prepare checkpoint");
+        return fsm_db_fail(f, "prepare checkpoint");
     }
     sqlite3_bind_int64(st, 1, (int64_t)index);
     sqlite3_bind_blob(st, 2, digest, VG_DIGEST_SIZE, SQLITE_TRANSIENT);
@@ -501,7 +510,7 @@ static int apply_checkpoint(struct vg_repl_fsm *f, uint64_t index,
     rv = sqlite3_step(st);
     sqlite3_finalize(st);
     if (rv != SQLITE_DONE) {
-        return db_fail(f, "checkpoint");
+        return fsm_db_fail(f, "checkpoint");
     }
     f->checkpoint_index = index;
     memcpy(f->checkpoint_digest, digest, VG_DIGEST_SIZE);
@@ -510,7 +519,7 @@ static int apply_checkpoint(struct vg_repl_fsm *f, uint64_t index,
 
 /* An optional string member: absent or null gives NULL; anything else but a
  * string is invalid. */
-static int opt_string(json_t *body, const char *key, const char **out)
+int fsm_opt_string(json_t *body, const char *key, const char **out)
 {
     json_t *v = json_object_get(body, key);
     *out = NULL;
@@ -524,7 +533,7 @@ static int opt_string(json_t *body, const char *key, const char **out)
     return VG_OK;
 }
 
-static void bind_opt_text(sqlite3_stmt *st, int col, const char *s)
+void fsm_bind_opt_text(sqlite3_stmt *st, int col, const char *s)
 {
     if (s != NULL) {
         sqlite3_bind_text(st, col, s, -1, SQLITE_TRANSIENT);
@@ -546,7 +555,7 @@ static int active_digest(struct vg_repl_fsm *f, char hex[VG_DIGEST_HEX],
                            " JOIN project_versions v ON v.version = a.version"
                            " WHERE a.slot = 0",
                            -1, &st, NULL) != SQLITE_OK) {
-        return db_fail(f, "prepare active project");
+        return fsm_db_fail(f, "prepare active project");
     }
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
@@ -556,7 +565,7 @@ static int active_digest(struct vg_repl_fsm *f, char hex[VG_DIGEST_HEX],
     }
     sqlite3_finalize(st);
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? VG_OK
-                                                 : db_fail(f, "active project");
+                                                 : fsm_db_fail(f, "active project");
 }
 
 /* A project load stores the bundle as a new version and makes it active, in
@@ -588,10 +597,10 @@ static int apply_project_load(struct vg_repl_fsm *f, uint64_t index,
     if (name == NULL || *name == '\0' || digest == NULL ||
         unhex(digest, raw_digest, VG_DIGEST_SIZE) != 0 ||
         !json_is_string(b64) || json_string_length(b64) == 0 ||
-        !json_is_object(summary) || opt_string(body, "label", &label) != VG_OK ||
-        opt_string(body, "loaded_by", &loaded_by) != VG_OK ||
-        opt_string(body, "station", &station) != VG_OK ||
-        opt_string(body, "comment", &comment) != VG_OK) {
+        !json_is_object(summary) || fsm_opt_string(body, "label", &label) != VG_OK ||
+        fsm_opt_string(body, "loaded_by", &loaded_by) != VG_OK ||
+        fsm_opt_string(body, "station", &station) != VG_OK ||
+        fsm_opt_string(body, "comment", &comment) != VG_OK) {
         return VG_EINVAL;
     }
     json_object_foreach(summary, key, value)
@@ -636,14 +645,14 @@ static int apply_project_load(struct vg_repl_fsm *f, uint64_t index,
     if (sqlite3_prepare_v2(f->db,
                            "SELECT coalesce(max(version), 0) FROM project_versions",
                            -1, &st, NULL) != SQLITE_OK) {
-        rv = db_fail(f, "prepare project version");
+        rv = fsm_db_fail(f, "prepare project version");
         goto out;
     }
     rv = sqlite3_step(st);
     next = (uint64_t)sqlite3_column_int64(st, 0) + 1;
     sqlite3_finalize(st);
     if (rv != SQLITE_ROW) {
-        rv = db_fail(f, "project version");
+        rv = fsm_db_fail(f, "project version");
         goto out;
     }
 
@@ -653,26 +662,26 @@ static int apply_project_load(struct vg_repl_fsm *f, uint64_t index,
                            " station, comment, summary, term, log_index)"
                            " VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            -1, &st, NULL) != SQLITE_OK) {
-        rv = db_fail(f, "prepare project load");
+        rv = fsm_db_fail(f, "prepare project load");
         goto out;
     }
     sqlite3_bind_int64(st, 1, (int64_t)next);
     sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
-    bind_opt_text(st, 3, label);
+    fsm_bind_opt_text(st, 3, label);
     sqlite3_bind_text(st, 4, digest, -1, SQLITE_TRANSIENT);
     sqlite3_bind_blob64(st, 5, bundle, bundle_len, SQLITE_STATIC);
     sqlite3_bind_blob(st, 6, bundle_hash, VG_DIGEST_SIZE, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 7, (int64_t)cmd->time_ms);
-    bind_opt_text(st, 8, loaded_by);
-    bind_opt_text(st, 9, station);
-    bind_opt_text(st, 10, comment);
+    fsm_bind_opt_text(st, 8, loaded_by);
+    fsm_bind_opt_text(st, 9, station);
+    fsm_bind_opt_text(st, 10, comment);
     sqlite3_bind_text(st, 11, summary_text, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 12, (int64_t)cmd->term);
     sqlite3_bind_int64(st, 13, (int64_t)index);
     rv = sqlite3_step(st);
     sqlite3_finalize(st);
     if (rv != SQLITE_DONE) {
-        rv = db_fail(f, "project load");
+        rv = fsm_db_fail(f, "project load");
         goto out;
     }
 
@@ -680,14 +689,14 @@ static int apply_project_load(struct vg_repl_fsm *f, uint64_t index,
                            "INSERT OR REPLACE INTO project_active(slot, version,"
                            " log_index) VALUES(0, ?, ?)",
                            -1, &st, NULL) != SQLITE_OK) {
-        rv = db_fail(f, "prepare project activate");
+        rv = fsm_db_fail(f, "prepare project activate");
         goto out;
     }
     sqlite3_bind_int64(st, 1, (int64_t)next);
     sqlite3_bind_int64(st, 2, (int64_t)index);
     rv = sqlite3_step(st);
     sqlite3_finalize(st);
-    rv = rv == SQLITE_DONE ? VG_OK : db_fail(f, "project activate");
+    rv = rv == SQLITE_DONE ? VG_OK : fsm_db_fail(f, "project activate");
 out:
     free(summary_text);
     free(bundle);
@@ -724,6 +733,12 @@ static int dispatch(struct vg_repl_fsm *f, uint64_t index,
         break;
     case VG_CMD_PROJECT_LOAD:
         rv = apply_project_load(f, index, cmd, body);
+        break;
+    case VG_CMD_SETPOINT:
+        rv = fsm_apply_setpoint(f, index, cmd, body);
+        break;
+    case VG_CMD_SETPOINT_RESULT:
+        rv = fsm_apply_setpoint_result(f, index, cmd, body);
         break;
     default:
         rv = VG_EUNSUPPORTED;
@@ -916,13 +931,13 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
     }
     bk = sqlite3_backup_init(f->db, "main", img, "main");
     if (bk == NULL) {
-        db_fail(f, "restore: backup init");
+        fsm_db_fail(f, "restore: backup init");
         rv = RAFT_IOERR;
         goto out;
     }
     if (sqlite3_backup_step(bk, -1) != SQLITE_DONE) {
         sqlite3_backup_finish(bk);
-        db_fail(f, "restore: backup");
+        fsm_db_fail(f, "restore: backup");
         f->fatal = 1;
         rv = RAFT_IOERR;
         goto out;
@@ -1006,7 +1021,7 @@ int vg_repl_fsm_get(struct vg_repl_fsm *f, const char *key, char **value)
     *value = NULL;
     if (sqlite3_prepare_v2(f->db, "SELECT value FROM kv WHERE key = ?", -1, &st,
                            NULL) != SQLITE_OK) {
-        return db_fail(f, "get");
+        return fsm_db_fail(f, "get");
     }
     sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
     rc = sqlite3_step(st);
@@ -1016,7 +1031,7 @@ int vg_repl_fsm_get(struct vg_repl_fsm *f, const char *key, char **value)
     }
     sqlite3_finalize(st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        return db_fail(f, "get");
+        return fsm_db_fail(f, "get");
     }
     return rc == SQLITE_ROW && *value == NULL ? VG_ENOMEM : VG_OK;
 }
@@ -1028,7 +1043,7 @@ int vg_repl_fsm_node_client_address(struct vg_repl_fsm *f, uint64_t node_id,
     int rv = VG_ENOTFOUND;
     if (sqlite3_prepare_v2(f->db, "SELECT client_address FROM nodes WHERE id = ?",
                            -1, &st, NULL) != SQLITE_OK) {
-        return db_fail(f, "node lookup");
+        return fsm_db_fail(f, "node lookup");
     }
     sqlite3_bind_int64(st, 1, (int64_t)node_id);
     if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) != NULL) {
@@ -1161,14 +1176,14 @@ int vg_repl_fsm_project_info(struct vg_repl_fsm *f, uint64_t version,
                            "SELECT " PROJECT_COLUMNS
                            " FROM project_versions v WHERE v.version = ?",
                            -1, &st, NULL) != SQLITE_OK) {
-        return db_fail(f, "prepare project info");
+        return fsm_db_fail(f, "prepare project info");
     }
     sqlite3_bind_int64(st, 1, (int64_t)version);
     rv = sqlite3_step(st);
     if (rv == SQLITE_ROW) {
         rv = row_to_project(st, out);
     } else {
-        rv = rv == SQLITE_DONE ? VG_ENOTFOUND : db_fail(f, "project info");
+        rv = rv == SQLITE_DONE ? VG_ENOTFOUND : fsm_db_fail(f, "project info");
     }
     sqlite3_finalize(st);
     return rv;
@@ -1189,13 +1204,13 @@ int vg_repl_fsm_project_list(struct vg_repl_fsm *f, size_t limit,
     *n = 0;
     if (sqlite3_prepare_v2(f->db, "SELECT count(*) FROM project_versions", -1,
                            &st, NULL) != SQLITE_OK) {
-        return db_fail(f, "prepare project count");
+        return fsm_db_fail(f, "prepare project count");
     }
     rc = sqlite3_step(st);
     stored = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
     if (rc != SQLITE_ROW) {
-        return db_fail(f, "project count");
+        return fsm_db_fail(f, "project count");
     }
     if (total != NULL) {
         *total = (size_t)stored;
@@ -1206,7 +1221,7 @@ int vg_repl_fsm_project_list(struct vg_repl_fsm *f, size_t limit,
                            " FROM project_versions v ORDER BY v.version DESC"
                            " LIMIT ?",
                            -1, &st, NULL) != SQLITE_OK) {
-        return db_fail(f, "prepare project list");
+        return fsm_db_fail(f, "prepare project list");
     }
     sqlite3_bind_int64(st, 1, limit > 0 ? (int64_t)limit : -1);
     v = calloc(limit > 0 && (int64_t)limit < stored ? limit : (size_t)stored + 1,
@@ -1223,7 +1238,7 @@ int vg_repl_fsm_project_list(struct vg_repl_fsm *f, size_t limit,
     }
     sqlite3_finalize(st);
     if (rv == VG_OK && rc != SQLITE_DONE && rc != SQLITE_ROW) {
-        rv = db_fail(f, "project list");
+        rv = fsm_db_fail(f, "project list");
     }
     if (rv != VG_OK) {
         vg_repl_project_list_free(v, count);
@@ -1274,7 +1289,7 @@ int vg_repl_fsm_project_bundle(struct vg_repl_fsm *f, uint64_t version,
                                " WHERE version = ?",
                                -1, &st, NULL) != SQLITE_OK) {
             vg_repl_project_clear(&meta);
-            return db_fail(f, "prepare project bundle");
+            return fsm_db_fail(f, "prepare project bundle");
         }
         sqlite3_bind_int64(st, 1, (int64_t)offset + 1);
         sqlite3_bind_int64(st, 2, (int64_t)want);
@@ -1283,7 +1298,7 @@ int vg_repl_fsm_project_bundle(struct vg_repl_fsm *f, uint64_t version,
         if (rc != SQLITE_ROW || (size_t)sqlite3_column_bytes(st, 0) != want) {
             sqlite3_finalize(st);
             vg_repl_project_clear(&meta);
-            return rc == SQLITE_ROW ? VG_EMALFORMED : db_fail(f, "project bundle");
+            return rc == SQLITE_ROW ? VG_EMALFORMED : fsm_db_fail(f, "project bundle");
         }
         *data = malloc(want);
         if (*data == NULL) {
@@ -1312,7 +1327,7 @@ int vg_repl_fsm_project_at(struct vg_repl_fsm *f, uint64_t index,
     if (sqlite3_prepare_v2(f->db,
                            "SELECT version FROM project_versions WHERE log_index = ?",
                            -1, &st, NULL) != SQLITE_OK) {
-        return db_fail(f, "prepare project lookup");
+        return fsm_db_fail(f, "prepare project lookup");
     }
     sqlite3_bind_int64(st, 1, (int64_t)index);
     rc = sqlite3_step(st);
@@ -1321,7 +1336,7 @@ int vg_repl_fsm_project_at(struct vg_repl_fsm *f, uint64_t index,
     }
     sqlite3_finalize(st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        return db_fail(f, "project lookup");
+        return fsm_db_fail(f, "project lookup");
     }
     return rc == SQLITE_ROW ? VG_OK : VG_ENOTFOUND;
 }

@@ -27,6 +27,7 @@
 #ifndef VG_REPLICATION_H
 #define VG_REPLICATION_H
 
+#include <jansson.h>
 #include <raft.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -42,6 +43,8 @@ enum vg_cmd_type {
     VG_CMD_CHECKPOINT = 4, /* {ref_index, ref_digest}: consistency check */
     VG_CMD_NODE_FORGET = 5, /* {node_id}: node removed from the cluster */
     VG_CMD_PROJECT_LOAD = 6, /* a plant project version, see below */
+    VG_CMD_SETPOINT = 7,   /* an operator's setpoint write, see below */
+    VG_CMD_SETPOINT_RESULT = 8, /* what became of a setpoint, see below */
     VG_CMD_TYPE_MAX
 };
 
@@ -66,6 +69,21 @@ enum vg_cmd_type {
  * the shape above (it must not depend on the project parser's version).
  * Outcome: VG_OK (a new version, max+1, became active), VG_REPL_UNCHANGED
  * (the digest equals the active version's: nothing stored) or VG_EINVAL. */
+
+/* Body of VG_CMD_SETPOINT (JSON object): an operator action, stored in the
+ * replicated action log under its log index before anything is written to a
+ * PLC (DESIGN.md, fencing):
+ *   tag              string, 1..256 bytes, required
+ *   value            number, finite, required (engineering units)
+ *   project_version  integer >= 1, required: the version it was checked against
+ *   user, station    string (<= 128 bytes) or null, optional
+ * Time, term and node come from the command header. Outcome VG_OK or
+ * VG_EINVAL.
+ *
+ * Body of VG_CMD_SETPOINT_RESULT: {action: the SETPOINT's log index,
+ * outcome: "written" | "failed" | "unknown", message: string (<= 512
+ * bytes) or null}. Records the outcome once: VG_OK, VG_REPL_UNCHANGED when
+ * the action already has one, VG_EINVAL when there is no such action. */
 
 /* Outcome of applying a command that succeeded without changing anything;
  * distinct from every VG_E… code. Delivered as `result` to proposal
@@ -213,6 +231,23 @@ int vg_repl_fsm_project_bundle(struct vg_repl_fsm *f, uint64_t version,
  * VG_ENOTFOUND (it created none: unchanged or rejected). */
 int vg_repl_fsm_project_at(struct vg_repl_fsm *f, uint64_t index,
                            uint64_t *version);
+
+/* ------------------------------------------------------- operator actions */
+
+/* The newest LIMIT (1..1000) actions, of TAG only when TAG is not NULL, as a
+ * JSON array, oldest first, each {"action","kind","tag","value",
+ * "project_version","user","station","time_ms","term","node","outcome",
+ * "message","outcome_ms"} (MESSAGES.md, "actions"). *OUT is a new
+ * reference. */
+int vg_repl_fsm_actions(struct vg_repl_fsm *f, const char *tag, size_t limit,
+                        json_t **out);
+
+/* Log indexes of up to MAX actions proposed in a term before TERM that have
+ * no outcome yet, oldest first, into IDX; their number in *N. A new leader
+ * records these as "unknown": their leader may or may not have written them
+ * before it lost leadership. */
+int vg_repl_fsm_actions_open(struct vg_repl_fsm *f, uint64_t term,
+                             uint64_t *idx, size_t max, size_t *n);
 
 /* ------------------------------------------------------------- fail-stop */
 

@@ -80,6 +80,8 @@ static void test_round_trip_every_type(void **state)
         "{\"node_id\":5}",
         "{\"name\":\"plant\",\"digest\":\"00\",\"bundle\":\"AA==\","
         "\"summary\":{}}",
+        "{\"tag\":\"FIC201.sp\",\"value\":42.5,\"project_version\":3}",
+        "{\"action\":212,\"outcome\":\"written\",\"message\":null}",
     };
     (void)state;
     /* A new command type needs a body here too. */

@@ -1327,6 +1327,206 @@ static void test_project_tables_added_to_old_databases(void **state)
     assert_int_equal(x->b.fatal, 0);
 }
 
+/* ---- operator actions ---------------------------------------------------- */
+
+static int apply_in_term(struct fx *x, struct vg_repl_fsm *f, unsigned type,
+                         uint64_t term, const char *body)
+{
+    struct vg_cmd cmd = {
+        .type = (uint16_t)type,
+        .term = term,
+        .time_ms = x->time_ms++,
+        .proposer = 3,
+        .body = body,
+        .body_len = (uint32_t)strlen(body),
+    };
+    struct raft_buffer buf;
+    int outcome;
+    assert_int_equal(vg_cmd_encode(&cmd, &buf), VG_OK);
+    assert_int_equal(apply_buf(f, &buf, &outcome), 0);
+    raft_free(buf.base);
+    return outcome;
+}
+
+static json_t *actions_of(struct vg_repl_fsm *f, const char *tag, size_t limit)
+{
+    json_t *list = NULL;
+    assert_int_equal(vg_repl_fsm_actions(f, tag, limit, &list), VG_OK);
+    assert_true(json_is_array(list));
+    return list;
+}
+
+static void test_setpoint_action_and_outcome(void **state)
+{
+    struct fx *x = *state;
+    struct vg_repl_fsm *f = &x->a;
+    json_t *list, *a;
+    uint64_t open[4];
+    size_t n;
+    char body[128];
+
+    assert_int_equal(apply_in_term(x, f, VG_CMD_SETPOINT, 4,
+                                   "{\"tag\":\"FIC201.sp\",\"value\":42.5,"
+                                   "\"project_version\":3,\"user\":\"alice\","
+                                   "\"station\":\"cr-1\"}"),
+                     VG_OK);
+    assert_int_equal(apply_in_term(x, f, VG_CMD_SETPOINT, 4,
+                                   "{\"tag\":\"P101.run\",\"value\":1,"
+                                   "\"project_version\":3}"),
+                     VG_OK);
+    list = actions_of(f, NULL, 10);
+    assert_int_equal(json_array_size(list), 2);
+    a = json_array_get(list, 0);
+    assert_int_equal(json_integer_value(json_object_get(a, "action")), 1);
+    assert_string_equal(json_string_value(json_object_get(a, "kind")), "setpoint");
+    assert_string_equal(json_string_value(json_object_get(a, "tag")), "FIC201.sp");
+    assert_true(json_real_value(json_object_get(a, "value")) == 42.5);
+    assert_string_equal(json_string_value(json_object_get(a, "user")), "alice");
+    assert_string_equal(json_string_value(json_object_get(a, "station")), "cr-1");
+    assert_int_equal(json_integer_value(json_object_get(a, "term")), 4);
+    assert_int_equal(json_integer_value(json_object_get(a, "node")), 3);
+    assert_true(json_is_null(json_object_get(a, "outcome")));
+    assert_true(json_is_null(json_object_get(json_array_get(list, 1), "user")));
+    json_decref(list);
+
+    /* Open actions are those of earlier terms without an outcome. */
+    assert_int_equal(vg_repl_fsm_actions_open(f, 4, open, 4, &n), VG_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(vg_repl_fsm_actions_open(f, 5, open, 4, &n), VG_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(open[0], 1);
+    assert_int_equal(open[1], 2);
+    assert_int_equal(vg_repl_fsm_actions_open(f, 5, open, 1, &n), VG_OK);
+    assert_int_equal(n, 1);
+
+    /* An outcome is recorded once; a second is "unchanged". */
+    assert_int_equal(apply_in_term(x, f, VG_CMD_SETPOINT_RESULT, 4,
+                                   "{\"action\":1,\"outcome\":\"written\"}"),
+                     VG_OK);
+    assert_int_equal(apply_in_term(x, f, VG_CMD_SETPOINT_RESULT, 5,
+                                   "{\"action\":1,\"outcome\":\"unknown\","
+                                   "\"message\":\"late\"}"),
+                     VG_REPL_UNCHANGED);
+    assert_int_equal(apply_in_term(x, f, VG_CMD_SETPOINT_RESULT, 5,
+                                   "{\"action\":2,\"outcome\":\"failed\","
+                                   "\"message\":\"PLC said no\"}"),
+                     VG_OK);
+    /* No such action. */
+    assert_int_equal(apply_in_term(x, f, VG_CMD_SETPOINT_RESULT, 5,
+                                   "{\"action\":99,\"outcome\":\"written\"}"),
+                     VG_EINVAL);
+    assert_int_equal(vg_repl_fsm_actions_open(f, 9, open, 4, &n), VG_OK);
+    assert_int_equal(n, 0);
+    list = actions_of(f, "P101.run", 10);
+    assert_int_equal(json_array_size(list), 1);
+    a = json_array_get(list, 0);
+    assert_string_equal(json_string_value(json_object_get(a, "outcome")), "failed");
+    assert_string_equal(json_string_value(json_object_get(a, "message")), "PLC said no");
+    assert_int_equal(json_integer_value(json_object_get(a, "outcome_ms")),
+                     x->time_ms - 2);
+    json_decref(list);
+    list = actions_of(f, NULL, 10);
+    assert_string_equal(
+        json_string_value(json_object_get(json_array_get(list, 0), "outcome")),
+        "written");
+    json_decref(list);
+
+    /* The newest LIMIT, oldest first. */
+    for (int i = 0; i < 5; i++) {
+        snprintf(body, sizeof body,
+                 "{\"tag\":\"T%d\",\"value\":%d,\"project_version\":1}", i, i);
+        assert_int_equal(apply_in_term(x, f, VG_CMD_SETPOINT, 6, body), VG_OK);
+    }
+    list = actions_of(f, NULL, 3);
+    assert_int_equal(json_array_size(list), 3);
+    assert_string_equal(
+        json_string_value(json_object_get(json_array_get(list, 0), "tag")), "T2");
+    assert_string_equal(
+        json_string_value(json_object_get(json_array_get(list, 2), "tag")), "T4");
+    json_decref(list);
+    assert_int_equal(vg_repl_fsm_actions(f, NULL, 0, &list), VG_EINVAL);
+    assert_int_equal(vg_repl_fsm_actions(f, NULL, 1001, &list), VG_EINVAL);
+}
+
+static void test_setpoint_malformed_is_rejected(void **state)
+{
+    struct fx *x = *state;
+    struct vg_repl_fsm *f = &x->a;
+    static const char *const bad[] = {
+        "{}",
+        "{\"tag\":\"\",\"value\":1,\"project_version\":1}",
+        "{\"tag\":\"A\",\"value\":\"1\",\"project_version\":1}",
+        "{\"tag\":\"A\",\"value\":1}",
+        "{\"tag\":\"A\",\"value\":1,\"project_version\":0}",
+        "{\"tag\":\"A\",\"value\":1,\"project_version\":1,\"user\":7}",
+        "{\"tag\":7,\"value\":1,\"project_version\":1}",
+    };
+    static const char *const bad_results[] = {
+        "{\"action\":1}",
+        "{\"action\":1,\"outcome\":\"maybe\"}",
+        "{\"action\":0,\"outcome\":\"written\"}",
+        "{\"action\":1,\"outcome\":\"written\",\"message\":3}",
+    };
+    json_t *list;
+
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(apply_in_term(x, f, VG_CMD_SETPOINT, 2, bad[i]), VG_EINVAL);
+    }
+    assert_int_equal(apply_in_term(x, f, VG_CMD_SETPOINT, 2,
+                                   "{\"tag\":\"A\",\"value\":1,\"project_version\":1}"),
+                     VG_OK);
+    for (size_t i = 0; i < sizeof bad_results / sizeof bad_results[0]; i++) {
+        assert_int_equal(apply_in_term(x, f, VG_CMD_SETPOINT_RESULT, 2, bad_results[i]),
+                         VG_EINVAL);
+    }
+    list = actions_of(f, NULL, 100);
+    assert_int_equal(json_array_size(list), 1);
+    assert_true(json_is_null(json_object_get(json_array_get(list, 0), "outcome")));
+    json_decref(list);
+}
+
+static void test_actions_digest_and_snapshot(void **state)
+{
+    struct fx *x = *state;
+    unsigned char before[VG_DIGEST_SIZE], after[VG_DIGEST_SIZE];
+    struct raft_buffer *snap;
+    json_t *list;
+
+    put_both(x, "k", "v");
+    assert_same_digest(&x->a, &x->b);
+    digest_of(&x->a, before);
+    assert_int_equal(apply_both(x, VG_CMD_SETPOINT,
+                                "{\"tag\":\"A\",\"value\":0.1,\"project_version\":1}"),
+                     VG_OK);
+    assert_same_digest(&x->a, &x->b);
+    digest_of(&x->a, after);
+    assert_memory_not_equal(before, after, VG_DIGEST_SIZE);
+    /* An outcome changes the digest too. */
+    memcpy(before, after, sizeof before);
+    assert_int_equal(apply_both(x, VG_CMD_SETPOINT_RESULT,
+                                "{\"action\":2,\"outcome\":\"written\"}"),
+                     VG_OK);
+    assert_same_digest(&x->a, &x->b);
+    digest_of(&x->a, after);
+    assert_memory_not_equal(before, after, VG_DIGEST_SIZE);
+    /* A replica that lost the outcome differs. */
+    sql(&x->b, "UPDATE operator_actions SET outcome = NULL");
+    digest_of(&x->b, before);
+    assert_memory_not_equal(before, after, VG_DIGEST_SIZE);
+    /* The action log travels with snapshots (B is behind A by one command,
+     * so it takes the image). */
+    put(x, &x->a, "k2", "v2");
+    snap = snapshot_of(&x->a);
+    assert_int_equal(restore_into(&x->b, snap), 0);
+    assert_same_digest(&x->a, &x->b);
+    list = actions_of(&x->b, "A", 10);
+    assert_int_equal(json_array_size(list), 1);
+    assert_string_equal(
+        json_string_value(json_object_get(json_array_get(list, 0), "outcome")),
+        "written");
+    json_decref(list);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -1360,6 +1560,9 @@ int main(void)
         T(test_project_digest_covers_versions),
         T(test_project_tables_do_not_change_old_digests),
         T(test_project_tables_added_to_old_databases),
+        T(test_setpoint_action_and_outcome),
+        T(test_setpoint_malformed_is_rejected),
+        T(test_actions_digest_and_snapshot),
     };
     return cmocka_run_group_tests_name("fsm", tests, NULL, NULL);
 }
