@@ -257,7 +257,8 @@ typedef void (*vg_plc_changes_cb)(struct vg_plc_poller *p,
 /* Called on the loop thread when the write queued by vg_plc_poller_write is
  * done: STATUS 0 (fencing registers and value written), or VG_EIO (not
  * connected, connection lost, the PLC answered with an exception),
- * VG_ETIMEDOUT (no answer in time) or VG_ECLOSED (the poller was stopped
+ * VG_ETIMEDOUT (no answer in time, or not sent within
+ * write_max_age_ms) or VG_ECLOSED (the poller was stopped
  * before the write was sent), with a sentence in ERRMSG (valid during the
  * call). Called exactly once per accepted write, before the close callback. */
 typedef void (*vg_plc_write_cb)(struct vg_plc_poller *p, int status,
@@ -277,6 +278,12 @@ struct vg_plc_poller_opts {
     unsigned backoff_min_ms;       /* 0: 100 */
     unsigned backoff_max_ms;       /* 0: 5000 */
     size_t max_writes;             /* writes queued at once; 0: 64 */
+    /* A write the thread could not start sending within this many ms of
+     * vg_plc_poller_write fails with VG_ETIMEDOUT instead of being sent
+     * late (0: no limit). vigild sets it below its election timeout so that
+     * a leader that was paused, and may have been replaced meanwhile, never
+     * writes after it woke up. */
+    unsigned write_max_age_ms;
 };
 
 /* Defaults: no overrides, default planning, changes_cb NULL. */

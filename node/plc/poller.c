@@ -70,6 +70,7 @@ struct wreq {
     uint32_t tag;
     struct vg_plc_write w;
     uint32_t node, term;
+    uint64_t queued_ms; /* monotonic, for write_max_age_ms */
     vg_plc_write_cb cb;
     void *data;
     int status;
@@ -91,6 +92,7 @@ struct vg_plc_poller_impl {
     int port, unit_id, fencing;
     unsigned poll_ms, timeout_ms, backoff_min_ms, backoff_max_ms;
     size_t max_writes;
+    unsigned write_max_age_ms;
     struct vg_plc_plan plan;
     vg_plc_changes_cb changes_cb;
 
@@ -475,6 +477,18 @@ static bool do_write(struct vg_plc_poller_impl *s, struct wreq *r)
     char buf[128];
     int rv;
 
+    if (s->write_max_age_ms > 0 &&
+        vg_now_mono_ms() - r->queued_ms > s->write_max_age_ms) {
+        /* The thread got to it too late (a long cycle against a slow PLC,
+         * or the whole process was paused): the leader that queued it may
+         * have been replaced meanwhile, so it must not reach the PLC now. */
+        r->status = VG_ETIMEDOUT;
+        snprintf(r->errmsg, sizeof(r->errmsg),
+                 "writing %s: not sent within %u ms of being queued, dropped "
+                 "so that it cannot reach the PLC late",
+                 t->name, s->write_max_age_ms);
+        return true;
+    }
     if (s->fencing >= 0) {
         uint16_t regs[4] = {(uint16_t)(r->node >> 16), (uint16_t)r->node,
                             (uint16_t)(r->term >> 16), (uint16_t)r->term};
@@ -815,6 +829,7 @@ int vg_plc_poller_start(struct vg_plc_poller *p, struct uv_loop_s *loop,
     s->backoff_max_ms =
         opts->backoff_max_ms ? opts->backoff_max_ms : DEFAULT_BACKOFF_MAX_MS;
     s->max_writes = opts->max_writes ? opts->max_writes : DEFAULT_MAX_WRITES;
+    s->write_max_age_ms = opts->write_max_age_ms;
     s->fd = -1;
     if (s->poll_ms == 0 || s->timeout_ms == 0 ||
         s->backoff_max_ms < s->backoff_min_ms || s->port < 1 ||
@@ -966,6 +981,7 @@ int vg_plc_poller_write(struct vg_plc_poller *p, uint32_t tag_index,
     r->w = w;
     r->node = node_id;
     r->term = term;
+    r->queued_ms = vg_now_mono_ms();
     r->cb = cb;
     r->data = data;
     pthread_mutex_lock(&s->lock);

@@ -78,6 +78,7 @@ struct watch {
     size_t oversized;  /* a batch with more changes than tags */
     size_t deadband_violations;
     unsigned block_first_ms; /* make the loop thread slow once */
+    unsigned write_max_age_ms; /* for watch_start */
     bool closed;
     uint64_t closed_ms;
     bool write_done;
@@ -295,6 +296,7 @@ static void watch_start(struct fixture *f, struct watch *w, int port)
     vg_plc_poller_opts_default(&o);
     o.changes_cb = changes_cb;
     o.port = port;
+    o.write_max_age_ms = w->write_max_age_ms;
     w->p.data = w;
     w->started_ms = now_ms();
     int rv = vg_plc_poller_start(&w->p, &f->loop, f->project, f->plc, &o,
@@ -674,6 +676,51 @@ static void test_write_fenced(void **state)
     watch_stop(f, &w);
 }
 
+static bool write_done(void *arg)
+{
+    return ((struct watch *)arg)->write_done;
+}
+
+/* A write the thread cannot send in time is dropped, never sent late: the
+ * simulator is paused (SIGSTOP) for longer than a poll interval, so the
+ * poller thread is blocked in a read; a write is queued with a 100 ms age
+ * limit, and the simulator resumes 150 ms later (the read was blocked for at
+ * most 750 ms, within the 1 s response timeout, so the connection
+ * survives and the write reaches the head of the queue too late). */
+static void test_write_not_sent_late(void **state)
+{
+    struct fixture *f = *state;
+    const struct vg_project *pr = f->project;
+    char errmsg[VG_ERRMSG_SIZE];
+    static struct watch w;
+    struct logline log[64];
+    size_t before, after;
+
+    int sp = vg_project_find_tag(pr, "intake.well1.pump.speed_sp");
+    assert_true(sp >= 0);
+    watch_init(f, &w); /* clears the watch: set the limit afterwards */
+    w.write_max_age_ms = 100;
+    watch_start(f, &w, f->port);
+    assert_true(run_until(f, has_batch, &w, 5000));
+    before = read_log(f->log_path, log, 64);
+
+    assert_int_equal(kill(f->sim, SIGSTOP), 0);
+    run_until(f, never, NULL, 100 + (unsigned)pr->plcs[f->plc].poll_ms);
+    assert_int_equal(vg_plc_poller_write(&w.p, (uint32_t)sp, 12.5, 2, 9,
+                                         write_cb, &w, errmsg), 0);
+    run_until(f, never, NULL, 150);
+    assert_int_equal(kill(f->sim, SIGCONT), 0);
+    assert_true(run_until(f, write_done, &w, 3000));
+    assert_int_equal(w.write_status, VG_ETIMEDOUT);
+    assert_non_null(strstr(w.write_err, "not sent within 100 ms"));
+    assert_true(status(&w).connected);
+    run_until(f, never, NULL, 200);
+    after = read_log(f->log_path, log, 64);
+    assert_int_equal(after, before);
+    printf("# late write: %s\n", w.write_err);
+    watch_stop(f, &w);
+}
+
 static bool quality_all_bad(void *arg)
 {
     struct watch *w = arg;
@@ -843,6 +890,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_noise_deadband),
         cmocka_unit_test(test_slow_loop_coalesces),
         cmocka_unit_test(test_write_fenced),
+        cmocka_unit_test(test_write_not_sent_late),
         cmocka_unit_test(test_dead_plc),
         cmocka_unit_test(test_stop_while_blocked),
         cmocka_unit_test(test_isolation),
