@@ -34,6 +34,9 @@ struct plc_set;
 struct vg_project;
 struct vg_diags;
 struct vg_plc_poller;
+struct vg_plc_change;
+struct tag_sub;
+struct tag_result;
 
 struct conn {
     uv_tcp_t tcp;
@@ -45,6 +48,7 @@ struct conn {
     uint64_t last_rx_ms;
     struct upload *upload; /* a project upload in progress (project.c) */
     bool sub_project;      /* subscribed to "project" events */
+    struct tag_sub *tag_sub; /* live-value subscription (tags.c), or NULL */
     struct conn *prev, *next;
 };
 
@@ -100,6 +104,9 @@ struct node {
     raft_term plc_term;        /* what the node polls (or is preparing to): */
     uint64_t plc_version;      /* term and version, 0/0 when nothing */
     char plc_error[VG_ERRMSG_SIZE]; /* why the wanted version is not polled */
+    /* tags.c */
+    raft_term actions_swept_term; /* term whose open actions were closed */
+    struct tag_result *results_head, *results_tail; /* outcomes to propose */
 };
 
 /* A log line on stderr with time and node id. */
@@ -117,6 +124,21 @@ void node_send_not_leader(struct node *n, struct conn *c, long long id);
 /* True when this node is the ready leader; otherwise answers not_leader. */
 bool node_need_ready(struct node *n, struct conn *c, long long id);
 void node_conn_unref(struct conn *c);
+
+/* Request member checks shared by the handlers. Each answers `invalid`
+ * naming TYPE and the member, and returns false, when the check fails.
+ * node_members_ok: every member of MSG is v, type, id or one of ALLOWED
+ * (NULL-terminated), so that a misspelt member is not silently ignored.
+ * node_get_uint: KEY is an integer in MIN..MAX; absent gives DEF unless
+ * REQUIRED. node_get_str: KEY is a string of at most MAX bytes; absent or
+ * null gives NULL unless REQUIRED. */
+bool node_members_ok(struct conn *c, long long id, json_t *msg,
+                     const char *type, const char *const *allowed);
+bool node_get_uint(struct conn *c, long long id, json_t *msg, const char *type,
+                   const char *key, bool required, uint64_t min, uint64_t max,
+                   uint64_t def, uint64_t *out);
+bool node_get_str(struct conn *c, long long id, json_t *msg, const char *type,
+                  const char *key, bool required, size_t max, const char **out);
 void node_conn_close(struct conn *c);
 
 /* ---- project.c ---- */
@@ -161,5 +183,42 @@ json_t *node_plc_status(struct node *n);
  * does not poll that PLC. */
 struct vg_plc_poller *node_plc_poller(struct node *n, size_t plc_index,
                                       raft_term *term);
+
+/* The latest reading of one tag on the polling leader. */
+struct node_tag_value {
+    double value;  /* engineering units; meaningful when quality is GOOD */
+    uint64_t t_ms; /* wall clock of the reading */
+    int quality;   /* enum vg_plc_quality; -1 before the first reading */
+};
+
+/* The project version this node polls right now (ready leader, pollers
+ * started), with *VERSION and *VALUES (one per project tag, owned by the
+ * poller set: valid until the next loop iteration); NULL when it polls
+ * nothing. */
+const struct vg_project *node_plc_project(struct node *n, uint64_t *version,
+                                          const struct node_tag_value **values);
+
+/* ---- tags.c: live values, setpoint writes, the action log ---- */
+
+/* Handle tags_subscribe, tags_read, tag_write, actions. Returns false when
+ * TYPE is none of them. */
+bool node_tags_handle(struct node *n, struct conn *c, const char *type,
+                      json_t *msg, long long id);
+/* polling.c: the pollers delivered V[0..COUNT) (already in the values). */
+void node_tags_changed(struct node *n, const struct vg_plc_change *v,
+                       size_t count);
+/* polling.c: the polled version changed (started, or stopped: then
+ * node_plc_project is NULL). Subscriptions are resolved again. */
+void node_tags_polling_changed(struct node *n);
+/* node.c: C's output queue shrank; send what its subscription holds back. */
+void node_tags_drained(struct conn *c);
+/* node.c: C is closing: release its subscription. */
+void node_tags_conn_closing(struct conn *c);
+/* node.c: readiness was lost: say bye to and close every connection with a
+ * tag subscription (they re-subscribe at the new leader). */
+void node_tags_leadership_lost(struct node *n);
+/* node.c, every iteration: a new ready leader records the actions of
+ * earlier terms that have no outcome as "unknown" (once per term). */
+void node_tags_update(struct node *n);
 
 #endif /* VG_NODE_INTERNAL_H */

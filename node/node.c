@@ -101,6 +101,9 @@ static void write_cb(uv_write_t *req, int status)
 {
     struct write_req *w = (struct write_req *)req;
     w->c->queued -= w->len;
+    if (w->c->tag_sub != NULL && status == 0) {
+        node_tags_drained(w->c); /* room again for held-back live values */
+    }
     free(w->data);
     node_conn_unref(w->c);
     free(w);
@@ -206,6 +209,76 @@ void node_send_not_leader(struct node *n, struct conn *c, long long id)
         }
     }
     node_send(c, e);
+}
+
+/* ------------------------------------------------ request members */
+
+/* Every member of MSG must be one of ALLOWED (or v, type, id): a misspelt
+ * member must not be silently ignored. */
+bool node_members_ok(struct conn *c, long long id, json_t *msg,
+                       const char *type, const char *const *allowed)
+{
+    const char *key;
+    json_t *value;
+
+    json_object_foreach(msg, key, value)
+    {
+        bool known = strcmp(key, "v") == 0 || strcmp(key, "type") == 0 ||
+                     strcmp(key, "id") == 0;
+        for (size_t i = 0; !known && allowed[i] != NULL; i++) {
+            known = strcmp(key, allowed[i]) == 0;
+        }
+        if (!known) {
+            node_send_error(c, id, "invalid", "%s: unknown member '%.64s'", type,
+                            key);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Member KEY as an integer in MIN..MAX into *OUT; when absent, *OUT = DEF
+ * unless REQUIRED. Answers invalid and returns false otherwise. */
+bool node_get_uint(struct conn *c, long long id, json_t *msg, const char *type,
+                     const char *key, bool required, uint64_t min, uint64_t max,
+                     uint64_t def, uint64_t *out)
+{
+    json_t *v = json_object_get(msg, key);
+    if (v == NULL && !required) {
+        *out = def;
+        return true;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+        (uint64_t)json_integer_value(v) < min ||
+        (uint64_t)json_integer_value(v) > max) {
+        node_send_error(c, id, "invalid", "%s: member '%s' must be an integer "
+                                          "in %llu..%llu%s",
+                        type, key, (unsigned long long)min,
+                        (unsigned long long)max, required ? " (required)" : "");
+        return false;
+    }
+    *out = (uint64_t)json_integer_value(v);
+    return true;
+}
+
+/* Member KEY as a string of at most MAX bytes (NULL when absent or null and
+ * not REQUIRED). */
+bool node_get_str(struct conn *c, long long id, json_t *msg, const char *type,
+                    const char *key, bool required, size_t max, const char **out)
+{
+    json_t *v = json_object_get(msg, key);
+    *out = NULL;
+    if ((v == NULL || json_is_null(v)) && !required) {
+        return true;
+    }
+    if (!json_is_string(v) || json_string_length(v) > max) {
+        node_send_error(c, id, "invalid",
+                        "%s: member '%s' must be a string of at most %zu bytes%s",
+                        type, key, max, required ? " (required)" : "");
+        return false;
+    }
+    *out = json_string_value(v);
+    return true;
 }
 
 /* ------------------------------------------------------------- requests */
@@ -631,7 +704,8 @@ static void handle(struct node *n, struct conn *c, json_t *msg)
             return;
         }
         n->transfer_op = o;
-    } else if (!node_project_handle(n, c, type, msg, id)) {
+    } else if (!node_tags_handle(n, c, type, msg, id) &&
+               !node_project_handle(n, c, type, msg, id)) {
         node_send_error(c, id, "unknown_type", "unknown request type '%s'", type);
     }
 }
@@ -664,6 +738,7 @@ void node_conn_close(struct conn *c)
     c->closing = true;
     uv_read_stop((uv_stream_t *)&c->tcp);
     node_project_conn_closing(c);
+    node_tags_conn_closing(c);
     if (c->prev) {
         c->prev->next = c->next;
     } else {
@@ -796,6 +871,7 @@ static void ready_changed_cb(struct vg_repl_leadership *l, bool ready)
         /* Leader duties stop before anything else happens; starting them
          * waits for the next iteration (we may be inside a raft callback). */
         node_plc_update(n);
+        node_tags_leadership_lost(n);
         node_log(n, "no longer the ready leader (state %s, term %llu)",
                  state_name(raft_state(&n->raft)),
                  (unsigned long long)n->raft.current_term);
@@ -873,6 +949,7 @@ static void iterate(struct node *n)
         node_project_check(n);
     }
     node_plc_update(n);
+    node_tags_update(n);
     if (n->fsm.checked_index != n->checked_logged) {
         n->checked_logged = n->fsm.checked_index;
         if (n->fsm.verdict == VG_VERDICT_DIVERGED) {

@@ -36,8 +36,10 @@
  *     version that failed is not retried until the wanted (term, version)
  *     changes.
  *
- * Writes (the setpoint path) are not here yet: node_plc_poller hands the
- * running poller of a PLC and the term to fence writes with. */
+ * Writes (the setpoint path, tags.c) go through node_plc_poller, which hands
+ * out the running poller of a PLC and the term to fence writes with; live
+ * values are served from node_plc_project's values, and every change is
+ * passed on to tags.c as it arrives. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,13 +47,6 @@
 #include "../config/project.h"
 #include "internal.h"
 #include "plc/plc.h"
-
-/* The latest reading of one tag. */
-struct tag_value {
-    double value;  /* engineering units; meaningful when quality is GOOD */
-    uint64_t t_ms; /* wall clock of the reading */
-    int quality;   /* enum vg_plc_quality; -1 before the first reading */
-};
 
 struct plc_slot {
     struct vg_plc_poller poller; /* poller.data points back here */
@@ -69,7 +64,7 @@ struct plc_set {
     unsigned refs;              /* the node's pointer + running pollers */
     bool stopped;
     struct plc_slot *slots;     /* one per project PLC */
-    struct tag_value *values;   /* one per project tag */
+    struct node_tag_value *values;   /* one per project tag */
 };
 
 /* A parse of one version in the thread pool. The worker touches only the
@@ -137,7 +132,7 @@ static void changes_cb(struct vg_plc_poller *p, const struct vg_plc_change *v,
         return;
     }
     for (size_t i = 0; i < count; i++) {
-        struct tag_value *t;
+        struct node_tag_value *t;
         if (v[i].tag >= s->project->n_tags) {
             continue;
         }
@@ -146,6 +141,7 @@ static void changes_cb(struct vg_plc_poller *p, const struct vg_plc_change *v,
         t->quality = (int)v[i].quality;
         t->t_ms = v[i].t_ms;
     }
+    node_tags_changed(n, v, count);
 }
 
 static void set_start(struct node *n, struct plc_job *j)
@@ -187,6 +183,9 @@ static void set_start(struct node *n, struct plc_job *j)
         slot->poller.data = slot;
         vg_plc_poller_opts_default(&o);
         o.changes_cb = changes_cb;
+        /* Half an election timeout: a write still queued after that may
+         * come from a leader that has been replaced while it was paused. */
+        o.write_max_age_ms = n->cfg->election_timeout_ms / 2;
         if (vg_plc_poller_start(&slot->poller, &n->loop, pr, (int)i, &o,
                                 slot->errmsg) != 0) {
             node_log(n, "plc: cannot poll %s: %s", pr->plcs[i].name, slot->errmsg);
@@ -200,6 +199,7 @@ static void set_start(struct node *n, struct plc_job *j)
                 "%llu",
              started, pr->n_plcs, (unsigned long long)s->version,
              (unsigned long long)s->term);
+    node_tags_polling_changed(n);
 }
 
 /* ------------------------------------------------------------------ jobs */
@@ -310,6 +310,7 @@ static void detach(struct node *n)
                  (unsigned long long)n->plc_set->term);
         set_stop(n->plc_set);
         n->plc_set = NULL;
+        node_tags_polling_changed(n);
     }
 }
 
@@ -395,4 +396,16 @@ struct vg_plc_poller *node_plc_poller(struct node *n, size_t plc_index,
     }
     *term = s->term;
     return &s->slots[plc_index].poller;
+}
+
+const struct vg_project *node_plc_project(struct node *n, uint64_t *version,
+                                          const struct node_tag_value **values)
+{
+    struct plc_set *s = n->plc_set;
+    if (s == NULL || s->stopped || !n->lead.ready || s->term != n->lead.term) {
+        return NULL;
+    }
+    *version = s->version;
+    *values = s->values;
+    return s->project;
 }

@@ -123,74 +123,6 @@ struct load_op {
 
 /* ------------------------------------------------------------ arguments */
 
-/* Every member of MSG must be one of ALLOWED (or v, type, id): a misspelt
- * member must not be silently ignored. */
-static bool members_ok(struct conn *c, long long id, json_t *msg,
-                       const char *type, const char *const *allowed)
-{
-    const char *key;
-    json_t *value;
-
-    json_object_foreach(msg, key, value)
-    {
-        bool known = strcmp(key, "v") == 0 || strcmp(key, "type") == 0 ||
-                     strcmp(key, "id") == 0;
-        for (size_t i = 0; !known && allowed[i] != NULL; i++) {
-            known = strcmp(key, allowed[i]) == 0;
-        }
-        if (!known) {
-            node_send_error(c, id, "invalid", "%s: unknown member '%.64s'", type,
-                            key);
-            return false;
-        }
-    }
-    return true;
-}
-
-/* Member KEY as an integer in MIN..MAX into *OUT; when absent, *OUT = DEF
- * unless REQUIRED. Answers invalid and returns false otherwise. */
-static bool get_uint(struct conn *c, long long id, json_t *msg, const char *type,
-                     const char *key, bool required, uint64_t min, uint64_t max,
-                     uint64_t def, uint64_t *out)
-{
-    json_t *v = json_object_get(msg, key);
-    if (v == NULL && !required) {
-        *out = def;
-        return true;
-    }
-    if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-        (uint64_t)json_integer_value(v) < min ||
-        (uint64_t)json_integer_value(v) > max) {
-        node_send_error(c, id, "invalid", "%s: member '%s' must be an integer "
-                                          "in %llu..%llu%s",
-                        type, key, (unsigned long long)min,
-                        (unsigned long long)max, required ? " (required)" : "");
-        return false;
-    }
-    *out = (uint64_t)json_integer_value(v);
-    return true;
-}
-
-/* Member KEY as a string of at most MAX bytes (NULL when absent or null and
- * not REQUIRED). */
-static bool get_str(struct conn *c, long long id, json_t *msg, const char *type,
-                    const char *key, bool required, size_t max, const char **out)
-{
-    json_t *v = json_object_get(msg, key);
-    *out = NULL;
-    if ((v == NULL || json_is_null(v)) && !required) {
-        return true;
-    }
-    if (!json_is_string(v) || json_string_length(v) > max) {
-        node_send_error(c, id, "invalid",
-                        "%s: member '%s' must be a string of at most %zu bytes%s",
-                        type, key, max, required ? " (required)" : "");
-        return false;
-    }
-    *out = json_string_value(v);
-    return true;
-}
-
 static bool is_digest_hex(const char *s)
 {
     size_t i;
@@ -735,18 +667,18 @@ static void handle_upload(struct node *n, struct conn *c, json_t *msg,
     size_t len;
     bool nomem = false;
 
-    if (!members_ok(c, id, msg, type, allowed) ||
-        !get_uint(c, id, msg, type, "offset", true, 0, UPLOAD_TOTAL_MAX - 1, 0,
+    if (!node_members_ok(c, id, msg, type, allowed) ||
+        !node_get_uint(c, id, msg, type, "offset", true, 0, UPLOAD_TOTAL_MAX - 1, 0,
                   &offset) ||
-        !get_uint(c, id, msg, type, "total", true, 1, UPLOAD_TOTAL_MAX, 0,
+        !node_get_uint(c, id, msg, type, "total", true, 1, UPLOAD_TOTAL_MAX, 0,
                   &total) ||
-        !get_str(c, id, msg, type, "data", true,
+        !node_get_str(c, id, msg, type, "data", true,
                  sodium_base64_ENCODED_LEN(CHUNK_MAX, sodium_base64_VARIANT_ORIGINAL),
                  &data) ||
-        !get_str(c, id, msg, type, "digest", true, VG_DIGEST_HEX, &digest) ||
-        !get_str(c, id, msg, type, "comment", false, COMMENT_MAX, &comment) ||
-        !get_str(c, id, msg, type, "user", false, NAME_MAX_LEN, &user) ||
-        !get_str(c, id, msg, type, "station", false, NAME_MAX_LEN, &station)) {
+        !node_get_str(c, id, msg, type, "digest", true, VG_DIGEST_HEX, &digest) ||
+        !node_get_str(c, id, msg, type, "comment", false, COMMENT_MAX, &comment) ||
+        !node_get_str(c, id, msg, type, "user", false, NAME_MAX_LEN, &user) ||
+        !node_get_str(c, id, msg, type, "station", false, NAME_MAX_LEN, &station)) {
         return;
     }
     if (!is_digest_hex(digest)) {
@@ -843,8 +775,8 @@ static void handle_show(struct node *n, struct conn *c, json_t *msg, long long i
     json_t *a;
     int rv;
 
-    if (!members_ok(c, id, msg, "project_show", allowed) ||
-        !get_uint(c, id, msg, "project_show", "version", false, 1, INT64_MAX, 0,
+    if (!node_members_ok(c, id, msg, "project_show", allowed) ||
+        !node_get_uint(c, id, msg, "project_show", "version", false, 1, INT64_MAX, 0,
                   &version)) {
         return;
     }
@@ -884,8 +816,8 @@ static void handle_history(struct node *n, struct conn *c, json_t *msg,
     json_t *a, *list;
     int rv;
 
-    if (!members_ok(c, id, msg, "project_history", allowed) ||
-        !get_uint(c, id, msg, "project_history", "limit", false, 1, HISTORY_MAX,
+    if (!node_members_ok(c, id, msg, "project_history", allowed) ||
+        !node_get_uint(c, id, msg, "project_history", "limit", false, 1, HISTORY_MAX,
                   HISTORY_DEFAULT, &limit)) {
         return;
     }
@@ -921,10 +853,10 @@ static void handle_get(struct node *n, struct conn *c, json_t *msg, long long id
     json_t *a;
     int rv;
 
-    if (!members_ok(c, id, msg, type, allowed) ||
-        !get_uint(c, id, msg, type, "version", false, 1, INT64_MAX, 0, &version) ||
-        !get_uint(c, id, msg, type, "offset", true, 0, INT64_MAX, 0, &offset) ||
-        !get_uint(c, id, msg, type, "length", false, 1, CHUNK_MAX, CHUNK_MAX,
+    if (!node_members_ok(c, id, msg, type, allowed) ||
+        !node_get_uint(c, id, msg, type, "version", false, 1, INT64_MAX, 0, &version) ||
+        !node_get_uint(c, id, msg, type, "offset", true, 0, INT64_MAX, 0, &offset) ||
+        !node_get_uint(c, id, msg, type, "length", false, 1, CHUNK_MAX, CHUNK_MAX,
                   &length)) {
         return;
     }
@@ -978,7 +910,7 @@ static void handle_subscribe(struct node *n, struct conn *c, json_t *msg,
     size_t i;
     bool project = false;
 
-    if (!members_ok(c, id, msg, "subscribe", allowed)) {
+    if (!node_members_ok(c, id, msg, "subscribe", allowed)) {
         return;
     }
     if (!json_is_array(topics) || json_array_size(topics) > 16) {

@@ -27,7 +27,6 @@ are removed.
 import argparse
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -36,8 +35,6 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-WATERWORKS = os.path.join(ROOT, "config", "examples", "waterworks")
 sys.path.insert(0, HERE)
 import vigil_cluster as vc  # noqa: E402
 
@@ -52,21 +49,8 @@ ok = tap.ok
 
 
 wait_for = vc.wait_for
-
-
-def copy_project(dst, ports):
-    """WATERWORKS into DST with its PLC ports (5020, 5021) replaced."""
-    shutil.copytree(WATERWORKS, dst)
-    path = os.path.join(dst, "project.yaml")
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    for old, new in zip((5020, 5021), ports):
-        text, n = re.subn(r"(\n\s*port:\s*)%d\b" % old, r"\g<1>%d" % new, text)
-        if n != 1:
-            raise RuntimeError("port %d not found once in project.yaml" % old)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
-    return dst
+copy_project = vc.copy_project
+ctl = vc.ctl
 
 
 def drop_lines(path, words):
@@ -76,15 +60,6 @@ def drop_lines(path, words):
     with open(path, "w", encoding="utf-8") as f:
         f.writelines(keep)
     return len(lines) - len(keep)
-
-
-def ctl(exe, cluster, *args, timeout=60):
-    env = dict(os.environ)
-    env["VIGIL_CLUSTER"] = ",".join(n.client_address for n in cluster.nodes
-                                    if n.alive())
-    p = subprocess.run([exe] + list(args), capture_output=True, text=True,
-                       timeout=timeout, env=env)
-    return p.returncode, p.stdout, p.stderr
 
 
 def plc_of(status):

@@ -7,6 +7,7 @@ removed, also when a test fails. Used by the integration tests and by the
 benchmarks in bench/.
 """
 import json
+import re
 import os
 import shutil
 import signal
@@ -325,3 +326,31 @@ def percentile(values, p):
         return float("nan")
     k = min(len(s) - 1, max(0, int(round(p / 100.0 * (len(s) - 1)))))
     return s[k]
+
+
+WATERWORKS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "config", "examples", "waterworks")
+
+
+def copy_project(dst, ports):
+    """The waterworks example into DST with its PLC ports (5020, 5021) replaced."""
+    shutil.copytree(WATERWORKS, dst)
+    path = os.path.join(dst, "project.yaml")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    for old, new in zip((5020, 5021), ports):
+        text, n = re.subn(r"(\n\s*port:\s*)%d\b" % old, r"\g<1>%d" % new, text)
+        if n != 1:
+            raise RuntimeError("port %d not found once in project.yaml" % old)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    return dst
+
+
+def ctl(exe, cluster, *args, timeout=60):
+    env = dict(os.environ)
+    env["VIGIL_CLUSTER"] = ",".join(n.client_address for n in cluster.nodes
+                                    if n.alive())
+    p = subprocess.run([exe] + list(args), capture_output=True, text=True,
+                       timeout=timeout, env=env)
+    return p.returncode, p.stdout, p.stderr
