@@ -354,3 +354,37 @@ def ctl(exe, cluster, *args, timeout=60):
     p = subprocess.run([exe] + list(args), capture_output=True, text=True,
                        timeout=timeout, env=env)
     return p.returncode, p.stdout, p.stderr
+
+
+def modbus_write(port, address, values, unit=1, timeout=2.0, host="127.0.0.1"):
+    """Write holding registers ADDRESS.. = VALUES (function 0x10) to the
+    Modbus TCP server at HOST:PORT, the way an engineer's tool or the PLC
+    program itself would change them. Raises ProtocolError on an exception
+    answer."""
+    pdu = struct.pack(">BHHB", 0x10, address, len(values), 2 * len(values)) + \
+        b"".join(struct.pack(">H", v & 0xffff) for v in values)
+    frame = struct.pack(">HHHB", 1, 0, len(pdu) + 1, unit) + pdu
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(frame)
+        answer = b""
+        while len(answer) < 9:
+            chunk = s.recv(260)
+            if not chunk:
+                raise ProtocolError("Modbus server closed the connection")
+            answer += chunk
+    if answer[7] & 0x80:
+        raise ProtocolError("Modbus exception %d" % answer[8])
+
+
+def read_write_log(path):
+    """The JSON lines of a vigil-plcsim --write-log file."""
+    out = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                line = line.strip()
+                if line:
+                    out.append(json.loads(line))
+    except FileNotFoundError:
+        pass
+    return out
