@@ -27,9 +27,19 @@
  * Every wait is bounded by the call's deadline, so every loop ends.
  *
  * Pushed events ({"type":"event"}, no "id") that arrive on the client's own
- * connection during any wait are kept in a small ring (the oldest dropped
- * when it is full) for vg_client_next_event(); other unsolicited frames are
- * skipped. */
+ * connection during any wait are kept in a ring (the oldest dropped when it
+ * is full) for vg_client_next_event(); other unsolicited frames are skipped.
+ *
+ * Remembered subscriptions (vg_client_subscribe): each keeps a copy of its
+ * request and the generation of the connection it was established on; the
+ * generation grows with every new connection. vg_client_next_event() sends
+ * them again when one of them is not on the open connection, or when the
+ * ring dropped events since they were established (the caller's picture has
+ * a hole). The re-subscription is an ordinary call per request, under one
+ * deadline. Ring order stays arrival order: conn_drain() stops at the
+ * answer, leaving what follows it in the decoder, and the "resubscribed"
+ * marker is queued right then, so the image pushed after the answer lands
+ * behind it. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
 #endif
@@ -81,6 +91,11 @@ struct conn {
     size_t out_cap;
     bool gone;         /* EOF, error or "bye" seen; reason in lost */
     char lost[WHY_MAX];
+    /* Keepalive state, carried from one wait to the next when they follow
+     * each other closely (see conn_wait). 0 before the first wait. */
+    uint64_t last_rx;   /* when a byte last arrived */
+    uint64_t next_ping;
+    uint64_t wait_end;  /* when the last wait returned */
 };
 
 /* What happened at each address during one call, for the error sentence. */
@@ -93,7 +108,14 @@ struct trace {
     unsigned more; /* addresses that did not fit */
 };
 
-#define EVENT_RING 256
+#define EVENT_RING VG_CLIENT_EVENT_QUEUE
+#define MAX_SUBS 8
+
+/* A remembered subscription. */
+struct sub {
+    json_t *req;       /* deep copy of the request, without "id" */
+    unsigned long gen; /* conn_gen of the connection it was answered on */
+};
 
 struct vg_client {
     struct addr *seeds;
@@ -104,6 +126,7 @@ struct vg_client {
     unsigned dead_ms;
     long long next_id;
     struct conn conn;
+    unsigned long conn_gen; /* bumped whenever conn is (re)opened */
     /* The last peer declared dead or lost, avoided until dead_until. */
     char dead_addr[ADDR_MAX];
     uint64_t dead_until;
@@ -112,6 +135,11 @@ struct vg_client {
     size_t ev_head;
     size_t ev_count;
     unsigned long ev_dropped;
+    /* Remembered subscriptions, and ev_dropped when their events were last
+     * known to be complete. */
+    struct sub subs[MAX_SUBS];
+    size_t n_subs;
+    unsigned long subs_dropped;
 };
 
 /* Outcomes of waiting for an answer. */
@@ -455,6 +483,16 @@ static void event_push(struct vg_client *c, json_t *ev)
     c->ev_count++;
 }
 
+static void events_clear(struct vg_client *c)
+{
+    while (c->ev_count > 0) {
+        json_decref(c->events[c->ev_head]);
+        c->events[c->ev_head] = NULL;
+        c->ev_head = (c->ev_head + 1) % EVENT_RING;
+        c->ev_count--;
+    }
+}
+
 /* Take decoded messages out of K until the one with ID (or, with ID
  * WAIT_EVENT, until an event). Returns W_ANSWER, W_EVENT, W_LOST (the node
  * said "bye"), or -1 when nothing decisive is buffered. Events are queued
@@ -506,17 +544,12 @@ static long long take_id(struct vg_client *c)
     return c->next_id++;
 }
 
-/* Wait on K for the answer with ID (already queued), pinging the peer.
- * Returns W_ANSWER with *ANSWER set, W_DEADLINE, W_LOST or W_DEAD with a
- * reason in WHY, or W_NOMEM. With ID WAIT_EVENT it waits for a pushed event
- * instead and returns W_EVENT once one is queued. */
-static int conn_wait(struct vg_client *c, struct conn *k, long long id,
-                     uint64_t deadline, json_t **answer, char *why,
-                     size_t why_size)
+/* conn_wait() itself, keepalive state in K. */
+static int conn_wait_keepalive(struct vg_client *c, struct conn *k, long long id,
+                               uint64_t deadline, json_t **answer, char *why,
+                               size_t why_size)
 {
-    uint64_t now = vg_now_mono_ms();
-    uint64_t last_rx = now;
-    uint64_t next_ping = now + c->ping_ms;
+    uint64_t now;
 
     for (;;) {
         struct pollfd p;
@@ -535,12 +568,12 @@ static int conn_wait(struct vg_client *c, struct conn *k, long long id,
         if (now >= deadline) {
             return W_DEADLINE;
         }
-        if (now - last_rx >= c->dead_ms) {
+        if (now - k->last_rx >= c->dead_ms) {
             snprintf(why, why_size, "no frame for %u ms, peer declared dead",
                      c->dead_ms);
             return W_DEAD;
         }
-        if (now >= next_ping) {
+        if (now >= k->next_ping) {
             /* No point queueing pings behind bytes the peer is not taking. */
             if (k->out_off == k->out_len) {
                 json_t *ping = vg_proto_request("ping", take_id(c));
@@ -550,13 +583,13 @@ static int conn_wait(struct vg_client *c, struct conn *k, long long id,
                     return W_NOMEM;
                 }
             }
-            next_ping = now + c->ping_ms;
+            k->next_ping = now + c->ping_ms;
         }
         conn_flush(k);
         if (k->gone) {
             continue; /* report it at the top, after draining */
         }
-        wake = min_u64(deadline, min_u64(last_rx + c->dead_ms, next_ping));
+        wake = min_u64(deadline, min_u64(k->last_rx + c->dead_ms, k->next_ping));
         p.fd = k->fd;
         p.events = POLLIN;
         if (k->out_off < k->out_len) {
@@ -574,10 +607,35 @@ static int conn_wait(struct vg_client *c, struct conn *k, long long id,
                 return W_NOMEM;
             }
             if (got > 0) {
-                last_rx = vg_now_mono_ms();
+                k->last_rx = vg_now_mono_ms();
             }
         }
     }
+}
+
+/* Wait on K for the answer with ID (already queued), pinging the peer.
+ * Returns W_ANSWER with *ANSWER set, W_DEADLINE, W_LOST or W_DEAD with a
+ * reason in WHY, or W_NOMEM. With ID WAIT_EVENT it waits for a pushed event
+ * instead and returns W_EVENT once one is queued.
+ *
+ * The peer's silence is counted across waits that follow each other within
+ * a ping interval: a caller polling vg_client_next_event() with timeouts
+ * shorter than the dead time must still notice a paused node. Time between
+ * waits that are further apart, when nobody pinged, does not count. */
+static int conn_wait(struct vg_client *c, struct conn *k, long long id,
+                     uint64_t deadline, json_t **answer, char *why,
+                     size_t why_size)
+{
+    uint64_t now = vg_now_mono_ms();
+    int w;
+
+    if (k->wait_end == 0 || now - k->wait_end > c->ping_ms) {
+        k->last_rx = now;
+        k->next_ping = now + c->ping_ms;
+    }
+    w = conn_wait_keepalive(c, k, id, deadline, answer, why, why_size);
+    k->wait_end = vg_now_mono_ms();
+    return w;
 }
 
 /* ------------------------------------------------------------------ */
@@ -629,11 +687,8 @@ void vg_client_free(struct vg_client *c)
     if (c == NULL) {
         return;
     }
-    while (c->ev_count > 0) {
-        json_decref(c->events[c->ev_head]);
-        c->ev_head = (c->ev_head + 1) % EVENT_RING;
-        c->ev_count--;
-    }
+    events_clear(c);
+    vg_client_forget_subscriptions(c);
     conn_close(&c->conn);
     free(c->seeds);
     free(c);
@@ -704,6 +759,7 @@ static bool connect_somewhere(struct vg_client *c, const struct addr *redirect,
     if (redirect != NULL) {
         if (conn_open(&c->conn, redirect, connect_deadline(c, deadline), why,
                       sizeof why) == VG_OK) {
+            c->conn_gen++;
             return true;
         }
         trace_note(t, redirect->text, "%s", why);
@@ -723,6 +779,7 @@ static bool connect_somewhere(struct vg_client *c, const struct addr *redirect,
             if (conn_open(&c->conn, a, connect_deadline(c, deadline), why,
                           sizeof why) == VG_OK) {
                 c->next_seed = (at + 1) % c->n_seeds;
+                c->conn_gen++;
                 return true;
             }
             trace_note(t, a->text, "%s", why);
@@ -731,10 +788,11 @@ static bool connect_somewhere(struct vg_client *c, const struct addr *redirect,
     return false;
 }
 
-int vg_client_call(struct vg_client *c, json_t *req, json_t **resp,
-                   char *errmsg)
+/* vg_client_call() up to DEADLINE (which the caller derives from the
+ * timeout, as the error sentence says). */
+static int call_until(struct vg_client *c, json_t *req, json_t **resp,
+                      char *errmsg, uint64_t deadline)
 {
-    uint64_t deadline = vg_now_mono_ms() + c->timeout_ms;
     struct trace t;
     struct addr redirect;
     bool have_redirect = false;
@@ -869,6 +927,12 @@ out:
     return rv;
 }
 
+int vg_client_call(struct vg_client *c, json_t *req, json_t **resp,
+                   char *errmsg)
+{
+    return call_until(c, req, resp, errmsg, vg_now_mono_ms() + c->timeout_ms);
+}
+
 int vg_client_call_at(struct vg_client *c, const char *addr, json_t *req,
                       json_t **resp, char *errmsg)
 {
@@ -956,11 +1020,243 @@ out:
     return rv;
 }
 
+/* ------------------------------------------------------------------ */
+/* Remembered subscriptions                                            */
+
+static bool is_error_answer(const json_t *answer)
+{
+    return strcmp(vg_proto_get_str(answer, "type", ""), "error") == 0;
+}
+
+static bool names_some(const json_t *names)
+{
+    return json_is_array(names) && json_array_size(names) > 0;
+}
+
+/* Does REQ end the subscription of its type (MESSAGES.md)? */
+static bool ends_subscription(const json_t *req)
+{
+    const char *type = vg_proto_get_str(req, "type", "");
+
+    if (strcmp(type, "subscribe") == 0) {
+        const json_t *topics = json_object_get(req, "topics");
+        return json_is_array(topics) && json_array_size(topics) == 0;
+    }
+    if (strcmp(type, "tags_subscribe") == 0) {
+        return !names_some(json_object_get(req, "tags")) &&
+               !names_some(json_object_get(req, "screens")) &&
+               !json_is_true(json_object_get(req, "all"));
+    }
+    return false;
+}
+
+/* Index of the remembered subscription of TYPE, or n_subs. */
+static size_t sub_find(const struct vg_client *c, const char *type)
+{
+    size_t i;
+
+    for (i = 0; i < c->n_subs; i++) {
+        if (strcmp(vg_proto_get_str(c->subs[i].req, "type", ""), type) == 0) {
+            break;
+        }
+    }
+    return i;
+}
+
+static void sub_remove(struct vg_client *c, size_t i)
+{
+    json_decref(c->subs[i].req);
+    memmove(&c->subs[i], &c->subs[i + 1],
+            (c->n_subs - i - 1) * sizeof c->subs[0]);
+    c->n_subs--;
+}
+
+/* Is some remembered subscription possibly not in force on the connection,
+ * or has the caller missed events of it? A connection that is gone but still
+ * open does not count yet: events it delivered before the end may wait in
+ * its decoder, and the wait in vg_client_next_event() hands them out first
+ * and only then reports the loss. */
+static bool subs_need_renewal(const struct vg_client *c)
+{
+    size_t i;
+
+    if (c->n_subs == 0) {
+        return false;
+    }
+    if (c->conn.fd < 0 || c->ev_dropped != c->subs_dropped) {
+        return true;
+    }
+    for (i = 0; i < c->n_subs; i++) {
+        if (c->subs[i].gen != c->conn_gen) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Send subscription I again under DEADLINE and queue its marker. Returns
+ * VG_OK, VG_ECLOSED (no answer in time, or an error answer) or VG_ENOMEM,
+ * with a sentence in ERRMSG. */
+static int sub_renew(struct vg_client *c, size_t i, uint64_t deadline,
+                     char *errmsg)
+{
+    const char *type = vg_proto_get_str(c->subs[i].req, "type", "?");
+    char why[VG_ERRMSG_SIZE];
+    json_t *answer = NULL;
+    json_t *marker;
+    int rv;
+
+    rv = call_until(c, c->subs[i].req, &answer, why, deadline);
+    if (rv == VG_ENOMEM) {
+        vg_errf(errmsg, "out of memory");
+        return rv;
+    }
+    if (rv != VG_OK) {
+        vg_errf(errmsg, "cannot subscribe again (%s): %s", type, why);
+        return VG_ECLOSED;
+    }
+    if (is_error_answer(answer)) {
+        vg_errf(errmsg, "subscribing again (%s) at %s was refused: %s: %s",
+                type, c->conn.addr.text,
+                vg_proto_get_str(answer, "code", "?"),
+                vg_proto_get_str(answer, "message", "no message"));
+        json_decref(answer);
+        return VG_ECLOSED;
+    }
+    marker = json_pack("{s:s, s:s, s:s, s:s}", "type", "event", "topic",
+                       "client", "event", "resubscribed", "address",
+                       c->conn.addr.text);
+    if (marker == NULL) {
+        json_decref(answer);
+        vg_errf(errmsg, "out of memory");
+        return VG_ENOMEM;
+    }
+    if (json_object_set_new(marker, "answer", answer) != 0) { /* stolen */
+        json_decref(marker);
+        vg_errf(errmsg, "out of memory");
+        return VG_ENOMEM;
+    }
+    /* The answer was the last message taken from the connection, so the
+     * marker goes exactly where it arrived. */
+    event_push(c, marker);
+    c->subs[i].gen = c->conn_gen;
+    return VG_OK;
+}
+
+/* Establish every remembered subscription on one connection again. */
+static int subs_renew(struct vg_client *c, char *errmsg)
+{
+    uint64_t deadline = vg_now_mono_ms() + c->timeout_ms;
+    unsigned long dropped;
+    bool first = true;
+    size_t i;
+    int rv;
+
+    if (c->ev_dropped != c->subs_dropped) {
+        /* A hole: start over on a new connection, where the node has
+         * nothing of ours, and from fresh images. */
+        conn_close(&c->conn);
+        events_clear(c);
+    }
+    /* A connection that is gone is left to the calls below: they queue
+     * what it still holds, then notice the loss and go elsewhere. */
+    /* Drops during the round (more events than the ring holds before the
+     * last answer) must cause another round, so the mark is taken now. */
+    dropped = c->ev_dropped;
+    for (;;) {
+        bool settled = true;
+
+        for (i = 0; i < c->n_subs; i++) {
+            if (first || c->conn.fd < 0 || c->subs[i].gen != c->conn_gen) {
+                if ((rv = sub_renew(c, i, deadline, errmsg)) != VG_OK) {
+                    return rv;
+                }
+            }
+        }
+        first = false;
+        /* A later answer may have come over a new connection (the first
+         * one broke meanwhile): the earlier ones must follow it there. */
+        for (i = 0; i < c->n_subs; i++) {
+            settled = settled && c->subs[i].gen == c->conn_gen;
+        }
+        if (settled && c->conn.fd >= 0) {
+            break;
+        }
+        if (vg_now_mono_ms() >= deadline) {
+            vg_errf(errmsg, "cannot subscribe again: the connection kept "
+                            "changing for %u ms", c->timeout_ms);
+            return VG_ECLOSED;
+        }
+    }
+    c->subs_dropped = dropped;
+    return VG_OK;
+}
+
+int vg_client_subscribe(struct vg_client *c, json_t *req, json_t **resp,
+                        char *errmsg)
+{
+    const char *type = vg_proto_get_str(req, "type", NULL);
+    json_t *copy = NULL;
+    bool ends;
+    size_t i;
+    int rv;
+
+    if (resp == NULL || !json_is_object(req) || type == NULL) {
+        vg_errf(errmsg, "the request must be a JSON object with a \"type\"");
+        return VG_EINVAL;
+    }
+    *resp = NULL;
+    i = sub_find(c, type);
+    ends = ends_subscription(req);
+    if (!ends && i == c->n_subs && c->n_subs == MAX_SUBS) {
+        vg_errf(errmsg, "at most %d kinds of subscription can be remembered",
+                MAX_SUBS);
+        return VG_EINVAL;
+    }
+    if (!ends) {
+        copy = json_deep_copy(req);
+        if (copy == NULL) {
+            vg_errf(errmsg, "out of memory");
+            return VG_ENOMEM;
+        }
+        json_object_del(copy, "id"); /* the call sets its own */
+    }
+    rv = vg_client_call(c, req, resp, errmsg);
+    if (rv != VG_OK || is_error_answer(*resp)) {
+        json_decref(copy);
+        return rv;
+    }
+    if (ends) {
+        if (i < c->n_subs) {
+            sub_remove(c, i);
+        }
+        return VG_OK;
+    }
+    if (c->n_subs == 0) {
+        c->subs_dropped = c->ev_dropped; /* what was dropped before is not ours */
+    }
+    if (i == c->n_subs) {
+        c->subs[c->n_subs++].req = NULL;
+    }
+    json_decref(c->subs[i].req);
+    c->subs[i].req = copy;
+    c->subs[i].gen = c->conn_gen; /* the answer came over the open connection */
+    return VG_OK;
+}
+
+void vg_client_forget_subscriptions(struct vg_client *c)
+{
+    while (c->n_subs > 0) {
+        sub_remove(c, c->n_subs - 1);
+    }
+}
+
 int vg_client_next_event(struct vg_client *c, unsigned timeout_ms,
                          json_t **event, char *errmsg)
 {
     uint64_t deadline = vg_now_mono_ms() + timeout_ms;
     char why[WHY_MAX];
+    int rv;
     int w;
 
     if (event == NULL) {
@@ -968,6 +1264,9 @@ int vg_client_next_event(struct vg_client *c, unsigned timeout_ms,
         return VG_EINVAL;
     }
     *event = NULL;
+    if (subs_need_renewal(c) && (rv = subs_renew(c, errmsg)) != VG_OK) {
+        return rv;
+    }
     if (c->ev_count == 0) {
         if (c->conn.fd < 0) {
             vg_errf(errmsg, "not connected; subscribe first");
@@ -984,11 +1283,24 @@ int vg_client_next_event(struct vg_client *c, unsigned timeout_ms,
             conn_close(&c->conn); /* the queue may hold half a frame */
             vg_errf(errmsg, "out of memory");
             return VG_ENOMEM;
-        default:
-            vg_errf(errmsg, "connection to %s lost: %s", c->conn.addr.text, why);
-            mark_dead(c, c->conn.addr.text);
+        default: {
+            char addr[ADDR_MAX];
+            char renew[VG_ERRMSG_SIZE];
+
+            snprintf(addr, sizeof addr, "%s", c->conn.addr.text);
+            mark_dead(c, addr);
             conn_close(&c->conn);
-            return VG_ECLOSED;
+            if (c->n_subs == 0) {
+                vg_errf(errmsg, "connection to %s lost: %s", addr, why);
+                return VG_ECLOSED;
+            }
+            if ((rv = subs_renew(c, renew)) != VG_OK) {
+                vg_errf(errmsg, "connection to %s lost: %s; %s", addr, why,
+                        renew);
+                return rv;
+            }
+            break;
+        }
         }
     }
     *event = c->events[c->ev_head];

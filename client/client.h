@@ -52,6 +52,9 @@
 #define VG_CLIENT_DEFAULT_TIMEOUT_MS 5000u
 #define VG_CLIENT_DEFAULT_PING_MS 250u
 #define VG_CLIENT_DEFAULT_DEAD_MS 1000u
+/* Pushed events kept for vg_client_next_event(); when the queue is full the
+ * oldest is dropped. Tag values are pushed often, hence the size. */
+#define VG_CLIENT_EVENT_QUEUE 4096u
 
 struct vg_client;
 
@@ -64,9 +67,9 @@ struct vg_client *vg_client_new(const char *seeds, char *errmsg);
 /* Close the connection and free everything. C may be NULL. */
 void vg_client_free(struct vg_client *c);
 
-/* The overall deadline of one vg_client_call()/vg_client_call_at(), in
- * milliseconds (default VG_CLIENT_DEFAULT_TIMEOUT_MS). Returns VG_EINVAL if
- * MS is 0. */
+/* The overall deadline of one vg_client_call()/vg_client_call_at(), and of
+ * one round of re-subscribing in vg_client_next_event(), in milliseconds
+ * (default VG_CLIENT_DEFAULT_TIMEOUT_MS). Returns VG_EINVAL if MS is 0. */
 int vg_client_set_timeout(struct vg_client *c, unsigned ms);
 
 /* While waiting for an answer, send a ping every INTERVAL_MS and declare the
@@ -110,16 +113,28 @@ size_t vg_client_seed_count(const struct vg_client *c);
 const char *vg_client_seed(const struct vg_client *c, size_t i);
 
 /* Pushed events. A node pushes {"type":"event","topic":…} frames (without
- * "id") to a connection that subscribed with a "subscribe" request; the
- * subscription belongs to that connection. Events that arrive on the
- * client's connection while any call waits are queued (at most 256; when
- * full, the oldest is dropped and counted); other unsolicited frames are
- * skipped.
+ * "id") to a connection that subscribed with a "subscribe" or
+ * "tags_subscribe" request; the subscription belongs to that connection.
+ * Events that arrive on the client's connection while any call waits are
+ * queued (at most VG_CLIENT_EVENT_QUEUE; when full, the oldest is dropped and
+ * counted); other unsolicited frames are skipped.
+ *
+ * There are two ways to subscribe:
+ *
+ *   - vg_client_subscribe() (below): the client remembers the request and
+ *     subscribes again by itself whenever the subscription may be gone;
+ *   - vg_client_call() with a subscription request: the subscription lives
+ *     and dies with the connection and the caller has to notice
+ *     (vg_client_next_event() returns VG_ECLOSED) and subscribe again.
  *
  * vg_client_next_event() takes the oldest queued event, or waits up to
  * TIMEOUT_MS on the current connection for one, pinging and watching for a
- * dead peer as a call does. It never connects or reconnects, because a new
- * connection has no subscriptions:
+ * dead peer as a call does. The peer's silence is counted across waits that
+ * follow each other closely, so polling with a TIMEOUT_MS shorter than the
+ * dead time (to look at a flag in between) still notices a dead node.
+ *
+ * Without remembered subscriptions it never connects or reconnects, because
+ * a new connection has no subscriptions:
  *   VG_OK        *EVENT is the event (a new reference, the caller's);
  *   VG_ETIMEDOUT nothing arrived in time; the connection is still fine;
  *   VG_ECLOSED   there is no connection, or it was lost or declared dead
@@ -128,11 +143,51 @@ const char *vg_client_seed(const struct vg_client *c, size_t i);
  *   VG_EINVAL, VG_ENOMEM.
  * Calls on C between events are fine; if one of them had to reconnect, the
  * subscription is gone (the caller sees that it connected elsewhere with
- * vg_client_current()). */
+ * vg_client_current()).
+ *
+ * With remembered subscriptions it first makes sure that all of them hold on
+ * the current connection. They are sent again, each with the machinery of
+ * vg_client_call() (connecting, following the leader), when
+ *   - there is no connection, or it was lost, declared dead or the node said
+ *     "bye" (also when that is noticed while waiting for an event);
+ *   - the connection is not the one they were established on (a call in
+ *     between reconnected elsewhere);
+ *   - events were dropped since they were established. The caller's picture
+ *     then has a hole, so the connection is closed (the node forgets the old
+ *     subscriptions) and the queued events are discarded: the images that
+ *     follow the new answers replace them.
+ * Each answer is queued as the event
+ *   {"type":"event","topic":"client","event":"resubscribed",
+ *    "address":"HOST:PORT","answer":ANSWER}
+ * at the place where the answer arrived: after the events received before
+ * it, before those pushed after it (e.g. the tags image). The caller should
+ * treat the marker as "start over": what follows is complete again. All of
+ * this is bounded by one call deadline (vg_client_set_timeout), not by
+ * TIMEOUT_MS. If it fails (nothing reachable in time, or an error answer)
+ * the result is VG_ECLOSED with a sentence, and the next
+ * vg_client_next_event() tries again; the subscriptions stay remembered. */
 int vg_client_next_event(struct vg_client *c, unsigned timeout_ms,
                          json_t **event, char *errmsg);
 
 /* Events dropped because the queue was full. */
 unsigned long vg_client_events_dropped(const struct vg_client *c);
+
+/* Send the subscription request REQ (borrowed; "subscribe" or
+ * "tags_subscribe", see MESSAGES.md) exactly like vg_client_call() and, when
+ * the answer is not an error object, remember a copy of it so that
+ * vg_client_next_event() can subscribe again after a failover (see above).
+ * One request is remembered per "type": a new one replaces the old, and a
+ * request that ends the subscription ("subscribe" with "topics":[];
+ * "tags_subscribe" naming no tag and no screen and without "all":true)
+ * forgets it. At most 8 types are remembered (VG_EINVAL beyond that, before
+ * anything is sent). Returns what vg_client_call() returns; an error answer
+ * changes nothing that is remembered. */
+int vg_client_subscribe(struct vg_client *c, json_t *req, json_t **resp,
+                        char *errmsg);
+
+/* Forget every remembered subscription; vg_client_next_event() then behaves
+ * as without them. Nothing is sent: the node keeps pushing to the current
+ * connection until it closes or an ending request is sent. */
+void vg_client_forget_subscriptions(struct vg_client *c);
 
 #endif /* VG_CLIENT_H */

@@ -8,9 +8,17 @@
  * project has errors), 2 usage error.
  *
  * The project commands use config/ to read, validate, pack and compare
- * projects locally; "project validate" needs no cluster at all. */
+ * projects locally; "project validate" needs no cluster at all. "tags list"
+ * fetches the active version and parses it with config/ as well.
+ *
+ * "tags watch" is the one command that runs until stopped: SIGINT/SIGTERM
+ * only set a flag, which the event loop looks at between short waits (a
+ * second signal kills at once, in case the library is busy reconnecting). */
 #include <errno.h>
+#include <fnmatch.h>
+#include <math.h>
 #include <pwd.h>
+#include <signal.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -40,6 +48,14 @@
 #define LOAD_ATTEMPTS 5
 #define CHUNK_BYTES (512u * 1024u)
 #define WATCH_POLL_MS 1000u
+/* tags watch: how long one wait for an event may hide a signal. */
+#define TAGS_WATCH_POLL_MS 500u
+#define TAGS_RETRY_MS 500u
+#define MAX_READ_TAGS 10000
+#define MAX_WATCH_NAMES 100000
+#define MAX_WHO 128u
+#define MAX_ACTIONS 1000ull
+#define MAX_COUNT 1000000000ull
 
 static const char usage_text[] =
     "Usage: vigilctl [--cluster HOST:PORT[,HOST:PORT...]] [--json] [--timeout MS]\n"
@@ -55,6 +71,7 @@ static const char usage_text[] =
     "                   60000 for project load)\n"
     "  --comment TEXT   project load: why this version is loaded (stored with it)\n"
     "  -h, --help       print this help and exit\n"
+    "  (the tags commands have options of their own, shown with them below)\n"
     "\n"
     "Commands:\n"
     "  cluster status                       every node's state; do replicas agree?\n"
@@ -78,6 +95,22 @@ static const char usage_text[] =
     "  project diff V1 V2                   what changed from version V1 to V2\n"
     "  project watch                        print project events (a version became\n"
     "                                       active) until interrupted\n"
+    "  tags list [PATTERN] [--plc NAME] [--section NAME]\n"
+    "                                       the tags of the active project version\n"
+    "                                       (PATTERN: a glob on the name; --section\n"
+    "                                       includes its sub-sections)\n"
+    "  tags read TAG...                     current values: NAME VALUE UNIT QUALITY TIME\n"
+    "  tags write TAG VALUE [--user U] [--station S]\n"
+    "                                       write a setpoint (VALUE: a number, true\n"
+    "                                       or false); default user $USER, station\n"
+    "                                       this host's name\n"
+    "  tags watch [TAG...] [--screen NAME]... [--all] [--count N] [--for MS]\n"
+    "                                       print value changes (TIME NAME VALUE\n"
+    "                                       QUALITY, the current image first) until\n"
+    "                                       interrupted, N values were printed or MS\n"
+    "                                       milliseconds passed; follows the leader\n"
+    "  tags history [TAG] [--limit N]       the operator action log (newest last;\n"
+    "                                       N 1..1000, default 100)\n"
     "\n"
     "Options may appear anywhere before \"--\"; arguments after \"--\" are never\n"
     "taken as options (use it for values that begin with '-').\n"
@@ -101,6 +134,11 @@ enum cmd_kind {
     CMD_PROJECT_HISTORY,
     CMD_PROJECT_DIFF,
     CMD_PROJECT_WATCH,
+    CMD_TAGS_LIST,
+    CMD_TAGS_READ,
+    CMD_TAGS_WRITE,
+    CMD_TAGS_WATCH,
+    CMD_TAGS_HISTORY,
 };
 
 struct opts {
@@ -111,6 +149,17 @@ struct opts {
     bool timeout_given;
     const char *comment;
     bool help;
+    /* Options of the tags commands (main checks which command they go with). */
+    const char *plc;       /* tags list */
+    const char *section;   /* tags list */
+    const char *user;      /* tags write */
+    const char *station;   /* tags write */
+    const char **screens;  /* tags watch; argv strings, array owned by main */
+    size_t n_screens;
+    bool all;              /* tags watch */
+    unsigned long long count; /* tags watch, 0: no limit */
+    unsigned long long for_ms; /* tags watch, 0: no limit */
+    unsigned long long limit;  /* tags history, 0: the node's default */
 };
 
 struct cmd {
@@ -125,6 +174,9 @@ struct cmd {
     const char *dir;       /* project validate / load */
     long long version;     /* project show (0: active), diff V1 */
     long long version2;    /* project diff V2 */
+    char **args;           /* tags: the words after "tags SUBCOMMAND" */
+    int n_args;
+    json_t *write_value;   /* tags write: VALUE parsed (owned; main frees) */
 };
 
 /* ------------------------------------------------------------------ */
@@ -203,6 +255,89 @@ static int want_args(const struct cmd *cmd, int have, int min, int max,
     return 0;
 }
 
+/* Is A the option NAME ("--name" or "--name=VALUE")? If so, point *VAL at
+ * its value, taking the next argument when there is no "=", and return 1;
+ * return 0 for another option, or -1 after a usage error when the value is
+ * missing (HINT says what it should be). */
+static int option_value(const char *a, const char *name, const char *hint,
+                        int argc, char **argv, int *i, const char **val)
+{
+    size_t len = strlen(name);
+
+    if (strncmp(a, name, len) != 0 || (a[len] != '\0' && a[len] != '=')) {
+        return 0;
+    }
+    if (a[len] == '=') {
+        *val = a + len + 1;
+        return 1;
+    }
+    if (*i + 1 >= argc) {
+        usage_error("%s needs a value (%s)", name, hint);
+        return -1;
+    }
+    *val = argv[++*i];
+    return 1;
+}
+
+/* A count option: a whole number 1..MAX. */
+static int parse_count(const char *name, const char *val,
+                       unsigned long long max, unsigned long long *out)
+{
+    if (!parse_uint(val, max, out)) {
+        return usage_error("%s must be a whole number 1..%llu, got '%s'", name,
+                           max, val);
+    }
+    return 0;
+}
+
+/* The options that take a name: --plc, --section (tags list), --user,
+ * --station (tags write), --screen (tags watch, repeatable). Returns as
+ * option_value() does. */
+static int name_option(const char *a, int argc, char **argv, int *i,
+                       struct opts *o)
+{
+    const char *screen = NULL;
+    const struct {
+        const char *name;
+        const char **dest;
+        size_t max; /* bytes; 0: no limit */
+    } table[] = {
+        {"--plc", &o->plc, 0},
+        {"--section", &o->section, 0},
+        {"--user", &o->user, MAX_WHO},
+        {"--station", &o->station, MAX_WHO},
+        {"--screen", &screen, 0},
+    };
+    size_t k;
+
+    for (k = 0; k < sizeof table / sizeof table[0]; k++) {
+        const char *val = NULL;
+        int got = option_value(a, table[k].name, "NAME", argc, argv, i, &val);
+
+        if (got < 0) {
+            return got;
+        }
+        if (got == 0) {
+            continue;
+        }
+        if (*val == '\0') {
+            usage_error("%s must not be empty", table[k].name);
+            return -1;
+        }
+        if (table[k].max > 0 && strlen(val) > table[k].max) {
+            usage_error("%s must be at most %zu bytes long", table[k].name,
+                        table[k].max);
+            return -1;
+        }
+        *table[k].dest = val;
+        if (screen != NULL) {
+            o->screens[o->n_screens++] = screen;
+        }
+        return 1;
+    }
+    return 0;
+}
+
 /* Parse global options anywhere before "--", collecting the rest in POS. */
 static int parse_options(int argc, char **argv, struct opts *o, char **pos,
                          int *n_pos)
@@ -214,7 +349,7 @@ static int parse_options(int argc, char **argv, struct opts *o, char **pos,
     for (i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *val = NULL;
-        size_t name_len;
+        int got;
 
         if (options_done || a[0] != '-' || a[1] == '\0') {
             pos[(*n_pos)++] = argv[i];
@@ -232,21 +367,24 @@ static int parse_options(int argc, char **argv, struct opts *o, char **pos,
             o->json = true;
             continue;
         }
-        name_len = strcspn(a, "=");
-        if (strncmp(a, "--cluster", name_len) == 0 && name_len == 9) {
-            val = a[name_len] == '=' ? a + name_len + 1 : NULL;
-            if (val == NULL && (val = (i + 1 < argc ? argv[++i] : NULL)) == NULL) {
-                return usage_error("--cluster needs a value (HOST:PORT[,...])");
+        if (strcmp(a, "--all") == 0) {
+            o->all = true;
+            continue;
+        }
+        if ((got = option_value(a, "--cluster", "HOST:PORT[,...]", argc, argv,
+                                &i, &val)) != 0) {
+            if (got < 0) {
+                return EXIT_USAGE;
             }
             o->cluster = val;
             o->cluster_from = "--cluster";
             continue;
         }
-        if (strncmp(a, "--timeout", name_len) == 0 && name_len == 9) {
+        if ((got = option_value(a, "--timeout", "milliseconds", argc, argv, &i,
+                                &val)) != 0) {
             unsigned long long ms;
-            val = a[name_len] == '=' ? a + name_len + 1 : NULL;
-            if (val == NULL && (val = (i + 1 < argc ? argv[++i] : NULL)) == NULL) {
-                return usage_error("--timeout needs a value (milliseconds)");
+            if (got < 0) {
+                return EXIT_USAGE;
             }
             if (!parse_uint(val, MAX_TIMEOUT_MS, &ms)) {
                 return usage_error("--timeout must be a whole number of "
@@ -257,16 +395,41 @@ static int parse_options(int argc, char **argv, struct opts *o, char **pos,
             o->timeout_given = true;
             continue;
         }
-        if (strncmp(a, "--comment", name_len) == 0 && name_len == 9) {
-            val = a[name_len] == '=' ? a + name_len + 1 : NULL;
-            if (val == NULL && (val = (i + 1 < argc ? argv[++i] : NULL)) == NULL) {
-                return usage_error("--comment needs a value (TEXT)");
+        if ((got = option_value(a, "--comment", "TEXT", argc, argv, &i,
+                                &val)) != 0) {
+            if (got < 0) {
+                return EXIT_USAGE;
             }
             if (strlen(val) > MAX_COMMENT) {
                 return usage_error("--comment must be at most %u bytes long",
                                    MAX_COMMENT);
             }
             o->comment = val;
+            continue;
+        }
+        if ((got = name_option(a, argc, argv, &i, o)) != 0) {
+            if (got < 0) {
+                return EXIT_USAGE;
+            }
+            continue;
+        }
+        if ((got = option_value(a, "--count", "N", argc, argv, &i, &val)) != 0) {
+            if (got < 0 || parse_count("--count", val, MAX_COUNT, &o->count) != 0) {
+                return EXIT_USAGE;
+            }
+            continue;
+        }
+        if ((got = option_value(a, "--for", "milliseconds", argc, argv, &i,
+                                &val)) != 0) {
+            if (got < 0 || parse_count("--for", val, MAX_TIMEOUT_MS, &o->for_ms) != 0) {
+                return EXIT_USAGE;
+            }
+            continue;
+        }
+        if ((got = option_value(a, "--limit", "N", argc, argv, &i, &val)) != 0) {
+            if (got < 0 || parse_count("--limit", val, MAX_ACTIONS, &o->limit) != 0) {
+                return EXIT_USAGE;
+            }
             continue;
         }
         return usage_error("unknown option '%s' (put '--' before arguments "
@@ -349,6 +512,198 @@ static int parse_project(char **pos, int n_pos, struct cmd *cmd)
                        word);
 }
 
+/* VALUE of "tags write": true, false, or a decimal number. Hex, inf and
+ * nan are refused: a setpoint is typed by a person, and strtod's extras are
+ * more likely a typo than a wish. Returns NULL when TEXT is none of these. */
+static json_t *parse_write_value(const char *text)
+{
+    const char *p = text;
+    bool integral = true;
+    size_t digits = 0;
+    char *end;
+
+    if (strcmp(text, "true") == 0) {
+        return json_true();
+    }
+    if (strcmp(text, "false") == 0) {
+        return json_false();
+    }
+    if (*p == '-') {
+        p++;
+    }
+    for (; *p >= '0' && *p <= '9'; p++) {
+        digits++;
+    }
+    if (*p == '.') {
+        integral = false;
+        for (p++; *p >= '0' && *p <= '9'; p++) {
+            digits++;
+        }
+    }
+    if (digits == 0) {
+        return NULL;
+    }
+    if (*p == 'e' || *p == 'E') {
+        integral = false;
+        p++;
+        if (*p == '+' || *p == '-') {
+            p++;
+        }
+        if (*p < '0' || *p > '9') {
+            return NULL;
+        }
+        while (*p >= '0' && *p <= '9') {
+            p++;
+        }
+    }
+    if (*p != '\0') {
+        return NULL;
+    }
+    errno = 0;
+    if (integral) {
+        long long v = strtoll(text, &end, 10);
+        if (errno == 0 && *end == '\0') {
+            return json_integer(v);
+        }
+    }
+    errno = 0;
+    {
+        double v = strtod(text, &end);
+        if (errno != 0 || *end != '\0' || !isfinite(v)) {
+            return NULL;
+        }
+        return json_real(v);
+    }
+}
+
+static int check_tag_names(const struct cmd *cmd, char **names, int n)
+{
+    int i;
+
+    for (i = 0; i < n; i++) {
+        if (*names[i] == '\0') {
+            return usage_error("%s: TAG must not be empty", cmd->name);
+        }
+    }
+    return 0;
+}
+
+/* "tags SUBCOMMAND …" */
+static int parse_tags(char **pos, int n_pos, struct cmd *cmd)
+{
+    const char *word;
+    int n = n_pos - 2; /* arguments after "tags WORD" */
+    int rv;
+
+    if (n_pos < 2) {
+        return usage_error("tags: missing subcommand (list, read, write, watch "
+                           "or history)");
+    }
+    word = pos[1];
+    cmd->args = pos + 2;
+    cmd->n_args = n;
+    if (strcmp(word, "list") == 0) {
+        cmd->kind = CMD_TAGS_LIST;
+        cmd->name = "tags list";
+        return want_args(cmd, n, 0, 1,
+                         "tags list [PATTERN] [--plc NAME] [--section NAME]");
+    }
+    if (strcmp(word, "read") == 0) {
+        cmd->kind = CMD_TAGS_READ;
+        cmd->name = "tags read";
+        if (n == 0) {
+            return usage_error("tags read: missing TAG; usage: vigilctl tags "
+                               "read TAG...");
+        }
+        if (n > MAX_READ_TAGS) {
+            return usage_error("tags read: at most %d tags at a time",
+                               MAX_READ_TAGS);
+        }
+        return check_tag_names(cmd, cmd->args, n);
+    }
+    if (strcmp(word, "write") == 0) {
+        static const char synopsis[] =
+            "usage: vigilctl tags write TAG VALUE [--user U] [--station S]";
+        cmd->kind = CMD_TAGS_WRITE;
+        cmd->name = "tags write";
+        if (n < 2) {
+            return usage_error("tags write: missing %s; %s",
+                               n == 0 ? "TAG and VALUE" : "VALUE", synopsis);
+        }
+        if (n > 2) {
+            return usage_error("tags write: too many arguments; %s", synopsis);
+        }
+        if ((rv = check_tag_names(cmd, cmd->args, 1)) != 0) {
+            return rv;
+        }
+        cmd->write_value = parse_write_value(cmd->args[1]);
+        if (cmd->write_value == NULL) {
+            return usage_error("tags write: VALUE must be a decimal number, "
+                               "true or false, got '%s' (put '--' before a "
+                               "negative number)",
+                               cmd->args[1]);
+        }
+        return 0;
+    }
+    if (strcmp(word, "watch") == 0) {
+        cmd->kind = CMD_TAGS_WATCH;
+        cmd->name = "tags watch";
+        return check_tag_names(cmd, cmd->args, n);
+    }
+    if (strcmp(word, "history") == 0) {
+        cmd->kind = CMD_TAGS_HISTORY;
+        cmd->name = "tags history";
+        if ((rv = want_args(cmd, n, 0, 1, "tags history [TAG] [--limit N]")) != 0) {
+            return rv;
+        }
+        return check_tag_names(cmd, cmd->args, n);
+    }
+    return usage_error("tags: unknown subcommand '%s' (expected list, read, "
+                       "write, watch or history)",
+                       word);
+}
+
+/* Options that belong to one command only, and what a command needs from
+ * them. */
+static int check_option_scope(const struct opts *o, const struct cmd *cmd)
+{
+    const struct {
+        bool given;
+        const char *option;
+        enum cmd_kind kind;
+        const char *command;
+    } scope[] = {
+        {o->comment != NULL, "--comment", CMD_PROJECT_LOAD, "project load"},
+        {o->plc != NULL, "--plc", CMD_TAGS_LIST, "tags list"},
+        {o->section != NULL, "--section", CMD_TAGS_LIST, "tags list"},
+        {o->user != NULL, "--user", CMD_TAGS_WRITE, "tags write"},
+        {o->station != NULL, "--station", CMD_TAGS_WRITE, "tags write"},
+        {o->n_screens > 0, "--screen", CMD_TAGS_WATCH, "tags watch"},
+        {o->all, "--all", CMD_TAGS_WATCH, "tags watch"},
+        {o->count > 0, "--count", CMD_TAGS_WATCH, "tags watch"},
+        {o->for_ms > 0, "--for", CMD_TAGS_WATCH, "tags watch"},
+        {o->limit > 0, "--limit", CMD_TAGS_HISTORY, "tags history"},
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof scope / sizeof scope[0]; i++) {
+        if (scope[i].given && cmd->kind != scope[i].kind) {
+            return usage_error("%s applies only to '%s'", scope[i].option,
+                               scope[i].command);
+        }
+    }
+    if (cmd->kind == CMD_TAGS_WATCH && cmd->n_args == 0 && o->n_screens == 0 &&
+        !o->all) {
+        return usage_error("tags watch: name at least one TAG, --screen NAME "
+                           "or --all");
+    }
+    if (cmd->kind == CMD_TAGS_WATCH &&
+        (size_t)cmd->n_args + o->n_screens > (size_t)MAX_WATCH_NAMES) {
+        return usage_error("tags watch: at most %d names", MAX_WATCH_NAMES);
+    }
+    return 0;
+}
+
 /* Turn the positional words into a validated command. */
 static int parse_command(char **pos, int n_pos, struct cmd *cmd)
 {
@@ -358,10 +713,14 @@ static int parse_command(char **pos, int n_pos, struct cmd *cmd)
 
     memset(cmd, 0, sizeof *cmd);
     if (n_pos == 0) {
-        return usage_error("missing command (cluster, project, put or get)");
+        return usage_error("missing command (cluster, project, tags, put or "
+                           "get)");
     }
     if (strcmp(word, "project") == 0) {
         return parse_project(pos, n_pos, cmd);
+    }
+    if (strcmp(word, "tags") == 0) {
+        return parse_tags(pos, n_pos, cmd);
     }
     if (strcmp(word, "put") == 0) {
         cmd->kind = CMD_PUT;
@@ -393,8 +752,8 @@ static int parse_command(char **pos, int n_pos, struct cmd *cmd)
         return 0;
     }
     if (strcmp(word, "cluster") != 0) {
-        return usage_error("unknown command '%s' (expected cluster, project, put "
-                           "or get)",
+        return usage_error("unknown command '%s' (expected cluster, project, "
+                           "tags, put or get)",
                            word);
     }
     if (n_pos < 2) {
@@ -520,6 +879,18 @@ static int table_add(struct table *t, const char *const *row)
     return VG_OK;
 }
 
+/* Columns on a terminal: UTF-8 characters, not bytes ("m³/h" is 4 wide;
+ * project texts are UTF-8 and rarely hold wide characters). */
+static size_t text_width(const char *s)
+{
+    size_t n = 0;
+
+    for (; s != NULL && *s != '\0'; s++) {
+        n += ((unsigned char)*s & 0xC0) != 0x80;
+    }
+    return n;
+}
+
 static void table_print(const struct table *t)
 {
     size_t width[16] = {0};
@@ -528,8 +899,7 @@ static void table_print(const struct table *t)
 
     for (r = 0; r < t->nrows; r++) {
         for (i = 0; i < t->ncols && i < 16; i++) {
-            const char *s = t->cells[r * t->ncols + i];
-            size_t len = s != NULL ? strlen(s) : 0;
+            size_t len = text_width(t->cells[r * t->ncols + i]);
             width[i] = len > width[i] ? len : width[i];
         }
     }
@@ -539,7 +909,8 @@ static void table_print(const struct table *t)
             if (i + 1 == t->ncols) {
                 printf("%s\n", s != NULL ? s : "?");
             } else {
-                printf("%-*s  ", (int)width[i], s != NULL ? s : "?");
+                printf("%s%*s  ", s != NULL ? s : "?",
+                       (int)(width[i] - text_width(s != NULL ? s : "?")), "");
             }
         }
     }
@@ -1214,14 +1585,15 @@ static int cmd_simple(struct vg_client *c, const struct opts *o,
 /* ------------------------------------------------------------------ */
 /* project                                                             */
 
-/* A project folder read and validated locally. */
-struct local_project {
+/* A project read from a folder (local_read) or fetched from the cluster
+ * (remote_read), and parsed and validated here. */
+struct parsed_project {
     struct vg_project_files fs;
     struct vg_project *p;
     struct vg_diags d;
 };
 
-static void local_free(struct local_project *lp)
+static void parsed_free(struct parsed_project *lp)
 {
     vg_project_free(lp->p);
     vg_diags_free(&lp->d);
@@ -1231,7 +1603,7 @@ static void local_free(struct local_project *lp)
 /* Read DIR and validate it. Returns 0 (look at lp->d.n) or EXIT_FAILED when
  * the folder could not be read, after saying why. */
 static int local_read(const struct cmd *cmd, const char *dir,
-                      struct local_project *lp)
+                      struct parsed_project *lp)
 {
     char errmsg[VG_ERRMSG_SIZE] = "";
     int rv;
@@ -1242,13 +1614,13 @@ static int local_read(const struct cmd *cmd, const char *dir,
     if (rv != VG_OK) {
         fprintf(stderr, "vigilctl: %s: %s\n", cmd->name,
                 errmsg[0] ? errmsg : vg_strerror(rv));
-        local_free(lp);
+        parsed_free(lp);
         return EXIT_FAILED;
     }
     lp->p = vg_project_parse(&lp->fs, &lp->d);
     if (lp->p == NULL) {
         fprintf(stderr, "vigilctl: %s: out of memory\n", cmd->name);
-        local_free(lp);
+        parsed_free(lp);
         return EXIT_FAILED;
     }
     vg_diags_sort(&lp->d);
@@ -1336,7 +1708,7 @@ static void summary_text(const json_t *summary, char *out, size_t size)
 
 static int cmd_project_validate(const struct opts *o, const struct cmd *cmd)
 {
-    struct local_project lp;
+    struct parsed_project lp;
     char contents[512];
     int rv;
 
@@ -1369,7 +1741,7 @@ static int cmd_project_validate(const struct opts *o, const struct cmd *cmd)
                lp.p->name != NULL ? lp.p->name : "(unnamed)", contents);
     }
     rv = error_count(&lp.d) > 0 ? EXIT_FAILED : 0;
-    local_free(&lp);
+    parsed_free(&lp);
     return rv;
 }
 
@@ -1382,6 +1754,15 @@ static const char *who_am_i(void)
     }
     pw = getpwuid(getuid());
     return pw != NULL ? pw->pw_name : "unknown";
+}
+
+/* This host's name: the default station recorded with loads and actions. */
+static void station_name(char *out, size_t size)
+{
+    if (gethostname(out, size - 1) != 0 || out[0] == '\0') {
+        snprintf(out, size, "unknown");
+    }
+    out[size - 1] = '\0';
 }
 
 /* One chunk of an upload as a request. */
@@ -1438,13 +1819,11 @@ static json_t *upload(struct vg_client *c, const struct opts *o,
 {
     uint64_t deadline = vg_now_mono_ms() +
                         (o->timeout_given ? o->timeout_ms : LOAD_TIMEOUT_MS);
-    char station[256] = "unknown";
+    char station[256];
     const char *user = who_am_i();
     int attempt;
 
-    if (gethostname(station, sizeof station - 1) != 0) {
-        snprintf(station, sizeof station, "unknown");
-    }
+    station_name(station, sizeof station);
     for (attempt = 1; attempt <= LOAD_ATTEMPTS; attempt++) {
         size_t offset = 0;
         bool restart = false;
@@ -1533,7 +1912,7 @@ static json_t *upload(struct vg_client *c, const struct opts *o,
 static int cmd_project_load(struct vg_client *c, const struct opts *o,
                             const struct cmd *cmd)
 {
-    struct local_project lp;
+    struct parsed_project lp;
     char digest[DIGEST_HEX];
     char errmsg[VG_ERRMSG_SIZE] = "";
     unsigned char *bundle = NULL;
@@ -1548,18 +1927,18 @@ static int cmd_project_load(struct vg_client *c, const struct opts *o,
         print_diags(stderr, &lp.d);
         fprintf(stderr, "vigilctl: %s: %s has errors; nothing was sent\n",
                 cmd->name, cmd->dir);
-        local_free(&lp);
+        parsed_free(&lp);
         return EXIT_FAILED;
     }
     rv = vg_project_files_pack(&lp.fs, &bundle, &len, errmsg);
     if (rv != VG_OK) {
         fprintf(stderr, "vigilctl: %s: cannot pack %s: %s\n", cmd->name, cmd->dir,
                 errmsg[0] ? errmsg : vg_strerror(rv));
-        local_free(&lp);
+        parsed_free(&lp);
         return EXIT_FAILED;
     }
     digest_hex(&lp.fs, digest);
-    local_free(&lp);
+    parsed_free(&lp);
     answer = upload(c, o, cmd, bundle, len, digest);
     free(bundle);
     if (answer == NULL) {
@@ -1704,9 +2083,11 @@ static int cmd_project_history(struct vg_client *c, const struct opts *o,
 }
 
 /* Fetch VERSION's bundle chunk by chunk, unpack it and check it against the
- * digest the node gave. Returns 0 with *FS filled, or EXIT_FAILED. */
+ * digest the node gave (and EXPECT, unless NULL). Returns 0 with *FS
+ * filled, or EXIT_FAILED. */
 static int fetch_version(struct vg_client *c, const struct cmd *cmd,
-                         long long version, struct vg_project_files *fs)
+                         long long version, const char *expect,
+                         struct vg_project_files *fs)
 {
     unsigned char *bundle = NULL;
     long long total = -1;
@@ -1739,6 +2120,13 @@ static int fetch_version(struct vg_client *c, const struct cmd *cmd,
             total = vg_proto_get_int(answer, "total", -1);
             snprintf(digest, sizeof digest, "%s",
                      vg_proto_get_str(answer, "digest", ""));
+            if (expect != NULL && strcmp(digest, expect) != 0) {
+                fprintf(stderr, "vigilctl: %s: version %lld: the node sends "
+                                "digest %s, not %s as announced\n",
+                        cmd->name, version, digest, expect);
+                json_decref(answer);
+                return EXIT_FAILED;
+            }
             bundle = total > 0 ? malloc((size_t)total) : NULL;
             if (bundle == NULL) {
                 fprintf(stderr, "vigilctl: %s: version %lld: bad size %lld\n",
@@ -1784,40 +2172,89 @@ static int fetch_version(struct vg_client *c, const struct cmd *cmd,
     return 0;
 }
 
+/* Fetch VERSION (0: the active one, as project_show names it) and parse it,
+ * the way local_read() reads a folder; *FETCHED (may be NULL) is the version
+ * fetched. Returns 0 (PP->d lists what this vigilctl finds wrong with it) or
+ * EXIT_FAILED after saying why. */
+static int remote_read(struct vg_client *c, const struct cmd *cmd,
+                       long long version, struct parsed_project *pp,
+                       long long *fetched)
+{
+    char digest[DIGEST_HEX] = "";
+    int rv;
+
+    memset(pp, 0, sizeof *pp);
+    vg_diags_init(&pp->d);
+    if (version == 0) {
+        json_t *answer = NULL;
+
+        if ((rv = leader_call(c, cmd, vg_proto_request("project_show", -1),
+                              &answer)) != 0) {
+            parsed_free(pp);
+            return rv;
+        }
+        if (is_error(answer)) {
+            rv = report_error(cmd, answer);
+            json_decref(answer);
+            parsed_free(pp);
+            return rv;
+        }
+        version = vg_proto_get_int(answer, "version", 0);
+        snprintf(digest, sizeof digest, "%s",
+                 vg_proto_get_str(answer, "digest", ""));
+        json_decref(answer);
+        if (version <= 0) {
+            fprintf(stderr, "vigilctl: %s: no project has been loaded\n",
+                    cmd->name);
+            parsed_free(pp);
+            return EXIT_FAILED;
+        }
+    }
+    if ((rv = fetch_version(c, cmd, version, digest[0] ? digest : NULL,
+                            &pp->fs)) != 0) {
+        parsed_free(pp);
+        return rv;
+    }
+    pp->p = vg_project_parse(&pp->fs, &pp->d);
+    if (pp->p == NULL) {
+        fprintf(stderr, "vigilctl: %s: out of memory\n", cmd->name);
+        parsed_free(pp);
+        return EXIT_FAILED;
+    }
+    vg_diags_sort(&pp->d);
+    if (fetched != NULL) {
+        *fetched = version;
+    }
+    return 0;
+}
+
 static int cmd_project_diff(struct vg_client *c, const struct opts *o,
                             const struct cmd *cmd)
 {
-    struct vg_project_files fa, fb;
-    struct vg_project *pa = NULL, *pb = NULL;
-    struct vg_diags da, db;
+    struct parsed_project a, b;
     char *text = NULL;
     int rv;
 
-    if ((rv = fetch_version(c, cmd, cmd->version, &fa)) != 0) {
+    if ((rv = remote_read(c, cmd, cmd->version, &a, NULL)) != 0) {
         return rv;
     }
-    if ((rv = fetch_version(c, cmd, cmd->version2, &fb)) != 0) {
-        vg_project_files_free(&fa);
+    if ((rv = remote_read(c, cmd, cmd->version2, &b, NULL)) != 0) {
+        parsed_free(&a);
         return rv;
     }
-    vg_diags_init(&da);
-    vg_diags_init(&db);
-    pa = vg_project_parse(&fa, &da);
-    pb = vg_project_parse(&fb, &db);
-    if (pa == NULL || pb == NULL ||
-        (rv = vg_project_diff(pa, pb, &text)) != VG_OK) {
+    if ((rv = vg_project_diff(a.p, b.p, &text)) != VG_OK) {
         fprintf(stderr, "vigilctl: %s: cannot compare: %s\n", cmd->name,
-                vg_strerror(pa == NULL || pb == NULL ? VG_ENOMEM : rv));
+                vg_strerror(rv));
         rv = EXIT_FAILED;
     } else {
         /* Stored versions were valid when loaded; a newer vigilctl may judge
          * them differently, which is worth saying but does not stop the
          * diff. */
-        if (da.n + db.n > 0) {
+        if (a.d.n + b.d.n > 0) {
             fprintf(stderr, "vigilctl: %s: note: this vigilctl finds %zu error(s) "
                             "in version %lld and %zu in version %lld\n",
-                    cmd->name, da.n + da.dropped, cmd->version, db.n + db.dropped,
-                    cmd->version2);
+                    cmd->name, error_count(&a.d), cmd->version,
+                    error_count(&b.d), cmd->version2);
         }
         if (o->json) {
             json_t *out = json_pack("{s:I, s:I, s:s}", "from",
@@ -1834,12 +2271,8 @@ static int cmd_project_diff(struct vg_client *c, const struct opts *o,
         rv = 0;
     }
     free(text);
-    vg_project_free(pa);
-    vg_project_free(pb);
-    vg_diags_free(&da);
-    vg_diags_free(&db);
-    vg_project_files_free(&fa);
-    vg_project_files_free(&fb);
+    parsed_free(&a);
+    parsed_free(&b);
     return rv;
 }
 
@@ -1926,6 +2359,588 @@ static int cmd_project_watch(struct vg_client *c, const struct opts *o,
     return 0;
 }
 
+/* ------------------------------------------------------------------ */
+/* tags                                                                */
+
+#define WHEN_SIZE 80
+
+/* "2024-05-06T14:03:20.123+02:00": wall-clock MS (since 1970) as local
+ * ISO-8601 with milliseconds; "-" when unknown. */
+static void iso_local_ms(long long ms, char *out, size_t size)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    char date[32];
+    char zone[16];
+
+    if (ms <= 0 || localtime_r(&t, &tm) == NULL ||
+        strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm) == 0) {
+        snprintf(out, size, "-");
+        return;
+    }
+    if (strftime(zone, sizeof zone, "%z", &tm) == 5) {
+        /* "+0200" → "+02:00", the extended form that goes with the date. */
+        snprintf(out, size, "%s.%03lld%.3s:%s", date, ms % 1000, zone, zone + 3);
+    } else {
+        snprintf(out, size, "%s.%03lld", date, ms % 1000);
+    }
+}
+
+/* A value as text: numbers with up to 10 significant digits (more than any
+ * transmitter delivers), "-" for null. */
+static void value_text(const json_t *v, char *out, size_t size)
+{
+    if (json_is_integer(v)) {
+        snprintf(out, size, "%lld", (long long)json_integer_value(v));
+    } else if (json_is_real(v)) {
+        snprintf(out, size, "%.10g", json_real_value(v));
+    } else if (json_is_boolean(v)) {
+        snprintf(out, size, "%s", json_is_true(v) ? "true" : "false");
+    } else if (json_is_string(v)) {
+        snprintf(out, size, "%s", json_string_value(v));
+    } else {
+        snprintf(out, size, "-");
+    }
+}
+
+/* "a, b, c" of a JSON array of strings, shortened to fit. */
+static void names_text(const json_t *names, char *out, size_t size)
+{
+    size_t off = 0;
+    size_t i;
+    const json_t *n;
+
+    out[0] = '\0';
+    json_array_foreach(names, i, n) {
+        if (off >= size) {
+            break;
+        }
+        off += (size_t)snprintf(out + off, size - off, "%s%s", i > 0 ? ", " : "",
+                                json_string_value(n) ? json_string_value(n) : "?");
+    }
+}
+
+/* Say on stderr which names the cluster did not know (not an error). */
+static void note_unknown(const struct cmd *cmd, const json_t *msg)
+{
+    const json_t *unknown = json_object_get(msg, "unknown");
+    char names[1024];
+
+    if (json_array_size(unknown) == 0) {
+        return;
+    }
+    names_text(unknown, names, sizeof names);
+    fprintf(stderr, "vigilctl: %s: unknown tag or screen name%s: %s\n",
+            cmd->name, json_array_size(unknown) == 1 ? "" : "s", names);
+}
+
+static json_t *string_array(char *const *v, size_t n)
+{
+    json_t *a = json_array();
+    size_t i;
+
+    for (i = 0; a != NULL && i < n; i++) {
+        if (json_array_append_new(a, json_string(v[i])) != 0) {
+            json_decref(a);
+            return NULL;
+        }
+    }
+    return a;
+}
+
+/* Is section IDX WANT or inside it? The walk up is bounded because a project
+ * with errors may have a cycle of parents. */
+static bool in_section(const struct vg_project *p, int idx, int want)
+{
+    size_t steps;
+
+    for (steps = 0; idx >= 0 && (size_t)idx < p->n_sections &&
+                    steps <= p->n_sections;
+         steps++) {
+        if (idx == want) {
+            return true;
+        }
+        idx = p->sections[idx].parent;
+    }
+    return false;
+}
+
+static json_t *tag_json(const struct vg_project *p, const struct vg_tag *t)
+{
+    json_t *o = json_object();
+    json_t *desc = json_object();
+    char address[40];
+    size_t i;
+
+    if (o == NULL || desc == NULL) {
+        json_decref(o);
+        json_decref(desc);
+        return NULL;
+    }
+    snprintf(address, sizeof address, "%s:%u", vg_reg_kind_name(t->kind),
+             (unsigned)t->offset);
+    for (i = 0; i < p->n_languages; i++) {
+        if (t->description.s[i] != NULL) {
+            json_object_set_new(desc, p->languages[i],
+                                json_string(t->description.s[i]));
+        }
+    }
+    json_object_set_new(o, "name", json_string(t->name));
+    json_object_set_new(o, "section", t->section.name ? json_string(t->section.name)
+                                                      : json_null());
+    json_object_set_new(o, "plc", t->plc.name ? json_string(t->plc.name)
+                                              : json_null());
+    json_object_set_new(o, "address", json_string(address));
+    json_object_set_new(o, "kind", json_string(vg_reg_kind_name(t->kind)));
+    json_object_set_new(o, "offset", json_integer(t->offset));
+    json_object_set_new(o, "type", json_string(vg_dtype_name(t->type)));
+    json_object_set_new(o, "unit", json_string(t->unit ? t->unit : ""));
+    json_object_set_new(o, "writable", json_boolean(t->writable));
+    json_object_set_new(o, "min", t->has_limits ? json_real(t->min) : json_null());
+    json_object_set_new(o, "max", t->has_limits ? json_real(t->max) : json_null());
+    json_object_set_new(o, "scaling",
+                        t->scaled ? json_pack("{s:f, s:f, s:f, s:f}", "raw_min",
+                                              t->raw_min, "raw_max", t->raw_max,
+                                              "eng_min", t->eng_min, "eng_max",
+                                              t->eng_max)
+                                  : json_null());
+    json_object_set_new(o, "deadband", json_real(t->deadband));
+    json_object_set_new(o, "description", desc);
+    return o;
+}
+
+static int cmd_tags_list(struct vg_client *c, const struct opts *o,
+                         const struct cmd *cmd)
+{
+    const char *pattern = cmd->n_args > 0 ? cmd->args[0] : NULL;
+    struct parsed_project pp;
+    const struct vg_project *p;
+    struct table t = {.ncols = 9};
+    static const char *const head[] = {"NAME", "SECTION", "PLC", "ADDRESS",
+                                       "TYPE", "UNIT", "WRITABLE", "LIMITS",
+                                       "DESCRIPTION"};
+    json_t *arr = NULL;
+    long long version = 0;
+    int section = -1;
+    size_t shown = 0;
+    size_t i;
+    int rv;
+
+    if ((rv = remote_read(c, cmd, 0, &pp, &version)) != 0) {
+        return rv;
+    }
+    p = pp.p;
+    if (error_count(&pp.d) > 0) {
+        fprintf(stderr, "vigilctl: %s: note: this vigilctl finds %zu error(s) "
+                        "in version %lld\n",
+                cmd->name, error_count(&pp.d), version);
+    }
+    if (o->plc != NULL) {
+        for (i = 0; i < p->n_plcs && strcmp(p->plcs[i].name, o->plc) != 0; i++) {
+        }
+        if (i == p->n_plcs) {
+            fprintf(stderr, "vigilctl: %s: version %lld has no PLC '%s'\n",
+                    cmd->name, version, o->plc);
+            parsed_free(&pp);
+            return EXIT_FAILED;
+        }
+    }
+    if (o->section != NULL &&
+        (section = vg_project_find_section(p, o->section)) < 0) {
+        fprintf(stderr, "vigilctl: %s: version %lld has no section '%s'\n",
+                cmd->name, version, o->section);
+        parsed_free(&pp);
+        return EXIT_FAILED;
+    }
+    if (o->json) {
+        arr = json_array();
+    } else {
+        table_add(&t, head);
+    }
+    for (i = 0; i < p->n_tags; i++) {
+        const struct vg_tag *tag = &p->tags[i];
+        char address[40];
+        char limits[80] = "-";
+        const char *row[9];
+
+        if ((pattern != NULL && fnmatch(pattern, tag->name, 0) != 0) ||
+            (o->plc != NULL &&
+             (tag->plc.name == NULL || strcmp(tag->plc.name, o->plc) != 0)) ||
+            (section >= 0 && !in_section(p, tag->section.index, section))) {
+            continue;
+        }
+        shown++;
+        if (o->json) {
+            json_array_append_new(arr, tag_json(p, tag));
+            continue;
+        }
+        snprintf(address, sizeof address, "%s:%u", vg_reg_kind_name(tag->kind),
+                 (unsigned)tag->offset);
+        if (tag->has_limits) {
+            snprintf(limits, sizeof limits, "%g..%g", tag->min, tag->max);
+        }
+        row[0] = tag->name;
+        row[1] = tag->section.name;
+        row[2] = tag->plc.name;
+        row[3] = address;
+        row[4] = vg_dtype_name(tag->type);
+        row[5] = tag->unit != NULL && *tag->unit != '\0' ? tag->unit : NULL;
+        row[6] = tag->writable ? "yes" : "no";
+        row[7] = limits;
+        row[8] = p->n_languages > 0 ? tag->description.s[0] : NULL;
+        table_add(&t, row);
+    }
+    if (o->json) {
+        print_json(arr);
+        json_decref(arr);
+    } else if (shown > 0) {
+        table_print(&t);
+    } else {
+        fprintf(stderr, "vigilctl: %s: no tag of version %lld matches\n",
+                cmd->name, version);
+    }
+    table_free(&t);
+    parsed_free(&pp);
+    return 0;
+}
+
+static int cmd_tags_read(struct vg_client *c, const struct opts *o,
+                         const struct cmd *cmd)
+{
+    json_t *req = json_pack("{s:s, s:o}", "type", "tags_read", "tags",
+                            string_array(cmd->args, (size_t)cmd->n_args));
+    json_t *answer = NULL;
+    const json_t *values;
+    const json_t *v;
+    struct parsed_project pp;
+    bool have_project = false;
+    bool need_units = false;
+    struct table t = {.ncols = 5};
+    size_t i;
+    int rv;
+
+    if ((rv = call(c, cmd, req, &answer)) != 0) {
+        return rv;
+    }
+    if (o->json) {
+        print_json(answer);
+    }
+    if (is_error(answer)) {
+        rv = report_error(cmd, answer);
+        note_unknown(cmd, answer);
+        json_decref(answer);
+        return rv;
+    }
+    if (o->json) {
+        json_decref(answer);
+        return 0;
+    }
+    values = json_object_get(answer, "values");
+    json_array_foreach(values, i, v) {
+        need_units = need_units || json_object_get(v, "unit") == NULL;
+    }
+    if (need_units) {
+        /* Entries carry no unit: take them from the project version the
+         * leader polls. Units only decorate values that did arrive, so a
+         * failure here is reported but does not fail the command. */
+        struct cmd units = *cmd;
+        units.name = "tags read: fetching the units";
+        have_project = remote_read(c, &units, vg_proto_get_int(answer, "version", 0),
+                                   &pp, NULL) == 0;
+    }
+    json_array_foreach(values, i, v) {
+        const char *name = vg_proto_get_str(v, "tag", "?");
+        const char *unit = vg_proto_get_str(v, "unit", NULL);
+        char value[64];
+        char when[WHEN_SIZE];
+        const char *row[5];
+
+        if (unit == NULL && have_project) {
+            int k = vg_project_find_tag(pp.p, name);
+            unit = k >= 0 ? pp.p->tags[k].unit : NULL;
+        }
+        value_text(json_object_get(v, "value"), value, sizeof value);
+        iso_local_ms(vg_proto_get_int(v, "t", 0), when, sizeof when);
+        row[0] = name;
+        row[1] = value;
+        row[2] = unit != NULL && *unit != '\0' ? unit : NULL;
+        row[3] = vg_proto_get_str(v, "quality", NULL);
+        row[4] = when;
+        table_add(&t, row);
+    }
+    table_print(&t);
+    table_free(&t);
+    if (have_project) {
+        parsed_free(&pp);
+    }
+    json_decref(answer);
+    return 0;
+}
+
+static int cmd_tags_write(struct vg_client *c, const struct opts *o,
+                          const struct cmd *cmd)
+{
+    char station[256];
+    json_t *req;
+    json_t *answer = NULL;
+    char value[64];
+    int rv;
+
+    station_name(station, sizeof station);
+    req = json_pack("{s:s, s:s, s:O, s:s, s:s}", "type", "tag_write", "tag",
+                    cmd->args[0], "value", cmd->write_value, "user",
+                    o->user != NULL ? o->user : who_am_i(), "station",
+                    o->station != NULL ? o->station : station);
+    if ((rv = call(c, cmd, req, &answer)) != 0) {
+        return rv;
+    }
+    if (o->json) {
+        print_json(answer);
+    }
+    if (is_error(answer)) {
+        rv = report_error(cmd, answer);
+        json_decref(answer);
+        return rv;
+    }
+    if (strcmp(vg_proto_get_str(answer, "type", ""), "tag_written") != 0) {
+        fprintf(stderr, "vigilctl: %s: unexpected answer '%s'\n", cmd->name,
+                vg_proto_get_str(answer, "type", "?"));
+        json_decref(answer);
+        return EXIT_FAILED;
+    }
+    if (!o->json) {
+        const json_t *written = json_object_get(answer, "value");
+        value_text(written != NULL ? written : cmd->write_value, value,
+                   sizeof value);
+        printf("%s = %s written (action %lld, term %lld, node %lld)\n",
+               vg_proto_get_str(answer, "tag", cmd->args[0]), value,
+               vg_proto_get_int(answer, "action", 0),
+               vg_proto_get_int(answer, "term", 0),
+               vg_proto_get_int(answer, "node", 0));
+    }
+    json_decref(answer);
+    return 0;
+}
+
+/* Set by SIGINT/SIGTERM; "tags watch" looks at it between waits. */
+static volatile sig_atomic_t stop_requested;
+
+static void stop_cb(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+/* The first signal asks politely; SA_RESETHAND makes a second one kill, for
+ * when the library is in the middle of a long reconnection. */
+static void catch_stop_signals(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = stop_cb;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESETHAND;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+/* Sleep MS milliseconds, or less if a stop is requested. */
+static void pause_unless_stopped(long ms)
+{
+    for (; ms > 0 && !stop_requested; ms -= 50) {
+        pause_ms(ms < 50 ? ms : 50);
+    }
+}
+
+/* Print the value entries of a tags event; returns how many were printed,
+ * at most LEFT (0: no limit). */
+static unsigned long long print_entries(const json_t *ev, unsigned long long left)
+{
+    unsigned long long n = 0;
+    const json_t *v;
+    size_t i;
+
+    json_array_foreach(json_object_get(ev, "values"), i, v) {
+        char when[WHEN_SIZE];
+        char value[64];
+
+        if (left > 0 && n == left) {
+            break;
+        }
+        iso_local_ms(vg_proto_get_int(v, "t", 0), when, sizeof when);
+        value_text(json_object_get(v, "value"), value, sizeof value);
+        printf("%s %s %s %s\n", when, vg_proto_get_str(v, "tag", "?"), value,
+               vg_proto_get_str(v, "quality", "?"));
+        n++;
+    }
+    return n;
+}
+
+static int cmd_tags_watch(struct vg_client *c, const struct opts *o,
+                          const struct cmd *cmd)
+{
+    uint64_t start = vg_now_mono_ms();
+    unsigned long long printed = 0;
+    char errmsg[VG_ERRMSG_SIZE];
+    json_t *req = json_pack("{s:s}", "type", "tags_subscribe");
+    json_t *answer = NULL;
+    int rv;
+
+    if (req != NULL && cmd->n_args > 0) {
+        json_object_set_new(req, "tags",
+                            string_array(cmd->args, (size_t)cmd->n_args));
+    }
+    if (req != NULL && o->n_screens > 0) {
+        json_object_set_new(req, "screens",
+                            string_array((char *const *)o->screens, o->n_screens));
+    }
+    if (req != NULL && o->all) {
+        json_object_set_new(req, "all", json_true());
+    }
+    if (req == NULL) {
+        fprintf(stderr, "vigilctl: out of memory\n");
+        return EXIT_FAILED;
+    }
+    catch_stop_signals();
+    /* The library remembers the subscription and renews it wherever the
+     * leader goes; we only print. */
+    rv = vg_client_subscribe(c, req, &answer, errmsg);
+    json_decref(req);
+    if (rv != VG_OK) {
+        fprintf(stderr, "vigilctl: %s: cannot reach the cluster: %s\n",
+                cmd->name, errmsg);
+        return EXIT_FAILED;
+    }
+    if (is_error(answer)) {
+        rv = report_error(cmd, answer);
+        json_decref(answer);
+        return rv;
+    }
+    fprintf(stderr, "vigilctl: %s: %lld tags at %s (node %lld, project "
+                    "version %lld)\n",
+            cmd->name, vg_proto_get_int(answer, "count", 0),
+            vg_client_current(c) ? vg_client_current(c) : "?",
+            vg_proto_get_int(answer, "node", 0),
+            vg_proto_get_int(answer, "version", 0));
+    note_unknown(cmd, answer);
+    json_decref(answer);
+
+    while (!stop_requested && (o->count == 0 || printed < o->count)) {
+        unsigned wait = TAGS_WATCH_POLL_MS;
+        json_t *ev = NULL;
+        const char *topic;
+
+        if (o->for_ms > 0) {
+            uint64_t spent = vg_now_mono_ms() - start;
+            if (spent >= o->for_ms) {
+                break;
+            }
+            wait = o->for_ms - spent < wait ? (unsigned)(o->for_ms - spent) : wait;
+        }
+        rv = vg_client_next_event(c, wait, &ev, errmsg);
+        if (rv == VG_ETIMEDOUT) {
+            continue;
+        }
+        if (rv == VG_ECLOSED) {
+            /* The library tries again on the next call. */
+            fprintf(stderr, "vigilctl: %s: %s; trying again\n", cmd->name,
+                    errmsg);
+            pause_unless_stopped(TAGS_RETRY_MS);
+            continue;
+        }
+        if (rv != VG_OK) {
+            fprintf(stderr, "vigilctl: %s: %s\n", cmd->name, errmsg);
+            return EXIT_FAILED;
+        }
+        topic = vg_proto_get_str(ev, "topic", "");
+        if (o->json) {
+            json_dumpf(ev, stdout, JSON_COMPACT);
+            putchar('\n');
+        }
+        if (strcmp(topic, "client") == 0 &&
+            strcmp(vg_proto_get_str(ev, "event", ""), "resubscribed") == 0) {
+            const json_t *a = json_object_get(ev, "answer");
+            fprintf(stderr, "vigilctl: %s: resubscribed at %s (project version "
+                            "%lld)\n",
+                    cmd->name, vg_proto_get_str(ev, "address", "?"),
+                    vg_proto_get_int(a, "version", 0));
+            note_unknown(cmd, a);
+        } else if (strcmp(topic, "tags") == 0) {
+            if (o->json) {
+                printed += json_array_size(json_object_get(ev, "values"));
+            } else {
+                printed += print_entries(ev, o->count > 0 ? o->count - printed : 0);
+            }
+        }
+        fflush(stdout);
+        json_decref(ev);
+    }
+    return 0;
+}
+
+static int cmd_tags_history(struct vg_client *c, const struct opts *o,
+                            const struct cmd *cmd)
+{
+    json_t *req = vg_proto_request("actions", -1);
+    json_t *answer = NULL;
+    const json_t *actions;
+    const json_t *a;
+    size_t i;
+    int rv;
+
+    if (req != NULL && o->limit > 0) {
+        json_object_set_new(req, "limit", json_integer((json_int_t)o->limit));
+    }
+    if (req != NULL && cmd->n_args > 0) {
+        json_object_set_new(req, "tag", json_string(cmd->args[0]));
+    }
+    if ((rv = leader_call(c, cmd, req, &answer)) != 0) {
+        return rv;
+    }
+    if (o->json) {
+        print_json(answer);
+    }
+    if (is_error(answer)) {
+        rv = report_error(cmd, answer);
+        json_decref(answer);
+        return rv;
+    }
+    actions = json_object_get(answer, "actions");
+    if (!o->json && json_array_size(actions) == 0) {
+        printf("no actions recorded%s%s (node %lld, applied index %lld)\n",
+               cmd->n_args > 0 ? " for " : "", cmd->n_args > 0 ? cmd->args[0] : "",
+               vg_proto_get_int(answer, "node", 0),
+               vg_proto_get_int(answer, "applied_index", 0));
+    } else if (!o->json) {
+        struct table t = {.ncols = 8};
+        static const char *const head[] = {"ACTION", "TIME", "USER", "STATION",
+                                           "TAG", "VALUE", "OUTCOME", "MESSAGE"};
+        table_add(&t, head);
+        json_array_foreach(actions, i, a) {
+            char index[24], when[WHEN_SIZE], value[64];
+            const char *row[8];
+
+            snprintf(index, sizeof index, "%lld", vg_proto_get_int(a, "action", 0));
+            iso_local_ms(vg_proto_get_int(a, "time_ms", 0), when, sizeof when);
+            value_text(json_object_get(a, "value"), value, sizeof value);
+            row[0] = index;
+            row[1] = when;
+            row[2] = vg_proto_get_str(a, "user", NULL);
+            row[3] = vg_proto_get_str(a, "station", NULL);
+            row[4] = vg_proto_get_str(a, "tag", NULL);
+            row[5] = value;
+            row[6] = vg_proto_get_str(a, "outcome", NULL);
+            row[7] = vg_proto_get_str(a, "message", NULL);
+            table_add(&t, row);
+        }
+        table_print(&t);
+        table_free(&t);
+    }
+    json_decref(answer);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct opts o = {.timeout_ms = VG_CLIENT_DEFAULT_TIMEOUT_MS};
@@ -1936,45 +2951,52 @@ int main(int argc, char **argv)
     int n_pos;
     int rv;
 
+    memset(&cmd, 0, sizeof cmd);
+    /* Both arrays point into argv and live until the end: the tags
+     * commands keep their words in cmd.args. */
     pos = calloc((size_t)argc + 1, sizeof *pos);
-    if (pos == NULL) {
+    o.screens = calloc((size_t)argc + 1, sizeof *o.screens);
+    if (pos == NULL || o.screens == NULL) {
         fprintf(stderr, "vigilctl: out of memory\n");
-        return EXIT_FAILED;
+        rv = EXIT_FAILED;
+        goto out;
     }
     rv = parse_options(argc, argv, &o, pos, &n_pos);
     if (rv == 0 && o.help) {
         fputs(usage_text, stdout);
-        free(pos);
-        return 0;
+        goto out;
     }
     if (rv == 0) {
         rv = parse_command(pos, n_pos, &cmd);
     }
-    free(pos);
-    if (rv != 0) {
-        return rv;
+    if (rv == 0) {
+        rv = check_option_scope(&o, &cmd);
     }
-    if (o.comment != NULL && cmd.kind != CMD_PROJECT_LOAD) {
-        return usage_error("--comment applies only to 'project load'");
+    if (rv != 0) {
+        goto out;
     }
     if (sodium_init() < 0) {
         fprintf(stderr, "vigilctl: libsodium failed to initialise\n");
-        return EXIT_FAILED;
+        rv = EXIT_FAILED;
+        goto out;
     }
     if (cmd.kind == CMD_PROJECT_VALIDATE) {
-        return cmd_project_validate(&o, &cmd);
+        rv = cmd_project_validate(&o, &cmd);
+        goto out;
     }
     if (o.cluster == NULL) {
         o.cluster = getenv("VIGIL_CLUSTER");
         o.cluster_from = "VIGIL_CLUSTER";
     }
     if (o.cluster == NULL || *o.cluster == '\0') {
-        return usage_error("no cluster given: use --cluster HOST:PORT[,...] "
-                           "or set VIGIL_CLUSTER");
+        rv = usage_error("no cluster given: use --cluster HOST:PORT[,...] "
+                         "or set VIGIL_CLUSTER");
+        goto out;
     }
     c = vg_client_new(o.cluster, errmsg);
     if (c == NULL) {
-        return usage_error("bad %s: %s", o.cluster_from, errmsg);
+        rv = usage_error("bad %s: %s", o.cluster_from, errmsg);
+        goto out;
     }
     vg_client_set_timeout(c, o.timeout_ms);
 
@@ -2000,10 +3022,29 @@ int main(int argc, char **argv)
     case CMD_PROJECT_WATCH:
         rv = cmd_project_watch(c, &o, &cmd);
         break;
+    case CMD_TAGS_LIST:
+        rv = cmd_tags_list(c, &o, &cmd);
+        break;
+    case CMD_TAGS_READ:
+        rv = cmd_tags_read(c, &o, &cmd);
+        break;
+    case CMD_TAGS_WRITE:
+        rv = cmd_tags_write(c, &o, &cmd);
+        break;
+    case CMD_TAGS_WATCH:
+        rv = cmd_tags_watch(c, &o, &cmd);
+        break;
+    case CMD_TAGS_HISTORY:
+        rv = cmd_tags_history(c, &o, &cmd);
+        break;
     default:
         rv = cmd_simple(c, &o, &cmd);
         break;
     }
     vg_client_free(c);
+out:
+    json_decref(cmd.write_value);
+    free(o.screens);
+    free(pos);
     return rv;
 }

@@ -540,7 +540,10 @@ static void handle_read(struct node *n, struct conn *c, json_t *msg, long long i
         if (t < 0) {
             json_array_append(unknown, name);
         } else {
-            json_array_append_new(list, entry(pr, values, (uint32_t)t));
+            /* Readers print units; subscribers have the project already. */
+            json_t *e = entry(pr, values, (uint32_t)t);
+            json_object_set_new(e, "unit", json_string(pr->tags[t].unit));
+            json_array_append_new(list, e);
         }
     }
     if (json_array_size(unknown) > 0) {

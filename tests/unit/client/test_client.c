@@ -5,8 +5,11 @@
  * speaking the real frame format through proto/. It answers pings with
  * pongs and every other request according to its mode. Tests synchronise on
  * what the fakes saw (request and ping counters), never on sleeps; time is
- * only measured to check upper bounds. Each test's teardown stops its fakes
- * (joining their threads and closing every socket) even when it failed. */
+ * only measured to check upper bounds. A test changes what a running fake
+ * does through its control pipe (close every connection, say "bye", stop
+ * listening) and waits until the fake has done it. Each test's teardown
+ * stops its fakes (joining their threads and closing every socket) even
+ * when it failed. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -44,20 +47,37 @@ enum fake_mode {
     FAKE_EVENTS,        /* push `burst` events before each answer and one
                            after each pong, `ping_events` in all; then go
                            silent (no pongs) */
+    FAKE_SUBS,          /* a node with subscriptions: answer "subscribe" and
+                           "tags_subscribe", then push `image` tag events
+                           (unless the answer is an error); push `burst` tag
+                           events before answering anything else */
 };
+
+/* Bytes on a fake's control pipe. */
+enum {
+    CTL_STOP = 1,  /* end the thread */
+    CTL_KICK = 'k', /* close every connection */
+    CTL_BYE = 'b',  /* say "bye" on every connection, then close it */
+    CTL_DOWN = 'd', /* close every connection and stop listening */
+    CTL_MUTE = 'm', /* from now on, read everything and write nothing */
+};
+
+#define MAX_TYPED 4
 
 struct fake_conn {
     int fd;
     struct vg_proto_decoder dec;
     long long pending; /* request id waiting for pings, or -1 */
     unsigned pings_since;
+    char pending_type[32];
 };
 
 struct fake {
     int listen_fd;
-    int wake[2]; /* pipe: a byte asks the thread to stop */
+    int wake[2]; /* control pipe: CTL_… bytes */
     pthread_t thread;
     char addr[32];
+    char name[8];
     enum fake_mode mode;
     struct fake_conn conns[MAX_CONNS]; /* the thread's own */
     pthread_mutex_t lock;    /* guards everything below */
@@ -66,8 +86,18 @@ struct fake {
     unsigned requests;       /* non-ping requests received */
     unsigned pings;
     unsigned connections;
-    unsigned burst;          /* FAKE_EVENTS, set before the thread starts */
+    unsigned burst;          /* FAKE_EVENTS, FAKE_SUBS */
     unsigned ping_events;
+    unsigned image;          /* FAKE_SUBS */
+    bool drop_after_image;   /* FAKE_SUBS: close the connection after it */
+    struct {
+        char type[32];
+        json_t *answer;
+    } typed[MAX_TYPED];      /* answers for one request type */
+    unsigned n_typed;
+    json_t *last_request;    /* the last non-ping request received */
+    unsigned controls_done;
+    pthread_cond_t done;     /* signalled when controls_done grows */
     unsigned events_sent;    /* numbered 1, 2, …; the thread's own */
 };
 
@@ -93,14 +123,39 @@ static void fake_send(int fd, json_t *msg)
     free(frame);
 }
 
-static void fake_answer(struct fake *f, int fd, long long id)
+static bool is_subscription(const char *type)
 {
-    json_t *a;
+    return strcmp(type, "subscribe") == 0 || strcmp(type, "tags_subscribe") == 0;
+}
+
+/* Answer request ID of TYPE on FD: the answer configured for TYPE, else (in
+ * FAKE_SUBS, to a subscription) what a node answers, else the template.
+ * Returns false if the answer was an error object. */
+static bool fake_answer(struct fake *f, int fd, long long id, const char *type)
+{
+    json_t *a = NULL;
     json_t *noise;
+    bool ok;
+    unsigned i;
 
     pthread_mutex_lock(&f->lock);
-    a = json_deep_copy(f->answer);
+    for (i = 0; i < f->n_typed; i++) {
+        if (strcmp(f->typed[i].type, type) == 0) {
+            a = json_deep_copy(f->typed[i].answer);
+        }
+    }
+    if (a == NULL && f->mode == FAKE_SUBS && is_subscription(type)) {
+        a = json_pack("{s:s, s:s, s:i, s:i, s:i, s:[]}", "type",
+                      strcmp(type, "subscribe") == 0 ? "subscribed"
+                                                     : "tags_subscribed",
+                      "served_by", f->name, "node", 1, "version", 3, "count", 1,
+                      "unknown");
+    }
+    if (a == NULL) {
+        a = json_deep_copy(f->answer);
+    }
     pthread_mutex_unlock(&f->lock);
+    ok = strcmp(vg_proto_get_str(a, "type", ""), "error") != 0;
 
     /* Noise first: a pong for a ping never sent, a push, and a late answer
      * to another request. The client must skip all three. */
@@ -118,6 +173,7 @@ static void fake_answer(struct fake *f, int fd, long long id)
     json_object_set_new(a, "id", json_integer(id));
     fake_send(fd, a);
     json_decref(a);
+    return ok;
 }
 
 static void conn_drop(struct fake_conn *k)
@@ -161,6 +217,24 @@ static void fake_event_params(struct fake *f, unsigned *burst, unsigned *total)
     pthread_mutex_unlock(&f->lock);
 }
 
+/* A tag event as the node pushes them: one value entry, numbered. */
+static void fake_tag_event(struct fake *f, int fd, const char *kind, bool last)
+{
+    unsigned seq = ++f->events_sent;
+    char tag[16];
+    json_t *ev;
+
+    snprintf(tag, sizeof tag, "T%u", seq);
+    ev = json_pack("{s:s, s:s, s:s, s:i, s:s, s:i, s:b,"
+                   " s:[{s:s, s:f, s:s, s:I}]}",
+                   "type", "event", "topic", "tags", "event", kind, "version", 3,
+                   "served_by", f->name, "seq", (int)seq, "last", (int)last,
+                   "values", "tag", tag, "value", seq * 1.5, "quality", "good",
+                   "t", (json_int_t)(1715000000000 + seq));
+    fake_send(fd, ev);
+    json_decref(ev);
+}
+
 static void fake_event(struct fake *f, int fd)
 {
     json_t *ev = json_pack("{s:s, s:s, s:s, s:I}", "type", "event", "topic",
@@ -198,7 +272,7 @@ static bool fake_handle(struct fake *f, struct fake_conn *k, json_t *msg)
             fake_event(f, k->fd);
         }
         if (k->pending >= 0 && ++k->pings_since >= fake_after(f)) {
-            fake_answer(f, k->fd, k->pending);
+            fake_answer(f, k->fd, k->pending, k->pending_type);
             k->pending = -1;
         }
         return true;
@@ -206,6 +280,8 @@ static bool fake_handle(struct fake *f, struct fake_conn *k, json_t *msg)
 
     pthread_mutex_lock(&f->lock);
     n = ++f->requests;
+    json_decref(f->last_request);
+    f->last_request = json_deep_copy(msg);
     pthread_mutex_unlock(&f->lock);
     switch (f->mode) {
     case FAKE_SILENT:
@@ -230,14 +306,40 @@ static bool fake_handle(struct fake *f, struct fake_conn *k, json_t *msg)
             fake_event(f, k->fd);
         }
         break;
+    case FAKE_SUBS:
+        if (is_subscription(type)) {
+            unsigned image;
+            bool drop;
+
+            pthread_mutex_lock(&f->lock);
+            image = f->image;
+            drop = f->drop_after_image;
+            pthread_mutex_unlock(&f->lock);
+            if (!fake_answer(f, k->fd, id, type)) {
+                return true;
+            }
+            for (unsigned i = 0; i < image; i++) {
+                fake_tag_event(f, k->fd, "image", i + 1 == image);
+            }
+            if (drop) {
+                conn_drop(k);
+                return false;
+            }
+            return true;
+        }
+        for (unsigned i = 0; i < burst; i++) {
+            fake_tag_event(f, k->fd, "values", false);
+        }
+        break;
     case FAKE_ANSWER:
         break;
     }
     if (fake_after(f) > 0) {
         k->pending = id;
         k->pings_since = 0;
+        snprintf(k->pending_type, sizeof k->pending_type, "%s", type);
     } else {
-        fake_answer(f, k->fd, id);
+        fake_answer(f, k->fd, id, type);
     }
     return true;
 }
@@ -270,6 +372,36 @@ static void fake_read(struct fake *f, struct fake_conn *k)
     }
 }
 
+/* Carry out control byte WHAT (not CTL_STOP) and tell the test. */
+static void fake_control_run(struct fake *f, char what)
+{
+    int i;
+
+    if (what == CTL_MUTE) {
+        f->mode = FAKE_SILENT; /* the mode is the thread's own */
+    }
+    for (i = 0; i < MAX_CONNS && what != CTL_MUTE; i++) {
+        if (f->conns[i].fd < 0) {
+            continue;
+        }
+        if (what == CTL_BYE) {
+            json_t *bye = json_pack("{s:s, s:s}", "type", "bye", "reason",
+                                    "lost leadership");
+            fake_send(f->conns[i].fd, bye);
+            json_decref(bye);
+        }
+        conn_drop(&f->conns[i]);
+    }
+    if (what == CTL_DOWN && f->listen_fd >= 0) {
+        close(f->listen_fd);
+        f->listen_fd = -1; /* poll() ignores it from now on */
+    }
+    pthread_mutex_lock(&f->lock);
+    f->controls_done++;
+    pthread_cond_broadcast(&f->done);
+    pthread_mutex_unlock(&f->lock);
+}
+
 static void *fake_main(void *arg)
 {
     struct fake *f = arg;
@@ -296,7 +428,12 @@ static void *fake_main(void *arg)
             continue;
         }
         if (p[0].revents != 0) {
-            break;
+            char what = CTL_STOP;
+            if (read(f->wake[0], &what, 1) != 1 || what == CTL_STOP) {
+                break;
+            }
+            fake_control_run(f, what);
+            continue; /* the connections changed under p[] */
         }
         if (p[1].revents & POLLIN) {
             int fd = accept(f->listen_fd, NULL, NULL);
@@ -389,8 +526,15 @@ static void fake_stop(struct fake *f)
     pthread_join(f->thread, NULL);
     close(f->wake[0]);
     close(f->wake[1]);
-    close(f->listen_fd);
+    if (f->listen_fd >= 0) {
+        close(f->listen_fd);
+    }
     json_decref(f->answer);
+    for (unsigned i = 0; i < f->n_typed; i++) {
+        json_decref(f->typed[i].answer);
+    }
+    json_decref(f->last_request);
+    pthread_cond_destroy(&f->done);
     pthread_mutex_destroy(&f->lock);
     free(f);
 }
@@ -420,6 +564,7 @@ static struct fake *fake_start(struct env *e, enum fake_mode mode,
     assert_non_null(f);
     assert_true(e->n < MAX_FAKES);
     f->mode = mode;
+    snprintf(f->name, sizeof f->name, "%s", name);
     f->answer = answer != NULL
                     ? answer
                     : json_pack("{s:s, s:s}", "type", "ok", "served_by", name);
@@ -427,12 +572,50 @@ static struct fake *fake_start(struct env *e, enum fake_mode mode,
         f->conns[i].fd = -1;
     }
     pthread_mutex_init(&f->lock, NULL);
+    pthread_cond_init(&f->done, NULL);
     f->listen_fd = listen_any(&port, true);
     snprintf(f->addr, sizeof f->addr, "127.0.0.1:%d", port);
     assert_int_equal(pipe(f->wake), 0);
     assert_int_equal(pthread_create(&f->thread, NULL, fake_main, f), 0);
     e->fakes[e->n++] = f;
     return f;
+}
+
+/* Make F do WHAT (CTL_KICK, CTL_BYE, CTL_DOWN, CTL_MUTE) and wait until it
+ * has. */
+static void fake_control(struct fake *f, char what)
+{
+    unsigned target;
+
+    pthread_mutex_lock(&f->lock);
+    target = f->controls_done + 1;
+    pthread_mutex_unlock(&f->lock);
+    assert_int_equal(write(f->wake[1], &what, 1), 1);
+    pthread_mutex_lock(&f->lock);
+    while (f->controls_done < target) {
+        pthread_cond_wait(&f->done, &f->lock);
+    }
+    pthread_mutex_unlock(&f->lock);
+}
+
+/* Answer requests of TYPE with ANSWER (taken over) from now on. */
+static void fake_answer_type(struct fake *f, const char *type, json_t *answer)
+{
+    assert_true(f->n_typed < MAX_TYPED); /* only the test adds */
+    pthread_mutex_lock(&f->lock);
+    snprintf(f->typed[f->n_typed].type, sizeof f->typed[0].type, "%s", type);
+    f->typed[f->n_typed++].answer = answer;
+    pthread_mutex_unlock(&f->lock);
+}
+
+/* A copy of the last request F received (the caller's), or NULL. */
+static json_t *fake_last_request(struct fake *f)
+{
+    json_t *r;
+    pthread_mutex_lock(&f->lock);
+    r = json_deep_copy(f->last_request);
+    pthread_mutex_unlock(&f->lock);
+    return r;
 }
 
 static unsigned fake_requests(struct fake *f)
@@ -861,19 +1044,399 @@ static void test_events_timeout_and_not_connected(void **state)
 static void test_events_overflow_drops_oldest(void **state)
 {
     struct env *e = *state;
-    struct fake *f = events_fake(e, 300, 0);
+    const unsigned burst = VG_CLIENT_EVENT_QUEUE + 44;
+    struct fake *f = events_fake(e, burst, 0);
     struct vg_client *c = client_for(e, f->addr);
     json_t *resp = NULL;
     int rv;
 
     assert_int_equal(put(c, &resp, NULL), VG_OK);
     json_decref(resp);
-    assert_int_equal(vg_client_events_dropped(c), 300 - 256);
-    for (long long want = 300 - 256 + 1; want <= 300; want++) {
+    assert_int_equal(vg_client_events_dropped(c), 44);
+    for (long long want = 44 + 1; want <= burst; want++) {
         assert_int_equal(next_version(c, 0, &rv), want);
     }
     assert_int_equal(next_version(c, 0, &rv), -1);
     assert_int_equal(rv, VG_ETIMEDOUT);
+}
+
+/* ------------------------------------------------------------------ */
+/* Remembered subscriptions                                            */
+
+static struct fake *subs_fake(struct env *e, const char *name, unsigned image,
+                              unsigned burst)
+{
+    struct fake *f = fake_start(e, FAKE_SUBS, name, NULL);
+    pthread_mutex_lock(&f->lock);
+    f->image = image;
+    f->burst = burst;
+    pthread_mutex_unlock(&f->lock);
+    return f;
+}
+
+static json_t *subscription(const char *type)
+{
+    if (strcmp(type, "subscribe") == 0) {
+        return json_pack("{s:s, s:[s]}", "type", "subscribe", "topics", "project");
+    }
+    return json_pack("{s:s, s:[s]}", "type", "tags_subscribe", "tags", "T1");
+}
+
+/* Subscribe with REQ (consumed) and expect an answer from node SERVED. */
+static void subscribe_ok(struct vg_client *c, json_t *req, const char *served)
+{
+    char errmsg[VG_ERRMSG_SIZE] = "";
+    json_t *resp = NULL;
+    int rv = vg_client_subscribe(c, req, &resp, errmsg);
+
+    if (rv != VG_OK) {
+        fail_msg("vg_client_subscribe: %s: %s", vg_strerror(rv), errmsg);
+    }
+    assert_null(json_object_get(req, "id")); /* borrowed, untouched */
+    assert_string_equal(served_by(resp), served);
+    json_decref(resp);
+    json_decref(req);
+}
+
+static json_t *take_event(struct vg_client *c, unsigned timeout_ms)
+{
+    char errmsg[VG_ERRMSG_SIZE] = "";
+    json_t *ev = NULL;
+    int rv = vg_client_next_event(c, timeout_ms, &ev, errmsg);
+
+    if (rv != VG_OK) {
+        fail_msg("vg_client_next_event: %s: %s", vg_strerror(rv), errmsg);
+    }
+    return ev;
+}
+
+/* The next event is a tags image frame from node SERVED numbered SEQ (any
+ * number if SEQ is 0). */
+static void expect_image(struct vg_client *c, const char *served, int seq)
+{
+    json_t *ev = take_event(c, 5000);
+
+    assert_string_equal(vg_proto_get_str(ev, "topic", ""), "tags");
+    assert_string_equal(vg_proto_get_str(ev, "event", ""), "image");
+    assert_string_equal(served_by(ev), served);
+    if (seq > 0) {
+        assert_int_equal(vg_proto_get_int(ev, "seq", -1), seq);
+    }
+    json_decref(ev);
+}
+
+/* The next event is the library's marker for a renewed subscription whose
+ * answer of TYPE came from node SERVED at ADDR. */
+static void expect_resubscribed(struct vg_client *c, const char *addr,
+                                const char *type, const char *served)
+{
+    json_t *ev = take_event(c, 5000);
+    const json_t *answer = json_object_get(ev, "answer");
+
+    assert_string_equal(vg_proto_get_str(ev, "type", ""), "event");
+    assert_string_equal(vg_proto_get_str(ev, "topic", ""), "client");
+    assert_string_equal(vg_proto_get_str(ev, "event", ""), "resubscribed");
+    assert_string_equal(vg_proto_get_str(ev, "address", ""), addr);
+    assert_string_equal(vg_proto_get_str(answer, "type", ""), type);
+    assert_string_equal(served_by(answer), served);
+    json_decref(ev);
+}
+
+/* next_event fails with RV within TIMEOUT_MS + slack; returns errmsg's
+ * first bytes through WHY. */
+static void expect_no_event(struct vg_client *c, unsigned timeout_ms, int want,
+                            char *why)
+{
+    char errmsg[VG_ERRMSG_SIZE] = "";
+    json_t *ev = NULL;
+    int rv = vg_client_next_event(c, timeout_ms, &ev, errmsg);
+
+    if (rv != want) {
+        fail_msg("next_event gave %s (%s), wanted %s", vg_strerror(rv),
+                 ev != NULL ? vg_proto_get_str(ev, "event", "?") : errmsg,
+                 vg_strerror(want));
+    }
+    assert_null(ev);
+    assert_true(errmsg[0] != '\0');
+    if (why != NULL) {
+        snprintf(why, VG_ERRMSG_SIZE, "%s", errmsg);
+    }
+}
+
+/* The node closes the connection: the next wait subscribes again on the
+ * other node, and the marker comes before that node's image. */
+static void test_subscription_follows_failover(void **state)
+{
+    struct env *e = *state;
+    struct fake *a = subs_fake(e, "A", 2, 0);
+    struct fake *b = subs_fake(e, "B", 2, 0);
+    char seeds[80];
+    uint64_t t0;
+
+    snprintf(seeds, sizeof seeds, "%s,%s", a->addr, b->addr);
+    client_for(e, seeds);
+    subscribe_ok(e->c, subscription("tags_subscribe"), "A");
+    expect_image(e->c, "A", 1);
+    expect_image(e->c, "A", 2);
+
+    fake_control(a, CTL_KICK);
+    t0 = vg_now_mono_ms();
+    expect_resubscribed(e->c, b->addr, "tags_subscribed", "B");
+    assert_true(vg_now_mono_ms() - t0 < 4000);
+    expect_image(e->c, "B", 1);
+    expect_image(e->c, "B", 2);
+    expect_no_event(e->c, 100, VG_ETIMEDOUT, NULL);
+    assert_string_equal(vg_client_current(e->c), b->addr);
+    assert_int_equal(fake_requests(a), 1);
+    assert_int_equal(fake_requests(b), 1);
+}
+
+/* The node closes the connection right after the image that follows its
+ * answer: the image still counts and comes before the marker of the renewal.
+ * Whether the client reads the close together with the answer is up to the
+ * scheduler, so the scenario runs a few times. */
+static void test_events_before_close_delivered(void **state)
+{
+    struct env *e = *state;
+    struct fake *a = subs_fake(e, "A", 2, 0);
+    struct fake *b = subs_fake(e, "B", 1, 0);
+    char seeds[80];
+    int round;
+
+    pthread_mutex_lock(&a->lock);
+    a->drop_after_image = true;
+    pthread_mutex_unlock(&a->lock);
+    snprintf(seeds, sizeof seeds, "%s,%s", a->addr, b->addr);
+    for (round = 0; round < 20; round++) {
+        client_for(e, seeds);
+        subscribe_ok(e->c, subscription("tags_subscribe"), "A");
+        expect_image(e->c, "A", 2 * round + 1);
+        expect_image(e->c, "A", 2 * round + 2);
+        expect_resubscribed(e->c, b->addr, "tags_subscribed", "B");
+        expect_image(e->c, "B", round + 1);
+        vg_client_free(e->c);
+        e->c = NULL;
+    }
+}
+
+/* The node falls silent (paused, or a cable pulled) while the caller polls
+ * with waits shorter than the dead time: the silence still adds up, the
+ * node is declared dead and the subscription renewed elsewhere. */
+static void test_subscription_dead_peer_short_waits(void **state)
+{
+    struct env *e = *state;
+    struct fake *a = subs_fake(e, "A", 1, 0);
+    struct fake *b = subs_fake(e, "B", 1, 0);
+    char seeds[80];
+    char errmsg[VG_ERRMSG_SIZE];
+    json_t *ev = NULL;
+    uint64_t t0;
+    unsigned pings;
+    int waits = 0;
+    int rv;
+
+    snprintf(seeds, sizeof seeds, "%s,%s", a->addr, b->addr);
+    client_for(e, seeds);
+    assert_int_equal(vg_client_set_keepalive(e->c, 50, 400), VG_OK);
+    subscribe_ok(e->c, subscription("tags_subscribe"), "A");
+    expect_image(e->c, "A", 1);
+
+    /* Alive but quiet: short waits time out, pings keep it alive. */
+    pings = fake_pings(a);
+    for (waits = 0; waits < 12; waits++) {
+        expect_no_event(e->c, 30, VG_ETIMEDOUT, NULL);
+    }
+    assert_true(fake_pings(a) > pings);
+
+    fake_control(a, CTL_MUTE);
+    t0 = vg_now_mono_ms();
+    do {
+        rv = vg_client_next_event(e->c, 30, &ev, errmsg);
+    } while (rv == VG_ETIMEDOUT && vg_now_mono_ms() - t0 < 5000);
+    if (rv != VG_OK) {
+        fail_msg("next_event: %s: %s", vg_strerror(rv), errmsg);
+    }
+    assert_true(vg_now_mono_ms() - t0 < 3000);
+    assert_string_equal(vg_proto_get_str(ev, "event", ""), "resubscribed");
+    assert_string_equal(vg_proto_get_str(ev, "address", ""), b->addr);
+    json_decref(ev);
+    expect_image(e->c, "B", 1);
+}
+
+/* Two subscriptions, and the node says "bye": both are renewed on the other
+ * node, each marker where its answer arrived. The image of the first
+ * arrives while the second is being sent and must stay between the two
+ * markers. */
+static void test_resubscription_keeps_arrival_order(void **state)
+{
+    struct env *e = *state;
+    struct fake *a = subs_fake(e, "A", 2, 0);
+    struct fake *b = subs_fake(e, "B", 2, 0);
+    char seeds[80];
+    int i;
+
+    snprintf(seeds, sizeof seeds, "%s,%s", a->addr, b->addr);
+    client_for(e, seeds);
+    subscribe_ok(e->c, subscription("subscribe"), "A");
+    subscribe_ok(e->c, subscription("tags_subscribe"), "A");
+    for (i = 1; i <= 4; i++) {
+        expect_image(e->c, "A", i);
+    }
+
+    fake_control(a, CTL_BYE);
+    expect_resubscribed(e->c, b->addr, "subscribed", "B");
+    expect_image(e->c, "B", 1);
+    expect_image(e->c, "B", 2);
+    expect_resubscribed(e->c, b->addr, "tags_subscribed", "B");
+    expect_image(e->c, "B", 3);
+    expect_image(e->c, "B", 4);
+    expect_no_event(e->c, 100, VG_ETIMEDOUT, NULL);
+    assert_int_equal(fake_requests(b), 2);
+}
+
+/* A call between events followed a redirect to another node: the
+ * subscription stayed behind on the old connection, so the next wait
+ * renews it where the client now is. */
+static void test_resubscription_after_call_reconnected(void **state)
+{
+    struct env *e = *state;
+    struct fake *b = subs_fake(e, "B", 1, 0);
+    struct fake *a = subs_fake(e, "A", 1, 0);
+    json_t *resp = NULL;
+
+    fake_answer_type(a, "put", not_leader(b->addr));
+    client_for(e, a->addr);
+    subscribe_ok(e->c, subscription("tags_subscribe"), "A");
+    expect_image(e->c, "A", 1);
+
+    assert_int_equal(put(e->c, &resp, NULL), VG_OK);
+    assert_string_equal(served_by(resp), "B");
+    json_decref(resp);
+    assert_string_equal(vg_client_current(e->c), b->addr);
+
+    expect_resubscribed(e->c, b->addr, "tags_subscribed", "B");
+    expect_image(e->c, "B", 1);
+    expect_no_event(e->c, 100, VG_ETIMEDOUT, NULL);
+    assert_int_equal(fake_requests(a), 2); /* tags_subscribe, put */
+    assert_int_equal(fake_requests(b), 2); /* put, tags_subscribe */
+}
+
+/* More events than the queue holds arrive during a call: the caller's
+ * picture has a hole, so the subscription is renewed on a new connection
+ * and the stale queue is replaced by the marker and a fresh image. */
+static void test_resubscription_after_overflow(void **state)
+{
+    struct env *e = *state;
+    struct fake *a = subs_fake(e, "A", 1, VG_CLIENT_EVENT_QUEUE + 10);
+    json_t *resp = NULL;
+
+    client_for(e, a->addr);
+    subscribe_ok(e->c, subscription("tags_subscribe"), "A");
+    assert_int_equal(put(e->c, &resp, NULL), VG_OK); /* image + burst */
+    json_decref(resp);
+    assert_int_equal(vg_client_events_dropped(e->c), 11);
+
+    expect_resubscribed(e->c, a->addr, "tags_subscribed", "A");
+    expect_image(e->c, "A", 0);
+    expect_no_event(e->c, 100, VG_ETIMEDOUT, NULL);
+    assert_int_equal(fake_connections(a), 2);
+    assert_int_equal(vg_client_events_dropped(e->c), 11);
+}
+
+/* Forgetting, an ending request and an error answer all leave nothing to
+ * renew: a lost connection is then VG_ECLOSED as without subscriptions. */
+static void test_subscriptions_forgotten(void **state)
+{
+    struct env *e = *state;
+    struct fake *a = subs_fake(e, "A", 1, 0);
+    struct fake *b = subs_fake(e, "B", 1, 0);
+    char seeds[80];
+    char why[VG_ERRMSG_SIZE];
+    json_t *req;
+    json_t *resp = NULL;
+
+    snprintf(seeds, sizeof seeds, "%s,%s", a->addr, b->addr);
+    client_for(e, seeds);
+    subscribe_ok(e->c, subscription("tags_subscribe"), "A");
+    expect_image(e->c, "A", 1);
+    vg_client_forget_subscriptions(e->c);
+    fake_control(a, CTL_KICK);
+    expect_no_event(e->c, 5000, VG_ECLOSED, why);
+    assert_non_null(strstr(why, "lost"));
+    assert_null(vg_client_current(e->c));
+    assert_int_equal(fake_requests(b), 0);
+
+    /* An error answer is not remembered. */
+    fake_answer_type(b, "subscribe",
+                     vg_proto_error(-1, "invalid", "unknown topic 'projekt'"));
+    req = subscription("subscribe");
+    assert_int_equal(vg_client_subscribe(e->c, req, &resp, NULL), VG_OK);
+    assert_string_equal(vg_proto_get_str(resp, "code", ""), "invalid");
+    json_decref(resp);
+    json_decref(req);
+
+    /* Subscribe (on B: A was just lost), then end it. */
+    subscribe_ok(e->c, subscription("tags_subscribe"), "B");
+    expect_image(e->c, "B", 1);
+    subscribe_ok(e->c, json_pack("{s:s, s:[], s:[], s:b}", "type", "tags_subscribe",
+                                 "tags", "screens", "all", 0),
+                 "B");
+    expect_image(e->c, "B", 2); /* a node answers "nothing" with an empty image */
+    fake_control(b, CTL_KICK);
+    expect_no_event(e->c, 5000, VG_ECLOSED, why);
+    assert_non_null(strstr(why, "lost"));
+    assert_int_equal(fake_requests(a), 1);
+    assert_int_equal(fake_requests(b), 3);
+}
+
+/* The subscription was lost, and the renewal gets an error answer. */
+static void test_resubscription_refused(void **state)
+{
+    struct env *e = *state;
+    struct fake *a = subs_fake(e, "A", 1, 0);
+    struct fake *b = subs_fake(e, "B", 1, 0);
+    char seeds[80];
+    char why[VG_ERRMSG_SIZE];
+
+    fake_answer_type(b, "tags_subscribe",
+                     vg_proto_error(-1, "busy", "too many subscribers"));
+    snprintf(seeds, sizeof seeds, "%s,%s", a->addr, b->addr);
+    client_for(e, seeds);
+    subscribe_ok(e->c, subscription("tags_subscribe"), "A");
+    expect_image(e->c, "A", 1);
+    fake_control(a, CTL_KICK);
+    expect_no_event(e->c, 5000, VG_ECLOSED, why);
+    assert_non_null(strstr(why, "refused"));
+    assert_non_null(strstr(why, "too many subscribers"));
+    assert_int_equal(fake_requests(b), 1);
+}
+
+/* Nothing to connect to: the renewal gives up at the call deadline with
+ * VG_ECLOSED, and the next wait tries again. */
+static void test_resubscription_unreachable(void **state)
+{
+    struct env *e = *state;
+    struct fake *a = subs_fake(e, "A", 1, 0);
+    char why[VG_ERRMSG_SIZE];
+    uint64_t t0;
+    uint64_t took;
+    int i;
+
+    client_for(e, a->addr);
+    assert_int_equal(vg_client_set_timeout(e->c, 500), VG_OK);
+    subscribe_ok(e->c, subscription("tags_subscribe"), "A");
+    expect_image(e->c, "A", 1);
+    fake_control(a, CTL_DOWN);
+    for (i = 0; i < 2; i++) {
+        t0 = vg_now_mono_ms();
+        expect_no_event(e->c, 5000, VG_ECLOSED, why);
+        took = vg_now_mono_ms() - t0;
+        assert_true(took >= 400);
+        assert_true(took < 2500);
+        assert_non_null(strstr(why, "cannot subscribe again"));
+        assert_non_null(strstr(why, a->addr));
+    }
+    assert_int_equal(fake_requests(a), 1);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1051,6 +1614,42 @@ static void test_vigilctl_usage_errors(void **state)
                                                   "--comment", NULL};
     static const char *const proj_load_no_cluster[] = {"project", "load", "d",
                                                        NULL};
+    static const char *const tags_no_sub[] = {"tags", NULL};
+    static const char *const tags_bad_sub[] = {"tags", "frob", NULL};
+    static const char *const tags_read_no_tag[] = {"tags", "read", NULL};
+    static const char *const tags_read_empty[] = {"tags", "read", "", NULL};
+    static const char *const tags_write_no_tag[] = {"tags", "write", NULL};
+    static const char *const tags_write_no_value[] = {"tags", "write", "T", NULL};
+    static const char *const tags_write_bad[] = {"tags", "write", "T", "4x", NULL};
+    static const char *const tags_write_hex[] = {"tags", "write", "T", "0x10",
+                                                 NULL};
+    static const char *const tags_write_nan[] = {"tags", "write", "T", "nan", NULL};
+    static const char *const tags_write_extra[] = {"tags", "write", "T", "1", "2",
+                                                   NULL};
+    static const char *const tags_write_neg[] = {"tags", "write", "T", "-1", NULL};
+    static const char *const tags_write_user[] = {"tags", "write", "T", "1",
+                                                  "--user=", NULL};
+    static const char *const tags_watch_nothing[] = {"tags", "watch", NULL};
+    static const char *const tags_count_bad[] = {"tags", "watch", "T", "--count",
+                                                 "x", NULL};
+    static const char *const tags_count_zero[] = {"tags", "watch", "T",
+                                                  "--count=0", NULL};
+    static const char *const tags_count_missing[] = {"tags", "watch", "T",
+                                                     "--count", NULL};
+    static const char *const tags_for_bad[] = {"tags", "watch", "--all", "--for",
+                                               "1s", NULL};
+    static const char *const tags_plc_elsewhere[] = {"--plc", "p", "tags", "read",
+                                                     "T", NULL};
+    static const char *const tags_screen_elsewhere[] = {"tags", "list", "--screen",
+                                                        "s", NULL};
+    static const char *const tags_count_elsewhere[] = {"tags", "read", "T",
+                                                       "--count", "1", NULL};
+    static const char *const tags_list_extra[] = {"tags", "list", "a", "b", NULL};
+    static const char *const tags_limit_bad[] = {"tags", "history", "--limit",
+                                                 "1001", NULL};
+    static const char *const tags_history_extra[] = {"tags", "history", "a", "b",
+                                                     NULL};
+    static const char *const tags_no_cluster[] = {"tags", "read", "T", NULL};
     (void)state;
 
     expect_usage_error(none, "127.0.0.1:1", "missing command");
@@ -1094,6 +1693,40 @@ static void test_vigilctl_usage_errors(void **state)
                        "--comment applies only to 'project load'");
     expect_usage_error(comment_missing, "127.0.0.1:1", "--comment needs a value");
     expect_usage_error(proj_load_no_cluster, NULL, "no cluster given");
+    expect_usage_error(tags_no_sub, "127.0.0.1:1", "tags: missing subcommand");
+    expect_usage_error(tags_bad_sub, "127.0.0.1:1", "unknown subcommand 'frob'");
+    expect_usage_error(tags_read_no_tag, "127.0.0.1:1", "tags read: missing TAG");
+    expect_usage_error(tags_read_empty, "127.0.0.1:1", "TAG must not be empty");
+    expect_usage_error(tags_write_no_tag, "127.0.0.1:1",
+                       "tags write: missing TAG and VALUE");
+    expect_usage_error(tags_write_no_value, "127.0.0.1:1",
+                       "tags write: missing VALUE");
+    expect_usage_error(tags_write_bad, "127.0.0.1:1",
+                       "VALUE must be a decimal number, true or false, got '4x'");
+    expect_usage_error(tags_write_hex, "127.0.0.1:1", "got '0x10'");
+    expect_usage_error(tags_write_nan, "127.0.0.1:1", "got 'nan'");
+    expect_usage_error(tags_write_extra, "127.0.0.1:1",
+                       "tags write: too many arguments");
+    expect_usage_error(tags_write_neg, "127.0.0.1:1", "unknown option '-1'");
+    expect_usage_error(tags_write_user, "127.0.0.1:1", "--user must not be empty");
+    expect_usage_error(tags_watch_nothing, "127.0.0.1:1",
+                       "name at least one TAG, --screen NAME or --all");
+    expect_usage_error(tags_count_bad, "127.0.0.1:1",
+                       "--count must be a whole number 1..");
+    expect_usage_error(tags_count_zero, "127.0.0.1:1", "--count must be");
+    expect_usage_error(tags_count_missing, "127.0.0.1:1", "--count needs a value");
+    expect_usage_error(tags_for_bad, "127.0.0.1:1", "--for must be");
+    expect_usage_error(tags_plc_elsewhere, "127.0.0.1:1",
+                       "--plc applies only to 'tags list'");
+    expect_usage_error(tags_screen_elsewhere, "127.0.0.1:1",
+                       "--screen applies only to 'tags watch'");
+    expect_usage_error(tags_count_elsewhere, "127.0.0.1:1",
+                       "--count applies only to 'tags watch'");
+    expect_usage_error(tags_list_extra, "127.0.0.1:1",
+                       "tags list: too many arguments");
+    expect_usage_error(tags_limit_bad, "127.0.0.1:1", "--limit must be");
+    expect_usage_error(tags_history_extra, "127.0.0.1:1", "too many arguments");
+    expect_usage_error(tags_no_cluster, NULL, "no cluster given");
 }
 
 static void test_vigilctl_help(void **state)
@@ -1118,6 +1751,12 @@ static void test_vigilctl_help(void **state)
     assert_non_null(strstr(r.out, "project history"));
     assert_non_null(strstr(r.out, "project diff V1 V2"));
     assert_non_null(strstr(r.out, "project watch"));
+    /* So are the tags commands. */
+    assert_non_null(strstr(r.out, "tags list [PATTERN] [--plc NAME] [--section NAME]"));
+    assert_non_null(strstr(r.out, "tags read TAG..."));
+    assert_non_null(strstr(r.out, "tags write TAG VALUE [--user U] [--station S]"));
+    assert_non_null(strstr(r.out, "tags watch [TAG...] [--screen NAME]... [--all]"));
+    assert_non_null(strstr(r.out, "tags history [TAG] [--limit N]"));
 }
 
 static void test_vigilctl_operations(void **state)
@@ -1196,6 +1835,166 @@ static void test_vigilctl_status(void **state)
     assert_non_null(strstr(r.out, "\"node_id\": 1"));
 }
 
+/* Count the lines of TEXT. */
+static int line_count(const char *text)
+{
+    int n = 0;
+    for (; *text != '\0'; text++) {
+        n += *text == '\n';
+    }
+    return n;
+}
+
+static void expect_run(const char *const *args, const char *cluster,
+                       int status, struct run *r)
+{
+    memset(r, 0, sizeof *r);
+    run_vigilctl(args, cluster, r);
+    if (r->status != status) {
+        fail_msg("exit %d, wanted %d\nstdout:\n%s\nstderr:\n%s", r->status,
+                 status, r->out, r->err);
+    }
+}
+
+static void test_vigilctl_tags_read_write(void **state)
+{
+    struct env *e = *state;
+    struct fake *rd = fake_start(
+        e, FAKE_ANSWER, "R",
+        json_pack("{s:s, s:i, s:i, s:[{s:s, s:f, s:s, s:I}, {s:s, s:n, s:s, s:I}]}",
+                  "type", "tags_values", "node", 1, "version", 3, "values",
+                  "tag", "LT101", "value", 3.25, "quality", "good", "t",
+                  (json_int_t)1715000000123, "tag", "P101.run", "value",
+                  "quality", "bad_comm", "t", (json_int_t)1715000000456));
+    struct fake *bad = fake_start(e, FAKE_ANSWER, "X", NULL);
+    struct fake *wr = fake_start(
+        e, FAKE_ANSWER, "W",
+        json_pack("{s:s, s:s, s:f, s:i, s:i, s:i, s:I}", "type", "tag_written",
+                  "tag", "FIC201.sp", "value", 42.5, "action", 212, "term", 4,
+                  "node", 1, "written_ms", (json_int_t)1715000000456));
+    static const char *const read2[] = {"tags", "read", "LT101", "P101.run", NULL};
+    static const char *const read_nope[] = {"tags", "read", "LT101", "NOPE", NULL};
+    static const char *const write1[] = {"tags", "write", "FIC201.sp", "42.5",
+                                         "--user", "alice", NULL};
+    json_t *unknown = vg_proto_error(-1, "invalid", "unknown tag");
+    json_t *req;
+    char host[256] = "";
+    struct run r;
+
+    /* The units come from the project version the leader polls; this node
+     * has none, which is said but does not fail the read. */
+    fake_answer_type(rd, "project_get",
+                     vg_proto_error(-1, "invalid", "no version 3 here"));
+    expect_run(read2, rd->addr, 0, &r);
+    if (strstr(r.out, "LT101") == NULL || strstr(r.out, "3.25") == NULL ||
+        strstr(r.out, " good ") == NULL || strstr(r.out, ".123") == NULL ||
+        strstr(r.out, "bad_comm") == NULL || line_count(r.out) != 2 ||
+        strstr(r.err, "no version 3 here") == NULL) {
+        fail_msg("stdout:\n%s\nstderr:\n%s", r.out, r.err);
+    }
+
+    json_object_set_new(unknown, "unknown", json_pack("[s]", "NOPE"));
+    fake_configure(bad, unknown, 0);
+    expect_run(read_nope, bad->addr, 1, &r);
+    assert_non_null(strstr(r.err, "unknown tag"));
+    assert_non_null(strstr(r.err, "NOPE"));
+
+    expect_run(write1, wr->addr, 0, &r);
+    assert_string_equal(r.out,
+                        "FIC201.sp = 42.5 written (action 212, term 4, node 1)\n");
+    req = fake_last_request(wr);
+    assert_string_equal(vg_proto_get_str(req, "type", ""), "tag_write");
+    assert_string_equal(vg_proto_get_str(req, "tag", ""), "FIC201.sp");
+    assert_true(json_is_real(json_object_get(req, "value")));
+    assert_true(json_real_value(json_object_get(req, "value")) == 42.5);
+    assert_string_equal(vg_proto_get_str(req, "user", ""), "alice");
+    assert_int_equal(gethostname(host, sizeof host - 1), 0);
+    assert_string_equal(vg_proto_get_str(req, "station", ""), host);
+    json_decref(req);
+}
+
+static void test_vigilctl_tags_watch(void **state)
+{
+    struct env *e = *state;
+    struct fake *b = subs_fake(e, "B", 2, 0);
+    struct fake *a = subs_fake(e, "A", 1, 0);
+    static const char *const watch_json[] = {"tags", "watch", "--all", "--json",
+                                             "--count", "2", NULL};
+    static const char *const watch_for[] = {"tags", "watch", "T1", "--for",
+                                            "300", NULL};
+    static const char *watch3[] = {"--cluster", NULL, "tags", "watch", "T1",
+                                   "--screen", "overview", "--count", "3", NULL};
+    char seeds[80];
+    json_t *req;
+    struct run r;
+    uint64_t t0;
+
+    /* A closes the connection right after its image: vigilctl prints A's
+     * entry, says where it subscribed again, and then B's image. */
+    pthread_mutex_lock(&a->lock);
+    a->drop_after_image = true;
+    pthread_mutex_unlock(&a->lock);
+    snprintf(seeds, sizeof seeds, "%s,%s", a->addr, b->addr);
+    watch3[1] = seeds;
+    expect_run(watch3, NULL, 0, &r);
+    if (line_count(r.out) != 3 || strstr(r.out, " T1 1.5 good\n") == NULL ||
+        strstr(r.out, " T2 3 good\n") == NULL ||
+        strstr(r.err, "resubscribed at") == NULL ||
+        strstr(r.err, b->addr) == NULL ||
+        strstr(r.err, "(project version 3)") == NULL) {
+        fail_msg("stdout:\n%s\nstderr:\n%s", r.out, r.err);
+    }
+    req = fake_last_request(b);
+    assert_string_equal(vg_proto_get_str(req, "type", ""), "tags_subscribe");
+    assert_string_equal(json_string_value(json_array_get(
+                            json_object_get(req, "screens"), 0)),
+                        "overview");
+    json_decref(req);
+
+    /* --json: the raw events, one per line. */
+    expect_run(watch_json, b->addr, 0, &r);
+    assert_int_equal(line_count(r.out), 2);
+    assert_non_null(strstr(r.out, "\"topic\":\"tags\""));
+    req = fake_last_request(b);
+    assert_true(json_is_true(json_object_get(req, "all")));
+    json_decref(req);
+
+    /* --for ends a quiet watch in time. */
+    t0 = vg_now_mono_ms();
+    expect_run(watch_for, b->addr, 0, &r);
+    assert_true(vg_now_mono_ms() - t0 < 5000);
+    assert_int_equal(line_count(r.out), 2);
+}
+
+static void test_vigilctl_tags_history(void **state)
+{
+    struct env *e = *state;
+    struct fake *f = fake_start(
+        e, FAKE_ANSWER, "H",
+        json_pack("{s:s, s:i, s:i, s:[{s:i, s:s, s:s, s:f, s:s, s:s, s:I,"
+                  " s:s, s:n}]}",
+                  "type", "actions", "node", 2, "applied_index", 300, "actions",
+                  "action", 212, "kind", "setpoint", "tag", "FIC201.sp", "value",
+                  42.5, "user", "alice", "station", "cr-1", "time_ms",
+                  (json_int_t)1715000000400, "outcome", "written", "message"));
+    static const char *const history[] = {"tags", "history", "FIC201.sp",
+                                          "--limit", "20", NULL};
+    json_t *req;
+    struct run r;
+
+    expect_run(history, f->addr, 0, &r);
+    if (strstr(r.out, "212") == NULL || strstr(r.out, "alice") == NULL ||
+        strstr(r.out, "cr-1") == NULL || strstr(r.out, "written") == NULL ||
+        strstr(r.out, "42.5") == NULL || line_count(r.out) != 2) {
+        fail_msg("stdout:\n%s\nstderr:\n%s", r.out, r.err);
+    }
+    req = fake_last_request(f);
+    assert_string_equal(vg_proto_get_str(req, "type", ""), "actions");
+    assert_int_equal(vg_proto_get_int(req, "limit", 0), 20);
+    assert_string_equal(vg_proto_get_str(req, "tag", ""), "FIC201.sp");
+    json_decref(req);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -1216,10 +2015,33 @@ int main(int argc, char **argv)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_events_overflow_drops_oldest, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_subscription_follows_failover, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_events_before_close_delivered, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_subscription_dead_peer_short_waits,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resubscription_keeps_arrival_order,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resubscription_after_call_reconnected,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resubscription_after_overflow, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_subscriptions_forgotten, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_resubscription_refused, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_resubscription_unreachable, setup,
+                                        teardown),
         cmocka_unit_test(test_vigilctl_usage_errors),
         cmocka_unit_test(test_vigilctl_help),
         cmocka_unit_test_setup_teardown(test_vigilctl_operations, setup, teardown),
         cmocka_unit_test_setup_teardown(test_vigilctl_status, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_vigilctl_tags_read_write, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_vigilctl_tags_watch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_vigilctl_tags_history, setup,
+                                        teardown),
     };
 
     vigilctl_path = argc > 1 ? argv[1] : getenv("VIGILCTL");
