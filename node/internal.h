@@ -198,6 +198,12 @@ struct node_tag_value {
 const struct vg_project *node_plc_project(struct node *n, uint64_t *version,
                                           const struct node_tag_value **values);
 
+/* The PLC confirmed that TAG now holds VALUE (engineering units, as the PLC
+ * will read it back): take it as the tag's latest reading and pass it on to
+ * subscribers at once, instead of a poll interval later. The next poll
+ * corrects it should the PLC program have changed the register since. */
+void node_plc_written(struct node *n, uint32_t tag, double value, uint64_t t_ms);
+
 /* ---- tags.c: live values, setpoint writes, the action log ---- */
 
 /* Handle tags_subscribe, tags_read, tag_write, actions. Returns false when

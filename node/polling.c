@@ -409,3 +409,21 @@ const struct vg_project *node_plc_project(struct node *n, uint64_t *version,
     *values = s->values;
     return s->project;
 }
+
+void node_plc_written(struct node *n, uint32_t tag, double value, uint64_t t_ms)
+{
+    struct plc_set *s = n->plc_set;
+    struct vg_plc_change ch;
+
+    if (s == NULL || s->stopped || tag >= s->project->n_tags) {
+        return;
+    }
+    s->values[tag].value = value;
+    s->values[tag].quality = VG_PLC_GOOD;
+    s->values[tag].t_ms = t_ms;
+    ch.tag = tag;
+    ch.quality = VG_PLC_GOOD;
+    ch.value = value;
+    ch.t_ms = t_ms;
+    node_tags_changed(n, &ch, 1);
+}

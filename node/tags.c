@@ -21,7 +21,9 @@
  * proposed (and so committed) in, through the poller of that term (which
  * writes the fencing registers first and drops a write it could not start
  * in time). The outcome is answered to the client and recorded with a
- * SETPOINT_RESULT command. Results are queued and proposed from the loop
+ * SETPOINT_RESULT command. The confirmed value (as the PLC holds it after
+ * rounding) is pushed to subscribers at once, so another station sees an
+ * operator's action without waiting for the next poll. Results are queued and proposed from the loop
  * iteration (node_tags_update), never from inside a raft callback (libraft
  * 0.15 crashes on raft_apply while it is failing requests during a
  * step-down). A new leader closes the actions of earlier terms that have no
@@ -85,6 +87,7 @@ struct write_op {
     long long id;
     uint32_t tag;
     double value;
+    double readback;  /* VALUE as the PLC holds it (after rounding) */
     uint64_t version;
     uint64_t action;
     char name[NAME_MAX_BYTES + 1];
@@ -621,13 +624,15 @@ static void write_done_cb(struct vg_plc_poller *p, int status,
     (void)p;
 
     if (status == 0) {
+        uint64_t now = vg_now_wall_ms();
         json_t *a = node_answer("tag_written", op->id);
+        node_plc_written(n, op->tag, op->readback, now);
         json_object_set_new(a, "tag", json_string(op->name));
         json_object_set_new(a, "value", json_real(op->value));
         json_object_set_new(a, "action", json_integer((json_int_t)op->action));
         json_object_set_new(a, "term", json_integer((json_int_t)op->p.term));
         json_object_set_new(a, "node", json_integer((json_int_t)n->cfg->id));
-        json_object_set_new(a, "written_ms", json_integer((json_int_t)vg_now_wall_ms()));
+        json_object_set_new(a, "written_ms", json_integer((json_int_t)now));
         node_send(op->c, a);
         result_queue(n, op->action, op->p.term, "written", NULL);
     } else if (status == VG_ECLOSED) {
@@ -825,6 +830,13 @@ static void handle_write(struct node *n, struct conn *c, json_t *msg,
     op->id = id;
     op->tag = (uint32_t)idx;
     op->value = value;
+    op->readback = value;
+    if (t->type != VG_DT_BOOL) {
+        double raw;
+        if (vg_plc_scale_to_raw(t, value, &raw, why) == VG_OK) {
+            op->readback = vg_plc_scale_to_eng(t, raw);
+        }
+    }
     op->version = version;
     snprintf(op->name, sizeof op->name, "%s", t->name);
     c->refs++;

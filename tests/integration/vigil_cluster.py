@@ -388,3 +388,64 @@ def read_write_log(path):
     except FileNotFoundError:
         pass
     return out
+
+
+def polling_leader(cluster, timeout=15, exclude=()):
+    """The ready leader (not in EXCLUDE: e.g. a paused node, which cannot
+    answer) once it polls both PLCs with every tag good, and its term."""
+    end = time.monotonic() + timeout
+    last = {}
+    while time.monotonic() < end:
+        for n in cluster.nodes:
+            if n.id in exclude or not n.alive():
+                continue
+            try:
+                s = n.status(0.3)
+            except (OSError, ProtocolError, ValueError):
+                continue
+            last[n.id] = (s.get("ready"), s.get("plc"))
+            p = s.get("plc") or {}
+            if s.get("ready") and p.get("polling") and len(p.get("plcs", [])) == 2 \
+                    and all(x["connected"] and x["tags_good"] == x["tags"] > 0
+                            for x in p["plcs"]):
+                return n, s["term"]
+        time.sleep(0.05)
+    raise AssertionError("no polling leader within %.0f s: %s" % (timeout, last))
+
+
+def read_image(conn, deadline_s=5):
+    """Frames of the image after a tags_subscribed answer: (entries, frames)."""
+    entries, frames = [], []
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        m = conn.recv()
+        if m.get("type") == "event" and m.get("topic") == "tags" and \
+                m.get("event") == "image":
+            frames.append(m)
+            entries += m["values"]
+            if m.get("last"):
+                return entries, frames
+    raise AssertionError("no complete image within %d s" % deadline_s)
+
+
+def wait_value(conn, tag, value, timeout):
+    """Read CONN's events until TAG has VALUE (within 1e-6); return the
+    monotonic time of receipt or None."""
+    end = time.monotonic() + timeout
+    conn.sock.settimeout(0.2)
+    try:
+        while time.monotonic() < end:
+            try:
+                m = conn.recv()
+            except OSError:
+                continue
+            if m.get("type") != "event" or m.get("topic") != "tags":
+                continue
+            now = time.monotonic()
+            for e in m["values"]:
+                if e["tag"] == tag and e["value"] is not None and \
+                        abs(e["value"] - value) < 1e-6:
+                    return now
+        return None
+    finally:
+        conn.sock.settimeout(2.0)
