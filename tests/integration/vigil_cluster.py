@@ -432,6 +432,9 @@ def wait_value(conn, tag, value, timeout):
     """Read CONN's events until TAG has VALUE (within 1e-6); return the
     monotonic time of receipt or None."""
     end = time.monotonic() + timeout
+    # The node drops connections silent for its idle timeout (30 s): a
+    # listener says something now and then, like the client library's pings.
+    conn.send({"type": "ping"})
     conn.sock.settimeout(0.2)
     try:
         while time.monotonic() < end:
