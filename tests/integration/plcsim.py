@@ -15,7 +15,8 @@
    with an exception.
 7. At --speed 100, now and then a value crosses one of the PLC's alarm
    limits and comes back.
-8. --registers N serves N changing holding registers from 10000.
+8. --registers 100000 serves 55 536 changing holding registers from 10000
+   and the other 44 464 as input registers from 10000.
 9. SIGTERM and SIGINT: exit 0, the port is closed.
 
 Every process started is killed by PID at the end; temp files are removed.
@@ -220,7 +221,7 @@ def test_arguments(t, exe, tmp):
          'no --project: exit 2 naming --project (%d: %s)' %
          (r.returncode, r.stderr.splitlines()[:1]))
     for flag, value in (('--rate', 'fast'), ('--rate', '0'),
-                        ('--registers', '70000'), ('--seed', '-3'),
+                        ('--registers', '200000'), ('--seed', '-3'),
                         ('--listen', 'nonsense'), ('--speed', 'x')):
         r = run_cmd([exe, '--project', EXAMPLE, '--plc', 'plc-intake',
                      flag, value])
@@ -399,18 +400,23 @@ def test_excursions(t, sim, tags, alarms):
 
 
 def test_bench(t, sim):
+    """--registers 100000: hr 10000..65535 (55 536), ir 10000..54463."""
     mb = Mbpoll(sim.mbpoll, sim.port)
     first = mb.read('hr', 10000, 125)
     t.ok(wait_for(lambda: mb.read('hr', 10000, 125) != first, 5),
-         '--registers 200: the benchmark registers change')
-    t.ok(len(mb.read('hr', 10199, 1)) == 1,
-         '--registers 200: hr 10199 is served')
+         '--registers 100000: the benchmark registers change')
+    t.ok(len(mb.read('hr', 65535, 1)) == 1,
+         '--registers 100000: hr 65535 is served')
+    last = mb.read('ir', 54339, 125)
+    t.ok(len(last) == 125 and
+         wait_for(lambda: mb.read('ir', 54339, 125) != last, 5),
+         '--registers 100000: ir 54339..54463 are served and change')
     try:
-        mb.read('hr', 10200, 1)
-        t.ok(False, '--registers 200: hr 10200 is outside the map')
+        mb.read('ir', 54464, 1)
+        t.ok(False, '--registers 100000: ir 54464 is outside the map')
     except RuntimeError as e:
         t.ok('Illegal data address' in str(e),
-             '--registers 200: hr 10200 is outside the map')
+             '--registers 100000: ir 54464 is outside the map')
 
 
 def port_closed(port):
@@ -445,7 +451,7 @@ def main():
         fast = Sim(args.plcsim, tmp, 'plc-intake', p_fast,
                    ['--speed', '100', '--seed', '7'])
         bench = Sim(args.plcsim, tmp, 'plc-treatment', p_bench,
-                    ['--registers', '200', '--rate', '20'])
+                    ['--registers', '100000', '--rate', '20'])
         sims = [intake, treat, fast, bench]
         for s in sims:
             s.mbpoll = args.mbpoll

@@ -21,7 +21,11 @@
 /* Benchmark registers (--registers) start here, clear of the example
  * projects' tags and fencing registers. */
 #define BENCH_START 10000u
-#define BENCH_MAX (65536u - BENCH_START)
+/* Up to one register space of holding registers from BENCH_START, the rest
+ * as input registers from BENCH_START: Modbus addresses 16 bits per kind,
+ * and benchmarks want 100 000 changing registers from one PLC. */
+#define BENCH_PER_KIND (65536u - BENCH_START)
+#define BENCH_MAX (2u * BENCH_PER_KIND)
 
 struct options {
     const char *project;
@@ -61,11 +65,12 @@ static void usage(FILE *f)
         "  --write-log FILE    append every client write as a JSON line\n"
         "  --rate HZ           simulation steps per second (default 10)\n"
         "  --seed N            seed of the simulation (default 1)\n"
-        "  --registers N       also serve N changing holding registers from\n"
-        "                      %u (benchmarks; at most %u)\n"
+        "  --registers N       also serve N changing registers for benchmarks\n"
+        "                      (at most %u): holding registers from %u, beyond\n"
+        "                      %u of them input registers from %u too\n"
         "  --speed X           simulated seconds per second (default 1;\n"
         "                      tests use e.g. 100 to see alarms sooner)\n",
-        BENCH_START, BENCH_MAX);
+        BENCH_MAX, BENCH_START, BENCH_PER_KIND, BENCH_START);
 }
 
 static int bad_arg(const char *flag, const char *what, const char *value)
@@ -233,12 +238,20 @@ static void on_write_cb(void *data, const struct plcsim_write *w)
     }
 }
 
+static unsigned bench_holding(unsigned n)
+{
+    return n < BENCH_PER_KIND ? n : BENCH_PER_KIND;
+}
+
 static void bench_step(modbus_mapping_t *map, unsigned n, uint64_t step)
 {
-    unsigned i;
+    unsigned i, h = bench_holding(n);
 
-    for (i = 0; i < n; i++)
+    for (i = 0; i < h; i++)
         map->tab_registers[BENCH_START + i] = (uint16_t)(step * 7u + i);
+    for (i = h; i < n; i++)
+        map->tab_input_registers[BENCH_START + i - h] =
+            (uint16_t)(step * 7u + i);
 }
 
 int main(int argc, char **argv)
@@ -288,9 +301,13 @@ int main(int argc, char **argv)
         goto out;
     }
     plcsim_model_map_size(model, nb);
-    if (o.registers > 0 && nb[VG_REG_HOLDING] > BENCH_START) {
+    if (o.registers > 0 && (nb[VG_REG_HOLDING] > BENCH_START ||
+                            (o.registers > BENCH_PER_KIND &&
+                             nb[VG_REG_INPUT] > BENCH_START))) {
         fprintf(stderr, "vigil-plcsim: --registers: PLC %s has tags at "
-                "holding register %u or above\n", plc->name, BENCH_START);
+                "%s register %u or above\n", plc->name,
+                nb[VG_REG_HOLDING] > BENCH_START ? "holding" : "input",
+                BENCH_START);
         status = 2;
         goto out;
     }
@@ -298,7 +315,9 @@ int main(int argc, char **argv)
         nb[VG_REG_HOLDING] < (unsigned)plc->fencing_register + 4)
         nb[VG_REG_HOLDING] = (unsigned)plc->fencing_register + 4;
     if (o.registers > 0)
-        nb[VG_REG_HOLDING] = BENCH_START + o.registers;
+        nb[VG_REG_HOLDING] = BENCH_START + bench_holding(o.registers);
+    if (o.registers > BENCH_PER_KIND)
+        nb[VG_REG_INPUT] = BENCH_START + o.registers - BENCH_PER_KIND;
     map = modbus_mapping_new_start_address(0, nb[VG_REG_COIL], 0,
                                            nb[VG_REG_DISCRETE], 0,
                                            nb[VG_REG_HOLDING], 0,
@@ -343,8 +362,12 @@ int main(int argc, char **argv)
             plc->name, plcsim_model_n_tags(model), host, port);
     if (o.registers > 0)
         fprintf(stderr, "vigil-plcsim: %u benchmark registers at holding "
-                "register %u..%u\n", o.registers, BENCH_START,
-                BENCH_START + o.registers - 1);
+                "register %u..%u\n", bench_holding(o.registers), BENCH_START,
+                BENCH_START + bench_holding(o.registers) - 1);
+    if (o.registers > BENCH_PER_KIND)
+        fprintf(stderr, "vigil-plcsim: %u benchmark registers at input "
+                "register %u..%u\n", o.registers - BENCH_PER_KIND, BENCH_START,
+                BENCH_START + o.registers - BENCH_PER_KIND - 1);
 
     period_ms = 1000.0 / o.rate;
     next_ms = (double)vg_now_mono_ms() + period_ms;
