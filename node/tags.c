@@ -502,6 +502,27 @@ static void handle_subscribe(struct node *n, struct conn *c, json_t *msg,
     sub_flush(n, s); /* the image, right behind the answer */
 }
 
+/* The project the ready leader polls, or NULL after answering C: not_leader,
+ * or failed while it does not poll (yet). */
+static const struct vg_project *polled_project(struct node *n, struct conn *c,
+                                               long long id, uint64_t *version,
+                                               const struct node_tag_value **values)
+{
+    const struct vg_project *pr;
+
+    if (!node_need_ready(n, c, id)) {
+        return NULL;
+    }
+    pr = node_plc_project(n, version, values);
+    if (pr == NULL) {
+        node_send_error(c, id, "failed", "node %llu does not poll yet (%s)",
+                        (unsigned long long)n->cfg->id,
+                        n->plc_error[0] ? n->plc_error
+                                        : "no project loaded, or preparing to poll");
+    }
+    return pr;
+}
+
 static void handle_read(struct node *n, struct conn *c, json_t *msg, long long id)
 {
     static const char *const allowed[] = {"tags", NULL};
@@ -524,15 +545,8 @@ static void handle_read(struct node *n, struct conn *c, json_t *msg, long long i
                         READ_MAX);
         return;
     }
-    if (!node_need_ready(n, c, id)) {
-        return;
-    }
-    pr = node_plc_project(n, &version, &values);
+    pr = polled_project(n, c, id, &version, &values);
     if (pr == NULL) {
-        node_send_error(c, id, "failed", "node %llu does not poll yet (%s)",
-                        (unsigned long long)n->cfg->id,
-                        n->plc_error[0] ? n->plc_error
-                                        : "no project loaded, or preparing to poll");
         return;
     }
     list = json_array();
@@ -768,15 +782,8 @@ static void handle_write(struct node *n, struct conn *c, json_t *msg,
         node_send_error(c, id, "invalid", "%s: member 'value' is required", type);
         return;
     }
-    if (!node_need_ready(n, c, id)) {
-        return;
-    }
-    pr = node_plc_project(n, &version, &values);
+    pr = polled_project(n, c, id, &version, &values);
     if (pr == NULL) {
-        node_send_error(c, id, "failed", "node %llu does not poll yet (%s)",
-                        (unsigned long long)n->cfg->id,
-                        n->plc_error[0] ? n->plc_error
-                                        : "no project loaded, or preparing to poll");
         return;
     }
     idx = vg_project_find_tag(pr, name);
