@@ -68,6 +68,10 @@ static const char *const type_names[VG_CMD_TYPE_MAX] = {
     [VG_CMD_PROJECT_LOAD] = "project_load",
     [VG_CMD_SETPOINT] = "setpoint",
     [VG_CMD_SETPOINT_RESULT] = "setpoint_result",
+    [VG_CMD_ALARM_STATE] = "alarm_state",
+    [VG_CMD_HISTORY_BATCH] = "history_batch",
+    [VG_CMD_RETENTION_CUT] = "retention_cut",
+    [VG_CMD_AUDIT] = "audit",
 };
 
 const char *vg_cmd_type_name(unsigned type)

@@ -58,6 +58,14 @@ static const struct {
      true},
     {"project_active", "slot", "*", true},
     {"operator_actions", "idx", "*", true},
+    /* The archive's samples are not hashed row by row (millions of rows at
+     * every checkpoint): archive_summary keeps their count and an
+     * order-independent sum of per-row hashes, maintained by apply. */
+    {"archive_tags", "id", "*", true},
+    {"archive_summary", "slot", "*", true},
+    {"alarm_states", "name", "*", true},
+    {"alarm_journal", "id", "*", true},
+    {"audit", "id", "*", true},
 };
 
 /* Schema of a fresh database. Every statement is idempotent: it also runs on
@@ -89,7 +97,35 @@ static const char schema[] =
     "  outcome TEXT, message TEXT, outcome_ms INTEGER, outcome_idx INTEGER);"
     "CREATE INDEX IF NOT EXISTS operator_actions_tag ON operator_actions(tag, idx);"
     "CREATE INDEX IF NOT EXISTS operator_actions_open ON operator_actions(term)"
-    "  WHERE outcome IS NULL;";
+    "  WHERE outcome IS NULL;"
+    /* archive.c */
+    "CREATE TABLE IF NOT EXISTS archive_tags(id INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL UNIQUE);"
+    "CREATE TABLE IF NOT EXISTS archive_samples(tag INTEGER NOT NULL,"
+    "  t INTEGER NOT NULL, value REAL NOT NULL, bad INTEGER NOT NULL,"
+    "  PRIMARY KEY(tag, t)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS archive_summary(slot INTEGER PRIMARY KEY"
+    "  CHECK (slot = 0), samples INTEGER NOT NULL, hash_sum INTEGER NOT NULL,"
+    "  watermark_ms INTEGER NOT NULL);"
+    /* alarm_log.c */
+    "CREATE TABLE IF NOT EXISTS alarm_states(name TEXT PRIMARY KEY,"
+    "  status TEXT NOT NULL, state TEXT NOT NULL, tag TEXT, section TEXT,"
+    "  priority INTEGER, message TEXT, idx INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS alarm_journal(id INTEGER PRIMARY KEY,"
+    "  time_ms INTEGER NOT NULL, alarm TEXT NOT NULL, tag TEXT, section TEXT,"
+    "  priority INTEGER, cause TEXT NOT NULL, from_status TEXT NOT NULL,"
+    "  to_status TEXT NOT NULL, active INTEGER NOT NULL,"
+    "  shelved INTEGER NOT NULL, oos INTEGER NOT NULL, value REAL, user TEXT,"
+    "  station TEXT, reason TEXT, message TEXT, term INTEGER NOT NULL,"
+    "  node INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS alarm_journal_time ON alarm_journal(time_ms);"
+    "CREATE INDEX IF NOT EXISTS alarm_journal_alarm ON alarm_journal(alarm, id);"
+    /* audit.c */
+    "CREATE TABLE IF NOT EXISTS audit(id INTEGER PRIMARY KEY,"
+    "  time_ms INTEGER NOT NULL, kind TEXT NOT NULL, object TEXT, old_value,"
+    "  new_value, user TEXT, station TEXT, detail TEXT, term INTEGER NOT NULL,"
+    "  node INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS audit_time ON audit(time_ms);";
 
 void vg_hex(const unsigned char *bytes, size_t n, char *out)
 {
@@ -739,6 +775,18 @@ static int dispatch(struct vg_repl_fsm *f, uint64_t index,
         break;
     case VG_CMD_SETPOINT_RESULT:
         rv = fsm_apply_setpoint_result(f, index, cmd, body);
+        break;
+    case VG_CMD_ALARM_STATE:
+        rv = fsm_apply_alarm_state(f, index, cmd, body);
+        break;
+    case VG_CMD_HISTORY_BATCH:
+        rv = fsm_apply_history_batch(f, index, cmd, body);
+        break;
+    case VG_CMD_RETENTION_CUT:
+        rv = fsm_apply_retention_cut(f, index, cmd, body);
+        break;
+    case VG_CMD_AUDIT:
+        rv = fsm_apply_audit(f, index, cmd, body);
         break;
     default:
         rv = VG_EUNSUPPORTED;

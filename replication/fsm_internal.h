@@ -27,4 +27,25 @@ int fsm_apply_setpoint(struct vg_repl_fsm *f, uint64_t index,
 int fsm_apply_setpoint_result(struct vg_repl_fsm *f, uint64_t index,
                               const struct vg_cmd *cmd, json_t *body);
 
+/* archive.c: VG_CMD_HISTORY_BATCH and VG_CMD_RETENTION_CUT. */
+int fsm_apply_history_batch(struct vg_repl_fsm *f, uint64_t index,
+                            const struct vg_cmd *cmd, json_t *body);
+int fsm_apply_retention_cut(struct vg_repl_fsm *f, uint64_t index,
+                            const struct vg_cmd *cmd, json_t *body);
+
+/* alarm_log.c: VG_CMD_ALARM_STATE. */
+int fsm_apply_alarm_state(struct vg_repl_fsm *f, uint64_t index,
+                          const struct vg_cmd *cmd, json_t *body);
+
+/* audit.c: VG_CMD_AUDIT, and the audit record that other commands' apply
+ * adds in the same transaction. ID is the log index * 1024 + a position
+ * unique within the command. OLD_VALUE and NEW_VALUE are strings, numbers
+ * or NULL (borrowed). */
+int fsm_apply_audit(struct vg_repl_fsm *f, uint64_t index,
+                    const struct vg_cmd *cmd, json_t *body);
+int fsm_audit_add(struct vg_repl_fsm *f, uint64_t id, const struct vg_cmd *cmd,
+                  const char *kind, const char *object, json_t *old_value,
+                  json_t *new_value, const char *user, const char *station,
+                  const char *detail);
+
 #endif /* VG_REPL_FSM_INTERNAL_H */

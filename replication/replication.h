@@ -45,6 +45,10 @@ enum vg_cmd_type {
     VG_CMD_PROJECT_LOAD = 6, /* a plant project version, see below */
     VG_CMD_SETPOINT = 7,   /* an operator's setpoint write, see below */
     VG_CMD_SETPOINT_RESULT = 8, /* what became of a setpoint, see below */
+    VG_CMD_ALARM_STATE = 9, /* alarm state changes and journal, see below */
+    VG_CMD_HISTORY_BATCH = 10, /* archived process values, see below */
+    VG_CMD_RETENTION_CUT = 11, /* drop archived values before a time */
+    VG_CMD_AUDIT = 12,     /* an audit record of its own, see below */
     VG_CMD_TYPE_MAX
 };
 
@@ -84,6 +88,65 @@ enum vg_cmd_type {
  * outcome: "written" | "failed" | "unknown", message: string (<= 512
  * bytes) or null}. Records the outcome once: VG_OK, VG_REPL_UNCHANGED when
  * the action already has one, VG_EINVAL when there is no such action. */
+
+/* Body of VG_CMD_HISTORY_BATCH (JSON object): process values the leader
+ * archived since its previous batch (it sends one about every 250 ms):
+ *   t0     integer, 0 <= t0 < 2^53: base time in ms (leader's wall clock)
+ *   tags   array of 1..65536 tag names (strings of 1..256 bytes, distinct)
+ *   s      string: base64 (RFC 4648, padded) of N >= 1 packed samples of
+ *          VG_HISTORY_SAMPLE_SIZE bytes each, all little-endian:
+ *            u32 tag    index into tags
+ *            u32 dt     ms after t0
+ *            f64 value  IEEE 754 binary64, finite
+ *            u8  bad    0 good, 1 bad quality
+ *          at most VG_HISTORY_BATCH_MAX samples.
+ * Every node stores the samples in archive_samples keyed (tag, time). A
+ * sample whose (tag, time) is already stored is ignored (the first one
+ * wins), as is one older than the retention watermark (the newest
+ * before_ms of any RETENTION_CUT applied). Outcome VG_OK, or VG_EINVAL for
+ * any malformed part (then nothing of the batch is stored).
+ *
+ * Body of VG_CMD_RETENTION_CUT: {before_ms: integer >= 0}. Deletes every
+ * archived sample with time < before_ms and raises the watermark to
+ * before_ms. The leader proposes it (now - retention) about once a minute,
+ * so each cut is small and every replica deletes exactly the same rows.
+ * Outcome VG_OK, VG_REPL_UNCHANGED when before_ms is not above the
+ * watermark, VG_EINVAL. */
+#define VG_HISTORY_SAMPLE_SIZE 17
+#define VG_HISTORY_BATCH_MAX 300000
+
+/* Body of VG_CMD_ALARM_STATE (JSON object): changes of alarm states that the
+ * leader's alarm engine made in one loop iteration, in order:
+ *   changes  array of 1..1024 objects:
+ *     alarm        string 1..256 bytes: the alarm's name ("$…" for system
+ *                  alarms)
+ *     state        object: the complete state after the change, the fields
+ *                  of struct vg_alarm_state (node/alarms/alarms.h) by name:
+ *                  status (name), active, changed_ms, pending,
+ *                  pending_since_ms, raised_ms, acked_ms, cleared_ms,
+ *                  shelved, shelved_ms, shelved_until_ms, shelve_reason,
+ *                  shelve_user, out_of_service, out_of_service_ms; or null
+ *                  when the alarm is gone from the project (row deleted)
+ *     tag, section string or null; priority integer 1..4 or null;
+ *     message      object {language: text} or null: what the journal shows
+ *     transition   null (bookkeeping only, e.g. a delay started), or
+ *                  {cause, from, to, at_ms, value (number or null),
+ *                   user, station, reason (string or null)}
+ * Stored: alarm_states (one row per alarm, the latest state) and, for every
+ * change with a transition, a row of alarm_journal whose id is
+ * index * 1024 + position. Operator transitions (acked, shelved, unshelved,
+ * oos, in_service) also add an audit record. Outcome VG_OK or VG_EINVAL.
+ *
+ * Body of VG_CMD_AUDIT: an action that leaves no other replicated trace
+ * (membership changes, later logins): {kind: string 1..64, object: string
+ * or null, old_value, new_value: string, number or null, user, station,
+ * detail: string or null}. Outcome VG_OK or VG_EINVAL.
+ *
+ * Audit records are also written by the apply of SETPOINT (kind
+ * "setpoint", old_value from its optional "old_value" field),
+ * PROJECT_LOAD ("project_load"), NODE_FORGET ("node_forget") and
+ * ALARM_STATE as above, inside the same transaction: an action and its
+ * audit record are committed together or not at all. */
 
 /* Outcome of applying a command that succeeded without changing anything;
  * distinct from every VG_E… code. Delivered as `result` to proposal
@@ -248,6 +311,63 @@ int vg_repl_fsm_actions(struct vg_repl_fsm *f, const char *tag, size_t limit,
  * before it lost leadership. */
 int vg_repl_fsm_actions_open(struct vg_repl_fsm *f, uint64_t term,
                              uint64_t *idx, size_t max, size_t *n);
+
+/* ------------------------------------------------------------ archive */
+
+/* Archived samples of TAG with FROM_MS <= time < TO_MS, oldest first, at
+ * most LIMIT (1..100000), as a new JSON object (MESSAGES.md, "history"):
+ *   {"tag", "from_ms", "to_ms", "samples": [[time_ms, value, bad], …],
+ *    "more": bool, "next_from_ms": integer or null,
+ *    "before": [time_ms, value, bad] or null}
+ * MORE says the range held more than LIMIT; NEXT_FROM_MS is where the next
+ * page starts. BEFORE is the newest sample before FROM_MS (a trend drawn
+ * from a value archived on change needs it). An unknown tag gives no
+ * samples, not an error. VG_EINVAL (sentence in f->errmsg) for a bad range
+ * or limit. */
+int vg_repl_fsm_history_raw(struct vg_repl_fsm *f, const char *tag,
+                            uint64_t from_ms, uint64_t to_ms, size_t limit,
+                            json_t **out);
+
+/* TAG's samples in [FROM_MS, TO_MS) aggregated into BUCKETS (1..10000)
+ * buckets of equal width (the last may be shorter), as a new JSON object:
+ *   {"tag", "from_ms", "to_ms", "bucket_ms", "buckets": [[start_ms, n, min,
+ *    max, avg, first, last, bad], …], "before": […] or null}
+ * Only buckets holding at least one sample are listed; N counts the good
+ * samples, which alone enter min/max/avg/first/last (null when N is 0), and
+ * BAD counts the bad ones. */
+int vg_repl_fsm_history_aggregate(struct vg_repl_fsm *f, const char *tag,
+                                  uint64_t from_ms, uint64_t to_ms,
+                                  unsigned buckets, json_t **out);
+
+/* What the archive holds: samples, distinct tags, oldest and newest time,
+ * the retention watermark. */
+struct vg_repl_archive_info {
+    uint64_t samples;
+    uint64_t tags;
+    uint64_t oldest_ms;  /* 0 when empty */
+    uint64_t newest_ms;
+    uint64_t watermark_ms;
+};
+int vg_repl_fsm_archive_info(struct vg_repl_fsm *f,
+                             struct vg_repl_archive_info *out);
+
+/* ------------------------------------------------------------ audit trail */
+
+struct vg_repl_audit_query {
+    uint64_t from_ms;    /* time >= from_ms */
+    uint64_t to_ms;      /* time < to_ms; 0: no upper bound */
+    const char *kind;    /* NULL: every kind */
+    const char *user;    /* NULL: every user */
+    uint64_t before_id;  /* paging: records with id < before_id; 0: newest */
+    size_t limit;        /* 1..10000 */
+};
+
+/* Audit records matching Q, newest first, as a new JSON object
+ * {"records": [{"id", "time_ms", "kind", "object", "old_value", "new_value",
+ * "user", "station", "detail", "term", "node"}, …], "more": bool}; the next
+ * page is asked for with before_id = the last record's id. */
+int vg_repl_fsm_audit(struct vg_repl_fsm *f, const struct vg_repl_audit_query *q,
+                      json_t **out);
 
 /* ------------------------------------------------------------- fail-stop */
 

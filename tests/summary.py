@@ -21,6 +21,22 @@ for path in sys.argv[1:]:
         noks = len(re.findall(r"^not ok \d+", out, re.M))
         skips = len(re.findall(r"^ok \d+.*# (?i:skip)", out, re.M))
         result = t.get("result")
+        if noks or result not in ("OK", "EXPECTEDFAIL", "SKIP"):
+            # Say which cases failed and how: meson's --print-errorlogs shows
+            # only stderr for TAP programs, which is not enough to debug a
+            # failure seen once on a CI machine.
+            print("--- %s: %s" % (t.get("name"), result))
+            outl = out.splitlines()
+            for i, l in enumerate(outl):
+                if l.startswith("not ok"):
+                    print("  " + l)
+                    for d in outl[i + 1:i + 12]:
+                        if not d.startswith("#"):
+                            break
+                        print("  " + d)
+            if noks == 0:
+                for l in outl[-15:]:
+                    print("  " + l)
         if oks + noks > 0:
             passed += oks - skips
             skipped += skips

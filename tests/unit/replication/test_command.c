@@ -82,6 +82,10 @@ static void test_round_trip_every_type(void **state)
         "\"summary\":{}}",
         "{\"tag\":\"FIC201.sp\",\"value\":42.5,\"project_version\":3}",
         "{\"action\":212,\"outcome\":\"written\",\"message\":null}",
+        "{\"changes\":[]}",
+        "{\"t0\":0,\"tags\":[\"a\"],\"s\":\"\"}",
+        "{\"before_ms\":1000}",
+        "{\"kind\":\"membership\",\"object\":\"node 4\"}",
     };
     (void)state;
     /* A new command type needs a body here too. */
