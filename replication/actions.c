@@ -67,7 +67,22 @@ int fsm_apply_setpoint(struct vg_repl_fsm *f, uint64_t index,
     sqlite3_bind_int64(st, 9, (int64_t)cmd->proposer);
     rc = sqlite3_step(st);
     sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? VG_OK : fsm_db_fail(f, "setpoint");
+    if (rc != SQLITE_DONE) {
+        return fsm_db_fail(f, "setpoint");
+    }
+    /* The value the leader last read, when it knew one: the audit trail
+     * shows old and new. */
+    {
+        json_t *old_value = json_object_get(body, "old_value");
+        if (old_value != NULL && !json_is_null(old_value) &&
+            (!json_is_number(old_value) ||
+             !isfinite(json_number_value(old_value)))) {
+            return VG_EINVAL;
+        }
+        return fsm_audit_add(f, index * 1024, cmd, "setpoint",
+                             json_string_value(tag), old_value, value, user,
+                             station, NULL);
+    }
 }
 
 int fsm_apply_setpoint_result(struct vg_repl_fsm *f, uint64_t index,

@@ -1,9 +1,528 @@
-/* Placeholder: replicated alarm states and the alarm journal (being written). */
+/* Replicated alarm states and the alarm journal (replication.h,
+ * VG_CMD_ALARM_STATE).
+ *
+ * The leader's alarm engine (node/alarms/) decides; this file only records.
+ * Each command carries the complete state of every alarm it changes, so a
+ * new leader restores the engine from alarm_states without replaying
+ * anything, and the journal row of a transition is written in the same
+ * transaction as the state it led to: an acknowledgment is either committed
+ * with its journal entry and audit record on every node, or not at all.
+ *
+ * Apply validates shapes and names only. It does not link the alarm engine:
+ * the rules belong to the leader, and a replica must apply what the leader
+ * committed even if its own engine would have decided differently. */
+#include <math.h>
+#include <string.h>
+
 #include "fsm_internal.h"
+
+#define NAME_MAX_LEN 256
+#define WHO_MAX 128
+#define REASON_MAX 512
+#define CHANGES_MAX 1024
+#define MESSAGE_LANGS_MAX 16
+#define MESSAGE_TEXT_MAX 1024
+
+static const char *const status_names[] = {"normal", "unack_active",
+                                           "ack_active", "unack_rtn"};
+static const char *const cause_names[] = {
+    "raised", "cleared", "acked", "shelved", "unshelved",
+    "expired", "oos", "in_service", "removed"};
+/* Causes that a person brings about: these are audited. */
+static const char *const operator_causes[] = {"acked", "shelved", "unshelved",
+                                              "oos", "in_service"};
+
+static bool in_list(const char *s, const char *const *list, size_t n)
+{
+    for (size_t i = 0; s != NULL && i < n; i++) {
+        if (strcmp(s, list[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool is_status(json_t *v)
+{
+    return json_is_string(v) &&
+           in_list(json_string_value(v), status_names,
+                   sizeof status_names / sizeof status_names[0]);
+}
+
+static bool opt_short(json_t *obj, const char *key, size_t max)
+{
+    const char *s;
+    return fsm_opt_string(obj, key, &s) == VG_OK &&
+           (s == NULL || strlen(s) <= max);
+}
+
+static bool time_field(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    return json_is_integer(v) && json_integer_value(v) >= 0;
+}
+
+static const char *const state_bools[] = {"active", "pending", "shelved",
+                                          "out_of_service"};
+static const char *const state_times[] = {
+    "changed_ms", "pending_since_ms", "raised_ms", "acked_ms", "cleared_ms",
+    "shelved_ms", "shelved_until_ms", "out_of_service_ms"};
+#define N_BOOLS (sizeof state_bools / sizeof state_bools[0])
+#define N_TIMES (sizeof state_times / sizeof state_times[0])
+
+static bool state_ok(json_t *st)
+{
+    const char *reason, *user;
+    if (!json_is_object(st) || !is_status(json_object_get(st, "status"))) {
+        return false;
+    }
+    for (size_t i = 0; i < N_BOOLS; i++) {
+        if (!json_is_boolean(json_object_get(st, state_bools[i]))) {
+            return false;
+        }
+    }
+    for (size_t i = 0; i < N_TIMES; i++) {
+        if (!time_field(st, state_times[i])) {
+            return false;
+        }
+    }
+    return fsm_opt_string(st, "shelve_reason", &reason) == VG_OK &&
+           reason != NULL && strlen(reason) < 128 &&
+           fsm_opt_string(st, "shelve_user", &user) == VG_OK && user != NULL &&
+           strlen(user) < 64;
+}
+
+/* Only the known members, in key order: what every replica stores is then
+ * byte-identical even if a leader sent extra members. */
+static char *state_text(json_t *st)
+{
+    json_t *clean = json_object();
+    char *text;
+    json_object_set(clean, "status", json_object_get(st, "status"));
+    json_object_set(clean, "shelve_reason", json_object_get(st, "shelve_reason"));
+    json_object_set(clean, "shelve_user", json_object_get(st, "shelve_user"));
+    for (size_t i = 0; i < N_BOOLS; i++) {
+        json_object_set(clean, state_bools[i], json_object_get(st, state_bools[i]));
+    }
+    for (size_t i = 0; i < N_TIMES; i++) {
+        json_object_set(clean, state_times[i], json_object_get(st, state_times[i]));
+    }
+    text = json_dumps(clean, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(clean);
+    return text;
+}
+
+static bool message_ok(json_t *m)
+{
+    const char *lang;
+    json_t *text;
+    if (m == NULL || json_is_null(m)) {
+        return true;
+    }
+    if (!json_is_object(m) || json_object_size(m) > MESSAGE_LANGS_MAX) {
+        return false;
+    }
+    json_object_foreach(m, lang, text) {
+        if (strlen(lang) == 0 || strlen(lang) > 16 || !json_is_string(text) ||
+            json_string_length(text) > MESSAGE_TEXT_MAX) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool transition_ok(json_t *t)
+{
+    json_t *value = json_object_get(t, "value");
+    if (t == NULL || json_is_null(t)) {
+        return true;
+    }
+    return json_is_object(t) && json_is_string(json_object_get(t, "cause")) &&
+           in_list(json_string_value(json_object_get(t, "cause")), cause_names,
+                   sizeof cause_names / sizeof cause_names[0]) &&
+           is_status(json_object_get(t, "from")) &&
+           is_status(json_object_get(t, "to")) && time_field(t, "at_ms") &&
+           (value == NULL || json_is_null(value) ||
+            (json_is_number(value) && isfinite(json_number_value(value)))) &&
+           opt_short(t, "user", WHO_MAX) && opt_short(t, "station", WHO_MAX) &&
+           opt_short(t, "reason", REASON_MAX);
+}
+
+static bool change_ok(json_t *ch)
+{
+    json_t *name = json_object_get(ch, "alarm");
+    json_t *state = json_object_get(ch, "state");
+    json_t *prio = json_object_get(ch, "priority");
+    return json_is_object(ch) && json_is_string(name) &&
+           json_string_length(name) > 0 &&
+           json_string_length(name) <= NAME_MAX_LEN && state != NULL &&
+           (json_is_null(state) || state_ok(state)) &&
+           opt_short(ch, "tag", NAME_MAX_LEN) &&
+           opt_short(ch, "section", NAME_MAX_LEN) &&
+           (prio == NULL || json_is_null(prio) ||
+            (json_is_integer(prio) && json_integer_value(prio) >= 1 &&
+             json_integer_value(prio) <= 4)) &&
+           message_ok(json_object_get(ch, "message")) &&
+           transition_ok(json_object_get(ch, "transition"));
+}
+
+static const char *str_or_null(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+static void bind_json_text(sqlite3_stmt *st, int col, json_t *v)
+{
+    if (v == NULL || json_is_null(v)) {
+        sqlite3_bind_null(st, col);
+    } else {
+        char *text = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+        sqlite3_bind_text(st, col, text != NULL ? text : "null", -1,
+                          SQLITE_TRANSIENT);
+        free(text);
+    }
+}
+
+static void bind_opt_int(sqlite3_stmt *st, int col, json_t *v)
+{
+    if (json_is_integer(v)) {
+        sqlite3_bind_int64(st, col, (int64_t)json_integer_value(v));
+    } else {
+        sqlite3_bind_null(st, col);
+    }
+}
+
+static int store_state(struct vg_repl_fsm *f, uint64_t index, json_t *ch)
+{
+    json_t *state = json_object_get(ch, "state");
+    sqlite3_stmt *st;
+    char *text = NULL;
+    int rc;
+
+    if (json_is_null(state)) {
+        rc = sqlite3_prepare_v2(f->db, "DELETE FROM alarm_states WHERE name = ?",
+                                -1, &st, NULL);
+    } else {
+        text = state_text(state);
+        if (text == NULL) {
+            return VG_ENOMEM;
+        }
+        rc = sqlite3_prepare_v2(f->db,
+                                "INSERT OR REPLACE INTO alarm_states(name, status,"
+                                " state, tag, section, priority, message, idx)"
+                                " VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
+                                -1, &st, NULL);
+    }
+    if (rc != SQLITE_OK) {
+        free(text);
+        return fsm_db_fail(f, "prepare alarm state");
+    }
+    sqlite3_bind_text(st, 1, str_or_null(ch, "alarm"), -1, SQLITE_TRANSIENT);
+    if (text != NULL) {
+        sqlite3_bind_text(st, 2, str_or_null(state, "status"), -1,
+                          SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 3, text, -1, SQLITE_TRANSIENT);
+        fsm_bind_opt_text(st, 4, str_or_null(ch, "tag"));
+        fsm_bind_opt_text(st, 5, str_or_null(ch, "section"));
+        bind_opt_int(st, 6, json_object_get(ch, "priority"));
+        bind_json_text(st, 7, json_object_get(ch, "message"));
+        sqlite3_bind_int64(st, 8, (int64_t)index);
+    }
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    free(text);
+    return rc == SQLITE_DONE ? VG_OK : fsm_db_fail(f, "alarm state");
+}
+
+static bool state_bool(json_t *state, const char *key)
+{
+    return json_is_true(json_object_get(state, key));
+}
+
+static int journal_add(struct vg_repl_fsm *f, uint64_t id,
+                       const struct vg_cmd *cmd, json_t *ch)
+{
+    json_t *t = json_object_get(ch, "transition");
+    json_t *state = json_object_get(ch, "state");
+    json_t *value = json_object_get(t, "value");
+    sqlite3_stmt *st;
+    int rc;
+
+    if (sqlite3_prepare_v2(f->db,
+                           "INSERT INTO alarm_journal(id, time_ms, alarm, tag,"
+                           " section, priority, cause, from_status, to_status,"
+                           " active, shelved, oos, value, user, station, reason,"
+                           " message, term, node) VALUES(?, ?, ?, ?, ?, ?, ?, ?,"
+                           " ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           -1, &st, NULL) != SQLITE_OK) {
+        return fsm_db_fail(f, "prepare alarm journal");
+    }
+    sqlite3_bind_int64(st, 1, (int64_t)id);
+    sqlite3_bind_int64(st, 2, (int64_t)json_integer_value(json_object_get(t, "at_ms")));
+    sqlite3_bind_text(st, 3, str_or_null(ch, "alarm"), -1, SQLITE_TRANSIENT);
+    fsm_bind_opt_text(st, 4, str_or_null(ch, "tag"));
+    fsm_bind_opt_text(st, 5, str_or_null(ch, "section"));
+    bind_opt_int(st, 6, json_object_get(ch, "priority"));
+    sqlite3_bind_text(st, 7, str_or_null(t, "cause"), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 8, str_or_null(t, "from"), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 9, str_or_null(t, "to"), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(st, 10, state_bool(state, "active"));
+    sqlite3_bind_int(st, 11, state_bool(state, "shelved"));
+    sqlite3_bind_int(st, 12, state_bool(state, "out_of_service"));
+    if (json_is_number(value)) {
+        sqlite3_bind_double(st, 13, json_number_value(value));
+    } else {
+        sqlite3_bind_null(st, 13);
+    }
+    fsm_bind_opt_text(st, 14, str_or_null(t, "user"));
+    fsm_bind_opt_text(st, 15, str_or_null(t, "station"));
+    fsm_bind_opt_text(st, 16, str_or_null(t, "reason"));
+    bind_json_text(st, 17, json_object_get(ch, "message"));
+    sqlite3_bind_int64(st, 18, (int64_t)cmd->term);
+    sqlite3_bind_int64(st, 19, (int64_t)cmd->proposer);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? VG_OK : fsm_db_fail(f, "alarm journal");
+}
+
+static int audit_transition(struct vg_repl_fsm *f, uint64_t id,
+                            const struct vg_cmd *cmd, json_t *ch)
+{
+    json_t *t = json_object_get(ch, "transition");
+    const char *cause = str_or_null(t, "cause");
+    char kind[32];
+    int rv;
+
+    if (!in_list(cause, operator_causes,
+                 sizeof operator_causes / sizeof operator_causes[0])) {
+        return VG_OK;
+    }
+    snprintf(kind, sizeof kind, "alarm_%s", cause);
+    {
+        json_t *from = json_string(str_or_null(t, "from"));
+        json_t *to = json_string(str_or_null(t, "to"));
+        rv = fsm_audit_add(f, id, cmd, kind, str_or_null(ch, "alarm"), from, to,
+                           str_or_null(t, "user"), str_or_null(t, "station"),
+                           str_or_null(t, "reason"));
+        json_decref(from);
+        json_decref(to);
+    }
+    return rv;
+}
 
 int fsm_apply_alarm_state(struct vg_repl_fsm *f, uint64_t index,
                           const struct vg_cmd *cmd, json_t *body)
 {
-    (void)f; (void)index; (void)cmd; (void)body;
-    return VG_EUNSUPPORTED;
+    json_t *changes = json_object_get(body, "changes");
+    size_t i;
+    json_t *ch;
+    int rv;
+
+    if (!json_is_array(changes) || json_array_size(changes) == 0 ||
+        json_array_size(changes) > CHANGES_MAX) {
+        return VG_EINVAL;
+    }
+    json_array_foreach(changes, i, ch) {
+        if (!change_ok(ch)) {
+            return VG_EINVAL;
+        }
+    }
+    json_array_foreach(changes, i, ch) {
+        uint64_t id = index * 1024 + i;
+        if ((rv = store_state(f, index, ch)) != VG_OK) {
+            return rv;
+        }
+        if (json_is_object(json_object_get(ch, "transition")) &&
+            ((rv = journal_add(f, id, cmd, ch)) != VG_OK ||
+             (rv = audit_transition(f, id, cmd, ch)) != VG_OK)) {
+            return rv;
+        }
+    }
+    return VG_OK;
+}
+
+/* --------------------------------------------------------------- queries */
+
+static json_t *col_json(sqlite3_stmt *st, int col)
+{
+    switch (sqlite3_column_type(st, col)) {
+    case SQLITE_NULL:
+        return json_null();
+    case SQLITE_INTEGER:
+        return json_integer((json_int_t)sqlite3_column_int64(st, col));
+    case SQLITE_FLOAT:
+        return json_real(sqlite3_column_double(st, col));
+    default:
+        return json_string((const char *)sqlite3_column_text(st, col));
+    }
+}
+
+/* A column holding JSON text written by apply, parsed back (null if absent). */
+static json_t *col_parsed(sqlite3_stmt *st, int col)
+{
+    json_t *v;
+    if (sqlite3_column_type(st, col) == SQLITE_NULL) {
+        return json_null();
+    }
+    v = json_loads((const char *)sqlite3_column_text(st, col), 0, NULL);
+    return v != NULL ? v : json_null();
+}
+
+int vg_repl_fsm_alarm_states(struct vg_repl_fsm *f, json_t **out)
+{
+    sqlite3_stmt *st;
+    json_t *list;
+    int rc;
+
+    *out = NULL;
+    if (sqlite3_prepare_v2(f->db,
+                           "SELECT name, state, tag, section, priority, message,"
+                           " idx FROM alarm_states ORDER BY name",
+                           -1, &st, NULL) != SQLITE_OK) {
+        return fsm_db_fail(f, "prepare alarm states");
+    }
+    list = json_array();
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        json_t *a = json_object();
+        json_object_set_new(a, "alarm", col_json(st, 0));
+        json_object_set_new(a, "state", col_parsed(st, 1));
+        json_object_set_new(a, "tag", col_json(st, 2));
+        json_object_set_new(a, "section", col_json(st, 3));
+        json_object_set_new(a, "priority", col_json(st, 4));
+        json_object_set_new(a, "message", col_parsed(st, 5));
+        json_object_set_new(a, "index", col_json(st, 6));
+        json_array_append_new(list, a);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        json_decref(list);
+        return fsm_db_fail(f, "alarm states");
+    }
+    *out = list;
+    return VG_OK;
+}
+
+static void append_in(char *sql, size_t size, const char *col, size_t n)
+{
+    size_t len = strlen(sql);
+    snprintf(sql + len, size - len, " AND %s IN (", col);
+    for (size_t i = 0; i < n; i++) {
+        len = strlen(sql);
+        snprintf(sql + len, size - len, i == 0 ? "?" : ", ?");
+    }
+    len = strlen(sql);
+    snprintf(sql + len, size - len, ")");
+}
+
+int vg_repl_fsm_alarm_journal(struct vg_repl_fsm *f,
+                              const struct vg_repl_journal_query *q,
+                              json_t **out)
+{
+    static const char *const cols[] = {
+        "id", "time_ms", "alarm", "tag", "section", "priority", "cause", "from",
+        "to", "active", "shelved", "out_of_service", "value", "user",
+        "station", "reason", "message", "term", "node"};
+    char sql[2048];
+    sqlite3_stmt *st;
+    json_t *rows;
+    int rc, col = 1;
+    bool more = false;
+
+    *out = NULL;
+    if (q->limit < 1 || q->limit > 10000 ||
+        (q->to_ms != 0 && q->to_ms < q->from_ms) || q->n_sections > 64 ||
+        q->max_priority > 4) {
+        vg_errf(f->errmsg, "limit must be 1..10000, from_ms <= to_ms, at most "
+                           "64 sections and max_priority 0..4");
+        return VG_EINVAL;
+    }
+    snprintf(sql, sizeof sql,
+             "SELECT id, time_ms, alarm, tag, section, priority, cause,"
+             " from_status, to_status, active, shelved, oos, value, user,"
+             " station, reason, message, term, node FROM alarm_journal"
+             " WHERE time_ms >= ?");
+    if (q->to_ms != 0) {
+        strcat(sql, " AND time_ms < ?");
+    }
+    if (q->n_sections > 0) {
+        append_in(sql, sizeof sql, "section", q->n_sections);
+    }
+    if (q->max_priority > 0) {
+        strcat(sql, " AND priority <= ?");
+    }
+    if (q->tag != NULL) {
+        strcat(sql, " AND tag = ?");
+    }
+    if (q->alarm != NULL) {
+        strcat(sql, " AND alarm = ?");
+    }
+    if (q->state != NULL) {
+        strcat(sql, " AND to_status = ?");
+    }
+    if (q->cause != NULL) {
+        strcat(sql, " AND cause = ?");
+    }
+    if (q->before_id != 0) {
+        strcat(sql, " AND id < ?");
+    }
+    /* Newest first, so that paging goes back in time with BEFORE_ID. */
+    strcat(sql, " ORDER BY id DESC LIMIT ?");
+    if (sqlite3_prepare_v2(f->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        return fsm_db_fail(f, "prepare alarm journal query");
+    }
+    sqlite3_bind_int64(st, col++, (int64_t)q->from_ms);
+    if (q->to_ms != 0) {
+        sqlite3_bind_int64(st, col++, (int64_t)q->to_ms);
+    }
+    for (size_t i = 0; i < q->n_sections; i++) {
+        sqlite3_bind_text(st, col++, q->sections[i], -1, SQLITE_TRANSIENT);
+    }
+    if (q->max_priority > 0) {
+        sqlite3_bind_int(st, col++, (int)q->max_priority);
+    }
+    if (q->tag != NULL) {
+        sqlite3_bind_text(st, col++, q->tag, -1, SQLITE_TRANSIENT);
+    }
+    if (q->alarm != NULL) {
+        sqlite3_bind_text(st, col++, q->alarm, -1, SQLITE_TRANSIENT);
+    }
+    if (q->state != NULL) {
+        sqlite3_bind_text(st, col++, q->state, -1, SQLITE_TRANSIENT);
+    }
+    if (q->cause != NULL) {
+        sqlite3_bind_text(st, col++, q->cause, -1, SQLITE_TRANSIENT);
+    }
+    if (q->before_id != 0) {
+        sqlite3_bind_int64(st, col++, (int64_t)q->before_id);
+    }
+    sqlite3_bind_int64(st, col, (int64_t)q->limit + 1);
+    rows = json_array();
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        json_t *r;
+        if (json_array_size(rows) == q->limit) {
+            more = true;
+            continue;
+        }
+        r = json_object();
+        for (int c = 0; c < (int)(sizeof cols / sizeof cols[0]); c++) {
+            json_t *v;
+            if (c == 16) {
+                v = col_parsed(st, c);
+            } else if (c >= 9 && c <= 11) {
+                v = json_boolean(sqlite3_column_int(st, c) != 0);
+            } else {
+                v = col_json(st, c);
+            }
+            json_object_set_new(r, cols[c], v);
+        }
+        json_array_append_new(rows, r);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        json_decref(rows);
+        return fsm_db_fail(f, "alarm journal query");
+    }
+    *out = json_pack("{s:o, s:b}", "entries", rows, "more", more);
+    return *out != NULL ? VG_OK : VG_ENOMEM;
 }

@@ -411,7 +411,8 @@ static int apply_node_info(struct vg_repl_fsm *f, uint64_t index,
     return node_upsert(f, index, json_integer_value(id), raft, client, true);
 }
 
-static int apply_node_forget(struct vg_repl_fsm *f, json_t *body)
+static int apply_node_forget(struct vg_repl_fsm *f, uint64_t index,
+                             const struct vg_cmd *cmd, json_t *body)
 {
     json_t *id = json_object_get(body, "node_id");
     sqlite3_stmt *st;
@@ -426,7 +427,25 @@ static int apply_node_forget(struct vg_repl_fsm *f, json_t *body)
     sqlite3_bind_int64(st, 1, (int64_t)json_integer_value(id));
     rc = sqlite3_step(st);
     sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? VG_OK : fsm_db_fail(f, "forget");
+    if (rc != SQLITE_DONE) {
+        return fsm_db_fail(f, "forget");
+    }
+    {
+        const char *user = NULL, *station = NULL;
+        char object[32];
+        /* Who asked, when the proposer says so (optional, not validated
+         * beyond being strings: older leaders do not send them). */
+        if (fsm_opt_string(body, "user", &user) != VG_OK) {
+            user = NULL;
+        }
+        if (fsm_opt_string(body, "station", &station) != VG_OK) {
+            station = NULL;
+        }
+        snprintf(object, sizeof object, "node %lld",
+                 (long long)json_integer_value(id));
+        return fsm_audit_add(f, index * 1024, cmd, "node_forget", object, NULL,
+                             NULL, user, station, NULL);
+    }
 }
 
 static int apply_announce(struct vg_repl_fsm *f, uint64_t index,
@@ -733,6 +752,15 @@ static int apply_project_load(struct vg_repl_fsm *f, uint64_t index,
     rv = sqlite3_step(st);
     sqlite3_finalize(st);
     rv = rv == SQLITE_DONE ? VG_OK : fsm_db_fail(f, "project activate");
+    if (rv == VG_OK) {
+        json_t *old_v = active_version > 0 ? json_integer((json_int_t)active_version)
+                                           : json_null();
+        json_t *new_v = json_integer((json_int_t)next);
+        rv = fsm_audit_add(f, index * 1024, cmd, "project_load", name, old_v,
+                           new_v, loaded_by, station, comment);
+        json_decref(old_v);
+        json_decref(new_v);
+    }
 out:
     free(summary_text);
     free(bundle);
@@ -765,7 +793,7 @@ static int dispatch(struct vg_repl_fsm *f, uint64_t index,
         rv = apply_checkpoint(f, index, cmd, body);
         break;
     case VG_CMD_NODE_FORGET:
-        rv = apply_node_forget(f, body);
+        rv = apply_node_forget(f, index, cmd, body);
         break;
     case VG_CMD_PROJECT_LOAD:
         rv = apply_project_load(f, index, cmd, body);

@@ -351,6 +351,37 @@ struct vg_repl_archive_info {
 int vg_repl_fsm_archive_info(struct vg_repl_fsm *f,
                              struct vg_repl_archive_info *out);
 
+/* ------------------------------------------------------------ alarms */
+
+/* Every stored alarm state (alarms in a state other than the initial one
+ * since the project defines them), as a new JSON array ordered by name:
+ * {"alarm", "state": {the VG_CMD_ALARM_STATE state object}, "tag",
+ * "section", "priority", "message", "index": log index of the last change}.
+ * A new leader restores its engine from this. */
+int vg_repl_fsm_alarm_states(struct vg_repl_fsm *f, json_t **out);
+
+struct vg_repl_journal_query {
+    uint64_t from_ms;             /* time >= from_ms */
+    uint64_t to_ms;               /* time < to_ms; 0: no upper bound */
+    const char *const *sections;  /* any of these (exact names); n 0: all */
+    size_t n_sections;            /* 0..64 */
+    unsigned max_priority;        /* 1..4: priority <= it; 0: all */
+    const char *tag, *alarm;      /* NULL: any */
+    const char *state;            /* status after the change; NULL: any */
+    const char *cause;            /* NULL: any */
+    uint64_t before_id;           /* paging: entries with id < it; 0: newest */
+    size_t limit;                 /* 1..10000 */
+};
+
+/* Journal entries matching Q, newest first, as a new JSON object
+ * {"entries": [{"id", "time_ms", "alarm", "tag", "section", "priority",
+ * "cause", "from", "to", "active", "shelved", "out_of_service", "value",
+ * "user", "station", "reason", "message", "term", "node"}, …],
+ * "more": bool}; the next page: before_id = the last entry's id. */
+int vg_repl_fsm_alarm_journal(struct vg_repl_fsm *f,
+                              const struct vg_repl_journal_query *q,
+                              json_t **out);
+
 /* ------------------------------------------------------------ audit trail */
 
 struct vg_repl_audit_query {

@@ -1527,6 +1527,207 @@ static void test_actions_digest_and_snapshot(void **state)
     json_decref(list);
 }
 
+/* ---- alarm states, journal, audit -------------------------------------- */
+
+#define ALARM_STATE(status, active)                                           \
+    "{\"status\":\"" status "\",\"active\":" active ",\"changed_ms\":5,"     \
+    "\"pending\":false,\"pending_since_ms\":0,\"raised_ms\":5,\"acked_ms\":0,"\
+    "\"cleared_ms\":0,\"shelved\":false,\"shelved_ms\":0,"                    \
+    "\"shelved_until_ms\":0,\"shelve_reason\":\"\",\"shelve_user\":\"\","      \
+    "\"out_of_service\":false,\"out_of_service_ms\":0}"
+
+static json_t *journal_of(struct vg_repl_fsm *f, const char *alarm,
+                          const char *cause)
+{
+    struct vg_repl_journal_query q = {.alarm = alarm, .cause = cause,
+                                      .limit = 100};
+    json_t *out = NULL;
+    assert_int_equal(vg_repl_fsm_alarm_journal(f, &q, &out), VG_OK);
+    return out;
+}
+
+static void test_alarm_state_journal_and_audit(void **state)
+{
+    struct fx *x = *state;
+    json_t *states, *j, *e, *audit;
+    struct vg_repl_audit_query aq = {.limit = 10};
+
+    /* Raised by the engine: a state row and a journal entry, no audit. */
+    assert_int_equal(
+        apply_both(x, VG_CMD_ALARM_STATE,
+                   "{\"changes\":[{\"alarm\":\"LT101.hi\",\"tag\":\"LT101\","
+                   "\"section\":\"intake\",\"priority\":2,"
+                   "\"message\":{\"en\":\"Tank high\",\"de\":\"Tank hoch\"},"
+                   "\"state\":" ALARM_STATE("unack_active", "true") ","
+                   "\"transition\":{\"cause\":\"raised\",\"from\":\"normal\","
+                   "\"to\":\"unack_active\",\"at_ms\":5,\"value\":4.5}}]}"),
+        VG_OK);
+    /* Acknowledged by an operator, plus a bookkeeping-only change. */
+    assert_int_equal(
+        apply_both(x, VG_CMD_ALARM_STATE,
+                   "{\"changes\":[{\"alarm\":\"LT101.hi\",\"tag\":\"LT101\","
+                   "\"section\":\"intake\",\"priority\":2,\"message\":null,"
+                   "\"state\":" ALARM_STATE("ack_active", "true") ","
+                   "\"transition\":{\"cause\":\"acked\",\"from\":\"unack_active\","
+                   "\"to\":\"ack_active\",\"at_ms\":9,\"user\":\"ann\","
+                   "\"station\":\"op1\"}},"
+                   "{\"alarm\":\"FT1.lo\",\"state\":" ALARM_STATE("normal", "false")
+                   ",\"transition\":null}]}"),
+        VG_OK);
+    assert_same_digest(&x->a, &x->b);
+    assert_int_equal(vg_repl_fsm_alarm_states(&x->b, &states), VG_OK);
+    assert_int_equal(json_array_size(states), 2);
+    e = json_array_get(states, 1);
+    assert_string_equal(json_string_value(json_object_get(e, "alarm")), "LT101.hi");
+    assert_string_equal(json_string_value(json_object_get(
+                            json_object_get(e, "state"), "status")),
+                        "ack_active");
+    json_decref(states);
+
+    j = journal_of(&x->b, "LT101.hi", NULL);
+    assert_int_equal(json_array_size(json_object_get(j, "entries")), 2);
+    e = json_array_get(json_object_get(j, "entries"), 0); /* newest first */
+    assert_string_equal(json_string_value(json_object_get(e, "cause")), "acked");
+    assert_string_equal(json_string_value(json_object_get(e, "user")), "ann");
+    assert_true(json_is_true(json_object_get(e, "active")));
+    e = json_array_get(json_object_get(j, "entries"), 1);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_object_get(e, "message"), "de")),
+                        "Tank hoch");
+    assert_true(json_real_value(json_object_get(e, "value")) == 4.5);
+    json_decref(j);
+    /* The bookkeeping change has no journal entry. */
+    j = journal_of(&x->b, "FT1.lo", NULL);
+    assert_int_equal(json_array_size(json_object_get(j, "entries")), 0);
+    json_decref(j);
+
+    /* Only the operator's ack is audited. */
+    assert_int_equal(vg_repl_fsm_audit(&x->b, &aq, &audit), VG_OK);
+    assert_int_equal(json_array_size(json_object_get(audit, "records")), 1);
+    e = json_array_get(json_object_get(audit, "records"), 0);
+    assert_string_equal(json_string_value(json_object_get(e, "kind")), "alarm_acked");
+    assert_string_equal(json_string_value(json_object_get(e, "object")), "LT101.hi");
+    assert_string_equal(json_string_value(json_object_get(e, "old_value")),
+                        "unack_active");
+    assert_string_equal(json_string_value(json_object_get(e, "station")), "op1");
+    json_decref(audit);
+
+    /* A removed alarm loses its state row. */
+    assert_int_equal(apply_both(x, VG_CMD_ALARM_STATE,
+                                "{\"changes\":[{\"alarm\":\"FT1.lo\",\"state\":null,"
+                                "\"transition\":null}]}"),
+                     VG_OK);
+    assert_int_equal(vg_repl_fsm_alarm_states(&x->a, &states), VG_OK);
+    assert_int_equal(json_array_size(states), 1);
+    json_decref(states);
+    assert_same_digest(&x->a, &x->b);
+}
+
+static void test_alarm_state_malformed_is_rejected(void **state)
+{
+    struct fx *x = *state;
+    static const char *const bad[] = {
+        "{}",
+        "{\"changes\":[]}",
+        "{\"changes\":{}}",
+        "{\"changes\":[1]}",
+        "{\"changes\":[{\"state\":null}]}",
+        "{\"changes\":[{\"alarm\":\"\",\"state\":null}]}",
+        "{\"changes\":[{\"alarm\":\"a\"}]}",
+        "{\"changes\":[{\"alarm\":\"a\",\"state\":{\"status\":\"normal\"}}]}",
+        "{\"changes\":[{\"alarm\":\"a\",\"state\":"
+        ALARM_STATE("weird", "true") "}]}",
+        "{\"changes\":[{\"alarm\":\"a\",\"state\":"
+        ALARM_STATE("normal", "1") "}]}",
+        "{\"changes\":[{\"alarm\":\"a\",\"priority\":5,\"state\":null}]}",
+        "{\"changes\":[{\"alarm\":\"a\",\"message\":{\"en\":3},\"state\":null}]}",
+        "{\"changes\":[{\"alarm\":\"a\",\"state\":null,\"transition\":"
+        "{\"cause\":\"exploded\",\"from\":\"normal\",\"to\":\"normal\","
+        "\"at_ms\":1}}]}",
+        "{\"changes\":[{\"alarm\":\"a\",\"state\":null,\"transition\":"
+        "{\"cause\":\"raised\",\"from\":\"normal\",\"to\":\"normal\","
+        "\"at_ms\":-1}}]}",
+        /* One bad change spoils the whole command. */
+        "{\"changes\":[{\"alarm\":\"ok\",\"state\":null},{\"alarm\":7,"
+        "\"state\":null}]}",
+    };
+    json_t *states;
+    unsigned char before[VG_DIGEST_SIZE], after[VG_DIGEST_SIZE];
+
+    digest_of(&x->a, before);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(apply_cmd(x, &x->a, VG_CMD_ALARM_STATE, bad[i]),
+                         VG_EINVAL);
+    }
+    assert_int_equal(apply_cmd(x, &x->a, VG_CMD_AUDIT, "{\"kind\":\"\"}"),
+                     VG_EINVAL);
+    assert_int_equal(apply_cmd(x, &x->a, VG_CMD_AUDIT,
+                               "{\"kind\":\"x\",\"old_value\":[1]}"),
+                     VG_EINVAL);
+    assert_int_equal(apply_cmd(x, &x->a, VG_CMD_SETPOINT,
+                               "{\"tag\":\"A\",\"value\":1,\"project_version\":1,"
+                               "\"old_value\":\"x\"}"),
+                     VG_EINVAL);
+    digest_of(&x->a, after);
+    assert_memory_equal(before, after, VG_DIGEST_SIZE);
+    assert_int_equal(vg_repl_fsm_alarm_states(&x->a, &states), VG_OK);
+    assert_int_equal(json_array_size(states), 0);
+    json_decref(states);
+}
+
+static void test_audit_records_of_actions(void **state)
+{
+    struct fx *x = *state;
+    struct vg_repl_audit_query q = {.limit = 2};
+    json_t *out, *recs;
+    uint64_t last_id;
+
+    assert_int_equal(apply_both(x, VG_CMD_SETPOINT,
+                                "{\"tag\":\"FIC1.sp\",\"value\":4.5,"
+                                "\"project_version\":1,\"old_value\":3,"
+                                "\"user\":\"ann\",\"station\":\"op1\"}"),
+                     VG_OK);
+    assert_int_equal(apply_both(x, VG_CMD_AUDIT,
+                                "{\"kind\":\"membership\",\"object\":\"node 4\","
+                                "\"new_value\":\"voter\",\"user\":\"admin\"}"),
+                     VG_OK);
+    assert_int_equal(apply_both(x, VG_CMD_NODE_FORGET, "{\"node_id\":4}"), VG_OK);
+    assert_same_digest(&x->a, &x->b);
+    /* Newest first, two per page. */
+    assert_int_equal(vg_repl_fsm_audit(&x->b, &q, &out), VG_OK);
+    recs = json_object_get(out, "records");
+    assert_int_equal(json_array_size(recs), 2);
+    assert_true(json_is_true(json_object_get(out, "more")));
+    assert_string_equal(json_string_value(json_object_get(json_array_get(recs, 0),
+                                                          "kind")),
+                        "node_forget");
+    last_id = (uint64_t)json_integer_value(
+        json_object_get(json_array_get(recs, 1), "id"));
+    json_decref(out);
+    q.before_id = last_id;
+    assert_int_equal(vg_repl_fsm_audit(&x->b, &q, &out), VG_OK);
+    recs = json_object_get(out, "records");
+    assert_int_equal(json_array_size(recs), 1);
+    assert_false(json_is_true(json_object_get(out, "more")));
+    assert_string_equal(json_string_value(json_object_get(json_array_get(recs, 0),
+                                                          "kind")),
+                        "setpoint");
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(recs, 0),
+                                                        "old_value")),
+                     3);
+    assert_true(json_real_value(json_object_get(json_array_get(recs, 0),
+                                                "new_value")) == 4.5);
+    json_decref(out);
+    /* Filter by kind. */
+    q.before_id = 0;
+    q.kind = "membership";
+    assert_int_equal(vg_repl_fsm_audit(&x->b, &q, &out), VG_OK);
+    assert_int_equal(json_array_size(json_object_get(out, "records")), 1);
+    json_decref(out);
+    q.limit = 0;
+    assert_int_equal(vg_repl_fsm_audit(&x->b, &q, &out), VG_EINVAL);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -1563,6 +1764,9 @@ int main(void)
         T(test_setpoint_action_and_outcome),
         T(test_setpoint_malformed_is_rejected),
         T(test_actions_digest_and_snapshot),
+        T(test_alarm_state_journal_and_audit),
+        T(test_alarm_state_malformed_is_rejected),
+        T(test_audit_records_of_actions),
     };
     return cmocka_run_group_tests_name("fsm", tests, NULL, NULL);
 }
