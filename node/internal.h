@@ -37,6 +37,8 @@ struct vg_plc_poller;
 struct vg_plc_change;
 struct tag_sub;
 struct tag_result;
+struct alarm_sub;
+struct alarm_duty;
 
 struct conn {
     uv_tcp_t tcp;
@@ -49,6 +51,7 @@ struct conn {
     struct upload *upload; /* a project upload in progress (project.c) */
     bool sub_project;      /* subscribed to "project" events */
     struct tag_sub *tag_sub; /* live-value subscription (tags.c), or NULL */
+    struct alarm_sub *alarm_sub; /* alarm subscription (alarm_duty.c), or NULL */
     struct conn *prev, *next;
 };
 
@@ -107,6 +110,8 @@ struct node {
     /* tags.c */
     raft_term actions_swept_term; /* term whose open actions were closed */
     struct tag_result *results_head, *results_tail; /* outcomes to propose */
+    /* alarm_duty.c */
+    struct alarm_duty *alarms;
 };
 
 /* A log line on stderr with time and node id. */
@@ -226,5 +231,29 @@ void node_tags_leadership_lost(struct node *n);
 /* node.c, every iteration: a new ready leader records the actions of
  * earlier terms that have no outcome as "unknown" (once per term). */
 void node_tags_update(struct node *n);
+
+/* ---- alarm_duty.c: alarms on the ready leader, alarm requests ---- */
+
+int node_alarms_init(struct node *n);
+/* Shutdown: stop and release (the timer handle closes with the loop). */
+void node_alarms_close(struct node *n);
+/* Handle alarms_list, alarms_subscribe, alarm_ack, alarm_shelve,
+ * alarm_unshelve, alarm_service, alarm_journal. Returns false when TYPE is
+ * none of them. */
+bool node_alarms_handle(struct node *n, struct conn *c, const char *type,
+                        json_t *msg, long long id);
+/* polling.c: new readings (already in the values). */
+void node_alarms_changed(struct node *n, const struct vg_plc_change *v,
+                         size_t count);
+/* node.c, every iteration: build or drop the engine, tick what fell due,
+ * evaluate the system alarms, propose the queued changes. */
+void node_alarms_update(struct node *n);
+/* node.c, applied_cb: an ALARM_STATE command was applied; push its
+ * transitions to subscribed stations. */
+void node_alarms_applied(struct node *n, uint64_t index, const struct vg_cmd *cmd,
+                         int result);
+/* node.c: readiness lost: drop the engine, say bye to alarm subscribers. */
+void node_alarms_leadership_lost(struct node *n);
+void node_alarms_conn_closing(struct conn *c);
 
 #endif /* VG_NODE_INTERNAL_H */

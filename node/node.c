@@ -705,6 +705,7 @@ static void handle(struct node *n, struct conn *c, json_t *msg)
         }
         n->transfer_op = o;
     } else if (!node_tags_handle(n, c, type, msg, id) &&
+               !node_alarms_handle(n, c, type, msg, id) &&
                !node_project_handle(n, c, type, msg, id)) {
         node_send_error(c, id, "unknown_type", "unknown request type '%s'", type);
     }
@@ -739,6 +740,7 @@ void node_conn_close(struct conn *c)
     uv_read_stop((uv_stream_t *)&c->tcp);
     node_project_conn_closing(c);
     node_tags_conn_closing(c);
+    node_alarms_conn_closing(c);
     if (c->prev) {
         c->prev->next = c->next;
     } else {
@@ -872,6 +874,7 @@ static void ready_changed_cb(struct vg_repl_leadership *l, bool ready)
          * waits for the next iteration (we may be inside a raft callback). */
         node_plc_update(n);
         node_tags_leadership_lost(n);
+        node_alarms_leadership_lost(n);
         node_log(n, "no longer the ready leader (state %s, term %llu)",
                  state_name(raft_state(&n->raft)),
                  (unsigned long long)n->raft.current_term);
@@ -950,6 +953,7 @@ static void iterate(struct node *n)
     }
     node_plc_update(n);
     node_tags_update(n);
+    node_alarms_update(n);
     if (n->fsm.checked_index != n->checked_logged) {
         n->checked_logged = n->fsm.checked_index;
         if (n->fsm.verdict == VG_VERDICT_DIVERGED) {
@@ -968,6 +972,8 @@ static void applied_cb(struct vg_repl_fsm *f, uint64_t index,
 {
     if (cmd != NULL && cmd->type == VG_CMD_PROJECT_LOAD) {
         node_project_applied(f->data, index, result);
+    } else if (cmd != NULL && cmd->type == VG_CMD_ALARM_STATE) {
+        node_alarms_applied(f->data, index, cmd, result);
     }
 }
 
@@ -1007,6 +1013,8 @@ static void raft_closed_cb(struct raft *r)
     uv_close((uv_handle_t *)&n->timer, handle_closed_cb);
     uv_close((uv_handle_t *)&n->sigterm, handle_closed_cb);
     uv_close((uv_handle_t *)&n->sigint, handle_closed_cb);
+    /* After raft_close: its callbacks (failed proposals) are done. */
+    node_alarms_close(n);
 }
 
 static void stop(struct node *n)
@@ -1017,6 +1025,7 @@ static void stop(struct node *n)
     n->stopping = true;
     node_log(n, "shutting down");
     node_plc_shutdown(n);
+    node_alarms_leadership_lost(n);
     n->lead.closing = true;
     uv_close((uv_handle_t *)&n->listener, handle_closed_cb);
     while (n->conns != NULL) {
@@ -1293,6 +1302,9 @@ int vg_node_run(const struct vg_node_config *cfg, char *errmsg)
     uv_timer_init(&n->loop, &n->timer);
     n->timer.data = n;
     uv_timer_start(&n->timer, timer_cb, 20, 20);
+    if (node_alarms_init(n) != VG_OK) {
+        node_log(n, "alarms: out of memory; this node will not evaluate alarms");
+    }
     uv_signal_init(&n->loop, &n->sigterm);
     n->sigterm.data = n;
     uv_signal_start(&n->sigterm, signal_cb, SIGTERM);

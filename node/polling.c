@@ -142,6 +142,7 @@ static void changes_cb(struct vg_plc_poller *p, const struct vg_plc_change *v,
         t->t_ms = v[i].t_ms;
     }
     node_tags_changed(n, v, count);
+    node_alarms_changed(n, v, count);
 }
 
 static void set_start(struct node *n, struct plc_job *j)
@@ -426,4 +427,5 @@ void node_plc_written(struct node *n, uint32_t tag, double value, uint64_t t_ms)
     ch.value = value;
     ch.t_ms = t_ms;
     node_tags_changed(n, &ch, 1);
+    node_alarms_changed(n, &ch, 1);
 }

@@ -824,6 +824,10 @@ static void handle_write(struct node *n, struct conn *c, json_t *msg,
                      "project_version", (json_int_t)version, "user",
                      user != NULL ? json_string(user) : json_null(), "station",
                      station != NULL ? json_string(station) : json_null());
+    if (body != NULL && values[idx].quality == VG_PLC_GOOD) {
+        /* For the audit trail: what the operator changed it from. */
+        json_object_set_new(body, "old_value", json_real(values[idx].value));
+    }
     text = body != NULL ? json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(body);
     if (op == NULL || text == NULL) {
@@ -886,6 +890,51 @@ static void handle_actions(struct node *n, struct conn *c, json_t *msg,
     node_send(c, a);
 }
 
+static void handle_audit(struct node *n, struct conn *c, json_t *msg,
+                         long long id)
+{
+    static const char *const allowed[] = {"from_ms", "to_ms", "kind", "user",
+                                          "before_id", "limit", NULL};
+    static const char type[] = "audit";
+    struct vg_repl_audit_query q = {0};
+    uint64_t from, to, before, limit;
+    json_t *out = NULL, *a;
+
+    if (!node_members_ok(c, id, msg, type, allowed) ||
+        !node_get_uint(c, id, msg, type, "from_ms", false, 0, UINT64_C(1) << 53, 0,
+                       &from) ||
+        !node_get_uint(c, id, msg, type, "to_ms", false, 0, UINT64_C(1) << 53, 0,
+                       &to) ||
+        !node_get_uint(c, id, msg, type, "before_id", false, 0, INT64_MAX, 0,
+                       &before) ||
+        !node_get_uint(c, id, msg, type, "limit", false, 1, 10000, 100, &limit) ||
+        !node_get_str(c, id, msg, type, "kind", false, 64, &q.kind) ||
+        !node_get_str(c, id, msg, type, "user", false, WHO_MAX, &q.user)) {
+        return;
+    }
+    if (to != 0 && to < from) {
+        node_send_error(c, id, "invalid", "%s: to_ms must not be before from_ms",
+                        type);
+        return;
+    }
+    q.from_ms = from;
+    q.to_ms = to;
+    q.before_id = before;
+    q.limit = (size_t)limit;
+    if (vg_repl_fsm_audit(&n->fsm, &q, &out) != VG_OK) {
+        node_send_error(c, id, "failed", "cannot read the audit trail: %s",
+                        n->fsm.errmsg);
+        return;
+    }
+    a = node_answer("audit", id);
+    json_object_set_new(a, "node", json_integer((json_int_t)n->cfg->id));
+    json_object_set_new(a, "applied_index",
+                        json_integer((json_int_t)n->fsm.applied_index));
+    json_object_update(a, out);
+    json_decref(out);
+    node_send(c, a);
+}
+
 bool node_tags_handle(struct node *n, struct conn *c, const char *type,
                       json_t *msg, long long id)
 {
@@ -897,6 +946,8 @@ bool node_tags_handle(struct node *n, struct conn *c, const char *type,
         handle_write(n, c, msg, id);
     } else if (strcmp(type, "actions") == 0) {
         handle_actions(n, c, msg, id);
+    } else if (strcmp(type, "audit") == 0) {
+        handle_audit(n, c, msg, id);
     } else {
         return false;
     }

@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "plcsim.h"
 
@@ -36,6 +37,21 @@ struct options {
     double speed;
     uint64_t seed;
     unsigned registers;
+    const char *force;
+};
+
+/* Tags held at a value given in a file (--force), re-read whenever the file
+ * changes: how a test drives a process value over an alarm limit and back
+ * at a moment of its choosing, as a real plant fault would. */
+#define FORCE_MAX 64
+struct forces {
+    const char *path;
+    struct timespec mtime;
+    off_t size;
+    bool seen;
+    size_t n;
+    const struct vg_tag *tag[FORCE_MAX];
+    double value[FORCE_MAX];
 };
 
 struct logger {
@@ -69,7 +85,11 @@ static void usage(FILE *f)
         "                      (at most %u): holding registers from %u, beyond\n"
         "                      %u of them input registers from %u too\n"
         "  --speed X           simulated seconds per second (default 1;\n"
-        "                      tests use e.g. 100 to see alarms sooner)\n",
+        "                      tests use e.g. 100 to see alarms sooner)\n"
+        "  --force FILE        hold tags at values given in FILE, one\n"
+        "                      'TAG VALUE' per line ('#' comments), re-read\n"
+        "                      whenever it changes; an absent or empty file\n"
+        "                      forces nothing\n",
         BENCH_MAX, BENCH_START, BENCH_PER_KIND, BENCH_START);
 }
 
@@ -90,6 +110,7 @@ static int parse_args(int argc, char **argv, struct options *o)
         {"seed", required_argument, NULL, 's'},
         {"registers", required_argument, NULL, 'n'},
         {"speed", required_argument, NULL, 'x'},
+        {"force", required_argument, NULL, 'f'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -107,6 +128,7 @@ static int parse_args(int argc, char **argv, struct options *o)
         case 'c': o->plc = optarg; break;
         case 'l': o->listen = optarg; break;
         case 'w': o->write_log = optarg; break;
+        case 'f': o->force = optarg; break;
         case 'r':
             errno = 0;
             o->rate = strtod(optarg, &end);
@@ -219,6 +241,70 @@ static int find_plc(const struct vg_project *p, const char *name)
     return -1;
 }
 
+/* Re-read F->path if it changed. Bad lines are reported with their number
+ * and skipped; the good ones still apply. */
+static void forces_reload(struct forces *f, const struct vg_project *p, int plc)
+{
+    struct stat st;
+    char line[512];
+    unsigned lineno = 0;
+    FILE *in;
+
+    if (stat(f->path, &st) != 0) {
+        if (f->seen) {
+            f->seen = false;
+            f->n = 0;
+        }
+        return;
+    }
+    if (f->seen && st.st_mtim.tv_sec == f->mtime.tv_sec &&
+        st.st_mtim.tv_nsec == f->mtime.tv_nsec && st.st_size == f->size)
+        return;
+    f->seen = true;
+    f->mtime = st.st_mtim;
+    f->size = st.st_size;
+    f->n = 0;
+    in = fopen(f->path, "r");
+    if (!in) {
+        fprintf(stderr, "vigil-plcsim: --force %s: %s\n", f->path, strerror(errno));
+        return;
+    }
+    while (fgets(line, sizeof line, in)) {
+        char name[300], rest[8];
+        double v;
+        int t, k;
+        lineno++;
+        if (line[strspn(line, " \t\r\n")] == '\0' || line[strspn(line, " \t")] == '#')
+            continue;
+        k = sscanf(line, "%299s %lf %7s", name, &v, rest);
+        if (k != 2 || !isfinite(v)) {
+            fprintf(stderr, "vigil-plcsim: --force %s:%u: expected 'TAG VALUE'\n",
+                    f->path, lineno);
+            continue;
+        }
+        t = vg_project_find_tag(p, name);
+        if (t < 0 || p->tags[t].plc.index != plc) {
+            fprintf(stderr, "vigil-plcsim: --force %s:%u: '%s' is not a tag of "
+                            "this PLC\n", f->path, lineno, name);
+            continue;
+        }
+        if (f->n == FORCE_MAX) {
+            fprintf(stderr, "vigil-plcsim: --force %s:%u: at most %d tags\n",
+                    f->path, lineno, FORCE_MAX);
+            break;
+        }
+        f->tag[f->n] = &p->tags[t];
+        f->value[f->n++] = v;
+    }
+    fclose(in);
+}
+
+static void forces_apply(const struct forces *f, modbus_mapping_t *map)
+{
+    for (size_t i = 0; i < f->n; i++)
+        plcsim_tag_put(f->tag[i], f->value[i], map);
+}
+
 static void on_write_cb(void *data, const struct plcsim_write *w)
 {
     struct logger *lg = data;
@@ -262,6 +348,7 @@ int main(int argc, char **argv)
     struct plcsim_model *model = NULL;
     struct plcsim_server *server = NULL;
     struct logger lg = {NULL, NULL, -1, false};
+    struct forces forces;
     modbus_mapping_t *map = NULL;
     const struct vg_plc *plc;
     char host[256], errmsg[VG_ERRMSG_SIZE];
@@ -280,6 +367,8 @@ int main(int argc, char **argv)
     p = load_project(o.project, &fs);
     if (!p)
         goto out;
+    memset(&forces, 0, sizeof forces);
+    forces.path = o.force;
     plc_index = find_plc(p, o.plc);
     if (plc_index < 0)
         goto out;
@@ -382,6 +471,10 @@ int main(int argc, char **argv)
         if ((double)now >= next_ms) {
             plcsim_model_step(model, map);
             bench_step(map, o.registers, ++step);
+            if (o.force) {
+                forces_reload(&forces, p, plc_index);
+                forces_apply(&forces, map);
+            }
             next_ms += period_ms;
             /* Far behind (suspended, debugger): skip ahead rather than
              * run a burst of steps. */

@@ -1,0 +1,1576 @@
+/* vigild's alarm duty: the ready leader evaluates the project's alarms and
+ * the system alarms, commits every change through Raft, and serves the
+ * stations (MESSAGES.md, "Alarms").
+ *
+ * Who decides. Only the ready leader runs an engine (node/alarms/), built
+ * for the project version it polls and restored from the replicated
+ * alarm_states table, so a new leader continues from the committed states:
+ * an alarm raised before the failover is not raised again, a pending on- or
+ * off-delay keeps its start time, a shelve keeps its expiry. Readings come
+ * from the pollers (node_alarms_changed); a timer wakes the loop at the
+ * engine's next deadline.
+ *
+ * What is committed. Every change the engine reports, bookkeeping included
+ * (a delay started), goes into a queue; the queue is proposed as
+ * ALARM_STATE commands (≤ 1024 changes each) from the loop iteration, never
+ * from inside a raft callback (DESIGN.md, libraft 0.15). An operator action
+ * (ack, shelve, unshelve, out of service) first flushes that queue, so its
+ * command is ordered after every automatic change it saw, then proposes its
+ * own command and answers once that is committed. The engine runs ahead of
+ * the log by at most the commands in flight; should one fail while the node
+ * stays leader, the engine is rebuilt from the table once nothing is in
+ * flight.
+ *
+ * What the stations see. Pushes are made from the applied command
+ * (node_alarms_applied), not from the engine, so a station never sees a
+ * change that was not committed, and the image of a new subscription is
+ * read from the same table: committed state at index X, then every change
+ * after X.
+ *
+ * Not exactly-once by magic: an acknowledgment whose answer was lost in a
+ * failover is sent again by the client; on the new leader the alarm is
+ * already acknowledged (the command was committed) or not (it was not), so
+ * the second request either acknowledges it or answers "unchanged", and the
+ * journal holds one ack either way. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../config/project.h"
+#include "alarms/alarms.h"
+#include "internal.h"
+#include "plc/plc.h"
+
+#define CHANGES_PER_CMD 1024
+#define NAME_MAX_BYTES 256u
+#define WHO_MAX 128u
+#define REASON_MAX 127u
+#define SHELVE_MAX_S (30u * 24u * 3600u)
+#define SECTIONS_MAX 64u
+/* A PLC that stays unreachable this long raises its system alarm; a new
+ * leader's pollers connect well within it. */
+#define PLC_ALARM_DELAY_MS 3000u
+/* A voter not heard from for this many election timeouts is "down". */
+#define NODE_DOWN_TIMEOUTS 3u
+#define SYS_EVERY_MS 250u
+
+struct sys_alarm {
+    char name[96];
+    char text_en[200];
+    char text_de[200];
+    struct vg_alarm def;        /* synthetic: digital_on, priority high */
+    struct vg_alarm_state st;
+    int plc;                    /* PLC index, or -1 */
+    uint64_t node_id;           /* node alarm, or 0 */
+    bool diverged;              /* replica-diverged alarm of this node */
+    bool seen;                  /* still wanted in this evaluation */
+};
+
+struct alarm_sub {
+    json_t *sections; /* expanded section names (object used as a set), or NULL */
+    unsigned max_priority;
+};
+
+struct alarm_duty {
+    struct node *n;
+    struct vg_alarm_engine *engine;
+    const struct vg_project *pr;   /* borrowed from the poller set */
+    uint64_t version;
+    raft_term term;
+    size_t *by_name;               /* alarm indexes sorted by name */
+    json_t *pending;               /* changes not yet proposed */
+    json_t *stored;                /* restored rows of system alarms, by name */
+    unsigned in_flight;
+    bool rebuild;
+    uint64_t last_now;
+    uv_timer_t timer;
+    bool timer_armed;
+    /* Operator who causes the changes being reported, during an action. */
+    const char *act_user, *act_station, *act_reason;
+    struct sys_alarm *sys;
+    size_t n_sys;
+    uint64_t next_sys_ms;
+    uint64_t lead_since_ms;
+    uint64_t *seen_id, *seen_ms;   /* last contact with each voter */
+    size_t n_seen;
+};
+
+struct alarm_op {
+    struct vg_repl_proposal p; /* first: the proposal callback casts back */
+    struct node *n;
+    struct conn *c;
+    long long id;
+    json_t *answer;
+};
+
+/* ------------------------------------------------------------- helpers */
+
+static uint64_t duty_now(struct alarm_duty *d)
+{
+    uint64_t now = vg_now_wall_ms();
+    /* The engine wants time that does not run backwards within one run. */
+    if (now < d->last_now) {
+        now = d->last_now;
+    }
+    d->last_now = now;
+    return now;
+}
+
+static json_t *state_json(const struct vg_alarm_state *st)
+{
+    return json_pack(
+        "{s:s, s:b, s:I, s:b, s:I, s:I, s:I, s:I, s:b, s:I, s:I, s:s, s:s, s:b, "
+        "s:I}",
+        "status", vg_alarm_status_name(st->status), "active", st->active,
+        "changed_ms", (json_int_t)st->changed_ms, "pending", st->pending,
+        "pending_since_ms", (json_int_t)st->pending_since_ms, "raised_ms",
+        (json_int_t)st->raised_ms, "acked_ms", (json_int_t)st->acked_ms,
+        "cleared_ms", (json_int_t)st->cleared_ms, "shelved", st->shelved,
+        "shelved_ms", (json_int_t)st->shelved_ms, "shelved_until_ms",
+        (json_int_t)st->shelved_until_ms, "shelve_reason", st->shelve_reason,
+        "shelve_user", st->shelve_user, "out_of_service", st->out_of_service,
+        "out_of_service_ms", (json_int_t)st->out_of_service_ms);
+}
+
+static uint64_t get_time(json_t *o, const char *key)
+{
+    json_t *v = json_object_get(o, key);
+    return json_is_integer(v) && json_integer_value(v) > 0
+               ? (uint64_t)json_integer_value(v)
+               : 0;
+}
+
+/* A stored state back into ST; false (with a sentence in ERRMSG) when it
+ * cannot be continued from. */
+static bool state_parse(json_t *o, struct vg_alarm_state *st, char *errmsg)
+{
+    const char *reason = json_string_value(json_object_get(o, "shelve_reason"));
+    const char *user = json_string_value(json_object_get(o, "shelve_user"));
+
+    vg_alarm_state_init(st);
+    if (!json_is_object(o) ||
+        vg_alarm_status_parse(json_string_value(json_object_get(o, "status")),
+                              &st->status) != VG_OK) {
+        vg_errf(errmsg, "no valid status");
+        return false;
+    }
+    st->active = json_is_true(json_object_get(o, "active"));
+    st->changed_ms = get_time(o, "changed_ms");
+    st->pending = json_is_true(json_object_get(o, "pending"));
+    st->pending_since_ms = get_time(o, "pending_since_ms");
+    st->raised_ms = get_time(o, "raised_ms");
+    st->acked_ms = get_time(o, "acked_ms");
+    st->cleared_ms = get_time(o, "cleared_ms");
+    st->shelved = json_is_true(json_object_get(o, "shelved"));
+    st->shelved_ms = get_time(o, "shelved_ms");
+    st->shelved_until_ms = get_time(o, "shelved_until_ms");
+    snprintf(st->shelve_reason, sizeof st->shelve_reason, "%s",
+             reason != NULL ? reason : "");
+    snprintf(st->shelve_user, sizeof st->shelve_user, "%s", user != NULL ? user : "");
+    st->out_of_service = json_is_true(json_object_get(o, "out_of_service"));
+    st->out_of_service_ms = get_time(o, "out_of_service_ms");
+    return vg_alarm_state_check(st, errmsg) == VG_OK;
+}
+
+static const char *alarm_section(const struct vg_project *pr, size_t a)
+{
+    const struct vg_alarm *def = &pr->alarms[a];
+    if (def->section.index >= 0) {
+        return pr->sections[def->section.index].name;
+    }
+    if (def->tag.index >= 0 && pr->tags[def->tag.index].section.index >= 0) {
+        return pr->sections[pr->tags[def->tag.index].section.index].name;
+    }
+    return NULL;
+}
+
+static json_t *alarm_message(const struct vg_project *pr, size_t a)
+{
+    json_t *m = json_object();
+    for (size_t i = 0; i < pr->n_languages; i++) {
+        const char *s = pr->alarms[a].message.s[i];
+        if (s != NULL) {
+            json_object_set_new(m, pr->languages[i], json_string(s));
+        }
+    }
+    return m;
+}
+
+static json_t *opt_str(const char *s)
+{
+    return s != NULL ? json_string(s) : json_null();
+}
+
+static bool operator_cause(enum vg_alarm_cause c)
+{
+    return c == VG_ALARM_CAUSE_ACKED || c == VG_ALARM_CAUSE_SHELVED ||
+           c == VG_ALARM_CAUSE_UNSHELVED || c == VG_ALARM_CAUSE_OOS ||
+           c == VG_ALARM_CAUSE_IN_SERVICE;
+}
+
+static json_t *transition_json(struct alarm_duty *d,
+                               const struct vg_alarm_transition *t, json_t *value)
+{
+    bool person = operator_cause(t->cause);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:o}", "cause",
+                          vg_alarm_cause_name(t->cause), "from",
+                          vg_alarm_status_name(t->from), "to",
+                          vg_alarm_status_name(t->to), "at_ms",
+                          (json_int_t)t->at_ms, "value", value);
+    if (person) {
+        json_object_set_new(o, "user", opt_str(d->act_user));
+        json_object_set_new(o, "station", opt_str(d->act_station));
+        json_object_set_new(o, "reason", opt_str(d->act_reason));
+    }
+    return o;
+}
+
+/* Queue one change of a project alarm or a system alarm. */
+static void queue_change(struct alarm_duty *d, const char *name, const char *tag,
+                         const char *section, int priority, json_t *message,
+                         const struct vg_alarm_state *st,
+                         const struct vg_alarm_transition *t, json_t *value)
+{
+    json_t *ch = json_pack("{s:s, s:o, s:o, s:o, s:o, s:o}", "alarm", name,
+                           "state", st != NULL ? state_json(st) : json_null(),
+                           "tag", opt_str(tag), "section", opt_str(section),
+                           "priority",
+                           priority > 0 ? json_integer(priority) : json_null(),
+                           "message", message != NULL ? message : json_null());
+    json_object_set_new(ch, "transition",
+                        t != NULL ? transition_json(d, t, value) : json_null());
+    if (t == NULL) {
+        json_decref(value);
+    }
+    json_array_append_new(d->pending, ch);
+}
+
+static void engine_cb(void *data, size_t a, const struct vg_alarm_state *st,
+                      const struct vg_alarm_transition *t)
+{
+    struct alarm_duty *d = data;
+    const struct vg_project *pr = d->pr;
+    const struct vg_alarm *def = &pr->alarms[a];
+    const struct node_tag_value *values = NULL;
+    uint64_t version;
+    json_t *value = json_null();
+
+    if (node_plc_project(d->n, &version, &values) == pr && def->tag.index >= 0 &&
+        values[def->tag.index].quality == VG_PLC_GOOD) {
+        json_decref(value);
+        value = json_real(values[def->tag.index].value);
+    }
+    queue_change(d, def->name,
+                 def->tag.index >= 0 ? pr->tags[def->tag.index].name : NULL,
+                 alarm_section(pr, a), (int)def->priority, alarm_message(pr, a),
+                 st, t, value);
+}
+
+static int cmp_by_name(const void *a, const void *b, void *arg)
+{
+    const struct vg_project *pr = arg;
+    return strcmp(pr->alarms[*(const size_t *)a].name,
+                  pr->alarms[*(const size_t *)b].name);
+}
+
+/* Project alarm named NAME, or -1. */
+static long find_alarm(struct alarm_duty *d, const char *name)
+{
+    size_t lo = 0, hi = d->pr->n_alarms;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(name, d->pr->alarms[d->by_name[mid]].name);
+        if (c == 0) {
+            return (long)d->by_name[mid];
+        }
+        if (c < 0) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    return -1;
+}
+
+static struct sys_alarm *find_sys(struct alarm_duty *d, const char *name)
+{
+    for (size_t i = 0; i < d->n_sys; i++) {
+        if (strcmp(d->sys[i].name, name) == 0) {
+            return &d->sys[i];
+        }
+    }
+    return NULL;
+}
+
+/* ----------------------------------------------------------- lifecycle */
+
+static void duty_stop(struct alarm_duty *d)
+{
+    vg_alarm_engine_free(d->engine);
+    d->engine = NULL;
+    d->pr = NULL;
+    free(d->by_name);
+    d->by_name = NULL;
+    json_array_clear(d->pending);
+    json_decref(d->stored);
+    d->stored = NULL;
+    free(d->sys);
+    d->sys = NULL;
+    d->n_sys = 0;
+    free(d->seen_id);
+    free(d->seen_ms);
+    d->seen_id = d->seen_ms = NULL;
+    d->n_seen = 0;
+    d->rebuild = false;
+    if (d->timer_armed) {
+        uv_timer_stop(&d->timer);
+        d->timer_armed = false;
+    }
+}
+
+static void timer_cb(uv_timer_t *h)
+{
+    /* Nothing to do here: the loop's prepare step that follows runs
+     * node_alarms_update, which ticks what fell due. */
+    struct alarm_duty *d = h->data;
+    d->timer_armed = false;
+}
+
+/* Build the engine for PR and continue from the committed states. */
+static void duty_start(struct alarm_duty *d, const struct vg_project *pr,
+                       uint64_t version, const struct node_tag_value *values)
+{
+    struct node *n = d->n;
+    char errmsg[VG_ERRMSG_SIZE];
+    json_t *rows = NULL, *row;
+    size_t i, restored = 0, removed = 0;
+    uint64_t now;
+
+    duty_stop(d);
+    if (vg_alarm_engine_new(pr, &d->engine, errmsg) != VG_OK) {
+        node_log(n, "alarms: cannot build the engine: %s", errmsg);
+        return;
+    }
+    d->pr = pr;
+    d->version = version;
+    d->term = n->lead.term;
+    d->by_name = calloc(pr->n_alarms + 1, sizeof *d->by_name);
+    d->stored = json_object();
+    if (d->by_name == NULL) {
+        duty_stop(d);
+        return;
+    }
+    for (i = 0; i < pr->n_alarms; i++) {
+        d->by_name[i] = i;
+    }
+    qsort_r(d->by_name, pr->n_alarms, sizeof *d->by_name, cmp_by_name, (void *)pr);
+    if (vg_repl_fsm_alarm_states(&n->fsm, &rows) != VG_OK) {
+        node_log(n, "alarms: cannot read the stored states: %s", n->fsm.errmsg);
+        duty_stop(d);
+        return;
+    }
+    now = duty_now(d);
+    json_array_foreach(rows, i, row) {
+        const char *name = json_string_value(json_object_get(row, "alarm"));
+        json_t *sj = json_object_get(row, "state");
+        struct vg_alarm_state st;
+        long a;
+
+        if (name == NULL) {
+            continue;
+        }
+        if (name[0] == '$') {
+            json_object_set(d->stored, name, sj);
+            continue;
+        }
+        a = find_alarm(d, name);
+        if (a >= 0 && state_parse(sj, &st, errmsg) &&
+            vg_alarm_engine_restore(d->engine, (size_t)a, &st, errmsg) == VG_OK) {
+            restored++;
+            continue;
+        }
+        if (a >= 0) {
+            node_log(n, "alarms: stored state of %s not usable (%s); it starts "
+                        "afresh", name, errmsg);
+        }
+        /* Gone from the project (or unusable): its row goes, and an alarm
+         * still shown to operators leaves with a journal entry. */
+        {
+            const char *status = json_string_value(json_object_get(sj, "status"));
+            json_t *ch = json_pack("{s:s, s:n, s:O, s:O, s:O, s:O}", "alarm", name,
+                                   "state", "tag", json_object_get(row, "tag"),
+                                   "section", json_object_get(row, "section"),
+                                   "priority", json_object_get(row, "priority"),
+                                   "message", json_object_get(row, "message"));
+            if (ch == NULL) {
+                continue;
+            }
+            if (status != NULL && strcmp(status, "normal") != 0) {
+                json_object_set_new(ch, "transition",
+                                    json_pack("{s:s, s:s, s:s, s:I, s:n}", "cause",
+                                              "removed", "from", status, "to",
+                                              "normal", "at_ms", (json_int_t)now,
+                                              "value"));
+            } else {
+                json_object_set_new(ch, "transition", json_null());
+            }
+            json_array_append_new(d->pending, ch);
+            removed++;
+        }
+    }
+    json_decref(rows);
+    d->lead_since_ms = now;
+    node_log(n, "alarms: evaluating %zu alarm(s) of project version %llu in term "
+                "%llu (%zu state(s) restored, %zu removed)",
+             pr->n_alarms, (unsigned long long)version,
+             (unsigned long long)d->term, restored, removed);
+    /* What the pollers already read. */
+    for (i = 0; i < pr->n_tags; i++) {
+        if (values[i].quality >= 0) {
+            vg_alarm_engine_update(d->engine, i, values[i].value,
+                                   values[i].quality == VG_PLC_GOOD, now,
+                                   engine_cb, d);
+        }
+    }
+}
+
+/* ----------------------------------------------------------- proposing */
+
+static void flush_cb(struct vg_repl_proposal *p, int status, uint64_t index,
+                     int result)
+{
+    struct alarm_duty *d = p->data;
+    (void)index;
+    d->in_flight--;
+    if ((status != 0 || result != VG_OK) && d->engine != NULL) {
+        /* The engine ran ahead of a change that will never be committed. */
+        d->rebuild = true;
+    }
+    free(p);
+}
+
+static int propose_changes(struct alarm_duty *d, json_t *changes,
+                           struct vg_repl_proposal *p, vg_repl_proposal_cb cb)
+{
+    json_t *body = json_pack("{s:O}", "changes", changes);
+    char *text = body != NULL ? json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    int rv;
+
+    json_decref(body);
+    if (text == NULL) {
+        return VG_ENOMEM;
+    }
+    rv = vg_repl_propose(&d->n->lead, p, VG_CMD_ALARM_STATE, text, cb);
+    free(text);
+    if (rv == VG_OK) {
+        d->in_flight++;
+    }
+    return rv;
+}
+
+/* Propose every queued change, in order. */
+static void flush(struct alarm_duty *d)
+{
+    while (json_array_size(d->pending) > 0) {
+        size_t k = json_array_size(d->pending);
+        json_t *chunk = json_array();
+        struct vg_repl_proposal *p = calloc(1, sizeof *p);
+
+        if (k > CHANGES_PER_CMD) {
+            k = CHANGES_PER_CMD;
+        }
+        for (size_t i = 0; i < k; i++) {
+            json_array_append(chunk, json_array_get(d->pending, i));
+        }
+        for (size_t i = 0; i < k; i++) {
+            json_array_remove(d->pending, 0);
+        }
+        if (p == NULL) {
+            json_decref(chunk);
+            d->rebuild = true;
+            continue;
+        }
+        p->data = d;
+        if (propose_changes(d, chunk, p, flush_cb) != VG_OK) {
+            free(p);
+            d->rebuild = true;
+        }
+        json_decref(chunk);
+    }
+}
+
+/* ------------------------------------------------------ system alarms */
+
+static struct sys_alarm *sys_get(struct alarm_duty *d, const char *name,
+                                 const char *en, const char *de)
+{
+    struct sys_alarm *s = find_sys(d, name);
+    char errmsg[VG_ERRMSG_SIZE];
+
+    if (s != NULL) {
+        s->seen = true;
+        return s;
+    }
+    s = realloc(d->sys, (d->n_sys + 1) * sizeof *d->sys);
+    if (s == NULL) {
+        return NULL;
+    }
+    d->sys = s;
+    s = &d->sys[d->n_sys++];
+    memset(s, 0, sizeof *s);
+    snprintf(s->name, sizeof s->name, "%s", name);
+    snprintf(s->text_en, sizeof s->text_en, "%s", en);
+    snprintf(s->text_de, sizeof s->text_de, "%s", de);
+    s->def.name = s->name;
+    s->def.kind = VG_ALARM_DIGITAL_ON;
+    s->def.priority = VG_PRIO_HIGH;
+    s->def.tag.index = -1;
+    s->def.section.index = -1;
+    s->def.reference.index = -1;
+    s->plc = -1;
+    s->seen = true;
+    vg_alarm_state_init(&s->st);
+    {
+        json_t *stored = json_object_get(d->stored, name);
+        if (stored != NULL && !state_parse(stored, &s->st, errmsg)) {
+            vg_alarm_state_init(&s->st);
+        }
+    }
+    return s;
+}
+
+static json_t *sys_message(const struct sys_alarm *s)
+{
+    return json_pack("{s:s, s:s}", "en", s->text_en, "de", s->text_de);
+}
+
+static void sys_report(struct alarm_duty *d, struct sys_alarm *s,
+                       const struct vg_alarm_transition *t, unsigned nt,
+                       const struct vg_alarm_state *before)
+{
+    if (nt == 0 && vg_alarm_state_equal(before, &s->st)) {
+        return;
+    }
+    if (nt == 0) {
+        queue_change(d, s->name, NULL, NULL, (int)s->def.priority, sys_message(s),
+                     &s->st, NULL, json_null());
+    }
+    for (unsigned i = 0; i < nt; i++) {
+        queue_change(d, s->name, NULL, NULL, (int)s->def.priority, sys_message(s),
+                     &s->st, &t[i], json_null());
+    }
+}
+
+/* Feed one system alarm: VALUE 1 = the problem exists; QUALITY NONE = not
+ * known yet. */
+static void sys_feed(struct alarm_duty *d, struct sys_alarm *s, double value,
+                     enum vg_alarm_quality q, unsigned on_delay_ms, uint64_t now)
+{
+    struct vg_alarm_input in = {.tag = {.value = value, .quality = q}};
+    struct vg_alarm_transition t[VG_ALARM_STEP_MAX];
+    struct vg_alarm_state before = s->st;
+    unsigned nt;
+
+    s->def.on_delay_ms = on_delay_ms;
+    nt = vg_alarm_step(&s->def, &s->st, &in, now, t);
+    sys_report(d, s, t, nt, &before);
+}
+
+static void sys_update(struct alarm_duty *d, uint64_t now)
+{
+    struct node *n = d->n;
+    const struct vg_project *pr = d->pr;
+    struct raft *r = &n->raft;
+    char name[96], en[200], de[200];
+
+    for (size_t i = 0; i < d->n_sys; i++) {
+        d->sys[i].seen = false;
+    }
+    /* PLC unreachable. */
+    for (size_t i = 0; i < pr->n_plcs; i++) {
+        struct vg_plc_poller_status st;
+        raft_term pterm = 0;
+        struct vg_plc_poller *p = node_plc_poller(n, i, &pterm);
+        struct sys_alarm *s;
+        enum vg_alarm_quality q = VG_ALARM_Q_NONE;
+        double v = 0;
+
+        snprintf(name, sizeof name, "$plc.%s", pr->plcs[i].name);
+        snprintf(en, sizeof en, "PLC %s (%s:%d) unreachable", pr->plcs[i].name,
+                 pr->plcs[i].host, pr->plcs[i].port);
+        snprintf(de, sizeof de, "SPS %s (%s:%d) nicht erreichbar",
+                 pr->plcs[i].name, pr->plcs[i].host, pr->plcs[i].port);
+        if ((s = sys_get(d, name, en, de)) == NULL) {
+            continue;
+        }
+        s->plc = (int)i;
+        if (p != NULL) {
+            vg_plc_poller_status(p, &st);
+            if (st.connected) {
+                q = VG_ALARM_Q_GOOD;
+            } else if (st.comm_failures > 0) {
+                q = VG_ALARM_Q_GOOD;
+                v = 1;
+            }
+        }
+        sys_feed(d, s, v, q, PLC_ALARM_DELAY_MS, now);
+    }
+    /* Node down: a voter the leader has not heard from. libraft resets
+     * recent_recv at every election timeout, so remember when it was last
+     * seen set. */
+    if (r->state == RAFT_LEADER && r->leader_state.progress != NULL) {
+        for (unsigned i = 0; i < r->configuration.n; i++) {
+            const struct raft_server *srv = &r->configuration.servers[i];
+            struct sys_alarm *s;
+            size_t k;
+
+            if (srv->id == n->cfg->id || srv->role != RAFT_VOTER) {
+                continue;
+            }
+            for (k = 0; k < d->n_seen && d->seen_id[k] != srv->id; k++) {
+            }
+            if (k == d->n_seen) {
+                uint64_t *ids = realloc(d->seen_id, (k + 1) * sizeof *ids);
+                uint64_t *ms = ids != NULL ? realloc(d->seen_ms, (k + 1) * sizeof *ms)
+                                           : NULL;
+                if (ids != NULL) {
+                    d->seen_id = ids;
+                }
+                if (ms == NULL) {
+                    continue;
+                }
+                d->seen_ms = ms;
+                d->seen_id[k] = srv->id;
+                d->seen_ms[k] = now;
+                d->n_seen++;
+            }
+            if (r->leader_state.progress[i].recent_recv) {
+                d->seen_ms[k] = now;
+            }
+            snprintf(name, sizeof name, "$node.%llu", (unsigned long long)srv->id);
+            snprintf(en, sizeof en, "Cluster node %llu (%s) down",
+                     (unsigned long long)srv->id, srv->address);
+            snprintf(de, sizeof de, "Clusterknoten %llu (%s) ausgefallen",
+                     (unsigned long long)srv->id, srv->address);
+            if ((s = sys_get(d, name, en, de)) == NULL) {
+                continue;
+            }
+            s->node_id = srv->id;
+            sys_feed(d, s,
+                     now - d->seen_ms[k] >
+                             (uint64_t)NODE_DOWN_TIMEOUTS *
+                                 n->cfg->election_timeout_ms,
+                     VG_ALARM_Q_GOOD, 0, now);
+        }
+    }
+    /* This replica diverged (the leader's own verdict; a follower's is
+     * reported by that follower's log and status). */
+    {
+        struct sys_alarm *s;
+        snprintf(name, sizeof name, "$replica.%llu", (unsigned long long)n->cfg->id);
+        snprintf(en, sizeof en, "Replica of node %llu diverged from the cluster",
+                 (unsigned long long)n->cfg->id);
+        snprintf(de, sizeof de, "Replikat von Knoten %llu weicht vom Cluster ab",
+                 (unsigned long long)n->cfg->id);
+        if ((s = sys_get(d, name, en, de)) != NULL) {
+            s->diverged = true;
+            sys_feed(d, s, n->fsm.verdict == VG_VERDICT_DIVERGED, VG_ALARM_Q_GOOD,
+                     0, now);
+        }
+    }
+    /* Stored system alarms nothing asks for any more (a PLC or node that is
+     * gone) leave like removed project alarms. */
+    {
+        const char *key;
+        json_t *v, *tmp;
+        json_object_foreach_safe(d->stored, tmp, key, v) {
+            if (find_sys(d, key) == NULL) {
+                const char *status = json_string_value(json_object_get(v, "status"));
+                json_t *ch = json_pack("{s:s, s:n, s:n, s:n, s:n, s:n}", "alarm",
+                                       key, "state", "tag", "section", "priority",
+                                       "message");
+                json_object_set_new(
+                    ch, "transition",
+                    status != NULL && strcmp(status, "normal") != 0
+                        ? json_pack("{s:s, s:s, s:s, s:I, s:n}", "cause",
+                                    "removed", "from", status, "to", "normal",
+                                    "at_ms", (json_int_t)now, "value")
+                        : json_null());
+                json_array_append_new(d->pending, ch);
+                json_object_del(d->stored, key);
+            }
+        }
+    }
+}
+
+static uint64_t sys_deadline(struct alarm_duty *d)
+{
+    uint64_t next = VG_ALARM_NEVER;
+    for (size_t i = 0; i < d->n_sys; i++) {
+        uint64_t t = vg_alarm_next_deadline(&d->sys[i].def, &d->sys[i].st);
+        if (t < next) {
+            next = t;
+        }
+    }
+    return next;
+}
+
+static void sys_tick(struct alarm_duty *d, uint64_t now)
+{
+    for (size_t i = 0; i < d->n_sys; i++) {
+        struct sys_alarm *s = &d->sys[i];
+        struct vg_alarm_transition t[VG_ALARM_STEP_MAX];
+        struct vg_alarm_state before = s->st;
+        unsigned nt;
+        if (vg_alarm_next_deadline(&s->def, &s->st) > now) {
+            continue;
+        }
+        nt = vg_alarm_tick(&s->def, &s->st, now, t);
+        sys_report(d, s, t, nt, &before);
+    }
+}
+
+/* ------------------------------------------------------- loop iteration */
+
+void node_alarms_update(struct node *n)
+{
+    struct alarm_duty *d = n->alarms;
+    const struct node_tag_value *values;
+    const struct vg_project *pr;
+    uint64_t version = 0, now, next;
+
+    if (d == NULL) {
+        return;
+    }
+    pr = n->lead.ready ? node_plc_project(n, &version, &values) : NULL;
+    if (pr == NULL) {
+        if (d->engine != NULL) {
+            duty_stop(d);
+        }
+        return;
+    }
+    if (d->engine == NULL || d->pr != pr || d->version != version ||
+        d->term != n->lead.term || (d->rebuild && d->in_flight == 0)) {
+        duty_start(d, pr, version, values);
+        if (d->engine == NULL) {
+            return;
+        }
+    }
+    now = duty_now(d);
+    if (vg_alarm_engine_next_deadline(d->engine) <= now) {
+        vg_alarm_engine_tick(d->engine, now, engine_cb, d);
+    }
+    if (now >= d->next_sys_ms) {
+        d->next_sys_ms = now + SYS_EVERY_MS;
+        sys_update(d, now);
+    } else {
+        sys_tick(d, now);
+    }
+    flush(d);
+    next = vg_alarm_engine_next_deadline(d->engine);
+    if (sys_deadline(d) < next) {
+        next = sys_deadline(d);
+    }
+    if (d->next_sys_ms < next) {
+        next = d->next_sys_ms;
+    }
+    if (d->timer_armed) {
+        uv_timer_stop(&d->timer);
+    }
+    uv_timer_start(&d->timer, timer_cb, next > now ? next - now : 0, 0);
+    d->timer_armed = true;
+}
+
+void node_alarms_changed(struct node *n, const struct vg_plc_change *v,
+                         size_t count)
+{
+    struct alarm_duty *d = n->alarms;
+    uint64_t now;
+
+    if (d == NULL || d->engine == NULL || !n->lead.ready) {
+        return;
+    }
+    now = duty_now(d);
+    for (size_t i = 0; i < count; i++) {
+        vg_alarm_engine_update(d->engine, v[i].tag, v[i].value,
+                               v[i].quality == VG_PLC_GOOD, now, engine_cb, d);
+    }
+    /* Proposed by the next loop iteration, together with whatever else
+     * this iteration brings. */
+}
+
+/* ------------------------------------------------------------ entries */
+
+/* What a station is shown of one alarm: the state's fields flattened,
+ * plus name, tag, section, priority and message. */
+static json_t *entry(const char *name, json_t *state, json_t *tag,
+                     json_t *section, json_t *priority, json_t *message)
+{
+    json_t *e = json_object();
+    json_object_set_new(e, "alarm", json_string(name));
+    if (json_is_object(state)) {
+        json_object_update(e, state);
+        json_object_del(e, "pending");
+        json_object_del(e, "pending_since_ms");
+    }
+    json_object_set(e, "tag", tag != NULL ? tag : json_null());
+    json_object_set(e, "section", section != NULL ? section : json_null());
+    json_object_set(e, "priority", priority != NULL ? priority : json_null());
+    json_object_set(e, "message", message != NULL ? message : json_null());
+    return e;
+}
+
+/* Worth showing: not normal, or suppressed. */
+static bool shown(json_t *state)
+{
+    const char *status = json_string_value(json_object_get(state, "status"));
+    return (status != NULL && strcmp(status, "normal") != 0) ||
+           json_is_true(json_object_get(state, "shelved")) ||
+           json_is_true(json_object_get(state, "out_of_service"));
+}
+
+static bool sub_wants(const struct alarm_sub *s, json_t *section, json_t *priority,
+                      const char *name)
+{
+    if (s->max_priority > 0 && json_is_integer(priority) &&
+        json_integer_value(priority) > (json_int_t)s->max_priority) {
+        return false;
+    }
+    if (s->sections == NULL || name[0] == '$') {
+        return true; /* system alarms concern every section */
+    }
+    return json_is_string(section) &&
+           json_object_get(s->sections, json_string_value(section)) != NULL;
+}
+
+/* ------------------------------------------------------------ requests */
+
+/* SECTIONS (array of names, may be NULL) expanded to every section below
+ * them, as an object used as a set; NULL for "all". False after answering
+ * C when a name is unknown. */
+static bool sections_expand(struct node *n, struct conn *c, long long id,
+                            const char *type, json_t *msg, json_t **out)
+{
+    json_t *a = json_object_get(msg, "sections");
+    const struct vg_project *pr;
+    uint64_t version = 0;
+    const struct node_tag_value *values;
+    size_t i;
+    json_t *v;
+
+    *out = NULL;
+    if (a == NULL || json_is_null(a)) {
+        return true;
+    }
+    if (!json_is_array(a) || json_array_size(a) == 0 ||
+        json_array_size(a) > SECTIONS_MAX) {
+        node_send_error(c, id, "invalid",
+                        "%s: member 'sections' must be an array of 1..%u section "
+                        "names",
+                        type, SECTIONS_MAX);
+        return false;
+    }
+    pr = node_plc_project(n, &version, &values);
+    *out = json_object();
+    json_array_foreach(a, i, v) {
+        int s = json_is_string(v) && pr != NULL
+                    ? vg_project_find_section(pr, json_string_value(v))
+                    : -1;
+        if (!json_is_string(v)) {
+            node_send_error(c, id, "invalid", "%s: sections[%zu] must be a name",
+                            type, i);
+            json_decref(*out);
+            *out = NULL;
+            return false;
+        }
+        if (pr != NULL && s < 0) {
+            node_send_error(c, id, "invalid",
+                            "%s: unknown section '%s' in project version %llu",
+                            type, json_string_value(v), (unsigned long long)version);
+            json_decref(*out);
+            *out = NULL;
+            return false;
+        }
+        json_object_set_new(*out, json_string_value(v), json_true());
+    }
+    /* Children: every section whose chain of parents reaches a named one. */
+    for (size_t s = 0; pr != NULL && s < pr->n_sections; s++) {
+        for (int p = pr->sections[s].parent; p >= 0; p = pr->sections[p].parent) {
+            if (json_object_get(*out, pr->sections[p].name) != NULL) {
+                json_object_set_new(*out, pr->sections[s].name, json_true());
+                break;
+            }
+        }
+    }
+    return true;
+}
+
+/* The engine of the ready leader, or NULL after answering C. */
+static struct alarm_duty *need_engine(struct node *n, struct conn *c, long long id)
+{
+    struct alarm_duty *d = n->alarms;
+    if (!node_need_ready(n, c, id)) {
+        return NULL;
+    }
+    node_alarms_update(n); /* build it now if this iteration has not yet */
+    if (d == NULL || d->engine == NULL) {
+        node_send_error(c, id, "failed",
+                        "node %llu does not evaluate alarms yet (%s)",
+                        (unsigned long long)n->cfg->id,
+                        n->plc_error[0] ? n->plc_error
+                                        : "no project loaded, or preparing to poll");
+        return NULL;
+    }
+    return d;
+}
+
+/* The committed alarms a station should see through S, as entries. */
+static json_t *committed_entries(struct node *n, const struct alarm_sub *s,
+                                 bool all)
+{
+    json_t *rows = NULL, *row, *list = json_array();
+    size_t i;
+
+    if (vg_repl_fsm_alarm_states(&n->fsm, &rows) != VG_OK) {
+        return list;
+    }
+    json_array_foreach(rows, i, row) {
+        const char *name = json_string_value(json_object_get(row, "alarm"));
+        json_t *st = json_object_get(row, "state");
+        if (name == NULL || (!all && !shown(st)) ||
+            !sub_wants(s, json_object_get(row, "section"),
+                       json_object_get(row, "priority"), name)) {
+            continue;
+        }
+        json_array_append_new(list, entry(name, st, json_object_get(row, "tag"),
+                                          json_object_get(row, "section"),
+                                          json_object_get(row, "priority"),
+                                          json_object_get(row, "message")));
+    }
+    json_decref(rows);
+    return list;
+}
+
+static bool filter_args(struct node *n, struct conn *c, long long id,
+                        const char *type, json_t *msg, struct alarm_sub *s)
+{
+    uint64_t maxp;
+    if (!node_get_uint(c, id, msg, type, "max_priority", false, 0, 4, 0, &maxp) ||
+        !sections_expand(n, c, id, type, msg, &s->sections)) {
+        return false;
+    }
+    s->max_priority = (unsigned)maxp;
+    return true;
+}
+
+static void handle_list(struct node *n, struct conn *c, json_t *msg, long long id)
+{
+    static const char *const allowed[] = {"sections", "max_priority", "all", NULL};
+    struct alarm_sub s = {0};
+    json_t *a, *all = json_object_get(msg, "all");
+
+    if (!node_members_ok(c, id, msg, "alarms_list", allowed) ||
+        !filter_args(n, c, id, "alarms_list", msg, &s)) {
+        return;
+    }
+    if (all != NULL && !json_is_boolean(all)) {
+        node_send_error(c, id, "invalid",
+                        "alarms_list: member 'all' must be true or false");
+        json_decref(s.sections);
+        return;
+    }
+    if (!node_need_ready(n, c, id)) {
+        json_decref(s.sections);
+        return;
+    }
+    a = node_answer("alarms", id);
+    json_object_set_new(a, "node", json_integer((json_int_t)n->cfg->id));
+    json_object_set_new(a, "applied_index",
+                        json_integer((json_int_t)n->fsm.applied_index));
+    json_object_set_new(a, "alarms", committed_entries(n, &s, json_is_true(all)));
+    json_decref(s.sections);
+    node_send(c, a);
+}
+
+static void sub_free(struct alarm_sub *s)
+{
+    if (s != NULL) {
+        json_decref(s->sections);
+        free(s);
+    }
+}
+
+static void handle_subscribe(struct node *n, struct conn *c, json_t *msg,
+                             long long id)
+{
+    static const char *const allowed[] = {"sections", "max_priority", NULL};
+    struct alarm_sub *s = calloc(1, sizeof *s);
+    json_t *a, *list;
+
+    if (s == NULL) {
+        node_send_error(c, id, "failed", "out of memory");
+        return;
+    }
+    if (!node_members_ok(c, id, msg, "alarms_subscribe", allowed) ||
+        !filter_args(n, c, id, "alarms_subscribe", msg, s) ||
+        !node_need_ready(n, c, id)) {
+        sub_free(s);
+        return;
+    }
+    sub_free(c->alarm_sub);
+    c->alarm_sub = s;
+    list = committed_entries(n, s, false);
+    a = node_answer("alarms_subscribed", id);
+    json_object_set_new(a, "node", json_integer((json_int_t)n->cfg->id));
+    json_object_set_new(a, "count", json_integer((json_int_t)json_array_size(list)));
+    json_object_set_new(a, "applied_index",
+                        json_integer((json_int_t)n->fsm.applied_index));
+    node_send(c, a);
+    node_send(c, json_pack("{s:s, s:s, s:s, s:I, s:o}", "type", "event", "topic",
+                           "alarms", "event", "image", "index",
+                           (json_int_t)n->fsm.applied_index, "alarms", list));
+}
+
+static void action_cb(struct vg_repl_proposal *p, int status, uint64_t index,
+                      int result)
+{
+    struct alarm_op *op = (struct alarm_op *)p;
+    struct alarm_duty *d = op->n->alarms;
+
+    d->in_flight--;
+    if (status != 0) {
+        node_send_error(op->c, op->id, "not_leader",
+                        "leadership lost before the alarm action was committed "
+                        "(%s); send it again to the new leader",
+                        raft_strerror(status));
+        d->rebuild = true;
+    } else if (result != VG_OK) {
+        node_send_error(op->c, op->id, "failed",
+                        "the cluster rejected the alarm action: %s",
+                        vg_strerror(result));
+        d->rebuild = true;
+    } else {
+        json_object_set_new(op->answer, "index", json_integer((json_int_t)index));
+        node_send(op->c, op->answer);
+        op->answer = NULL;
+    }
+    json_decref(op->answer);
+    node_conn_unref(op->c);
+    free(op);
+}
+
+/* Commit CHANGES (the action's own) and answer ANSWER once committed. */
+static void commit_action(struct alarm_duty *d, struct conn *c, long long id,
+                          json_t *changes, json_t *answer)
+{
+    struct node *n = d->n;
+    struct alarm_op *op;
+    int rv;
+
+    if (json_array_size(changes) == 0) {
+        /* Nothing changed: nothing to commit, answer at once. */
+        json_object_set_new(answer, "index", json_null());
+        node_send(c, answer);
+        return;
+    }
+    op = calloc(1, sizeof *op);
+    if (op == NULL) {
+        json_decref(answer);
+        node_send_error(c, id, "failed", "out of memory");
+        d->rebuild = true;
+        return;
+    }
+    op->n = n;
+    op->c = c;
+    op->id = id;
+    op->answer = answer;
+    c->refs++;
+    rv = propose_changes(d, changes, &op->p, action_cb);
+    if (rv != VG_OK) {
+        if (rv == VG_ENOTLEADER) {
+            node_send_not_leader(n, c, id);
+        } else {
+            node_send_error(c, id, "failed", "cannot submit the alarm action: %s",
+                            vg_strerror(rv));
+        }
+        d->rebuild = true;
+        json_decref(op->answer);
+        node_conn_unref(c);
+        free(op);
+    }
+}
+
+/* Act on one alarm (project or system) by name; the changes go to
+ * d->pending. Returns VG_OK (with *NOOP), VG_ENOTFOUND or VG_EINVAL. */
+static int act_one(struct alarm_duty *d, const char *name,
+                   const struct vg_alarm_action *act, uint64_t now,
+                   enum vg_alarm_noop *noop, char *errmsg)
+{
+    struct vg_alarm_transition t = {0};
+    long a = find_alarm(d, name);
+    int rv;
+
+    if (a >= 0) {
+        rv = vg_alarm_engine_act(d->engine, (size_t)a, act, now, &t, engine_cb, d,
+                                 errmsg);
+        *noop = t.noop;
+        return rv;
+    }
+    {
+        struct sys_alarm *s = find_sys(d, name);
+        struct vg_alarm_transition tt[VG_ALARM_STEP_MAX];
+        struct vg_alarm_state before;
+        unsigned nt;
+        if (s == NULL) {
+            vg_errf(errmsg, "unknown alarm '%s'", name);
+            return VG_ENOTFOUND;
+        }
+        before = s->st;
+        nt = vg_alarm_tick(&s->def, &s->st, now, tt);
+        sys_report(d, s, tt, nt, &before);
+        before = s->st;
+        switch (act->kind) {
+        case VG_ALARM_ACT_ACK:
+            rv = vg_alarm_ack(&s->st, now, &t);
+            break;
+        case VG_ALARM_ACT_SHELVE:
+            rv = vg_alarm_shelve(&s->st, act->until_ms, act->reason, act->user, now,
+                                 &t, errmsg);
+            break;
+        case VG_ALARM_ACT_UNSHELVE:
+            rv = vg_alarm_unshelve(&s->st, now, &t);
+            break;
+        default:
+            rv = vg_alarm_set_out_of_service(
+                &s->st, act->kind == VG_ALARM_ACT_OUT_OF_SERVICE, now, &t);
+        }
+        if (rv == VG_OK && t.cause != VG_ALARM_CAUSE_NONE) {
+            sys_report(d, s, &t, 1, &before);
+        }
+        *noop = t.noop;
+        return rv;
+    }
+}
+
+/* Names of the alarms an ack with SECTIONS (NULL: all) covers that need one:
+ * project alarms in those sections; system alarms only with "all" (they
+ * belong to no plant section). */
+static json_t *ack_candidates(struct alarm_duty *d, json_t *sections)
+{
+    json_t *names = json_array();
+    for (size_t a = 0; a < d->pr->n_alarms; a++) {
+        const struct vg_alarm_state *st = vg_alarm_engine_state(d->engine, a);
+        const char *sec = alarm_section(d->pr, a);
+        if (st->status != VG_ALARM_UNACK_ACTIVE && st->status != VG_ALARM_UNACK_RTN) {
+            continue;
+        }
+        if (sections != NULL && (sec == NULL || json_object_get(sections, sec) == NULL)) {
+            continue;
+        }
+        json_array_append_new(names, json_string(d->pr->alarms[a].name));
+    }
+    for (size_t i = 0; sections == NULL && i < d->n_sys; i++) {
+        if (d->sys[i].st.status == VG_ALARM_UNACK_ACTIVE ||
+            d->sys[i].st.status == VG_ALARM_UNACK_RTN) {
+            json_array_append_new(names, json_string(d->sys[i].name));
+        }
+    }
+    return names;
+}
+
+static bool who_args(struct conn *c, long long id, json_t *msg, const char *type,
+                     const char **user, const char **station)
+{
+    return node_get_str(c, id, msg, type, "user", false, WHO_MAX, user) &&
+           node_get_str(c, id, msg, type, "station", false, WHO_MAX, station);
+}
+
+static void handle_ack(struct node *n, struct conn *c, json_t *msg, long long id)
+{
+    static const char *const allowed[] = {"alarms", "sections", "all", "user",
+                                          "station", NULL};
+    static const char type[] = "alarm_ack";
+    json_t *names = json_object_get(msg, "alarms");
+    json_t *all = json_object_get(msg, "all");
+    json_t *sections = NULL, *acked, *unchanged, *unknown, *v, *answer;
+    const char *user, *station;
+    struct alarm_duty *d;
+    unsigned selectors;
+    size_t i;
+    uint64_t now;
+
+    if (!node_members_ok(c, id, msg, type, allowed) ||
+        !who_args(c, id, msg, type, &user, &station)) {
+        return;
+    }
+    selectors = (names != NULL) + (json_object_get(msg, "sections") != NULL) +
+                (all != NULL);
+    if (selectors != 1 || (all != NULL && !json_is_true(all))) {
+        node_send_error(c, id, "invalid",
+                        "%s: give exactly one of 'alarms' (names), 'sections' "
+                        "(every unacknowledged alarm in them) or 'all': true",
+                        type);
+        return;
+    }
+    if (names != NULL) {
+        if (!json_is_array(names) || json_array_size(names) == 0 ||
+            json_array_size(names) > 10000) {
+            node_send_error(c, id, "invalid",
+                            "%s: member 'alarms' must be an array of 1..10000 names",
+                            type);
+            return;
+        }
+        json_array_foreach(names, i, v) {
+            if (!json_is_string(v) || json_string_length(v) == 0 ||
+                json_string_length(v) > NAME_MAX_BYTES) {
+                node_send_error(c, id, "invalid",
+                                "%s: alarms[%zu] must be a name of 1..%u bytes",
+                                type, i, NAME_MAX_BYTES);
+                return;
+            }
+        }
+    }
+    if (!sections_expand(n, c, id, type, msg, &sections)) {
+        return;
+    }
+    if ((d = need_engine(n, c, id)) == NULL) {
+        json_decref(sections);
+        return;
+    }
+    /* Automatic changes seen so far go first, in their own command. */
+    flush(d);
+    if (names == NULL) {
+        names = ack_candidates(d, sections);
+    } else {
+        json_incref(names);
+    }
+    json_decref(sections);
+    acked = json_array();
+    unchanged = json_array();
+    unknown = json_array();
+    now = duty_now(d);
+    d->act_user = user;
+    d->act_station = station;
+    d->act_reason = NULL;
+    json_array_foreach(names, i, v) {
+        struct vg_alarm_action act = {.kind = VG_ALARM_ACT_ACK};
+        enum vg_alarm_noop noop = VG_ALARM_NOOP_NONE;
+        char errmsg[VG_ERRMSG_SIZE];
+        int rv = act_one(d, json_string_value(v), &act, now, &noop, errmsg);
+        if (rv == VG_ENOTFOUND) {
+            json_array_append(unknown, v);
+        } else if (noop != VG_ALARM_NOOP_NONE) {
+            json_array_append_new(unchanged,
+                                  json_pack("{s:O, s:s}", "alarm", v, "reason",
+                                            vg_alarm_noop_name(noop)));
+        } else {
+            json_array_append(acked, v);
+        }
+    }
+    d->act_user = d->act_station = NULL;
+    json_decref(names);
+    answer = node_answer("alarms_acked", id);
+    json_object_set_new(answer, "acked", acked);
+    json_object_set_new(answer, "unchanged", unchanged);
+    json_object_set_new(answer, "unknown", unknown);
+    {
+        json_t *changes = d->pending;
+        d->pending = json_array();
+        commit_action(d, c, id, changes, answer);
+        json_decref(changes);
+    }
+}
+
+/* alarm_shelve, alarm_unshelve, alarm_service: one alarm each. */
+static void handle_one(struct node *n, struct conn *c, json_t *msg, long long id,
+                       const char *type)
+{
+    static const char *const allowed_shelve[] = {"alarm", "duration_s", "reason",
+                                                 "user", "station", NULL};
+    static const char *const allowed_unshelve[] = {"alarm", "user", "station", NULL};
+    static const char *const allowed_service[] = {"alarm", "in_service", "reason",
+                                                  "user", "station", NULL};
+    bool shelve = strcmp(type, "alarm_shelve") == 0;
+    bool service = strcmp(type, "alarm_service") == 0;
+    const char *name, *user, *station, *reason = NULL;
+    struct vg_alarm_action act = {0};
+    enum vg_alarm_noop noop = VG_ALARM_NOOP_NONE;
+    char errmsg[VG_ERRMSG_SIZE];
+    struct alarm_duty *d;
+    uint64_t duration = 0, now;
+    json_t *in_service = json_object_get(msg, "in_service");
+    json_t *answer, *changes;
+    int rv;
+
+    if (!node_members_ok(c, id, msg, type,
+                         shelve ? allowed_shelve
+                                : service ? allowed_service : allowed_unshelve) ||
+        !node_get_str(c, id, msg, type, "alarm", true, NAME_MAX_BYTES, &name) ||
+        !who_args(c, id, msg, type, &user, &station) ||
+        ((shelve || service) &&
+         !node_get_str(c, id, msg, type, "reason", false, REASON_MAX, &reason)) ||
+        (shelve && !node_get_uint(c, id, msg, type, "duration_s", true, 1,
+                                  SHELVE_MAX_S, 0, &duration))) {
+        return;
+    }
+    if (service && !json_is_boolean(in_service)) {
+        node_send_error(c, id, "invalid",
+                        "%s: member 'in_service' (true or false) is required", type);
+        return;
+    }
+    if ((d = need_engine(n, c, id)) == NULL) {
+        return;
+    }
+    flush(d);
+    now = duty_now(d);
+    if (shelve) {
+        act.kind = VG_ALARM_ACT_SHELVE;
+        act.until_ms = now + duration * 1000u;
+        act.reason = reason != NULL ? reason : "";
+        act.user = user != NULL ? user : "";
+    } else if (service) {
+        act.kind = json_is_true(in_service) ? VG_ALARM_ACT_IN_SERVICE
+                                            : VG_ALARM_ACT_OUT_OF_SERVICE;
+    } else {
+        act.kind = VG_ALARM_ACT_UNSHELVE;
+    }
+    d->act_user = user;
+    d->act_station = station;
+    d->act_reason = reason;
+    rv = act_one(d, name, &act, now, &noop, errmsg);
+    d->act_user = d->act_station = d->act_reason = NULL;
+    changes = d->pending;
+    d->pending = json_array();
+    if (rv != VG_OK) {
+        /* What fell due before the action still happened: commit that. */
+        node_send_error(c, id, rv == VG_ENOTFOUND ? "invalid" : "invalid", "%s: %s",
+                        type, errmsg);
+        json_array_extend(d->pending, changes);
+        json_decref(changes);
+        flush(d);
+        return;
+    }
+    answer = node_answer(shelve ? "alarm_shelved"
+                                : service ? "alarm_service_set" : "alarm_unshelved",
+                         id);
+    json_object_set_new(answer, "alarm", json_string(name));
+    json_object_set_new(answer, "changed", json_boolean(noop == VG_ALARM_NOOP_NONE));
+    json_object_set_new(answer, "reason",
+                        noop == VG_ALARM_NOOP_NONE
+                            ? json_null()
+                            : json_string(vg_alarm_noop_name(noop)));
+    if (shelve) {
+        json_object_set_new(answer, "until_ms", json_integer((json_int_t)act.until_ms));
+    }
+    commit_action(d, c, id, changes, answer);
+    json_decref(changes);
+}
+
+static void handle_journal(struct node *n, struct conn *c, json_t *msg, long long id)
+{
+    static const char *const allowed[] = {"from_ms", "to_ms", "sections",
+                                          "max_priority", "tag", "alarm", "state",
+                                          "cause", "before_id", "limit", NULL};
+    static const char type[] = "alarm_journal";
+    struct vg_repl_journal_query q = {0};
+    uint64_t from, to, maxp, before, limit;
+    json_t *sections = NULL, *out = NULL, *a;
+    const char *names[SECTIONS_MAX * 8];
+    const char *key;
+    json_t *v;
+
+    if (!node_members_ok(c, id, msg, type, allowed) ||
+        !node_get_uint(c, id, msg, type, "from_ms", false, 0, UINT64_C(1) << 53, 0,
+                       &from) ||
+        !node_get_uint(c, id, msg, type, "to_ms", false, 0, UINT64_C(1) << 53, 0,
+                       &to) ||
+        !node_get_uint(c, id, msg, type, "max_priority", false, 0, 4, 0, &maxp) ||
+        !node_get_uint(c, id, msg, type, "before_id", false, 0, INT64_MAX, 0,
+                       &before) ||
+        !node_get_uint(c, id, msg, type, "limit", false, 1, 10000, 100, &limit) ||
+        !node_get_str(c, id, msg, type, "tag", false, NAME_MAX_BYTES, &q.tag) ||
+        !node_get_str(c, id, msg, type, "alarm", false, NAME_MAX_BYTES, &q.alarm) ||
+        !node_get_str(c, id, msg, type, "state", false, 32, &q.state) ||
+        !node_get_str(c, id, msg, type, "cause", false, 32, &q.cause) ||
+        !sections_expand(n, c, id, type, msg, &sections)) {
+        return;
+    }
+    if (to != 0 && to < from) {
+        node_send_error(c, id, "invalid", "%s: to_ms must not be before from_ms",
+                        type);
+        json_decref(sections);
+        return;
+    }
+    json_object_foreach(sections, key, v) {
+        if (q.n_sections < sizeof names / sizeof names[0]) {
+            names[q.n_sections++] = key;
+        }
+    }
+    q.sections = names;
+    if (q.n_sections > 64) {
+        q.n_sections = 64; /* the query's limit; a huge subtree is cut */
+    }
+    q.from_ms = from;
+    q.to_ms = to;
+    q.max_priority = (unsigned)maxp;
+    q.before_id = before;
+    q.limit = (size_t)limit;
+    if (vg_repl_fsm_alarm_journal(&n->fsm, &q, &out) != VG_OK) {
+        node_send_error(c, id, "failed", "cannot read the alarm journal: %s",
+                        n->fsm.errmsg);
+        json_decref(sections);
+        return;
+    }
+    json_decref(sections);
+    a = node_answer("alarm_journal", id);
+    json_object_set_new(a, "node", json_integer((json_int_t)n->cfg->id));
+    json_object_set_new(a, "applied_index",
+                        json_integer((json_int_t)n->fsm.applied_index));
+    json_object_update(a, out);
+    json_decref(out);
+    node_send(c, a);
+}
+
+bool node_alarms_handle(struct node *n, struct conn *c, const char *type,
+                        json_t *msg, long long id)
+{
+    if (strcmp(type, "alarms_list") == 0) {
+        handle_list(n, c, msg, id);
+    } else if (strcmp(type, "alarms_subscribe") == 0) {
+        handle_subscribe(n, c, msg, id);
+    } else if (strcmp(type, "alarm_ack") == 0) {
+        handle_ack(n, c, msg, id);
+    } else if (strcmp(type, "alarm_shelve") == 0 ||
+               strcmp(type, "alarm_unshelve") == 0 ||
+               strcmp(type, "alarm_service") == 0) {
+        handle_one(n, c, msg, id, type);
+    } else if (strcmp(type, "alarm_journal") == 0) {
+        handle_journal(n, c, msg, id);
+    } else {
+        return false;
+    }
+    return true;
+}
+
+/* -------------------------------------------------------------- pushes */
+
+void node_alarms_applied(struct node *n, uint64_t index, const struct vg_cmd *cmd,
+                         int result)
+{
+    json_t *body, *changes, *ch;
+    bool any = false;
+    size_t i;
+
+    if (result != VG_OK) {
+        return;
+    }
+    for (struct conn *c = n->conns; c != NULL && !any; c = c->next) {
+        any = c->alarm_sub != NULL;
+    }
+    if (!any) {
+        return;
+    }
+    body = json_loadb(cmd->body, cmd->body_len, 0, NULL);
+    changes = json_object_get(body, "changes");
+    for (struct conn *c = n->conns, *next; c != NULL; c = next) {
+        json_t *list;
+        next = c->next;
+        if (c->alarm_sub == NULL) {
+            continue;
+        }
+        list = json_array();
+        json_array_foreach(changes, i, ch) {
+            json_t *t = json_object_get(ch, "transition");
+            const char *name = json_string_value(json_object_get(ch, "alarm"));
+            json_t *e;
+            if (!json_is_object(t) || name == NULL ||
+                !sub_wants(c->alarm_sub, json_object_get(ch, "section"),
+                           json_object_get(ch, "priority"), name)) {
+                continue;
+            }
+            e = entry(name, json_object_get(ch, "state"), json_object_get(ch, "tag"),
+                      json_object_get(ch, "section"), json_object_get(ch, "priority"),
+                      json_object_get(ch, "message"));
+            if (json_is_null(json_object_get(ch, "state"))) {
+                json_object_set_new(e, "removed", json_true());
+            }
+            json_object_set(e, "cause", json_object_get(t, "cause"));
+            json_object_set(e, "at_ms", json_object_get(t, "at_ms"));
+            json_object_set(e, "value", json_object_get(t, "value"));
+            {
+                json_t *u = json_object_get(t, "user");
+                json_t *st = json_object_get(t, "station");
+                json_object_set(e, "user", u != NULL ? u : json_null());
+                json_object_set(e, "station", st != NULL ? st : json_null());
+            }
+            json_array_append_new(list, e);
+        }
+        if (json_array_size(list) == 0) {
+            json_decref(list);
+            continue;
+        }
+        node_send(c, json_pack("{s:s, s:s, s:s, s:I, s:o}", "type", "event",
+                               "topic", "alarms", "event", "changes", "index",
+                               (json_int_t)index, "alarms", list));
+    }
+    json_decref(body);
+}
+
+/* ------------------------------------------------------------ plumbing */
+
+int node_alarms_init(struct node *n)
+{
+    struct alarm_duty *d = calloc(1, sizeof *d);
+    if (d == NULL) {
+        return VG_ENOMEM;
+    }
+    d->n = n;
+    d->pending = json_array();
+    uv_timer_init(&n->loop, &d->timer);
+    d->timer.data = d;
+    n->alarms = d;
+    return VG_OK;
+}
+
+static void timer_closed_cb(uv_handle_t *h)
+{
+    struct alarm_duty *d = h->data;
+    json_decref(d->pending);
+    free(d);
+}
+
+void node_alarms_close(struct node *n)
+{
+    struct alarm_duty *d = n->alarms;
+    if (d == NULL) {
+        return;
+    }
+    duty_stop(d);
+    n->alarms = NULL;
+    uv_close((uv_handle_t *)&d->timer, timer_closed_cb);
+}
+
+void node_alarms_leadership_lost(struct node *n)
+{
+    char reason[160];
+
+    if (n->alarms != NULL) {
+        duty_stop(n->alarms);
+    }
+    snprintf(reason, sizeof reason,
+             "node %llu is no longer the leader; subscribe again at the new leader",
+             (unsigned long long)n->cfg->id);
+    for (struct conn *c = n->conns, *next; c != NULL; c = next) {
+        next = c->next;
+        if (c->alarm_sub != NULL && !c->closing) {
+            node_send(c, json_pack("{s:s, s:s}", "type", "bye", "reason", reason));
+            node_conn_close(c);
+        }
+    }
+}
+
+void node_alarms_conn_closing(struct conn *c)
+{
+    sub_free(c->alarm_sub);
+    c->alarm_sub = NULL;
+}
