@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "vigilctl_records.h"
 #include "../config/project.h"
 #include "../proto/proto.h"
 
@@ -111,6 +112,8 @@ static const char usage_text[] =
     "                                       milliseconds passed; follows the leader\n"
     "  tags history [TAG] [--limit N]       the operator action log (newest last;\n"
     "                                       N 1..1000, default 100)\n"
+    "\n"
+    "%s"
     "\n"
     "Options may appear anywhere before \"--\"; arguments after \"--\" are never\n"
     "taken as options (use it for values that begin with '-').\n"
@@ -2228,6 +2231,37 @@ static int remote_read(struct vg_client *c, const struct cmd *cmd,
     return 0;
 }
 
+int vigilctl_active_project(struct vg_client *c, struct vg_project **p,
+                            void **owner)
+{
+    struct cmd cmd;
+    struct parsed_project *pp = calloc(1, sizeof *pp);
+    int rv;
+
+    if (pp == NULL) {
+        fprintf(stderr, "vigilctl: out of memory\n");
+        return EXIT_FAILED;
+    }
+    memset(&cmd, 0, sizeof cmd);
+    cmd.name = "report run";
+    if ((rv = remote_read(c, &cmd, 0, pp, NULL)) != 0) {
+        free(pp);
+        return rv;
+    }
+    *p = pp->p;
+    *owner = pp;
+    return 0;
+}
+
+void vigilctl_project_free(struct vg_project *p, void *owner)
+{
+    (void)p;
+    if (owner != NULL) {
+        parsed_free(owner);
+        free(owner);
+    }
+}
+
 static int cmd_project_diff(struct vg_client *c, const struct opts *o,
                             const struct cmd *cmd)
 {
@@ -2952,6 +2986,29 @@ int main(int argc, char **argv)
     int rv;
 
     memset(&cmd, 0, sizeof cmd);
+    /* alarms, history, audit and report have a parser of their own. */
+    {
+        static const char *const with_value[] = {
+            "--cluster", "--timeout", "--comment", "--plc", "--section", "--user",
+            "--station", "--screen", "--count", "--for", "--limit", NULL};
+        for (int i = 1; i < argc; i++) {
+            bool skip = false;
+            if (strcmp(argv[i], "--") == 0) {
+                break;
+            }
+            for (size_t k = 0; with_value[k] != NULL; k++) {
+                skip = skip || strcmp(argv[i], with_value[k]) == 0;
+            }
+            if (skip) {
+                i++;
+            } else if (argv[i][0] != '-') {
+                if (vigilctl_records_command(argv[i])) {
+                    return vigilctl_records_main(argc, argv);
+                }
+                break;
+            }
+        }
+    }
     /* Both arrays point into argv and live until the end: the tags
      * commands keep their words in cmd.args. */
     pos = calloc((size_t)argc + 1, sizeof *pos);
@@ -2963,7 +3020,7 @@ int main(int argc, char **argv)
     }
     rv = parse_options(argc, argv, &o, pos, &n_pos);
     if (rv == 0 && o.help) {
-        fputs(usage_text, stdout);
+        printf(usage_text, vigilctl_records_usage);
         goto out;
     }
     if (rv == 0) {

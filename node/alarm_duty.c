@@ -912,7 +912,9 @@ static struct alarm_duty *need_engine(struct node *n, struct conn *c, long long 
     if (!node_need_ready(n, c, id)) {
         return NULL;
     }
-    node_alarms_update(n); /* build it now if this iteration has not yet */
+    if (d != NULL && d->engine == NULL) {
+        node_alarms_update(n); /* build it now if this iteration has not yet */
+    }
     if (d == NULL || d->engine == NULL) {
         node_send_error(c, id, "failed",
                         "node %llu does not evaluate alarms yet (%s)",

@@ -24,6 +24,8 @@ static const char usage[] =
     "  --snapshot-threshold N  entries between snapshots (default 4096)\n"
     "  --snapshot-trailing N   entries kept after a snapshot (default 1024)\n"
     "  --checkpoint-interval MS  consistency checkpoints (default 5000)\n"
+    "  --archive-retention-days N  archived process values older than N days\n"
+    "                          are cut (default 30; 0 keeps everything)\n"
     "  --client-idle-timeout MS  drop silent clients (default 30000)\n"
     "  --rebuild-state         discard state.db and rebuild it from the raft\n"
     "                          snapshot and log (for a replica reported diverged)\n"
@@ -135,7 +137,7 @@ int vg_node_config_parse(struct vg_node_config *c, int argc, char **argv,
 {
     enum {
         O_ID = 1000, O_RAFT, O_CLIENT, O_DATA, O_BOOT, O_JOIN, O_ET, O_HB,
-        O_ST, O_STR, O_CP, O_IDLE, O_VERBOSE, O_REBUILD, O_HELP
+        O_ST, O_STR, O_CP, O_IDLE, O_RETENTION, O_VERBOSE, O_REBUILD, O_HELP
     };
     static const struct option opts[] = {
         {"id", required_argument, NULL, O_ID},
@@ -150,6 +152,7 @@ int vg_node_config_parse(struct vg_node_config *c, int argc, char **argv,
         {"snapshot-trailing", required_argument, NULL, O_STR},
         {"checkpoint-interval", required_argument, NULL, O_CP},
         {"client-idle-timeout", required_argument, NULL, O_IDLE},
+        {"archive-retention-days", required_argument, NULL, O_RETENTION},
         {"verbose", no_argument, NULL, O_VERBOSE},
         {"rebuild-state", no_argument, NULL, O_REBUILD},
         {"help", no_argument, NULL, O_HELP},
@@ -166,6 +169,7 @@ int vg_node_config_parse(struct vg_node_config *c, int argc, char **argv,
     c->snapshot_trailing = 1024;
     c->checkpoint_interval_ms = 5000;
     c->client_idle_timeout_ms = 30000;
+    c->archive_retention_days = 30;
 
     opterr = 0;
     optind = 1;
@@ -218,6 +222,10 @@ int vg_node_config_parse(struct vg_node_config *c, int argc, char **argv,
         case O_IDLE:
             rv = parse_uint("--client-idle-timeout", optarg, 500, 86400000, &v, errmsg);
             c->client_idle_timeout_ms = (unsigned)v;
+            break;
+        case O_RETENTION:
+            rv = parse_uint("--archive-retention-days", optarg, 0, 36500, &v, errmsg);
+            c->archive_retention_days = (unsigned)v;
             break;
         case O_VERBOSE:
             c->verbose = true;

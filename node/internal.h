@@ -39,6 +39,7 @@ struct tag_sub;
 struct tag_result;
 struct alarm_sub;
 struct alarm_duty;
+struct archive_duty;
 
 struct conn {
     uv_tcp_t tcp;
@@ -112,6 +113,8 @@ struct node {
     struct tag_result *results_head, *results_tail; /* outcomes to propose */
     /* alarm_duty.c */
     struct alarm_duty *alarms;
+    /* archive_duty.c */
+    struct archive_duty *archive;
 };
 
 /* A log line on stderr with time and node id. */
@@ -255,5 +258,21 @@ void node_alarms_applied(struct node *n, uint64_t index, const struct vg_cmd *cm
 /* node.c: readiness lost: drop the engine, say bye to alarm subscribers. */
 void node_alarms_leadership_lost(struct node *n);
 void node_alarms_conn_closing(struct conn *c);
+
+/* ---- archive_duty.c: process-value archive, history queries ---- */
+
+int node_archive_init(struct node *n);
+void node_archive_close(struct node *n);
+/* Handle history_query, history_info. Returns false for other types. */
+bool node_archive_handle(struct node *n, struct conn *c, const char *type,
+                         json_t *msg, long long id);
+/* polling.c: new readings (already in the values). */
+void node_archive_changed(struct node *n, const struct vg_plc_change *v,
+                          size_t count);
+/* node.c, every iteration: cyclic samples, batches, retention cuts. */
+void node_archive_update(struct node *n);
+/* {"samples","tags","oldest_ms","newest_ms","watermark_ms","retention_days",
+ * "archiving","archived","committed","dropped","buffered","failed_batches"} */
+json_t *node_archive_status(struct node *n);
 
 #endif /* VG_NODE_INTERNAL_H */

@@ -328,6 +328,7 @@ static json_t *status_json(struct node *n)
     json_object_set_new(o, "members", members);
     json_object_set_new(o, "project", node_project_status(n));
     json_object_set_new(o, "plc", node_plc_status(n));
+    json_object_set_new(o, "archive", node_archive_status(n));
     vg_hex(n->fsm.checkpoint_digest, VG_DIGEST_SIZE, hex);
     vg_hex(n->fsm.chain, VG_DIGEST_SIZE, chain);
     json_object_set_new(
@@ -706,6 +707,7 @@ static void handle(struct node *n, struct conn *c, json_t *msg)
         n->transfer_op = o;
     } else if (!node_tags_handle(n, c, type, msg, id) &&
                !node_alarms_handle(n, c, type, msg, id) &&
+               !node_archive_handle(n, c, type, msg, id) &&
                !node_project_handle(n, c, type, msg, id)) {
         node_send_error(c, id, "unknown_type", "unknown request type '%s'", type);
     }
@@ -954,6 +956,7 @@ static void iterate(struct node *n)
     node_plc_update(n);
     node_tags_update(n);
     node_alarms_update(n);
+    node_archive_update(n);
     if (n->fsm.checked_index != n->checked_logged) {
         n->checked_logged = n->fsm.checked_index;
         if (n->fsm.verdict == VG_VERDICT_DIVERGED) {
@@ -1015,6 +1018,7 @@ static void raft_closed_cb(struct raft *r)
     uv_close((uv_handle_t *)&n->sigint, handle_closed_cb);
     /* After raft_close: its callbacks (failed proposals) are done. */
     node_alarms_close(n);
+    node_archive_close(n);
 }
 
 static void stop(struct node *n)
@@ -1302,6 +1306,9 @@ int vg_node_run(const struct vg_node_config *cfg, char *errmsg)
     uv_timer_init(&n->loop, &n->timer);
     n->timer.data = n;
     uv_timer_start(&n->timer, timer_cb, 20, 20);
+    if (node_archive_init(n) != VG_OK) {
+        node_log(n, "archive: out of memory; this node will not archive");
+    }
     if (node_alarms_init(n) != VG_OK) {
         node_log(n, "alarms: out of memory; this node will not evaluate alarms");
     }

@@ -40,6 +40,7 @@ struct vg_node_config {
     unsigned snapshot_threshold;
     unsigned snapshot_trailing;
     unsigned checkpoint_interval_ms;
+    unsigned archive_retention_days; /* 0: keep archived values forever */
     unsigned client_idle_timeout_ms;
     bool verbose;
     bool rebuild_state;         /* drop state.db and rebuild it from raft */

@@ -143,6 +143,7 @@ static void changes_cb(struct vg_plc_poller *p, const struct vg_plc_change *v,
     }
     node_tags_changed(n, v, count);
     node_alarms_changed(n, v, count);
+    node_archive_changed(n, v, count);
 }
 
 static void set_start(struct node *n, struct plc_job *j)
@@ -428,4 +429,5 @@ void node_plc_written(struct node *n, uint32_t tag, double value, uint64_t t_ms)
     ch.t_ms = t_ms;
     node_tags_changed(n, &ch, 1);
     node_alarms_changed(n, &ch, 1);
+    node_archive_changed(n, &ch, 1);
 }

@@ -1,16 +1,1022 @@
-/* Placeholder: the process-value archive (being written). */
+/* The process-value archive (replication.h, VG_CMD_HISTORY_BATCH and
+ * VG_CMD_RETENTION_CUT, and the queries at the end of the header).
+ *
+ * Happy path of a batch: the whole body is validated first (time base, tag
+ * names, base64, every packed sample), so that a malformed batch is rejected
+ * before a single row is written. The tags that samples to be stored refer
+ * to (not every name of the array) are then mapped to archive_tags ids (a new name gets max(id) + 1, the same on every
+ * replica because ids are assigned in apply order), the samples are sorted
+ * by (tag id, time, position in the batch) so that SQLite inserts walk the
+ * (tag, t) B-tree from left to right instead of jumping between 1000 places
+ * for every time step, and each is inserted with INSERT OR IGNORE: the first
+ * sample of a (tag, time) wins, in the batch (the sort keeps batch order for
+ * equal keys, and later equal ones are skipped) as across batches. Samples
+ * newer than everything stored of their tag (nearly all of them) go 32 to a
+ * statement; see store_rows.
+ *
+ * The digest does not hash archive_samples row by row (millions of rows at
+ * every checkpoint). Apply keeps archive_summary instead: the number of rows
+ * and the wrapping 64-bit sum of a SipHash of each row, added for every row
+ * that an insert really stored and subtracted for every row a retention cut
+ * deletes. The row hash uses the tag's name rather than its id, and -0.0
+ * counts as +0.0 (SQLite stores both as the integer 0), so the sum depends
+ * only on what the archive holds. The summary row is created only when the
+ * first sample is stored or the first cut applied: an archive never used
+ * contributes nothing to the digest (the table is "lazy" in fsm.c).
+ *
+ * Failure modes: any malformed part gives VG_EINVAL and nothing stored; an
+ * SQLite error or a failed allocation gives VG_EDB (fatal, the node
+ * fail-stops) because neither is a property of the command and answering
+ * anything else would let replicas disagree.
+ *
+ * Queries read the (tag, t) primary key one tag at a time and never write;
+ * they run on any node's replica. */
+#include <math.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "fsm_internal.h"
+
+#define TAG_MAX 256
+#define TAGS_MAX 65536
+#define TIME_END (UINT64_C(1) << 53) /* times are below 2^53 */
+#define RAW_LIMIT_MAX 100000
+#define BUCKETS_MAX 10000
+/* Length of the base64 text of the largest batch, padding included. */
+#define S_MAX (((size_t)VG_HISTORY_BATCH_MAX * VG_HISTORY_SAMPLE_SIZE + 2) / 3 * 4)
+
+/* One name of a batch's tags array (borrowed from the JSON body) and, once
+ * mapped, its archive_tags id. */
+struct batch_tag {
+    const char *name;
+    size_t len;
+    int64_t id;
+    bool used; /* a sample to store refers to it */
+};
+
+/* One sample to store, in the order the inserts happen. */
+struct batch_row {
+    int64_t id;
+    uint64_t t;
+    uint32_t pos; /* index in the batch: the first of equal keys wins */
+    uint32_t tag;
+};
+
+struct batch {
+    uint64_t t0;
+    struct batch_tag *tags;
+    size_t n_tags;
+    unsigned char *raw; /* decoded samples */
+    size_t n;           /* number of samples in raw */
+    struct batch_row *rows;
+    size_t n_rows;
+};
+
+/* Count and hash sum of the stored rows, and the retention watermark. */
+struct summary {
+    bool exists;
+    uint64_t samples;
+    uint64_t hash_sum;
+    uint64_t watermark_ms;
+};
+
+static void batch_free(struct batch *b)
+{
+    free(b->tags);
+    free(b->raw);
+    free(b->rows);
+}
+
+static int nomem(struct vg_repl_fsm *f, const char *what)
+{
+    vg_errf(f->errmsg, "out of memory applying %s", what);
+    return VG_EDB;
+}
+
+/* ---------------------------------------------------------- sample codec */
+
+static uint32_t get_u32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+           (uint32_t)p[3] << 24;
+}
+
+static uint64_t get_u64(const unsigned char *p)
+{
+    return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
+}
+
+static void put_u64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) {
+        p[i] = (unsigned char)(v >> (8 * i));
+    }
+}
+
+struct sample {
+    uint32_t tag;
+    uint32_t dt;
+    double value;
+    unsigned bad;
+};
+
+static void sample_read(const unsigned char *raw, size_t i, struct sample *s)
+{
+    const unsigned char *p = raw + i * VG_HISTORY_SAMPLE_SIZE;
+    uint64_t bits = get_u64(p + 8);
+    s->tag = get_u32(p);
+    s->dt = get_u32(p + 4);
+    memcpy(&s->value, &bits, sizeof s->value);
+    s->bad = p[16];
+}
+
+/* The row hash that archive_summary.hash_sum adds up: SipHash-2-4 with an
+ * all-zero key over u32 name length, name, u64 time, u64 IEEE bits of the
+ * value (-0.0 as +0.0), u8 bad; integers little-endian. */
+static uint64_t row_hash(const char *name, size_t len, uint64_t t,
+                         double value, int bad)
+{
+    static const unsigned char key[crypto_shorthash_KEYBYTES] = {0};
+    unsigned char buf[4 + TAG_MAX + 8 + 8 + 1];
+    unsigned char out[crypto_shorthash_BYTES];
+    uint64_t bits;
+    size_t n = 0;
+
+    if (value == 0.0) {
+        value = 0.0; /* -0.0 compares equal and becomes +0.0 */
+    }
+    memcpy(&bits, &value, sizeof bits);
+    for (int i = 0; i < 4; i++) {
+        buf[n++] = (unsigned char)(len >> (8 * i));
+    }
+    memcpy(buf + n, name, len);
+    n += len;
+    put_u64(buf + n, t);
+    n += 8;
+    put_u64(buf + n, bits);
+    n += 8;
+    buf[n++] = (unsigned char)(bad != 0);
+    crypto_shorthash(out, buf, n, key);
+    return get_u64(out);
+}
+
+/* ------------------------------------------------------------ validation */
+
+static bool time_ok(json_t *v)
+{
+    return json_is_integer(v) && json_integer_value(v) >= 0 &&
+           (uint64_t)json_integer_value(v) < TIME_END;
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+    const struct batch_tag *x = *(const struct batch_tag *const *)a;
+    const struct batch_tag *y = *(const struct batch_tag *const *)b;
+    int c = memcmp(x->name, y->name, x->len < y->len ? x->len : y->len);
+    if (c != 0) {
+        return c;
+    }
+    return x->len < y->len ? -1 : x->len > y->len;
+}
+
+/* Are the names distinct? Sorted pointers make it O(n log n) for 65536. */
+static int tags_distinct(struct vg_repl_fsm *f, struct batch *b, bool *ok)
+{
+    struct batch_tag **v = malloc(b->n_tags * sizeof *v);
+    if (v == NULL) {
+        return nomem(f, "a history batch");
+    }
+    for (size_t i = 0; i < b->n_tags; i++) {
+        v[i] = &b->tags[i];
+    }
+    qsort(v, b->n_tags, sizeof *v, name_cmp);
+    *ok = true;
+    for (size_t i = 1; i < b->n_tags && *ok; i++) {
+        *ok = name_cmp(&v[i - 1], &v[i]) != 0;
+    }
+    free(v);
+    return VG_OK;
+}
+
+/* TAGS into B: 1..65536 distinct strings of 1..256 bytes without NUL (a NUL
+ * would make the name SQLite stores differ from the one hashed). */
+static int parse_tags(struct vg_repl_fsm *f, json_t *tags, struct batch *b)
+{
+    bool distinct;
+    int rv;
+
+    if (!json_is_array(tags) || json_array_size(tags) < 1 ||
+        json_array_size(tags) > TAGS_MAX) {
+        return VG_EINVAL;
+    }
+    b->n_tags = json_array_size(tags);
+    b->tags = calloc(b->n_tags, sizeof *b->tags);
+    if (b->tags == NULL) {
+        return nomem(f, "a history batch");
+    }
+    for (size_t i = 0; i < b->n_tags; i++) {
+        json_t *name = json_array_get(tags, i);
+        if (!json_is_string(name)) {
+            return VG_EINVAL;
+        }
+        b->tags[i].name = json_string_value(name);
+        b->tags[i].len = json_string_length(name);
+        if (b->tags[i].len == 0 || b->tags[i].len > TAG_MAX ||
+            strlen(b->tags[i].name) != b->tags[i].len) {
+            return VG_EINVAL;
+        }
+    }
+    if ((rv = tags_distinct(f, b, &distinct)) != VG_OK) {
+        return rv;
+    }
+    return distinct ? VG_OK : VG_EINVAL;
+}
+
+/* S into b->raw: canonical padded base64, no characters ignored, a non-zero
+ * whole number of samples, at most VG_HISTORY_BATCH_MAX. */
+static int decode_samples(struct vg_repl_fsm *f, json_t *s, struct batch *b)
+{
+    size_t len, max, decoded;
+
+    if (!json_is_string(s)) {
+        return VG_EINVAL;
+    }
+    len = json_string_length(s);
+    if (len == 0 || len > S_MAX) {
+        return VG_EINVAL;
+    }
+    max = len / 4 * 3 + 3;
+    b->raw = malloc(max);
+    if (b->raw == NULL) {
+        return nomem(f, "a history batch");
+    }
+    if (sodium_base642bin(b->raw, max, json_string_value(s), len, NULL,
+                          &decoded, NULL, sodium_base64_VARIANT_ORIGINAL) != 0 ||
+        decoded == 0 || decoded % VG_HISTORY_SAMPLE_SIZE != 0 ||
+        decoded / VG_HISTORY_SAMPLE_SIZE > VG_HISTORY_BATCH_MAX) {
+        return VG_EINVAL;
+    }
+    b->n = decoded / VG_HISTORY_SAMPLE_SIZE;
+    return VG_OK;
+}
+
+static bool samples_valid(const struct batch *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        struct sample s;
+        sample_read(b->raw, i, &s);
+        if (s.tag >= b->n_tags || !isfinite(s.value) || s.bad > 1 ||
+            b->t0 + s.dt >= TIME_END) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static int batch_parse(struct vg_repl_fsm *f, json_t *body, struct batch *b)
+{
+    json_t *t0 = json_object_get(body, "t0");
+    int rv;
+
+    if (!time_ok(t0)) {
+        return VG_EINVAL;
+    }
+    b->t0 = (uint64_t)json_integer_value(t0);
+    if ((rv = parse_tags(f, json_object_get(body, "tags"), b)) != VG_OK ||
+        (rv = decode_samples(f, json_object_get(body, "s"), b)) != VG_OK) {
+        return rv;
+    }
+    return samples_valid(b) ? VG_OK : VG_EINVAL;
+}
+
+/* --------------------------------------------------------------- summary */
+
+static int summary_get(struct vg_repl_fsm *f, struct summary *s)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    memset(s, 0, sizeof *s);
+    if (sqlite3_prepare_v2(f->db,
+                           "SELECT samples, hash_sum, watermark_ms"
+                           " FROM archive_summary WHERE slot = 0",
+                           -1, &st, NULL) != SQLITE_OK) {
+        return fsm_db_fail(f, "prepare archive summary");
+    }
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        s->exists = true;
+        s->samples = (uint64_t)sqlite3_column_int64(st, 0);
+        s->hash_sum = (uint64_t)sqlite3_column_int64(st, 1);
+        s->watermark_ms = (uint64_t)sqlite3_column_int64(st, 2);
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE
+               ? VG_OK
+               : fsm_db_fail(f, "archive summary");
+}
+
+/* Write S as the summary row, creating it if needed. The uint64 sum is
+ * stored as the int64 of the same bits. */
+static int summary_put(struct vg_repl_fsm *f, const struct summary *s)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if (sqlite3_prepare_v2(f->db,
+                           "INSERT OR REPLACE INTO archive_summary(slot,"
+                           " samples, hash_sum, watermark_ms) VALUES(0, ?, ?, ?)",
+                           -1, &st, NULL) != SQLITE_OK) {
+        return fsm_db_fail(f, "prepare archive summary update");
+    }
+    sqlite3_bind_int64(st, 1, (int64_t)s->samples);
+    sqlite3_bind_int64(st, 2, (int64_t)s->hash_sum);
+    sqlite3_bind_int64(st, 3, (int64_t)s->watermark_ms);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? VG_OK : fsm_db_fail(f, "archive summary update");
+}
+
+/* ------------------------------------------------------------ batch apply */
+
+/* Rows to store: the samples not older than WATERMARK, with their tags
+ * marked used. */
+static int batch_select(struct vg_repl_fsm *f, struct batch *b,
+                        uint64_t watermark)
+{
+    b->rows = malloc(b->n * sizeof *b->rows);
+    if (b->rows == NULL) {
+        return nomem(f, "a history batch");
+    }
+    for (size_t i = 0; i < b->n; i++) {
+        struct sample s;
+        sample_read(b->raw, i, &s);
+        if (b->t0 + s.dt < watermark) {
+            continue;
+        }
+        b->rows[b->n_rows++] = (struct batch_row){
+            .t = b->t0 + s.dt, .pos = (uint32_t)i, .tag = s.tag};
+        b->tags[s.tag].used = true;
+    }
+    return VG_OK;
+}
+
+/* The id of every used tag, new names inserted in the order of the tags
+ * array. Looking up first spares the insert for names already known, which
+ * is nearly every name of nearly every batch. */
+static int map_tags(struct vg_repl_fsm *f, struct batch *b)
+{
+    sqlite3_stmt *get = NULL, *add = NULL;
+    int rv = VG_OK;
+
+    if (sqlite3_prepare_v2(f->db, "SELECT id FROM archive_tags WHERE name = ?",
+                           -1, &get, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(f->db, "INSERT INTO archive_tags(name) VALUES(?)",
+                           -1, &add, NULL) != SQLITE_OK) {
+        rv = fsm_db_fail(f, "prepare archive tags");
+        goto out;
+    }
+    for (size_t i = 0; i < b->n_tags && rv == VG_OK; i++) {
+        struct batch_tag *t = &b->tags[i];
+        int rc;
+        if (!t->used) {
+            continue;
+        }
+        sqlite3_bind_text(get, 1, t->name, (int)t->len, SQLITE_STATIC);
+        rc = sqlite3_step(get);
+        if (rc == SQLITE_ROW) {
+            t->id = sqlite3_column_int64(get, 0);
+        } else if (rc == SQLITE_DONE) {
+            sqlite3_bind_text(add, 1, t->name, (int)t->len, SQLITE_STATIC);
+            if (sqlite3_step(add) != SQLITE_DONE) {
+                rv = fsm_db_fail(f, "archive tag insert");
+            }
+            t->id = sqlite3_last_insert_rowid(f->db);
+            sqlite3_reset(add);
+        } else {
+            rv = fsm_db_fail(f, "archive tag lookup");
+        }
+        sqlite3_reset(get);
+    }
+out:
+    sqlite3_finalize(get);
+    sqlite3_finalize(add);
+    return rv;
+}
+
+static int row_cmp(const void *a, const void *b)
+{
+    const struct batch_row *x = a, *y = b;
+    if (x->id != y->id) {
+        return x->id < y->id ? -1 : 1;
+    }
+    if (x->t != y->t) {
+        return x->t < y->t ? -1 : 1;
+    }
+    return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+/* Rows are inserted by two statements. A row older than or as old as its
+ * tag's newest stored sample may meet a stored one and goes alone, so that
+ * sqlite3_changes() tells whether it was stored. A newer row cannot meet
+ * one (duplicates within the batch are skipped before), and nearly every
+ * row is such an append: those go CHUNK at a time, which halves the cost
+ * per row, and the chunk's sqlite3_changes() must say all were stored. */
+#define CHUNK 32
+#define ROW_SQL "(?, ?, ?, ?)"
+
+struct inserter {
+    struct vg_repl_fsm *f;
+    struct batch *b;
+    struct summary *sum;
+    sqlite3_stmt *one;    /* INSERT OR IGNORE of one row */
+    sqlite3_stmt *many;   /* the same of CHUNK rows */
+    sqlite3_stmt *newest; /* a tag's newest stored time */
+    const struct batch_row *chunk[CHUNK];
+    size_t n_chunk;
+};
+
+static void bind_row(struct inserter *in, sqlite3_stmt *st, int col,
+                     const struct batch_row *r, struct sample *s)
+{
+    sample_read(in->b->raw, r->pos, s);
+    sqlite3_bind_int64(st, col, r->id);
+    sqlite3_bind_int64(st, col + 1, (int64_t)r->t);
+    sqlite3_bind_double(st, col + 2, s->value);
+    sqlite3_bind_int(st, col + 3, (int)s->bad);
+}
+
+static void count_row(struct inserter *in, const struct batch_row *r,
+                      const struct sample *s)
+{
+    const struct batch_tag *t = &in->b->tags[r->tag];
+    in->sum->samples++;
+    in->sum->hash_sum += row_hash(t->name, t->len, r->t, s->value, (int)s->bad);
+}
+
+static int insert_one(struct inserter *in, const struct batch_row *r)
+{
+    struct sample s;
+    int rc;
+
+    bind_row(in, in->one, 1, r, &s);
+    rc = sqlite3_step(in->one);
+    sqlite3_reset(in->one);
+    if (rc != SQLITE_DONE) {
+        return fsm_db_fail(in->f, "archive insert");
+    }
+    if (sqlite3_changes(in->f->db) > 0) {
+        count_row(in, r, &s);
+    }
+    return VG_OK;
+}
+
+/* Insert the gathered appends: a full chunk in one statement, a partial one
+ * (the batch's last rows) one by one. */
+static int flush_chunk(struct inserter *in)
+{
+    struct sample s[CHUNK];
+    size_t n = in->n_chunk;
+    int rc;
+
+    in->n_chunk = 0;
+    if (n < CHUNK) {
+        for (size_t i = 0; i < n; i++) {
+            int rv = insert_one(in, in->chunk[i]);
+            if (rv != VG_OK) {
+                return rv;
+            }
+        }
+        return VG_OK;
+    }
+    for (size_t i = 0; i < CHUNK; i++) {
+        bind_row(in, in->many, (int)(4 * i + 1), in->chunk[i], &s[i]);
+    }
+    rc = sqlite3_step(in->many);
+    sqlite3_reset(in->many);
+    if (rc != SQLITE_DONE) {
+        return fsm_db_fail(in->f, "archive insert");
+    }
+    if (sqlite3_changes(in->f->db) != CHUNK) {
+        vg_errf(in->f->errmsg,
+                "archive insert: %d of %d rows newer than any stored were"
+                " stored (%s)",
+                sqlite3_changes(in->f->db), CHUNK, in->f->path);
+        return VG_EDB;
+    }
+    for (size_t i = 0; i < CHUNK; i++) {
+        count_row(in, in->chunk[i], &s[i]);
+    }
+    return VG_OK;
+}
+
+static int append(struct inserter *in, const struct batch_row *r)
+{
+    in->chunk[in->n_chunk++] = r;
+    return in->n_chunk == CHUNK ? flush_chunk(in) : VG_OK;
+}
+
+/* Tag ID's newest stored time into *T (-1 when it has none). */
+static int newest_time(struct inserter *in, int64_t id, int64_t *t)
+{
+    int rc;
+
+    sqlite3_bind_int64(in->newest, 1, id);
+    rc = sqlite3_step(in->newest);
+    *t = rc == SQLITE_ROW && sqlite3_column_type(in->newest, 0) != SQLITE_NULL
+             ? sqlite3_column_int64(in->newest, 0)
+             : -1;
+    sqlite3_reset(in->newest);
+    return rc == SQLITE_ROW ? VG_OK : fsm_db_fail(in->f, "archive newest");
+}
+
+static int inserter_prepare(struct inserter *in)
+{
+    char sql[128 + CHUNK * sizeof ", " ROW_SQL];
+    size_t n = (size_t)snprintf(sql, sizeof sql,
+                                "INSERT OR IGNORE INTO archive_samples(tag,"
+                                " t, value, bad) VALUES " ROW_SQL);
+
+    if (sqlite3_prepare_v2(in->f->db, sql, -1, &in->one, NULL) != SQLITE_OK) {
+        return fsm_db_fail(in->f, "prepare archive insert");
+    }
+    for (int i = 1; i < CHUNK; i++) {
+        n += (size_t)snprintf(sql + n, sizeof sql - n, ", " ROW_SQL);
+    }
+    if (sqlite3_prepare_v2(in->f->db, sql, -1, &in->many, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(in->f->db,
+                           "SELECT max(t) FROM archive_samples WHERE tag = ?",
+                           -1, &in->newest, NULL) != SQLITE_OK) {
+        return fsm_db_fail(in->f, "prepare archive insert");
+    }
+    return VG_OK;
+}
+
+/* Insert the rows in key order; add what was really stored to SUM. */
+static int store_rows(struct vg_repl_fsm *f, struct batch *b,
+                      struct summary *sum)
+{
+    struct inserter in = {.f = f, .b = b, .sum = sum};
+    int64_t newest = -1;
+    int rv;
+
+    for (size_t i = 0; i < b->n_rows; i++) {
+        b->rows[i].id = b->tags[b->rows[i].tag].id;
+    }
+    qsort(b->rows, b->n_rows, sizeof *b->rows, row_cmp);
+    rv = inserter_prepare(&in);
+    for (size_t i = 0; i < b->n_rows && rv == VG_OK; i++) {
+        const struct batch_row *r = &b->rows[i];
+        if (i == 0 || r->id != r[-1].id) {
+            rv = newest_time(&in, r->id, &newest);
+        } else if (r->t == r[-1].t) {
+            continue; /* a later duplicate within the batch: ignored */
+        }
+        if (rv == VG_OK) {
+            rv = (int64_t)r->t > newest ? append(&in, r) : insert_one(&in, r);
+        }
+    }
+    if (rv == VG_OK) {
+        rv = flush_chunk(&in);
+    }
+    sqlite3_finalize(in.one);
+    sqlite3_finalize(in.many);
+    sqlite3_finalize(in.newest);
+    return rv;
+}
 
 int fsm_apply_history_batch(struct vg_repl_fsm *f, uint64_t index,
                             const struct vg_cmd *cmd, json_t *body)
 {
-    (void)f; (void)index; (void)cmd; (void)body;
-    return VG_EUNSUPPORTED;
+    struct batch b = {0};
+    struct summary sum;
+    uint64_t before;
+    int rv;
+
+    (void)index;
+    (void)cmd;
+    if ((rv = batch_parse(f, body, &b)) != VG_OK ||
+        (rv = summary_get(f, &sum)) != VG_OK ||
+        (rv = batch_select(f, &b, sum.watermark_ms)) != VG_OK) {
+        goto out;
+    }
+    if (b.n_rows == 0) {
+        goto out; /* every sample is older than the watermark */
+    }
+    before = sum.samples;
+    if ((rv = map_tags(f, &b)) != VG_OK || (rv = store_rows(f, &b, &sum)) != VG_OK) {
+        goto out;
+    }
+    if (sum.samples != before) {
+        rv = summary_put(f, &sum);
+    }
+out:
+    batch_free(&b);
+    return rv;
+}
+
+/* ---------------------------------------------------------- retention cut */
+
+/* Subtract the rows of tag ID (named NAME) older than BEFORE from SUM, then
+ * delete them. */
+static int cut_tag(struct vg_repl_fsm *f, sqlite3_stmt *sel, sqlite3_stmt *del,
+                   int64_t id, const char *name, size_t len, uint64_t before,
+                   struct summary *sum)
+{
+    uint64_t n = 0;
+    int rc;
+
+    sqlite3_bind_int64(sel, 1, id);
+    sqlite3_bind_int64(sel, 2, (int64_t)before);
+    while ((rc = sqlite3_step(sel)) == SQLITE_ROW) {
+        sum->hash_sum -= row_hash(name, len, (uint64_t)sqlite3_column_int64(sel, 0),
+                                  sqlite3_column_double(sel, 1),
+                                  sqlite3_column_int(sel, 2));
+        n++;
+    }
+    sqlite3_reset(sel);
+    if (rc != SQLITE_DONE) {
+        return fsm_db_fail(f, "archive cut select");
+    }
+    if (n == 0) {
+        return VG_OK;
+    }
+    sqlite3_bind_int64(del, 1, id);
+    sqlite3_bind_int64(del, 2, (int64_t)before);
+    rc = sqlite3_step(del);
+    sqlite3_reset(del);
+    if (rc != SQLITE_DONE) {
+        return fsm_db_fail(f, "archive cut delete");
+    }
+    if ((uint64_t)sqlite3_changes(f->db) != n) {
+        vg_errf(f->errmsg, "archive cut: selected %llu rows but deleted %d",
+                (unsigned long long)n, sqlite3_changes(f->db));
+        return VG_EDB;
+    }
+    sum->samples -= n;
+    return VG_OK;
 }
 
 int fsm_apply_retention_cut(struct vg_repl_fsm *f, uint64_t index,
                             const struct vg_cmd *cmd, json_t *body)
 {
-    (void)f; (void)index; (void)cmd; (void)body;
-    return VG_EUNSUPPORTED;
+    json_t *before_json = json_object_get(body, "before_ms");
+    sqlite3_stmt *tags = NULL, *sel = NULL, *del = NULL;
+    struct summary sum;
+    uint64_t before;
+    int rc;
+    int rv;
+
+    (void)index;
+    (void)cmd;
+    if (!time_ok(before_json)) {
+        return VG_EINVAL;
+    }
+    before = (uint64_t)json_integer_value(before_json);
+    if ((rv = summary_get(f, &sum)) != VG_OK) {
+        return rv;
+    }
+    if (before <= sum.watermark_ms) {
+        return VG_REPL_UNCHANGED;
+    }
+    /* One range of the primary key per tag: (tag = ? AND t < ?) is a prefix
+     * of (tag, t), where a bare t < ? would scan the whole table. */
+    if (sqlite3_prepare_v2(f->db, "SELECT id, name FROM archive_tags ORDER BY id",
+                           -1, &tags, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(f->db,
+                           "SELECT t, value, bad FROM archive_samples"
+                           " WHERE tag = ? AND t < ?",
+                           -1, &sel, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(f->db,
+                           "DELETE FROM archive_samples WHERE tag = ? AND t < ?",
+                           -1, &del, NULL) != SQLITE_OK) {
+        rv = fsm_db_fail(f, "prepare archive cut");
+        goto out;
+    }
+    while (rv == VG_OK && (rc = sqlite3_step(tags)) == SQLITE_ROW) {
+        rv = cut_tag(f, sel, del, sqlite3_column_int64(tags, 0),
+                     (const char *)sqlite3_column_text(tags, 1),
+                     (size_t)sqlite3_column_bytes(tags, 1), before, &sum);
+    }
+    if (rv == VG_OK && rc != SQLITE_DONE) {
+        rv = fsm_db_fail(f, "archive cut tags");
+    }
+    if (rv == VG_OK) {
+        sum.watermark_ms = before;
+        rv = summary_put(f, &sum);
+    }
+out:
+    sqlite3_finalize(tags);
+    sqlite3_finalize(sel);
+    sqlite3_finalize(del);
+    return rv;
+}
+
+/* ---------------------------------------------------------------- queries */
+
+/* Arguments every history query shares; a sentence in f->errmsg if bad. */
+static int range_check(struct vg_repl_fsm *f, const char *tag, uint64_t from,
+                       uint64_t to)
+{
+    if (tag == NULL) {
+        vg_errf(f->errmsg, "a history query needs a tag");
+        return VG_EINVAL;
+    }
+    if (from >= to || to > TIME_END) {
+        vg_errf(f->errmsg,
+                "history range [%llu, %llu) must not be empty and must end"
+                " at or before 2^53",
+                (unsigned long long)from, (unsigned long long)to);
+        return VG_EINVAL;
+    }
+    return VG_OK;
+}
+
+/* TAG's id into *ID, or 0 when the archive never held that tag. */
+static int tag_lookup(struct vg_repl_fsm *f, const char *tag, int64_t *id)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    *id = 0;
+    if (sqlite3_prepare_v2(f->db, "SELECT id FROM archive_tags WHERE name = ?",
+                           -1, &st, NULL) != SQLITE_OK) {
+        return fsm_db_fail(f, "prepare archive tag lookup");
+    }
+    sqlite3_bind_text(st, 1, tag, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *id = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE
+               ? VG_OK
+               : fsm_db_fail(f, "archive tag lookup");
+}
+
+/* [time_ms, value, bad] of the row ST is on (columns t, value, bad). */
+static json_t *sample_json(sqlite3_stmt *st)
+{
+    json_t *a = json_array();
+    json_array_append_new(a, json_integer(sqlite3_column_int64(st, 0)));
+    json_array_append_new(a, json_real(sqlite3_column_double(st, 1)));
+    json_array_append_new(a, json_integer(sqlite3_column_int(st, 2)));
+    return a;
+}
+
+/* The newest sample of ID before FROM into *OUT (JSON null when none). */
+static int before_sample(struct vg_repl_fsm *f, int64_t id, uint64_t from,
+                         json_t **out)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    *out = NULL;
+    if (id == 0) {
+        *out = json_null();
+        return VG_OK;
+    }
+    if (sqlite3_prepare_v2(f->db,
+                           "SELECT t, value, bad FROM archive_samples"
+                           " WHERE tag = ? AND t < ? ORDER BY t DESC LIMIT 1",
+                           -1, &st, NULL) != SQLITE_OK) {
+        return fsm_db_fail(f, "prepare history before");
+    }
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, (int64_t)from);
+    rc = sqlite3_step(st);
+    *out = rc == SQLITE_ROW ? sample_json(st) : json_null();
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        json_decref(*out);
+        *out = NULL;
+        return fsm_db_fail(f, "history before");
+    }
+    return VG_OK;
+}
+
+/* Start iterating ID's samples in [FROM, TO) oldest first, at most LIMIT
+ * (-1: all). */
+static int range_open(struct vg_repl_fsm *f, int64_t id, uint64_t from,
+                      uint64_t to, int64_t limit, sqlite3_stmt **st)
+{
+    if (sqlite3_prepare_v2(f->db,
+                           "SELECT t, value, bad FROM archive_samples"
+                           " WHERE tag = ? AND t >= ? AND t < ? ORDER BY t"
+                           " LIMIT ?",
+                           -1, st, NULL) != SQLITE_OK) {
+        return fsm_db_fail(f, "prepare history range");
+    }
+    sqlite3_bind_int64(*st, 1, id);
+    sqlite3_bind_int64(*st, 2, (int64_t)from);
+    sqlite3_bind_int64(*st, 3, (int64_t)to);
+    sqlite3_bind_int64(*st, 4, limit);
+    return VG_OK;
+}
+
+int vg_repl_fsm_history_raw(struct vg_repl_fsm *f, const char *tag,
+                            uint64_t from_ms, uint64_t to_ms, size_t limit,
+                            json_t **out)
+{
+    sqlite3_stmt *st;
+    json_t *samples, *before, *next = NULL;
+    int64_t id;
+    int rc = SQLITE_DONE;
+    int rv;
+
+    *out = NULL;
+    if ((rv = range_check(f, tag, from_ms, to_ms)) != VG_OK) {
+        return rv;
+    }
+    if (limit < 1 || limit > RAW_LIMIT_MAX) {
+        vg_errf(f->errmsg, "history limit must be 1..%d", RAW_LIMIT_MAX);
+        return VG_EINVAL;
+    }
+    if ((rv = tag_lookup(f, tag, &id)) != VG_OK) {
+        return rv;
+    }
+    samples = json_array();
+    if (id != 0) {
+        /* One row more than asked says whether there is more, and where. */
+        if ((rv = range_open(f, id, from_ms, to_ms, (int64_t)limit + 1, &st)) != VG_OK) {
+            json_decref(samples);
+            return rv;
+        }
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            if (json_array_size(samples) == limit) {
+                next = json_integer(sqlite3_column_int64(st, 0));
+                continue;
+            }
+            json_array_append_new(samples, sample_json(st));
+        }
+        sqlite3_finalize(st);
+    }
+    if (rc != SQLITE_DONE) {
+        json_decref(samples);
+        json_decref(next);
+        return fsm_db_fail(f, "history range");
+    }
+    if ((rv = before_sample(f, id, from_ms, &before)) != VG_OK) {
+        json_decref(samples);
+        json_decref(next);
+        return rv;
+    }
+    *out = json_pack("{s:s, s:I, s:I, s:o, s:b, s:o, s:o}", "tag", tag,
+                     "from_ms", (json_int_t)from_ms, "to_ms", (json_int_t)to_ms,
+                     "samples", samples, "more", next != NULL, "next_from_ms",
+                     next != NULL ? next : json_null(), "before", before);
+    return *out != NULL ? VG_OK : VG_ENOMEM;
+}
+
+/* One bucket being filled. Only good samples enter the statistics. */
+struct bucket {
+    uint64_t start;
+    uint64_t n, bad;
+    double min, max, sum, first, last;
+};
+
+static void bucket_add(struct bucket *b, double value, int bad)
+{
+    if (bad) {
+        b->bad++;
+        return;
+    }
+    if (b->n == 0) {
+        b->min = b->max = b->first = value;
+    }
+    b->min = value < b->min ? value : b->min;
+    b->max = value > b->max ? value : b->max;
+    b->sum += value;
+    b->last = value;
+    b->n++;
+}
+
+static json_t *stat_json(const struct bucket *b, double v)
+{
+    return b->n > 0 ? json_real(v) : json_null();
+}
+
+/* [start_ms, n, min, max, avg, first, last, bad]. */
+static json_t *bucket_json(const struct bucket *b)
+{
+    json_t *a = json_array();
+    json_array_append_new(a, json_integer((json_int_t)b->start));
+    json_array_append_new(a, json_integer((json_int_t)b->n));
+    json_array_append_new(a, stat_json(b, b->min));
+    json_array_append_new(a, stat_json(b, b->max));
+    json_array_append_new(a, stat_json(b, b->n > 0 ? b->sum / (double)b->n : 0));
+    json_array_append_new(a, stat_json(b, b->first));
+    json_array_append_new(a, stat_json(b, b->last));
+    json_array_append_new(a, json_integer((json_int_t)b->bad));
+    return a;
+}
+
+/* ID's samples in [FROM, TO) into LIST, one entry per non-empty bucket of
+ * WIDTH ms. The rows arrive in time order, so a bucket is complete when the
+ * first row of a later one arrives. */
+static int aggregate_rows(struct vg_repl_fsm *f, int64_t id, uint64_t from,
+                          uint64_t to, uint64_t width, json_t *list)
+{
+    struct bucket cur = {0};
+    bool open = false;
+    sqlite3_stmt *st;
+    int rc;
+    int rv;
+
+    if ((rv = range_open(f, id, from, to, -1, &st)) != VG_OK) {
+        return rv;
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        uint64_t t = (uint64_t)sqlite3_column_int64(st, 0);
+        uint64_t start = from + (t - from) / width * width;
+        if (!open || start != cur.start) {
+            if (open) {
+                json_array_append_new(list, bucket_json(&cur));
+            }
+            cur = (struct bucket){.start = start};
+            open = true;
+        }
+        bucket_add(&cur, sqlite3_column_double(st, 1), sqlite3_column_int(st, 2));
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        return fsm_db_fail(f, "history aggregate");
+    }
+    if (open) {
+        json_array_append_new(list, bucket_json(&cur));
+    }
+    return VG_OK;
+}
+
+int vg_repl_fsm_history_aggregate(struct vg_repl_fsm *f, const char *tag,
+                                  uint64_t from_ms, uint64_t to_ms,
+                                  unsigned buckets, json_t **out)
+{
+    json_t *list, *before;
+    uint64_t width;
+    int64_t id;
+    int rv;
+
+    *out = NULL;
+    if ((rv = range_check(f, tag, from_ms, to_ms)) != VG_OK) {
+        return rv;
+    }
+    if (buckets < 1 || buckets > BUCKETS_MAX) {
+        vg_errf(f->errmsg, "history buckets must be 1..%d", BUCKETS_MAX);
+        return VG_EINVAL;
+    }
+    width = (to_ms - from_ms + buckets - 1) / buckets;
+    if ((rv = tag_lookup(f, tag, &id)) != VG_OK) {
+        return rv;
+    }
+    list = json_array();
+    if (id != 0 &&
+        (rv = aggregate_rows(f, id, from_ms, to_ms, width, list)) != VG_OK) {
+        json_decref(list);
+        return rv;
+    }
+    if ((rv = before_sample(f, id, from_ms, &before)) != VG_OK) {
+        json_decref(list);
+        return rv;
+    }
+    *out = json_pack("{s:s, s:I, s:I, s:I, s:o, s:o}", "tag", tag, "from_ms",
+                     (json_int_t)from_ms, "to_ms", (json_int_t)to_ms,
+                     "bucket_ms", (json_int_t)width, "buckets", list, "before",
+                     before);
+    return *out != NULL ? VG_OK : VG_ENOMEM;
+}
+
+int vg_repl_fsm_archive_info(struct vg_repl_fsm *f,
+                             struct vg_repl_archive_info *out)
+{
+    /* Per tag, min(t) and max(t) of a (tag, t) prefix are single B-tree
+     * seeks; min(t) over the whole table would read every row. */
+    static const char sql[] =
+        "SELECT count(lo), min(lo), max(hi) FROM (SELECT"
+        " (SELECT min(t) FROM archive_samples WHERE tag = a.id) AS lo,"
+        " (SELECT max(t) FROM archive_samples WHERE tag = a.id) AS hi"
+        " FROM archive_tags a)";
+    struct summary sum;
+    sqlite3_stmt *st;
+    int rc;
+    int rv;
+
+    memset(out, 0, sizeof *out);
+    if ((rv = summary_get(f, &sum)) != VG_OK) {
+        return rv;
+    }
+    out->samples = sum.samples;
+    out->watermark_ms = sum.watermark_ms;
+    if (sqlite3_prepare_v2(f->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        return fsm_db_fail(f, "prepare archive info");
+    }
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        out->tags = (uint64_t)sqlite3_column_int64(st, 0);
+        out->oldest_ms = (uint64_t)sqlite3_column_int64(st, 1);
+        out->newest_ms = (uint64_t)sqlite3_column_int64(st, 2);
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? VG_OK : fsm_db_fail(f, "archive info");
 }

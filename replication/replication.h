@@ -99,19 +99,26 @@ enum vg_cmd_type {
  *            u32 dt     ms after t0
  *            f64 value  IEEE 754 binary64, finite
  *            u8  bad    0 good, 1 bad quality
- *          at most VG_HISTORY_BATCH_MAX samples.
+ *          at most VG_HISTORY_BATCH_MAX samples; t0 + dt < 2^53.
+ *          The base64 must be canonical: padded, no white space or other
+ *          ignored characters, unused bits zero (libsodium's decoder).
+ *   Tag names must not contain NUL ("\u0000"); members other than these
+ *   three are ignored.
  * Every node stores the samples in archive_samples keyed (tag, time). A
  * sample whose (tag, time) is already stored is ignored (the first one
- * wins), as is one older than the retention watermark (the newest
- * before_ms of any RETENTION_CUT applied). Outcome VG_OK, or VG_EINVAL for
- * any malformed part (then nothing of the batch is stored).
+ * wins: an earlier batch, or an earlier position in the same batch), as is
+ * one older than the retention watermark (the newest before_ms of any
+ * RETENTION_CUT applied; a sample at exactly the watermark is kept).
+ * Outcome VG_OK (also when every sample was ignored), or VG_EINVAL for any
+ * malformed part (then nothing of the batch is stored).
  *
- * Body of VG_CMD_RETENTION_CUT: {before_ms: integer >= 0}. Deletes every
- * archived sample with time < before_ms and raises the watermark to
- * before_ms. The leader proposes it (now - retention) about once a minute,
- * so each cut is small and every replica deletes exactly the same rows.
- * Outcome VG_OK, VG_REPL_UNCHANGED when before_ms is not above the
- * watermark, VG_EINVAL. */
+ * Body of VG_CMD_RETENTION_CUT: {before_ms: integer, 0 <= before_ms < 2^53}.
+ * Deletes every archived sample with time < before_ms and raises the
+ * watermark to before_ms. The leader proposes it (now - retention) about
+ * once a minute, so each cut is small and every replica deletes exactly the
+ * same rows. Outcome VG_OK, VG_REPL_UNCHANGED when before_ms is not above
+ * the watermark (which starts at 0, so before_ms 0 is always unchanged),
+ * VG_EINVAL. */
 #define VG_HISTORY_SAMPLE_SIZE 17
 #define VG_HISTORY_BATCH_MAX 300000
 
@@ -319,11 +326,14 @@ int vg_repl_fsm_actions_open(struct vg_repl_fsm *f, uint64_t term,
  *   {"tag", "from_ms", "to_ms", "samples": [[time_ms, value, bad], …],
  *    "more": bool, "next_from_ms": integer or null,
  *    "before": [time_ms, value, bad] or null}
- * MORE says the range held more than LIMIT; NEXT_FROM_MS is where the next
- * page starts. BEFORE is the newest sample before FROM_MS (a trend drawn
- * from a value archived on change needs it). An unknown tag gives no
- * samples, not an error. VG_EINVAL (sentence in f->errmsg) for a bad range
- * or limit. */
+ * Times are JSON integers, values reals, bad 0 or 1. MORE says the range
+ * held more than LIMIT; NEXT_FROM_MS is where the next page starts (the
+ * time of the first sample not returned; null unless MORE). BEFORE is the
+ * newest sample before FROM_MS (a trend drawn from a value archived on
+ * change needs it). An unknown tag gives no samples, not an error. The
+ * range must be non-empty and end at or before 2^53 (archived times are
+ * below it, so TO_MS = 2^53 means "to the end"). VG_EINVAL (sentence in
+ * f->errmsg) for a NULL tag, a bad range or limit. */
 int vg_repl_fsm_history_raw(struct vg_repl_fsm *f, const char *tag,
                             uint64_t from_ms, uint64_t to_ms, size_t limit,
                             json_t **out);
@@ -334,13 +344,18 @@ int vg_repl_fsm_history_raw(struct vg_repl_fsm *f, const char *tag,
  *    max, avg, first, last, bad], …], "before": […] or null}
  * Only buckets holding at least one sample are listed; N counts the good
  * samples, which alone enter min/max/avg/first/last (null when N is 0), and
- * BAD counts the bad ones. */
+ * BAD counts the bad ones. BUCKET_MS is ceil((TO_MS - FROM_MS) / BUCKETS)
+ * and bucket k starts at FROM_MS + k * BUCKET_MS, so the rounding may cover
+ * the range with fewer buckets than asked (10 ms in 6 buckets: 5 of 2 ms).
+ * BEFORE is as in vg_repl_fsm_history_raw. Range and tag rules as there;
+ * VG_EINVAL also for BUCKETS out of range. */
 int vg_repl_fsm_history_aggregate(struct vg_repl_fsm *f, const char *tag,
                                   uint64_t from_ms, uint64_t to_ms,
                                   unsigned buckets, json_t **out);
 
-/* What the archive holds: samples, distinct tags, oldest and newest time,
- * the retention watermark. */
+/* What the archive holds: samples (archive_summary's count), tags that hold
+ * at least one sample now, oldest and newest time, the retention watermark
+ * (0 before any cut). */
 struct vg_repl_archive_info {
     uint64_t samples;
     uint64_t tags;

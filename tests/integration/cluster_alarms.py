@@ -361,8 +361,8 @@ def main():
         ok(rc == 0, "vigilctl alarms ack --all: %s" % (out + err).strip()[-200:])
         rc, out, err = vc.ctl(args.vigilctl, cluster, "audit", "--kind",
                               "alarm_acked")
-        ok(rc == 0 and "dora" in out, "vigilctl audit --kind alarm_acked shows "
-           "dora's ack")
+        ok(rc == 0 and "ann@op1" in out and FAULT1_ALARM in out,
+           "vigilctl audit --kind alarm_acked shows ann's ack at op1")
 
         # 9. Bad requests.
         bad = [

@@ -1,0 +1,290 @@
+/* Benchmark of the process-value archive in the replicated state machine
+ * (replication/archive.c), without raft: one fsm in a fresh temporary
+ * directory, commands encoded with vg_cmd_encode and applied through
+ * f->fsm.apply exactly as libraft would on every node.
+ *
+ * Prints one JSON object per line:
+ *   {"bench":"archive_apply","samples_per_s":…,"batches":…,"batch_samples":…}
+ *       BATCHES history batches of BATCH_SAMPLES samples over TAGS tags
+ *       (time-major, as the leader samples), apply time only: building and
+ *       encoding the commands is not counted.
+ *   {"bench":"history_aggregate_24h","buckets":500,"samples":86400,
+ *    "median_ms":…,"p99_ms":…}
+ *       20 aggregations of one tag's 24 h series at 1 s into 500 buckets.
+ * Machines are shared and noisy: compare medians and ratios, not single runs.
+ *
+ * usage: archive_apply_bench [--batches N] [--batch-samples N] [--tags N]
+ *                            [--dir PARENT] */
+#include <ftw.h>
+#include <jansson.h>
+#include <math.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "replication.h"
+
+#define QUERIES 20
+#define DAY_S 86400
+
+struct opts {
+    unsigned batches;
+    unsigned batch_samples;
+    unsigned tags;
+    const char *parent;
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void pack(unsigned char *p, uint32_t tag, uint32_t dt, double v,
+                 unsigned bad)
+{
+    uint64_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    for (int i = 0; i < 4; i++) {
+        p[i] = (unsigned char)(tag >> (8 * i));
+        p[4 + i] = (unsigned char)(dt >> (8 * i));
+    }
+    for (int i = 0; i < 8; i++) {
+        p[8 + i] = (unsigned char)(bits >> (8 * i));
+    }
+    p[16] = (unsigned char)bad;
+}
+
+/* The encoded HISTORY_BATCH command of RAW (N packed samples) over NAMES
+ * with base T0, into *OUT (raft_malloc'd). */
+static int encode_batch(uint64_t t0, json_t *names, const unsigned char *raw,
+                        size_t n, uint64_t stamp, struct raft_buffer *out)
+{
+    size_t len = (size_t)n * VG_HISTORY_SAMPLE_SIZE;
+    size_t size = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
+    char *text = malloc(size);
+    json_t *o;
+    char *body;
+    struct vg_cmd cmd = {.type = VG_CMD_HISTORY_BATCH, .term = 1,
+                         .time_ms = stamp, .proposer = 1};
+    int rv;
+
+    if (text == NULL) {
+        return VG_ENOMEM;
+    }
+    sodium_bin2base64(text, size, raw, len, sodium_base64_VARIANT_ORIGINAL);
+    o = json_pack("{s:I, s:O, s:s}", "t0", (json_int_t)t0, "tags", names, "s",
+                  text);
+    free(text);
+    body = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (body == NULL) {
+        return VG_ENOMEM;
+    }
+    cmd.body = body;
+    cmd.body_len = (uint32_t)strlen(body);
+    rv = vg_cmd_encode(&cmd, out);
+    free(body);
+    return rv;
+}
+
+/* Apply BUF; the outcome must be VG_OK. */
+static int apply(struct vg_repl_fsm *f, const struct raft_buffer *buf)
+{
+    void *result = NULL;
+    if (f->fsm.apply(&f->fsm, buf, &result) != 0) {
+        fprintf(stderr, "apply failed: %s\n", f->errmsg);
+        return -1;
+    }
+    if ((int)(intptr_t)result != VG_OK) {
+        fprintf(stderr, "batch rejected: %s\n", vg_strerror((int)(intptr_t)result));
+        return -1;
+    }
+    return 0;
+}
+
+/* BATCHES batches of BATCH_SAMPLES over TAGS tags, time-major, 1 ms apart
+ * per step; prints the apply rate. */
+static int bench_apply(struct vg_repl_fsm *f, const struct opts *o)
+{
+    unsigned steps = (o->batch_samples + o->tags - 1) / o->tags;
+    unsigned char *raw = malloc((size_t)o->batch_samples * VG_HISTORY_SAMPLE_SIZE);
+    json_t *names = json_array();
+    uint64_t t = 1700000000000ull;
+    double total = 0;
+    char name[64];
+    int rv = -1;
+
+    if (raw == NULL || names == NULL) {
+        goto out;
+    }
+    for (unsigned i = 0; i < o->tags; i++) {
+        snprintf(name, sizeof name, "plant.section%02u.tag%05u", i % 23, i);
+        json_array_append_new(names, json_string(name));
+    }
+    for (unsigned b = 0; b < o->batches; b++) {
+        struct raft_buffer buf;
+        uint64_t t0 = t;
+        double start;
+        for (unsigned k = 0; k < o->batch_samples; k++) {
+            unsigned step = k / o->tags, tag = k % o->tags;
+            pack(raw + (size_t)k * VG_HISTORY_SAMPLE_SIZE, tag, step,
+                 sin((double)(t0 + step) / 1e4 + tag) * 100.0, (k % 997) == 0);
+        }
+        t += steps;
+        if (encode_batch(t0, names, raw, o->batch_samples, t0, &buf) != VG_OK) {
+            fprintf(stderr, "cannot encode a batch\n");
+            goto out;
+        }
+        start = now_s();
+        rv = apply(f, &buf);
+        total += now_s() - start;
+        raft_free(buf.base);
+        if (rv != 0) {
+            goto out;
+        }
+        rv = -1;
+    }
+    printf("{\"bench\":\"archive_apply\",\"samples_per_s\":%.0f,\"batches\":%u,"
+           "\"batch_samples\":%u}\n",
+           (double)o->batches * o->batch_samples / total, o->batches,
+           o->batch_samples);
+    rv = 0;
+out:
+    json_decref(names);
+    free(raw);
+    return rv;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* One tag's day at 1 s in one batch, then QUERIES aggregations of it. */
+static int bench_aggregate(struct vg_repl_fsm *f)
+{
+    unsigned char *raw = malloc((size_t)DAY_S * VG_HISTORY_SAMPLE_SIZE);
+    json_t *names = json_pack("[s]", "bench.day");
+    const uint64_t from = 1800000000000ull;
+    double ms[QUERIES];
+    struct raft_buffer buf;
+    int rv = -1;
+
+    if (raw == NULL || names == NULL) {
+        goto out;
+    }
+    for (unsigned i = 0; i < DAY_S; i++) {
+        pack(raw + (size_t)i * VG_HISTORY_SAMPLE_SIZE, 0, i * 1000u,
+             20.0 + 5.0 * sin(i / 3600.0), i % 500 == 7);
+    }
+    if (encode_batch(from, names, raw, DAY_S, from, &buf) != VG_OK) {
+        goto out;
+    }
+    rv = apply(f, &buf);
+    raft_free(buf.base);
+    if (rv != 0) {
+        goto out;
+    }
+    for (int q = 0; q < QUERIES; q++) {
+        json_t *res = NULL;
+        double start = now_s();
+        if (vg_repl_fsm_history_aggregate(f, "bench.day", from,
+                                          from + DAY_S * 1000ull, 500,
+                                          &res) != VG_OK) {
+            fprintf(stderr, "aggregate: %s\n", f->errmsg);
+            rv = -1;
+            goto out;
+        }
+        ms[q] = (now_s() - start) * 1e3;
+        if (json_array_size(json_object_get(res, "buckets")) != 500) {
+            fprintf(stderr, "aggregate: expected 500 buckets\n");
+            json_decref(res);
+            rv = -1;
+            goto out;
+        }
+        json_decref(res);
+    }
+    qsort(ms, QUERIES, sizeof ms[0], cmp_double);
+    printf("{\"bench\":\"history_aggregate_24h\",\"buckets\":500,\"samples\":%d,"
+           "\"median_ms\":%.2f,\"p99_ms\":%.2f}\n",
+           DAY_S, (ms[QUERIES / 2 - 1] + ms[QUERIES / 2]) / 2,
+           ms[(QUERIES * 99 + 99) / 100 - 1]);
+out:
+    json_decref(names);
+    free(raw);
+    return rv;
+}
+
+static int rm_cb(const char *path, const struct stat *sb, int flag,
+                 struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int parse_args(int argc, char **argv, struct opts *o)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long n = v != NULL ? strtol(v, NULL, 10) : 0;
+        if (v == NULL) {
+            return -1;
+        }
+        if (strcmp(argv[i], "--dir") == 0) {
+            o->parent = v;
+        } else if (n < 1 || n > VG_HISTORY_BATCH_MAX) {
+            return -1;
+        } else if (strcmp(argv[i], "--batches") == 0) {
+            o->batches = (unsigned)n;
+        } else if (strcmp(argv[i], "--batch-samples") == 0) {
+            o->batch_samples = (unsigned)n;
+        } else if (strcmp(argv[i], "--tags") == 0 && n <= 65536) {
+            o->tags = (unsigned)n;
+        } else {
+            return -1;
+        }
+        i++;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct opts o = {.batches = 40, .batch_samples = 50000, .tags = 1000,
+                     .parent = "/tmp"};
+    struct vg_repl_fsm f;
+    char dir[256], path[300];
+    int rv;
+
+    if (parse_args(argc, argv, &o) != 0) {
+        fprintf(stderr, "usage: %s [--batches N] [--batch-samples N]"
+                        " [--tags N (<= 65536)] [--dir PARENT]\n", argv[0]);
+        return 2;
+    }
+    snprintf(dir, sizeof dir, "%s/vg-archive-bench-XXXXXX", o.parent);
+    if (mkdtemp(dir) == NULL) {
+        perror(dir);
+        return 1;
+    }
+    snprintf(path, sizeof path, "%s/fsm.db", dir);
+    if (vg_repl_fsm_open(&f, path) != VG_OK) {
+        fprintf(stderr, "%s\n", f.errmsg);
+        nftw(dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+        return 1;
+    }
+    rv = bench_apply(&f, &o);
+    if (rv == 0) {
+        rv = bench_aggregate(&f);
+    }
+    vg_repl_fsm_close(&f);
+    nftw(dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+    return rv == 0 ? 0 : 1;
+}

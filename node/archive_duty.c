@@ -1,0 +1,439 @@
+/* vigild's archive duty: the ready leader records process values as the
+ * project says (on change beyond the deadband, or cyclically), commits them
+ * in batches (HISTORY_BATCH about every ARCHIVE_FLUSH_MS), cuts what is
+ * older than the retention (RETENTION_CUT about once a minute), and answers
+ * history queries from the replicated archive (MESSAGES.md, "History").
+ *
+ * Gaps. A batch not yet committed when the leader dies is lost with it, so
+ * a failover leaves a gap of at most the failover plus one flush interval
+ * in a tag that changes; the new leader archives every tag's first reading
+ * (the poller reports it as a change) and so closes the gap as soon as it
+ * polls. Cyclic tags are archived at every multiple of their period of the
+ * wall clock, on whichever node is leader then.
+ *
+ * Back-pressure. At most ARCHIVE_IN_FLIGHT batches wait for their commit;
+ * meanwhile samples accumulate, up to ARCHIVE_BUFFER_MAX, beyond which the
+ * oldest are dropped and counted (a cluster that cannot commit that fast
+ * has bigger problems, and the node must not grow without bound). */
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../config/project.h"
+#include "internal.h"
+#include "plc/plc.h"
+
+#define ARCHIVE_FLUSH_MS 250u
+#define ARCHIVE_IN_FLIGHT 8u
+#define ARCHIVE_BUFFER_MAX 1000000u
+#define CUT_EVERY_MS 60000u
+#define NAME_MAX_BYTES 256u
+
+struct sample {
+    uint32_t tag;
+    uint64_t t_ms;
+    double value;
+    uint8_t bad;
+};
+
+struct archive_duty {
+    const struct vg_project *pr; /* borrowed from the poller set */
+    uint64_t version;
+    raft_term term;
+    struct sample *buf;
+    size_t n, cap;
+    uint64_t last_flush_ms;
+    uint64_t next_cut_ms;
+    unsigned in_flight;
+    uint64_t *cyclic_last;  /* per tag: period slot last archived */
+    uint32_t *batch_index;  /* per tag: index in the batch being built */
+    uint64_t *batch_stamp;  /* per tag: which batch that index belongs to */
+    uint64_t batch_no;
+    /* Counters for status. */
+    uint64_t archived, committed, dropped, failed_batches;
+};
+
+static void duty_reset(struct archive_duty *d)
+{
+    free(d->cyclic_last);
+    free(d->batch_index);
+    free(d->batch_stamp);
+    d->cyclic_last = NULL;
+    d->batch_index = NULL;
+    d->batch_stamp = NULL;
+    d->pr = NULL;
+    d->n = 0;
+}
+
+static void push(struct archive_duty *d, uint32_t tag, uint64_t t, double v,
+                 bool bad)
+{
+    if (d->n == d->cap) {
+        size_t cap = d->cap ? d->cap * 2 : 4096;
+        struct sample *b;
+        if (cap > ARCHIVE_BUFFER_MAX) {
+            cap = ARCHIVE_BUFFER_MAX;
+        }
+        if (d->n == cap) {
+            /* Full: drop the oldest tenth, keep the newest. */
+            size_t drop = cap / 10;
+            memmove(d->buf, d->buf + drop, (d->n - drop) * sizeof *d->buf);
+            d->n -= drop;
+            d->dropped += drop;
+        } else if ((b = realloc(d->buf, cap * sizeof *b)) != NULL) {
+            d->buf = b;
+            d->cap = cap;
+        } else {
+            d->dropped++;
+            return;
+        }
+    }
+    d->buf[d->n].tag = tag;
+    d->buf[d->n].t_ms = t;
+    d->buf[d->n].value = bad ? 0 : v;
+    d->buf[d->n].bad = bad;
+    d->n++;
+    d->archived++;
+}
+
+static bool start(struct node *n, struct archive_duty *d,
+                  const struct vg_project *pr, uint64_t version)
+{
+    duty_reset(d);
+    d->cyclic_last = calloc(pr->n_tags + 1, sizeof *d->cyclic_last);
+    d->batch_index = calloc(pr->n_tags + 1, sizeof *d->batch_index);
+    d->batch_stamp = calloc(pr->n_tags + 1, sizeof *d->batch_stamp);
+    if (d->cyclic_last == NULL || d->batch_index == NULL || d->batch_stamp == NULL) {
+        duty_reset(d);
+        node_log(n, "archive: out of memory");
+        return false;
+    }
+    d->pr = pr;
+    d->version = version;
+    d->term = n->lead.term;
+    d->last_flush_ms = vg_now_wall_ms();
+    return true;
+}
+
+void node_archive_changed(struct node *n, const struct vg_plc_change *v,
+                          size_t count)
+{
+    struct archive_duty *d = n->archive;
+    if (d == NULL || d->pr == NULL || !n->lead.ready) {
+        return;
+    }
+    for (size_t i = 0; i < count; i++) {
+        const struct vg_tag *t;
+        if (v[i].tag >= d->pr->n_tags) {
+            continue;
+        }
+        t = &d->pr->tags[v[i].tag];
+        /* The poller reports a change only beyond the deadband or of
+         * quality, and always the first reading: all of them are archived
+         * for tags archived on change. */
+        if (t->archive == VG_ARCHIVE_CHANGE) {
+            push(d, v[i].tag, v[i].t_ms, v[i].value, v[i].quality != VG_PLC_GOOD);
+        }
+    }
+}
+
+static void cyclic(struct archive_duty *d, const struct node_tag_value *values,
+                   uint64_t now)
+{
+    for (size_t i = 0; i < d->pr->n_tags; i++) {
+        const struct vg_tag *t = &d->pr->tags[i];
+        uint64_t slot;
+        if (t->archive != VG_ARCHIVE_CYCLIC || t->archive_period_s == 0 ||
+            values[i].quality < 0) {
+            continue;
+        }
+        slot = now / ((uint64_t)t->archive_period_s * 1000u);
+        if (slot != d->cyclic_last[i]) {
+            d->cyclic_last[i] = slot;
+            push(d, (uint32_t)i, now, values[i].value,
+                 values[i].quality != VG_PLC_GOOD);
+        }
+    }
+}
+
+struct batch_prop {
+    struct vg_repl_proposal p; /* first: the callback casts back */
+    size_t samples;
+};
+
+static void batch_cb(struct vg_repl_proposal *p, int status, uint64_t index,
+                     int result)
+{
+    struct archive_duty *d = p->data;
+    size_t samples = ((struct batch_prop *)p)->samples;
+    (void)index;
+    d->in_flight--;
+    if (status == 0 && result == VG_OK) {
+        d->committed += samples;
+    } else {
+        d->failed_batches++;
+    }
+    free(p);
+}
+
+/* Propose up to VG_HISTORY_BATCH_MAX buffered samples as one batch. */
+static void flush_batch(struct node *n, struct archive_duty *d)
+{
+    size_t k = d->n < VG_HISTORY_BATCH_MAX ? d->n : VG_HISTORY_BATCH_MAX;
+    uint64_t t0 = UINT64_MAX;
+    json_t *tags = json_array(), *body;
+    unsigned char *packed;
+    char *b64, *text;
+    size_t b64_len;
+    struct batch_prop *bp;
+    int rv;
+
+    d->batch_no++;
+    for (size_t i = 0; i < k; i++) {
+        if (d->buf[i].t_ms < t0) {
+            t0 = d->buf[i].t_ms;
+        }
+    }
+    packed = malloc(k * VG_HISTORY_SAMPLE_SIZE);
+    b64_len = sodium_base64_encoded_len(k * VG_HISTORY_SAMPLE_SIZE,
+                                        sodium_base64_VARIANT_ORIGINAL);
+    b64 = malloc(b64_len);
+    bp = calloc(1, sizeof *bp);
+    if (packed == NULL || b64 == NULL || bp == NULL) {
+        goto fail;
+    }
+    for (size_t i = 0; i < k; i++) {
+        const struct sample *s = &d->buf[i];
+        unsigned char *o = packed + i * VG_HISTORY_SAMPLE_SIZE;
+        uint32_t ti, dt = (uint32_t)(s->t_ms - t0);
+        uint64_t bits;
+        if (d->batch_stamp[s->tag] != d->batch_no) {
+            d->batch_stamp[s->tag] = d->batch_no;
+            d->batch_index[s->tag] = (uint32_t)json_array_size(tags);
+            json_array_append_new(tags, json_string(d->pr->tags[s->tag].name));
+        }
+        ti = d->batch_index[s->tag];
+        memcpy(&bits, &s->value, 8);
+        for (int b = 0; b < 4; b++) {
+            o[b] = (unsigned char)(ti >> (8 * b));
+            o[4 + b] = (unsigned char)(dt >> (8 * b));
+        }
+        for (int b = 0; b < 8; b++) {
+            o[8 + b] = (unsigned char)(bits >> (8 * b));
+        }
+        o[16] = s->bad;
+    }
+    sodium_bin2base64(b64, b64_len, packed, k * VG_HISTORY_SAMPLE_SIZE,
+                      sodium_base64_VARIANT_ORIGINAL);
+    body = json_pack("{s:I, s:o, s:s}", "t0", (json_int_t)t0, "tags", tags, "s", b64);
+    tags = NULL;
+    text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (text == NULL) {
+        goto fail;
+    }
+    bp->p.data = d;
+    bp->samples = k;
+    rv = vg_repl_propose(&n->lead, &bp->p, VG_CMD_HISTORY_BATCH, text, batch_cb);
+    free(text);
+    if (rv != VG_OK) {
+        goto fail;
+    }
+    d->in_flight++;
+    bp = NULL;
+fail:
+    /* Proposed or not, these samples leave the buffer (a proposal that
+     * could not even be made will not succeed on a retry either). */
+    memmove(d->buf, d->buf + k, (d->n - k) * sizeof *d->buf);
+    d->n -= k;
+    json_decref(tags);
+    free(packed);
+    free(b64);
+    free(bp);
+}
+
+static void cut_cb(struct vg_repl_proposal *p, int status, uint64_t index,
+                   int result)
+{
+    (void)status;
+    (void)index;
+    (void)result;
+    free(p);
+}
+
+void node_archive_update(struct node *n)
+{
+    struct archive_duty *d = n->archive;
+    const struct node_tag_value *values;
+    const struct vg_project *pr;
+    uint64_t version = 0, now;
+
+    if (d == NULL) {
+        return;
+    }
+    pr = n->lead.ready ? node_plc_project(n, &version, &values) : NULL;
+    if (pr == NULL) {
+        if (d->pr != NULL) {
+            duty_reset(d);
+        }
+        return;
+    }
+    if (d->pr != pr || d->version != version || d->term != n->lead.term) {
+        /* Samples of the previous version still go out: they are history. */
+        if (d->pr != NULL && d->n > 0 && d->term == n->lead.term) {
+            flush_batch(n, d);
+        }
+        if (!start(n, d, pr, version)) {
+            return;
+        }
+    }
+    now = vg_now_wall_ms();
+    cyclic(d, values, now);
+    if (d->n > 0 && d->in_flight < ARCHIVE_IN_FLIGHT &&
+        (now - d->last_flush_ms >= ARCHIVE_FLUSH_MS || d->n >= VG_HISTORY_BATCH_MAX)) {
+        d->last_flush_ms = now;
+        while (d->n > 0 && d->in_flight < ARCHIVE_IN_FLIGHT) {
+            flush_batch(n, d);
+        }
+    }
+    if (now >= d->next_cut_ms && n->cfg->archive_retention_days > 0) {
+        uint64_t keep = (uint64_t)n->cfg->archive_retention_days * 86400000u;
+        struct vg_repl_proposal *p = calloc(1, sizeof *p);
+        char body[64];
+        d->next_cut_ms = now + CUT_EVERY_MS;
+        if (p != NULL && now > keep) {
+            snprintf(body, sizeof body, "{\"before_ms\":%llu}",
+                     (unsigned long long)(now - keep));
+            if (vg_repl_propose(&n->lead, p, VG_CMD_RETENTION_CUT, body, cut_cb) ==
+                VG_OK) {
+                p = NULL;
+            }
+        }
+        free(p);
+    }
+}
+
+/* The next time node_archive_update has something to do, for the loop's
+ * timer: ms from now (the flush interval while samples wait). */
+unsigned node_archive_due_ms(struct node *n)
+{
+    struct archive_duty *d = n->archive;
+    return d != NULL && d->n > 0 ? ARCHIVE_FLUSH_MS : 1000u;
+}
+
+json_t *node_archive_status(struct node *n)
+{
+    struct archive_duty *d = n->archive;
+    struct vg_repl_archive_info info;
+    json_t *o = json_object();
+
+    if (vg_repl_fsm_archive_info(&n->fsm, &info) == VG_OK) {
+        json_object_set_new(o, "samples", json_integer((json_int_t)info.samples));
+        json_object_set_new(o, "tags", json_integer((json_int_t)info.tags));
+        json_object_set_new(o, "oldest_ms", json_integer((json_int_t)info.oldest_ms));
+        json_object_set_new(o, "newest_ms", json_integer((json_int_t)info.newest_ms));
+        json_object_set_new(o, "watermark_ms",
+                            json_integer((json_int_t)info.watermark_ms));
+    }
+    json_object_set_new(o, "retention_days",
+                        json_integer((json_int_t)n->cfg->archive_retention_days));
+    if (d != NULL) {
+        json_object_set_new(o, "archiving", json_boolean(d->pr != NULL));
+        json_object_set_new(o, "archived", json_integer((json_int_t)d->archived));
+        json_object_set_new(o, "committed", json_integer((json_int_t)d->committed));
+        json_object_set_new(o, "dropped", json_integer((json_int_t)d->dropped));
+        json_object_set_new(o, "buffered", json_integer((json_int_t)d->n));
+        json_object_set_new(o, "failed_batches",
+                            json_integer((json_int_t)d->failed_batches));
+    }
+    return o;
+}
+
+/* ------------------------------------------------------------ requests */
+
+static void handle_query(struct node *n, struct conn *c, json_t *msg, long long id)
+{
+    static const char *const allowed[] = {"tag", "from_ms", "to_ms", "buckets",
+                                          "limit", NULL};
+    static const char type[] = "history_query";
+    const char *tag;
+    uint64_t from, to, buckets, limit;
+    json_t *out = NULL, *a;
+    int rv;
+
+    if (!node_members_ok(c, id, msg, type, allowed) ||
+        !node_get_str(c, id, msg, type, "tag", true, NAME_MAX_BYTES, &tag) ||
+        !node_get_uint(c, id, msg, type, "from_ms", true, 0, UINT64_C(1) << 53, 0,
+                       &from) ||
+        !node_get_uint(c, id, msg, type, "to_ms", true, 1, UINT64_C(1) << 53, 0,
+                       &to) ||
+        !node_get_uint(c, id, msg, type, "buckets", false, 1, 10000, 0, &buckets) ||
+        !node_get_uint(c, id, msg, type, "limit", false, 1, 100000, 0, &limit)) {
+        return;
+    }
+    if (to <= from) {
+        node_send_error(c, id, "invalid", "%s: to_ms must be after from_ms", type);
+        return;
+    }
+    if ((buckets > 0) == (limit > 0)) {
+        node_send_error(c, id, "invalid",
+                        "%s: give either 'buckets' (aggregated) or 'limit' (raw "
+                        "samples)",
+                        type);
+        return;
+    }
+    rv = buckets > 0 ? vg_repl_fsm_history_aggregate(&n->fsm, tag, from, to,
+                                                     (unsigned)buckets, &out)
+                     : vg_repl_fsm_history_raw(&n->fsm, tag, from, to,
+                                               (size_t)limit, &out);
+    if (rv != VG_OK) {
+        node_send_error(c, id, rv == VG_EINVAL ? "invalid" : "failed", "%s: %s",
+                        type, n->fsm.errmsg);
+        return;
+    }
+    a = node_answer("history", id);
+    json_object_set_new(a, "node", json_integer((json_int_t)n->cfg->id));
+    json_object_set_new(a, "applied_index",
+                        json_integer((json_int_t)n->fsm.applied_index));
+    json_object_update(a, out);
+    json_decref(out);
+    node_send(c, a);
+}
+
+bool node_archive_handle(struct node *n, struct conn *c, const char *type,
+                         json_t *msg, long long id)
+{
+    if (strcmp(type, "history_query") == 0) {
+        handle_query(n, c, msg, id);
+    } else if (strcmp(type, "history_info") == 0) {
+        static const char *const allowed[] = {NULL};
+        json_t *a;
+        if (!node_members_ok(c, id, msg, type, allowed)) {
+            return true;
+        }
+        a = node_answer("history_info", id);
+        json_object_set_new(a, "node", json_integer((json_int_t)n->cfg->id));
+        json_object_set_new(a, "archive", node_archive_status(n));
+        node_send(c, a);
+    } else {
+        return false;
+    }
+    return true;
+}
+
+int node_archive_init(struct node *n)
+{
+    n->archive = calloc(1, sizeof *n->archive);
+    return n->archive != NULL ? VG_OK : VG_ENOMEM;
+}
+
+void node_archive_close(struct node *n)
+{
+    struct archive_duty *d = n->archive;
+    if (d != NULL) {
+        duty_reset(d);
+        free(d->buf);
+        free(d);
+        n->archive = NULL;
+    }
+}
