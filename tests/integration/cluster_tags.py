@@ -221,10 +221,15 @@ def main():
            log[1]["node"] == leader.id and log[1]["term"] == term,
            "the simulator logged the fencing registers (node %d, term %d) then "
            "hr:2 = 5550: %s" % (leader.id, term, log))
-        cluster.wait_converged(timeout=10)
+        # The outcome is a command of its own, proposed after the answer:
+        # wait (bounded) until the follower has applied it.
         follower = [n for n in cluster.nodes if n.id != leader.id][0]
-        acts = vc.call(follower.client_address, {"type": "actions", "tag": SP1})
-        last = (acts.get("actions") or [{}])[-1]
+
+        def follower_last():
+            acts = vc.call(follower.client_address, {"type": "actions", "tag": SP1})
+            return (acts.get("actions") or [{}])[-1]
+        wait_for(lambda: follower_last().get("outcome") is not None, 5)
+        last = follower_last()
         ok(last.get("action") == w.get("action") and last.get("outcome") == "written"
            and last.get("user") == "alice" and last.get("station") == "station-a"
            and last.get("value") == 55.5 and last.get("term") == term,
