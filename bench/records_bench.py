@@ -124,12 +124,22 @@ def main():
             "dropped": i1["dropped"], "failed_batches": i1["failed_batches"]}))
         sys.stdout.flush()
 
-        # Acks: wait until every alarm is raised and committed.
+        # Acks: wait until every alarm is raised and committed (at whichever
+        # node leads now).
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            lst = vc.call(addr, {"type": "alarms_list"}, timeout=10)
-            unack = [e["alarm"] for e in lst.get("alarms", [])
-                     if e["status"] == "unack_active"]
+            addr = cluster.wait_ready_leader(timeout=15)[0].client_address
+            unack, after = [], None
+            while True:
+                q = {"type": "alarms_list"}
+                if after:
+                    q["after"] = after
+                lst = vc.call(addr, q, timeout=10)
+                page = lst.get("alarms", [])
+                unack += [e["alarm"] for e in page if e["status"] == "unack_active"]
+                if not lst.get("more") or not page:
+                    break
+                after = page[-1]["alarm"]
             if len(unack) >= args.alarms:
                 break
             time.sleep(0.5)
@@ -138,6 +148,7 @@ def main():
         shares = [unack[i::args.connections] for i in range(args.connections)]
         conns = [vc.Conn(addr, timeout=60) for _ in shares]
         results = [0] * len(shares)
+        errors = []
         start = threading.Barrier(len(shares) + 1)
 
         def run(k):
@@ -150,6 +161,8 @@ def main():
                 m = c.recv()
                 if m.get("type") == "alarms_acked" and m.get("acked"):
                     results[k] += 1
+                if m.get("type") == "error":
+                    errors.append(m.get("message"))
                 if m.get("type") in ("alarms_acked", "error"):
                     got += 1
         threads = [threading.Thread(target=run, args=(k,)) for k in range(len(shares))]
@@ -164,9 +177,15 @@ def main():
                           "connections": len(shares), "seconds": round(dt, 3),
                           "acks_per_s": round(sum(results) / dt)}))
         if sum(results) != args.alarms:
+            sys.stderr.write("%d errors, e.g. %s\n" % (len(errors), errors[:3]))
             rc = 1
         for c in conns:
             c.close()
+    except BaseException:
+        if cluster is not None:
+            for n in cluster.nodes:
+                sys.stderr.write("---- node %d log tail\n%s\n" % (n.id, n.log()[-2500:]))
+        raise
     finally:
         if cluster is not None:
             cluster.close()

@@ -79,6 +79,10 @@ struct alarm_duty {
     raft_term term;
     size_t *by_name;               /* alarm indexes sorted by name */
     json_t *pending;               /* changes not yet proposed */
+    uint64_t appended, proposed;   /* changes ever queued / ever proposed */
+    struct alarm_op *ops_head, *ops_tail; /* actions waiting, by seq_end */
+    uint64_t engine_deadline;      /* cached vg_alarm_engine_next_deadline */
+    bool deadline_dirty;           /* the engine changed since */
     json_t *stored;                /* restored rows of system alarms, by name */
     unsigned in_flight;
     bool rebuild;
@@ -95,12 +99,20 @@ struct alarm_duty {
     size_t n_seen;
 };
 
+/* An operator action waiting for the commit of its changes: answered when
+ * the command holding change number SEQ_END - 1 is applied. */
 struct alarm_op {
-    struct vg_repl_proposal p; /* first: the proposal callback casts back */
-    struct node *n;
+    struct alarm_op *next;
     struct conn *c;
     long long id;
     json_t *answer;
+    uint64_t seq_end;
+};
+
+/* A proposed chunk of the queue: changes [.., SEQ_END). */
+struct chunk_prop {
+    struct vg_repl_proposal p; /* first: the proposal callback casts back */
+    uint64_t seq_end;
 };
 
 /* ------------------------------------------------------------- helpers */
@@ -225,6 +237,13 @@ static json_t *transition_json(struct alarm_duty *d,
     return o;
 }
 
+/* Append CH (reference taken over) to the queue of changes to propose. */
+static void pending_add(struct alarm_duty *d, json_t *ch)
+{
+    json_array_append_new(d->pending, ch);
+    d->appended++;
+}
+
 /* Queue one change of a project alarm or a system alarm. */
 static void queue_change(struct alarm_duty *d, const char *name, const char *tag,
                          const char *section, int priority, json_t *message,
@@ -242,7 +261,7 @@ static void queue_change(struct alarm_duty *d, const char *name, const char *tag
     if (t == NULL) {
         json_decref(value);
     }
-    json_array_append_new(d->pending, ch);
+    pending_add(d, ch);
 }
 
 static void engine_cb(void *data, size_t a, const struct vg_alarm_state *st,
@@ -251,6 +270,8 @@ static void engine_cb(void *data, size_t a, const struct vg_alarm_state *st,
     struct alarm_duty *d = data;
     const struct vg_project *pr = d->pr;
     const struct vg_alarm *def = &pr->alarms[a];
+
+    d->deadline_dirty = true;
     const struct node_tag_value *values = NULL;
     uint64_t version;
     json_t *value = json_null();
@@ -304,8 +325,37 @@ static struct sys_alarm *find_sys(struct alarm_duty *d, const char *name)
 
 /* ----------------------------------------------------------- lifecycle */
 
+/* Answer every waiting action whose changes end at or before SEQ_END:
+ * committed at INDEX when CODE is NULL, otherwise refused with CODE. */
+static void ops_answer(struct alarm_duty *d, uint64_t seq_end, uint64_t index,
+                       const char *code, const char *why)
+{
+    while (d->ops_head != NULL && d->ops_head->seq_end <= seq_end) {
+        struct alarm_op *op = d->ops_head;
+        d->ops_head = op->next;
+        if (d->ops_head == NULL) {
+            d->ops_tail = NULL;
+        }
+        if (code == NULL) {
+            json_object_set_new(op->answer, "index", json_integer((json_int_t)index));
+            node_send(op->c, op->answer);
+            op->answer = NULL;
+        } else {
+            node_send_error(op->c, op->id, code, "%s", why);
+        }
+        json_decref(op->answer);
+        node_conn_unref(op->c);
+        free(op);
+    }
+}
+
 static void duty_stop(struct alarm_duty *d)
 {
+    /* Changes never proposed are dropped: their actions did not happen. */
+    d->appended = d->proposed;
+    ops_answer(d, UINT64_MAX, 0, "not_leader",
+               "leadership lost before the alarm action was committed; nothing "
+               "was changed, send it again to the new leader");
     vg_alarm_engine_free(d->engine);
     d->engine = NULL;
     d->pr = NULL;
@@ -322,6 +372,7 @@ static void duty_stop(struct alarm_duty *d)
     d->seen_id = d->seen_ms = NULL;
     d->n_seen = 0;
     d->rebuild = false;
+    d->deadline_dirty = true;
     if (d->timer_armed) {
         uv_timer_stop(&d->timer);
         d->timer_armed = false;
@@ -414,7 +465,7 @@ static void duty_start(struct alarm_duty *d, const struct vg_project *pr,
             } else {
                 json_object_set_new(ch, "transition", json_null());
             }
-            json_array_append_new(d->pending, ch);
+            pending_add(d, ch);
             removed++;
         }
     }
@@ -440,8 +491,19 @@ static void flush_cb(struct vg_repl_proposal *p, int status, uint64_t index,
                      int result)
 {
     struct alarm_duty *d = p->data;
-    (void)index;
+    uint64_t seq_end = ((struct chunk_prop *)p)->seq_end;
+
     d->in_flight--;
+    if (status != 0) {
+        ops_answer(d, seq_end, 0, "not_leader",
+                   "leadership lost before the alarm action was committed; send "
+                   "it again to the new leader");
+    } else if (result != VG_OK) {
+        ops_answer(d, seq_end, 0, "failed",
+                   "the cluster rejected the alarm changes");
+    } else {
+        ops_answer(d, seq_end, index, NULL, NULL);
+    }
     if ((status != 0 || result != VG_OK) && d->engine != NULL) {
         /* The engine ran ahead of a change that will never be committed. */
         d->rebuild = true;
@@ -474,7 +536,7 @@ static void flush(struct alarm_duty *d)
     while (json_array_size(d->pending) > 0) {
         size_t k = json_array_size(d->pending);
         json_t *chunk = json_array();
-        struct vg_repl_proposal *p = calloc(1, sizeof *p);
+        struct chunk_prop *cp = calloc(1, sizeof *cp);
 
         if (k > CHANGES_PER_CMD) {
             k = CHANGES_PER_CMD;
@@ -485,15 +547,17 @@ static void flush(struct alarm_duty *d)
         for (size_t i = 0; i < k; i++) {
             json_array_remove(d->pending, 0);
         }
-        if (p == NULL) {
-            json_decref(chunk);
-            d->rebuild = true;
-            continue;
+        d->proposed += k;
+        if (cp != NULL) {
+            cp->p.data = d;
+            cp->seq_end = d->proposed;
         }
-        p->data = d;
-        if (propose_changes(d, chunk, p, flush_cb) != VG_OK) {
-            free(p);
+        if (cp == NULL || propose_changes(d, chunk, &cp->p, flush_cb) != VG_OK) {
+            free(cp);
             d->rebuild = true;
+            ops_answer(d, d->proposed, 0, "failed",
+                       "cannot submit the alarm changes (not leader any more, or "
+                       "out of memory)");
         }
         json_decref(chunk);
     }
@@ -696,7 +760,7 @@ static void sys_update(struct alarm_duty *d, uint64_t now)
                                     "removed", "from", status, "to", "normal",
                                     "at_ms", (json_int_t)now, "value")
                         : json_null());
-                json_array_append_new(d->pending, ch);
+                pending_add(d, ch);
                 json_object_del(d->stored, key);
             }
         }
@@ -757,8 +821,14 @@ void node_alarms_update(struct node *n)
         }
     }
     now = duty_now(d);
-    if (vg_alarm_engine_next_deadline(d->engine) <= now) {
-        vg_alarm_engine_tick(d->engine, now, engine_cb, d);
+    /* next_deadline is O(alarms): computed again only after the engine
+     * changed or the cached deadline came. */
+    if (d->deadline_dirty || d->engine_deadline <= now) {
+        if (vg_alarm_engine_next_deadline(d->engine) <= now) {
+            vg_alarm_engine_tick(d->engine, now, engine_cb, d);
+        }
+        d->engine_deadline = vg_alarm_engine_next_deadline(d->engine);
+        d->deadline_dirty = false;
     }
     if (now >= d->next_sys_ms) {
         d->next_sys_ms = now + SYS_EVERY_MS;
@@ -767,7 +837,7 @@ void node_alarms_update(struct node *n)
         sys_tick(d, now);
     }
     flush(d);
-    next = vg_alarm_engine_next_deadline(d->engine);
+    next = d->engine_deadline;
     if (sys_deadline(d) < next) {
         next = sys_deadline(d);
     }
@@ -965,13 +1035,22 @@ static bool filter_args(struct node *n, struct conn *c, long long id,
     return true;
 }
 
+/* Entries per answer page and per image event: an entry is a few hundred
+ * bytes, a frame at most 1 MiB. */
+#define ENTRIES_PER_FRAME 1000u
+
 static void handle_list(struct node *n, struct conn *c, json_t *msg, long long id)
 {
-    static const char *const allowed[] = {"sections", "max_priority", "all", NULL};
+    static const char *const allowed[] = {"sections", "max_priority", "all",
+                                          "after", NULL};
     struct alarm_sub s = {0};
-    json_t *a, *all = json_object_get(msg, "all");
+    json_t *a, *list, *page, *e, *all = json_object_get(msg, "all");
+    const char *after = NULL;
+    size_t i;
 
     if (!node_members_ok(c, id, msg, "alarms_list", allowed) ||
+        !node_get_str(c, id, msg, "alarms_list", "after", false, NAME_MAX_BYTES,
+                      &after) ||
         !filter_args(n, c, id, "alarms_list", msg, &s)) {
         return;
     }
@@ -989,7 +1068,22 @@ static void handle_list(struct node *n, struct conn *c, json_t *msg, long long i
     json_object_set_new(a, "node", json_integer((json_int_t)n->cfg->id));
     json_object_set_new(a, "applied_index",
                         json_integer((json_int_t)n->fsm.applied_index));
-    json_object_set_new(a, "alarms", committed_entries(n, &s, json_is_true(all)));
+    list = committed_entries(n, &s, json_is_true(all));
+    /* Pages in name order: AFTER is the last name of the previous page. */
+    page = json_array();
+    json_array_foreach(list, i, e) {
+        const char *name = json_string_value(json_object_get(e, "alarm"));
+        if (after != NULL && strcmp(name, after) <= 0) {
+            continue;
+        }
+        if (json_array_size(page) == ENTRIES_PER_FRAME) {
+            break;
+        }
+        json_array_append(page, e);
+    }
+    json_object_set_new(a, "more", json_boolean(i < json_array_size(list)));
+    json_object_set_new(a, "alarms", page);
+    json_decref(list);
     json_decref(s.sections);
     node_send(c, a);
 }
@@ -1028,49 +1122,34 @@ static void handle_subscribe(struct node *n, struct conn *c, json_t *msg,
     json_object_set_new(a, "applied_index",
                         json_integer((json_int_t)n->fsm.applied_index));
     node_send(c, a);
-    node_send(c, json_pack("{s:s, s:s, s:s, s:I, s:o}", "type", "event", "topic",
-                           "alarms", "event", "image", "index",
-                           (json_int_t)n->fsm.applied_index, "alarms", list));
-}
-
-static void action_cb(struct vg_repl_proposal *p, int status, uint64_t index,
-                      int result)
-{
-    struct alarm_op *op = (struct alarm_op *)p;
-    struct alarm_duty *d = op->n->alarms;
-
-    d->in_flight--;
-    if (status != 0) {
-        node_send_error(op->c, op->id, "not_leader",
-                        "leadership lost before the alarm action was committed "
-                        "(%s); send it again to the new leader",
-                        raft_strerror(status));
-        d->rebuild = true;
-    } else if (result != VG_OK) {
-        node_send_error(op->c, op->id, "failed",
-                        "the cluster rejected the alarm action: %s",
-                        vg_strerror(result));
-        d->rebuild = true;
-    } else {
-        json_object_set_new(op->answer, "index", json_integer((json_int_t)index));
-        node_send(op->c, op->answer);
-        op->answer = NULL;
+    /* The image in frames of ENTRIES_PER_FRAME, the last one marked. */
+    {
+        size_t total = json_array_size(list), off = 0;
+        do {
+            json_t *chunk = json_array();
+            for (size_t k = off; k < total && k < off + ENTRIES_PER_FRAME; k++) {
+                json_array_append(chunk, json_array_get(list, k));
+            }
+            off += ENTRIES_PER_FRAME;
+            node_send(c, json_pack("{s:s, s:s, s:s, s:I, s:o, s:b}", "type", "event",
+                                   "topic", "alarms", "event", "image", "index",
+                                   (json_int_t)n->fsm.applied_index, "alarms", chunk,
+                                   "last", off >= total));
+        } while (off < total);
+        json_decref(list);
     }
-    json_decref(op->answer);
-    node_conn_unref(op->c);
-    free(op);
 }
 
-/* Commit CHANGES (the action's own) and answer ANSWER once committed. */
+/* Answer ANSWER once the changes queued since the action began (CHANGED)
+ * are committed; at once when it changed nothing. The changes stay in the
+ * queue, behind every automatic change queued before them, and go out with
+ * whatever else this loop iteration queues (one command for many acks). */
 static void commit_action(struct alarm_duty *d, struct conn *c, long long id,
-                          json_t *changes, json_t *answer)
+                          bool changed, json_t *answer)
 {
-    struct node *n = d->n;
     struct alarm_op *op;
-    int rv;
 
-    if (json_array_size(changes) == 0) {
-        /* Nothing changed: nothing to commit, answer at once. */
+    if (!changed) {
         json_object_set_new(answer, "index", json_null());
         node_send(c, answer);
         return;
@@ -1079,27 +1158,19 @@ static void commit_action(struct alarm_duty *d, struct conn *c, long long id,
     if (op == NULL) {
         json_decref(answer);
         node_send_error(c, id, "failed", "out of memory");
-        d->rebuild = true;
         return;
     }
-    op->n = n;
     op->c = c;
     op->id = id;
     op->answer = answer;
+    op->seq_end = d->appended;
     c->refs++;
-    rv = propose_changes(d, changes, &op->p, action_cb);
-    if (rv != VG_OK) {
-        if (rv == VG_ENOTLEADER) {
-            node_send_not_leader(n, c, id);
-        } else {
-            node_send_error(c, id, "failed", "cannot submit the alarm action: %s",
-                            vg_strerror(rv));
-        }
-        d->rebuild = true;
-        json_decref(op->answer);
-        node_conn_unref(c);
-        free(op);
+    if (d->ops_tail != NULL) {
+        d->ops_tail->next = op;
+    } else {
+        d->ops_head = op;
     }
+    d->ops_tail = op;
 }
 
 /* Act on one alarm (project or system) by name; the changes go to
@@ -1199,7 +1270,7 @@ static void handle_ack(struct node *n, struct conn *c, json_t *msg, long long id
     struct alarm_duty *d;
     unsigned selectors;
     size_t i;
-    uint64_t now;
+    uint64_t now, before;
 
     if (!node_members_ok(c, id, msg, type, allowed) ||
         !who_args(c, id, msg, type, &user, &station)) {
@@ -1239,8 +1310,7 @@ static void handle_ack(struct node *n, struct conn *c, json_t *msg, long long id
         json_decref(sections);
         return;
     }
-    /* Automatic changes seen so far go first, in their own command. */
-    flush(d);
+    before = d->appended;
     if (names == NULL) {
         names = ack_candidates(d, sections);
     } else {
@@ -1275,12 +1345,7 @@ static void handle_ack(struct node *n, struct conn *c, json_t *msg, long long id
     json_object_set_new(answer, "acked", acked);
     json_object_set_new(answer, "unchanged", unchanged);
     json_object_set_new(answer, "unknown", unknown);
-    {
-        json_t *changes = d->pending;
-        d->pending = json_array();
-        commit_action(d, c, id, changes, answer);
-        json_decref(changes);
-    }
+    commit_action(d, c, id, d->appended != before, answer);
 }
 
 /* alarm_shelve, alarm_unshelve, alarm_service: one alarm each. */
@@ -1301,7 +1366,8 @@ static void handle_one(struct node *n, struct conn *c, json_t *msg, long long id
     struct alarm_duty *d;
     uint64_t duration = 0, now;
     json_t *in_service = json_object_get(msg, "in_service");
-    json_t *answer, *changes;
+    json_t *answer;
+    uint64_t before;
     int rv;
 
     if (!node_members_ok(c, id, msg, type,
@@ -1323,7 +1389,7 @@ static void handle_one(struct node *n, struct conn *c, json_t *msg, long long id
     if ((d = need_engine(n, c, id)) == NULL) {
         return;
     }
-    flush(d);
+    before = d->appended;
     now = duty_now(d);
     if (shelve) {
         act.kind = VG_ALARM_ACT_SHELVE;
@@ -1341,15 +1407,10 @@ static void handle_one(struct node *n, struct conn *c, json_t *msg, long long id
     d->act_reason = reason;
     rv = act_one(d, name, &act, now, &noop, errmsg);
     d->act_user = d->act_station = d->act_reason = NULL;
-    changes = d->pending;
-    d->pending = json_array();
     if (rv != VG_OK) {
-        /* What fell due before the action still happened: commit that. */
-        node_send_error(c, id, rv == VG_ENOTFOUND ? "invalid" : "invalid", "%s: %s",
-                        type, errmsg);
-        json_array_extend(d->pending, changes);
-        json_decref(changes);
-        flush(d);
+        /* What fell due before the action still happened; it stays queued
+         * and is committed with the next iteration's changes. */
+        node_send_error(c, id, "invalid", "%s: %s", type, errmsg);
         return;
     }
     answer = node_answer(shelve ? "alarm_shelved"
@@ -1364,8 +1425,7 @@ static void handle_one(struct node *n, struct conn *c, json_t *msg, long long id
     if (shelve) {
         json_object_set_new(answer, "until_ms", json_integer((json_int_t)act.until_ms));
     }
-    commit_action(d, c, id, changes, answer);
-    json_decref(changes);
+    commit_action(d, c, id, d->appended != before, answer);
 }
 
 static void handle_journal(struct node *n, struct conn *c, json_t *msg, long long id)

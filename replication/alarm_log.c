@@ -193,7 +193,45 @@ static void bind_opt_int(sqlite3_stmt *st, int col, json_t *v)
     }
 }
 
-static int store_state(struct vg_repl_fsm *f, uint64_t index, json_t *ch)
+/* Statements of one apply, prepared once: a command carries up to 1024
+ * changes, and preparing per change would cost more than the writes. */
+struct stmts {
+    sqlite3_stmt *del, *put, *journal;
+};
+
+static void stmts_free(struct stmts *s)
+{
+    sqlite3_finalize(s->del);
+    sqlite3_finalize(s->put);
+    sqlite3_finalize(s->journal);
+}
+
+static int stmts_prepare(struct vg_repl_fsm *f, struct stmts *s)
+{
+    memset(s, 0, sizeof *s);
+    if (sqlite3_prepare_v2(f->db, "DELETE FROM alarm_states WHERE name = ?", -1,
+                           &s->del, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(f->db,
+                           "INSERT OR REPLACE INTO alarm_states(name, status,"
+                           " state, tag, section, priority, message, idx)"
+                           " VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
+                           -1, &s->put, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(f->db,
+                           "INSERT INTO alarm_journal(id, time_ms, alarm, tag,"
+                           " section, priority, cause, from_status, to_status,"
+                           " active, shelved, oos, value, user, station, reason,"
+                           " message, term, node) VALUES(?, ?, ?, ?, ?, ?, ?, ?,"
+                           " ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           -1, &s->journal, NULL) != SQLITE_OK) {
+        int rv = fsm_db_fail(f, "prepare alarm statements");
+        stmts_free(s);
+        return rv;
+    }
+    return VG_OK;
+}
+
+static int store_state(struct vg_repl_fsm *f, struct stmts *ss, uint64_t index,
+                       json_t *ch)
 {
     json_t *state = json_object_get(ch, "state");
     sqlite3_stmt *st;
@@ -201,23 +239,17 @@ static int store_state(struct vg_repl_fsm *f, uint64_t index, json_t *ch)
     int rc;
 
     if (json_is_null(state)) {
-        rc = sqlite3_prepare_v2(f->db, "DELETE FROM alarm_states WHERE name = ?",
-                                -1, &st, NULL);
+        st = ss->del;
     } else {
         text = state_text(state);
         if (text == NULL) {
-            return VG_ENOMEM;
+            vg_errf(f->errmsg, "out of memory storing an alarm state");
+            return VG_EDB;
         }
-        rc = sqlite3_prepare_v2(f->db,
-                                "INSERT OR REPLACE INTO alarm_states(name, status,"
-                                " state, tag, section, priority, message, idx)"
-                                " VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
-                                -1, &st, NULL);
+        st = ss->put;
     }
-    if (rc != SQLITE_OK) {
-        free(text);
-        return fsm_db_fail(f, "prepare alarm state");
-    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
     sqlite3_bind_text(st, 1, str_or_null(ch, "alarm"), -1, SQLITE_TRANSIENT);
     if (text != NULL) {
         sqlite3_bind_text(st, 2, str_or_null(state, "status"), -1,
@@ -230,7 +262,6 @@ static int store_state(struct vg_repl_fsm *f, uint64_t index, json_t *ch)
         sqlite3_bind_int64(st, 8, (int64_t)index);
     }
     rc = sqlite3_step(st);
-    sqlite3_finalize(st);
     free(text);
     return rc == SQLITE_DONE ? VG_OK : fsm_db_fail(f, "alarm state");
 }
@@ -240,24 +271,17 @@ static bool state_bool(json_t *state, const char *key)
     return json_is_true(json_object_get(state, key));
 }
 
-static int journal_add(struct vg_repl_fsm *f, uint64_t id,
+static int journal_add(struct vg_repl_fsm *f, struct stmts *ss, uint64_t id,
                        const struct vg_cmd *cmd, json_t *ch)
 {
     json_t *t = json_object_get(ch, "transition");
     json_t *state = json_object_get(ch, "state");
     json_t *value = json_object_get(t, "value");
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = ss->journal;
     int rc;
 
-    if (sqlite3_prepare_v2(f->db,
-                           "INSERT INTO alarm_journal(id, time_ms, alarm, tag,"
-                           " section, priority, cause, from_status, to_status,"
-                           " active, shelved, oos, value, user, station, reason,"
-                           " message, term, node) VALUES(?, ?, ?, ?, ?, ?, ?, ?,"
-                           " ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                           -1, &st, NULL) != SQLITE_OK) {
-        return fsm_db_fail(f, "prepare alarm journal");
-    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
     sqlite3_bind_int64(st, 1, (int64_t)id);
     sqlite3_bind_int64(st, 2, (int64_t)json_integer_value(json_object_get(t, "at_ms")));
     sqlite3_bind_text(st, 3, str_or_null(ch, "alarm"), -1, SQLITE_TRANSIENT);
@@ -282,7 +306,6 @@ static int journal_add(struct vg_repl_fsm *f, uint64_t id,
     sqlite3_bind_int64(st, 18, (int64_t)cmd->term);
     sqlite3_bind_int64(st, 19, (int64_t)cmd->proposer);
     rc = sqlite3_step(st);
-    sqlite3_finalize(st);
     return rc == SQLITE_DONE ? VG_OK : fsm_db_fail(f, "alarm journal");
 }
 
@@ -315,9 +338,10 @@ int fsm_apply_alarm_state(struct vg_repl_fsm *f, uint64_t index,
                           const struct vg_cmd *cmd, json_t *body)
 {
     json_t *changes = json_object_get(body, "changes");
+    struct stmts ss;
     size_t i;
     json_t *ch;
-    int rv;
+    int rv = VG_OK;
 
     if (!json_is_array(changes) || json_array_size(changes) == 0 ||
         json_array_size(changes) > CHANGES_MAX) {
@@ -328,18 +352,22 @@ int fsm_apply_alarm_state(struct vg_repl_fsm *f, uint64_t index,
             return VG_EINVAL;
         }
     }
+    if ((rv = stmts_prepare(f, &ss)) != VG_OK) {
+        return rv;
+    }
     json_array_foreach(changes, i, ch) {
         uint64_t id = index * 1024 + i;
-        if ((rv = store_state(f, index, ch)) != VG_OK) {
-            return rv;
+        if ((rv = store_state(f, &ss, index, ch)) != VG_OK) {
+            break;
         }
         if (json_is_object(json_object_get(ch, "transition")) &&
-            ((rv = journal_add(f, id, cmd, ch)) != VG_OK ||
+            ((rv = journal_add(f, &ss, id, cmd, ch)) != VG_OK ||
              (rv = audit_transition(f, id, cmd, ch)) != VG_OK)) {
-            return rv;
+            break;
         }
     }
-    return VG_OK;
+    stmts_free(&ss);
+    return rv;
 }
 
 /* --------------------------------------------------------------- queries */
