@@ -873,7 +873,7 @@ int vg_repl_fsm_history_raw(struct vg_repl_fsm *f, const char *tag,
 struct bucket {
     uint64_t start;
     uint64_t n, bad;
-    double min, max, sum, first, last;
+    double min, max, mean, first, last;
 };
 
 static void bucket_add(struct bucket *b, double value, int bad)
@@ -887,14 +887,16 @@ static void bucket_add(struct bucket *b, double value, int bad)
     }
     b->min = value < b->min ? value : b->min;
     b->max = value > b->max ? value : b->max;
-    b->sum += value;
     b->last = value;
     b->n++;
+    /* A running mean, in a form that cannot overflow: a sum of values
+     * near DBL_MAX would (found by fuzz_fsm). */
+    b->mean += value / (double)b->n - b->mean / (double)b->n;
 }
 
 static json_t *stat_json(const struct bucket *b, double v)
 {
-    return b->n > 0 ? json_real(v) : json_null();
+    return b->n > 0 && isfinite(v) ? json_real(v) : json_null();
 }
 
 /* [start_ms, n, min, max, avg, first, last, bad]. */
@@ -905,7 +907,7 @@ static json_t *bucket_json(const struct bucket *b)
     json_array_append_new(a, json_integer((json_int_t)b->n));
     json_array_append_new(a, stat_json(b, b->min));
     json_array_append_new(a, stat_json(b, b->max));
-    json_array_append_new(a, stat_json(b, b->n > 0 ? b->sum / (double)b->n : 0));
+    json_array_append_new(a, stat_json(b, b->mean));
     json_array_append_new(a, stat_json(b, b->first));
     json_array_append_new(a, stat_json(b, b->last));
     json_array_append_new(a, json_integer((json_int_t)b->bad));
