@@ -372,20 +372,6 @@ int fsm_apply_alarm_state(struct vg_repl_fsm *f, uint64_t index,
 
 /* --------------------------------------------------------------- queries */
 
-static json_t *col_json(sqlite3_stmt *st, int col)
-{
-    switch (sqlite3_column_type(st, col)) {
-    case SQLITE_NULL:
-        return json_null();
-    case SQLITE_INTEGER:
-        return json_integer((json_int_t)sqlite3_column_int64(st, col));
-    case SQLITE_FLOAT:
-        return json_real(sqlite3_column_double(st, col));
-    default:
-        return json_string((const char *)sqlite3_column_text(st, col));
-    }
-}
-
 /* A column holding JSON text written by apply, parsed back (null if absent). */
 static json_t *col_parsed(sqlite3_stmt *st, int col)
 {
@@ -413,13 +399,13 @@ int vg_repl_fsm_alarm_states(struct vg_repl_fsm *f, json_t **out)
     list = json_array();
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         json_t *a = json_object();
-        json_object_set_new(a, "alarm", col_json(st, 0));
+        json_object_set_new(a, "alarm", fsm_column_json(st, 0));
         json_object_set_new(a, "state", col_parsed(st, 1));
-        json_object_set_new(a, "tag", col_json(st, 2));
-        json_object_set_new(a, "section", col_json(st, 3));
-        json_object_set_new(a, "priority", col_json(st, 4));
+        json_object_set_new(a, "tag", fsm_column_json(st, 2));
+        json_object_set_new(a, "section", fsm_column_json(st, 3));
+        json_object_set_new(a, "priority", fsm_column_json(st, 4));
         json_object_set_new(a, "message", col_parsed(st, 5));
-        json_object_set_new(a, "index", col_json(st, 6));
+        json_object_set_new(a, "index", fsm_column_json(st, 6));
         json_array_append_new(list, a);
     }
     sqlite3_finalize(st);
@@ -540,7 +526,7 @@ int vg_repl_fsm_alarm_journal(struct vg_repl_fsm *f,
             } else if (c >= 9 && c <= 11) {
                 v = json_boolean(sqlite3_column_int(st, c) != 0);
             } else {
-                v = col_json(st, c);
+                v = fsm_column_json(st, c);
             }
             json_object_set_new(r, cols[c], v);
         }

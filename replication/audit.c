@@ -95,20 +95,6 @@ int fsm_apply_audit(struct vg_repl_fsm *f, uint64_t index,
                          new_value, user, station, detail);
 }
 
-static json_t *column_json(sqlite3_stmt *st, int col)
-{
-    switch (sqlite3_column_type(st, col)) {
-    case SQLITE_NULL:
-        return json_null();
-    case SQLITE_INTEGER:
-        return json_integer((json_int_t)sqlite3_column_int64(st, col));
-    case SQLITE_FLOAT:
-        return json_real(sqlite3_column_double(st, col));
-    default:
-        return json_string((const char *)sqlite3_column_text(st, col));
-    }
-}
-
 int vg_repl_fsm_audit(struct vg_repl_fsm *f, const struct vg_repl_audit_query *q,
                       json_t **out)
 {
@@ -162,7 +148,7 @@ int vg_repl_fsm_audit(struct vg_repl_fsm *f, const struct vg_repl_audit_query *q
         }
         r = json_object();
         for (int c = 0; c < (int)(sizeof cols / sizeof cols[0]); c++) {
-            json_object_set_new(r, cols[c], column_json(st, c));
+            json_object_set_new(r, cols[c], fsm_column_json(st, c));
         }
         json_array_append_new(rows, r);
     }

@@ -588,6 +588,20 @@ int fsm_opt_string(json_t *body, const char *key, const char **out)
     return VG_OK;
 }
 
+json_t *fsm_column_json(sqlite3_stmt *st, int col)
+{
+    switch (sqlite3_column_type(st, col)) {
+    case SQLITE_NULL:
+        return json_null();
+    case SQLITE_INTEGER:
+        return json_integer((json_int_t)sqlite3_column_int64(st, col));
+    case SQLITE_FLOAT:
+        return json_real(sqlite3_column_double(st, col));
+    default:
+        return json_string((const char *)sqlite3_column_text(st, col));
+    }
+}
+
 void fsm_bind_opt_text(sqlite3_stmt *st, int col, const char *s)
 {
     if (s != NULL) {

@@ -16,6 +16,10 @@ int fsm_db_fail(struct vg_repl_fsm *f, const char *what);
  * it is something else. */
 int fsm_opt_string(json_t *body, const char *key, const char **out);
 
+/* Column COL of the current row as a new JSON value: null, integer, real
+ * or string, as SQLite stores it. */
+json_t *fsm_column_json(sqlite3_stmt *st, int col);
+
 /* Bind S, or NULL when S is NULL. */
 void fsm_bind_opt_text(sqlite3_stmt *st, int col, const char *s);
 
