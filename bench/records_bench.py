@@ -183,8 +183,7 @@ def main():
             c.close()
     except BaseException:
         if cluster is not None:
-            for n in cluster.nodes:
-                sys.stderr.write("---- node %d log tail\n%s\n" % (n.id, n.log()[-2500:]))
+            cluster.dump_logs()
         raise
     finally:
         if cluster is not None:

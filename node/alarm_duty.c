@@ -60,10 +60,6 @@ struct sys_alarm {
     char text_de[200];
     struct vg_alarm def;        /* synthetic: digital_on, priority high */
     struct vg_alarm_state st;
-    int plc;                    /* PLC index, or -1 */
-    uint64_t node_id;           /* node alarm, or 0 */
-    bool diverged;              /* replica-diverged alarm of this node */
-    bool seen;                  /* still wanted in this evaluation */
 };
 
 struct alarm_sub {
@@ -572,7 +568,6 @@ static struct sys_alarm *sys_get(struct alarm_duty *d, const char *name,
     char errmsg[VG_ERRMSG_SIZE];
 
     if (s != NULL) {
-        s->seen = true;
         return s;
     }
     s = realloc(d->sys, (d->n_sys + 1) * sizeof *d->sys);
@@ -591,8 +586,6 @@ static struct sys_alarm *sys_get(struct alarm_duty *d, const char *name,
     s->def.tag.index = -1;
     s->def.section.index = -1;
     s->def.reference.index = -1;
-    s->plc = -1;
-    s->seen = true;
     vg_alarm_state_init(&s->st);
     {
         json_t *stored = json_object_get(d->stored, name);
@@ -647,9 +640,6 @@ static void sys_update(struct alarm_duty *d, uint64_t now)
     struct raft *r = &n->raft;
     char name[96], en[200], de[200];
 
-    for (size_t i = 0; i < d->n_sys; i++) {
-        d->sys[i].seen = false;
-    }
     /* PLC unreachable. */
     for (size_t i = 0; i < pr->n_plcs; i++) {
         struct vg_plc_poller_status st;
@@ -667,7 +657,6 @@ static void sys_update(struct alarm_duty *d, uint64_t now)
         if ((s = sys_get(d, name, en, de)) == NULL) {
             continue;
         }
-        s->plc = (int)i;
         if (p != NULL) {
             vg_plc_poller_status(p, &st);
             if (st.connected) {
@@ -719,7 +708,6 @@ static void sys_update(struct alarm_duty *d, uint64_t now)
             if ((s = sys_get(d, name, en, de)) == NULL) {
                 continue;
             }
-            s->node_id = srv->id;
             sys_feed(d, s,
                      now - d->seen_ms[k] >
                              (uint64_t)NODE_DOWN_TIMEOUTS *
@@ -737,7 +725,6 @@ static void sys_update(struct alarm_duty *d, uint64_t now)
         snprintf(de, sizeof de, "Replikat von Knoten %llu weicht vom Cluster ab",
                  (unsigned long long)n->cfg->id);
         if ((s = sys_get(d, name, en, de)) != NULL) {
-            s->diverged = true;
             sys_feed(d, s, n->fsm.verdict == VG_VERDICT_DIVERGED, VG_ALARM_Q_GOOD,
                      0, now);
         }
@@ -838,8 +825,9 @@ void node_alarms_update(struct node *n)
     }
     flush(d);
     next = d->engine_deadline;
-    if (sys_deadline(d) < next) {
-        next = sys_deadline(d);
+    {
+        uint64_t sys_next = sys_deadline(d);
+        next = sys_next < next ? sys_next : next;
     }
     if (d->next_sys_ms < next) {
         next = d->next_sys_ms;
@@ -1044,7 +1032,7 @@ static void handle_list(struct node *n, struct conn *c, json_t *msg, long long i
     static const char *const allowed[] = {"sections", "max_priority", "all",
                                           "after", NULL};
     struct alarm_sub s = {0};
-    json_t *a, *list, *page, *e, *all = json_object_get(msg, "all");
+    json_t *list, *page, *e, *all = json_object_get(msg, "all");
     const char *after = NULL;
     size_t i;
 
@@ -1064,10 +1052,6 @@ static void handle_list(struct node *n, struct conn *c, json_t *msg, long long i
         json_decref(s.sections);
         return;
     }
-    a = node_answer("alarms", id);
-    json_object_set_new(a, "node", json_integer((json_int_t)n->cfg->id));
-    json_object_set_new(a, "applied_index",
-                        json_integer((json_int_t)n->fsm.applied_index));
     list = committed_entries(n, &s, json_is_true(all));
     /* Pages in name order: AFTER is the last name of the previous page. */
     page = json_array();
@@ -1081,11 +1065,11 @@ static void handle_list(struct node *n, struct conn *c, json_t *msg, long long i
         }
         json_array_append(page, e);
     }
-    json_object_set_new(a, "more", json_boolean(i < json_array_size(list)));
-    json_object_set_new(a, "alarms", page);
+    node_send_replica_answer(n, c, "alarms", id,
+                             json_pack("{s:b, s:o}", "more",
+                                       i < json_array_size(list), "alarms", page));
     json_decref(list);
     json_decref(s.sections);
-    node_send(c, a);
 }
 
 static void sub_free(struct alarm_sub *s)
@@ -1436,7 +1420,7 @@ static void handle_journal(struct node *n, struct conn *c, json_t *msg, long lon
     static const char type[] = "alarm_journal";
     struct vg_repl_journal_query q = {0};
     uint64_t from, to, maxp, before, limit;
-    json_t *sections = NULL, *out = NULL, *a;
+    json_t *sections = NULL, *out = NULL;
     const char *names[SECTIONS_MAX * 8];
     const char *key;
     json_t *v;
@@ -1484,13 +1468,7 @@ static void handle_journal(struct node *n, struct conn *c, json_t *msg, long lon
         return;
     }
     json_decref(sections);
-    a = node_answer("alarm_journal", id);
-    json_object_set_new(a, "node", json_integer((json_int_t)n->cfg->id));
-    json_object_set_new(a, "applied_index",
-                        json_integer((json_int_t)n->fsm.applied_index));
-    json_object_update(a, out);
-    json_decref(out);
-    node_send(c, a);
+    node_send_replica_answer(n, c, "alarm_journal", id, out);
 }
 
 bool node_alarms_handle(struct node *n, struct conn *c, const char *type,

@@ -313,14 +313,6 @@ void node_archive_update(struct node *n)
     }
 }
 
-/* The next time node_archive_update has something to do, for the loop's
- * timer: ms from now (the flush interval while samples wait). */
-unsigned node_archive_due_ms(struct node *n)
-{
-    struct archive_duty *d = n->archive;
-    return d != NULL && d->n > 0 ? ARCHIVE_FLUSH_MS : 1000u;
-}
-
 json_t *node_archive_status(struct node *n)
 {
     struct archive_duty *d = n->archive;
@@ -358,7 +350,7 @@ static void handle_query(struct node *n, struct conn *c, json_t *msg, long long 
     static const char type[] = "history_query";
     const char *tag;
     uint64_t from, to, buckets, limit;
-    json_t *out = NULL, *a;
+    json_t *out = NULL;
     int rv;
 
     if (!node_members_ok(c, id, msg, type, allowed) ||
@@ -391,13 +383,7 @@ static void handle_query(struct node *n, struct conn *c, json_t *msg, long long 
                         type, n->fsm.errmsg);
         return;
     }
-    a = node_answer("history", id);
-    json_object_set_new(a, "node", json_integer((json_int_t)n->cfg->id));
-    json_object_set_new(a, "applied_index",
-                        json_integer((json_int_t)n->fsm.applied_index));
-    json_object_update(a, out);
-    json_decref(out);
-    node_send(c, a);
+    node_send_replica_answer(n, c, "history", id, out);
 }
 
 bool node_archive_handle(struct node *n, struct conn *c, const char *type,
@@ -407,14 +393,11 @@ bool node_archive_handle(struct node *n, struct conn *c, const char *type,
         handle_query(n, c, msg, id);
     } else if (strcmp(type, "history_info") == 0) {
         static const char *const allowed[] = {NULL};
-        json_t *a;
-        if (!node_members_ok(c, id, msg, type, allowed)) {
-            return true;
+        if (node_members_ok(c, id, msg, type, allowed)) {
+            node_send_replica_answer(n, c, "history_info", id,
+                                     json_pack("{s:o}", "archive",
+                                               node_archive_status(n)));
         }
-        a = node_answer("history_info", id);
-        json_object_set_new(a, "node", json_integer((json_int_t)n->cfg->id));
-        json_object_set_new(a, "archive", node_archive_status(n));
-        node_send(c, a);
     } else {
         return false;
     }

@@ -127,6 +127,11 @@ void node_send_error(struct conn *c, long long id, const char *code,
                      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* {"type":TYPE,"id":ID} (no id when ID < 0): a new reference. */
 json_t *node_answer(const char *type, long long id);
+/* Send C an answer of TYPE from this node's replica: {"type":TYPE,"id":ID,
+ * "node":this node's id,"applied_index":…} plus every member of BODY
+ * (reference taken over; may be NULL). For queries any node answers. */
+void node_send_replica_answer(struct node *n, struct conn *c, const char *type,
+                              long long id, json_t *body);
 /* A not_leader error naming the leader when it is known. */
 void node_send_not_leader(struct node *n, struct conn *c, long long id);
 /* True when this node is the ready leader; otherwise answers not_leader. */

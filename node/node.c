@@ -181,6 +181,20 @@ json_t *node_answer(const char *type, long long id)
     return o;
 }
 
+void node_send_replica_answer(struct node *n, struct conn *c, const char *type,
+                              long long id, json_t *body)
+{
+    json_t *a = node_answer(type, id);
+    json_object_set_new(a, "node", json_integer((json_int_t)n->cfg->id));
+    json_object_set_new(a, "applied_index",
+                        json_integer((json_int_t)n->fsm.applied_index));
+    if (body != NULL) {
+        json_object_update(a, body);
+        json_decref(body);
+    }
+    node_send(c, a);
+}
+
 /* Redirect: name the leader when raft knows one and we know its client
  * address; otherwise the client tries the next node. */
 void node_send_not_leader(struct node *n, struct conn *c, long long id)

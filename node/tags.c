@@ -870,7 +870,7 @@ static void handle_actions(struct node *n, struct conn *c, json_t *msg,
     static const char type[] = "actions";
     const char *tag;
     uint64_t limit;
-    json_t *list = NULL, *a;
+    json_t *list = NULL;
 
     if (!node_members_ok(c, id, msg, type, allowed) ||
         !node_get_uint(c, id, msg, type, "limit", false, 1, 1000, 100, &limit) ||
@@ -882,12 +882,7 @@ static void handle_actions(struct node *n, struct conn *c, json_t *msg,
                         n->fsm.errmsg);
         return;
     }
-    a = node_answer("actions", id);
-    json_object_set_new(a, "node", json_integer((json_int_t)n->cfg->id));
-    json_object_set_new(a, "applied_index",
-                        json_integer((json_int_t)n->fsm.applied_index));
-    json_object_set_new(a, "actions", list);
-    node_send(c, a);
+    node_send_replica_answer(n, c, "actions", id, json_pack("{s:o}", "actions", list));
 }
 
 static void handle_audit(struct node *n, struct conn *c, json_t *msg,
@@ -898,7 +893,7 @@ static void handle_audit(struct node *n, struct conn *c, json_t *msg,
     static const char type[] = "audit";
     struct vg_repl_audit_query q = {0};
     uint64_t from, to, before, limit;
-    json_t *out = NULL, *a;
+    json_t *out = NULL;
 
     if (!node_members_ok(c, id, msg, type, allowed) ||
         !node_get_uint(c, id, msg, type, "from_ms", false, 0, UINT64_C(1) << 53, 0,
@@ -926,13 +921,7 @@ static void handle_audit(struct node *n, struct conn *c, json_t *msg,
                         n->fsm.errmsg);
         return;
     }
-    a = node_answer("audit", id);
-    json_object_set_new(a, "node", json_integer((json_int_t)n->cfg->id));
-    json_object_set_new(a, "applied_index",
-                        json_integer((json_int_t)n->fsm.applied_index));
-    json_object_update(a, out);
-    json_decref(out);
-    node_send(c, a);
+    node_send_replica_answer(n, c, "audit", id, out);
 }
 
 bool node_tags_handle(struct node *n, struct conn *c, const char *type,

@@ -137,22 +137,6 @@ int fsm_apply_setpoint_result(struct vg_repl_fsm *f, uint64_t index,
     return exists ? VG_REPL_UNCHANGED : VG_EINVAL;
 }
 
-static json_t *opt_text(sqlite3_stmt *st, int col)
-{
-    if (sqlite3_column_type(st, col) == SQLITE_NULL) {
-        return json_null();
-    }
-    return json_string((const char *)sqlite3_column_text(st, col));
-}
-
-static json_t *opt_int(sqlite3_stmt *st, int col)
-{
-    if (sqlite3_column_type(st, col) == SQLITE_NULL) {
-        return json_null();
-    }
-    return json_integer((json_int_t)sqlite3_column_int64(st, col));
-}
-
 int vg_repl_fsm_actions(struct vg_repl_fsm *f, const char *tag, size_t limit,
                         json_t **out)
 {
@@ -187,18 +171,18 @@ int vg_repl_fsm_actions(struct vg_repl_fsm *f, const char *tag, size_t limit,
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         json_t *a = json_object();
         json_object_set_new(a, "action", json_integer(sqlite3_column_int64(st, 0)));
-        json_object_set_new(a, "kind", opt_text(st, 1));
-        json_object_set_new(a, "tag", opt_text(st, 2));
+        json_object_set_new(a, "kind", fsm_column_json(st, 1));
+        json_object_set_new(a, "tag", fsm_column_json(st, 2));
         json_object_set_new(a, "value", json_real(sqlite3_column_double(st, 3)));
-        json_object_set_new(a, "project_version", opt_int(st, 4));
-        json_object_set_new(a, "user", opt_text(st, 5));
-        json_object_set_new(a, "station", opt_text(st, 6));
-        json_object_set_new(a, "time_ms", opt_int(st, 7));
-        json_object_set_new(a, "term", opt_int(st, 8));
-        json_object_set_new(a, "node", opt_int(st, 9));
-        json_object_set_new(a, "outcome", opt_text(st, 10));
-        json_object_set_new(a, "message", opt_text(st, 11));
-        json_object_set_new(a, "outcome_ms", opt_int(st, 12));
+        json_object_set_new(a, "project_version", fsm_column_json(st, 4));
+        json_object_set_new(a, "user", fsm_column_json(st, 5));
+        json_object_set_new(a, "station", fsm_column_json(st, 6));
+        json_object_set_new(a, "time_ms", fsm_column_json(st, 7));
+        json_object_set_new(a, "term", fsm_column_json(st, 8));
+        json_object_set_new(a, "node", fsm_column_json(st, 9));
+        json_object_set_new(a, "outcome", fsm_column_json(st, 10));
+        json_object_set_new(a, "message", fsm_column_json(st, 11));
+        json_object_set_new(a, "outcome_ms", fsm_column_json(st, 12));
         json_array_append_new(list, a);
     }
     sqlite3_finalize(st);

@@ -250,7 +250,8 @@ def main():
         ok(sh.get("type") == "alarm_shelved" and sh.get("changed") is True and
            sh.get("until_ms", 0) > 0, "shelved for 3 s: %s" % sh)
         forces[0].set(FAULT2, 1)
-        time.sleep(1.0)
+        vc.wait_for(lambda: (alarm_state(leader.client_address, FAULT2_ALARM)
+                             or {}).get("active"), 3)
         st = alarm_state(leader.client_address, FAULT2_ALARM)
         ok(st is not None and st["status"] == "normal" and st["shelved"] and
            st["active"] and st["shelve_reason"] == "pump under maintenance",
@@ -406,9 +407,7 @@ def main():
             c.close()
         if cluster is not None:
             if not all(tap.results):
-                for n in cluster.nodes:
-                    sys.stderr.write("---- node %d log tail\n%s\n" %
-                                     (n.id, n.log()[-3000:]))
+                cluster.dump_logs()
             cluster.close()
         for s in sims:
             s.kill()

@@ -125,8 +125,7 @@ def main():
                    % (len(committed), bad[:3]))
         except Exception as e:  # report as a failure, then clean up
             ok(False, "exception: %r" % (e,))
-            for n in cluster.nodes:
-                sys.stderr.write("---- node %d log tail\n%s\n" % (n.id, n.log()[-3000:]))
+            cluster.dump_logs()
     while t < n_tests:
         ok(False, "not reached")
     if failover_times:

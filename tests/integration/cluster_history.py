@@ -248,9 +248,7 @@ def main():
     finally:
         if cluster is not None:
             if not all(tap.results):
-                for n in cluster.nodes:
-                    sys.stderr.write("---- node %d log tail\n%s\n" %
-                                     (n.id, n.log()[-3000:]))
+                cluster.dump_logs()
             cluster.close()
         for s in sims:
             s.kill()

@@ -250,6 +250,11 @@ class Cluster:
         else:
             shutil.rmtree(self.dir, ignore_errors=True)
 
+    def dump_logs(self, tail=3000):
+        """The end of every node's log on stderr (after a failure)."""
+        for n in self.nodes:
+            sys.stderr.write("---- node %d log tail\n%s\n" % (n.id, n.log()[-tail:]))
+
     def statuses(self, timeout=0.3):
         out = {}
         for n in self.nodes:
