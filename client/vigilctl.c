@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "fetch.h"
 #include "vigilctl_records.h"
 #include "../config/project.h"
 #include "../proto/proto.h"
@@ -1633,15 +1634,6 @@ static int local_read(const struct cmd *cmd, const char *dir,
 #define DIGEST_HEX (2 * VG_PROJECT_DIGEST_SIZE + 1)
 
 /* The files digest (a version's identity) as hex. */
-static void digest_hex(const struct vg_project_files *fs, char out[DIGEST_HEX])
-{
-    unsigned char raw[VG_PROJECT_DIGEST_SIZE];
-    vg_project_files_digest(fs, raw);
-    for (size_t i = 0; i < sizeof raw; i++) {
-        snprintf(out + 2 * i, 3, "%02x", raw[i]);
-    }
-}
-
 static size_t error_count(const struct vg_diags *d)
 {
     return d->n + d->dropped;
@@ -1728,7 +1720,7 @@ static int cmd_project_validate(const struct opts *o, const struct cmd *cmd)
             json_array_append_new(diags, json_string(line));
         }
         char digest[DIGEST_HEX];
-        digest_hex(&lp.fs, digest);
+        vg_fetch_digest_hex(&lp.fs, digest);
         /* The digest is what "project load" would make the version's
          * identity: scripts compare it with the cluster's. */
         out = json_pack("{s:b, s:s?, s:s, s:I, s:o, s:s}", "valid", lp.d.n == 0 &&
@@ -1940,7 +1932,7 @@ static int cmd_project_load(struct vg_client *c, const struct opts *o,
         parsed_free(&lp);
         return EXIT_FAILED;
     }
-    digest_hex(&lp.fs, digest);
+    vg_fetch_digest_hex(&lp.fs, digest);
     parsed_free(&lp);
     answer = upload(c, o, cmd, bundle, len, digest);
     free(bundle);
@@ -2088,88 +2080,33 @@ static int cmd_project_history(struct vg_client *c, const struct opts *o,
 /* Fetch VERSION's bundle chunk by chunk, unpack it and check it against the
  * digest the node gave (and EXPECT, unless NULL). Returns 0 with *FS
  * filled, or EXIT_FAILED. */
+/* vg_fetch_call_fn for vigilctl: read from the leader when there is one
+ * (leader_call), borrowing REQ as the fetch functions expect. Transport
+ * failures were already printed by then; an error answer is the fetch
+ * function's to report. */
+static int fetch_call(void *ud, json_t *req, json_t **answer, char *errmsg)
+{
+    struct cmd cmd;
+
+    memset(&cmd, 0, sizeof cmd);
+    cmd.name = "project";
+    json_incref(req);
+    if (leader_call(ud, &cmd, req, answer) != 0) {
+        vg_errf(errmsg, "cannot reach the cluster");
+        return VG_EIO;
+    }
+    return VG_OK;
+}
+
 static int fetch_version(struct vg_client *c, const struct cmd *cmd,
                          long long version, const char *expect,
                          struct vg_project_files *fs)
 {
-    unsigned char *bundle = NULL;
-    long long total = -1;
-    long long offset = 0;
-    char digest[VG_ERRMSG_SIZE] = "";
     char errmsg[VG_ERRMSG_SIZE] = "";
-    char hex[DIGEST_HEX];
-    int rv;
 
-    memset(fs, 0, sizeof *fs);
-    while (total < 0 || offset < total) {
-        json_t *req = json_pack("{s:s, s:I, s:I}", "type", "project_get", "version",
-                                (json_int_t)version, "offset", (json_int_t)offset);
-        json_t *answer = NULL;
-        const char *data;
-        size_t len = 0;
-
-        if ((rv = leader_call(c, cmd, req, &answer)) != 0) {
-            free(bundle);
-            return rv;
-        }
-        if (is_error(answer)) {
-            rv = report_error(cmd, answer);
-            json_decref(answer);
-            free(bundle);
-            return rv;
-        }
-        data = vg_proto_get_str(answer, "data", NULL);
-        if (total < 0) {
-            total = vg_proto_get_int(answer, "total", -1);
-            snprintf(digest, sizeof digest, "%s",
-                     vg_proto_get_str(answer, "digest", ""));
-            if (expect != NULL && strcmp(digest, expect) != 0) {
-                fprintf(stderr, "vigilctl: %s: version %lld: the node sends "
-                                "digest %s, not %s as announced\n",
-                        cmd->name, version, digest, expect);
-                json_decref(answer);
-                return EXIT_FAILED;
-            }
-            bundle = total > 0 ? malloc((size_t)total) : NULL;
-            if (bundle == NULL) {
-                fprintf(stderr, "vigilctl: %s: version %lld: bad size %lld\n",
-                        cmd->name, version, total);
-                json_decref(answer);
-                return EXIT_FAILED;
-            }
-        }
-        /* Chunks may come from different nodes if the connection changes;
-         * they hold the same version, which the digest checks below. */
-        if (vg_proto_get_int(answer, "total", -2) != total ||
-            strcmp(vg_proto_get_str(answer, "digest", ""), digest) != 0 ||
-            vg_proto_get_int(answer, "offset", -1) != offset || data == NULL ||
-            sodium_base642bin(bundle + offset, (size_t)(total - offset), data,
-                              strlen(data), NULL, &len, NULL,
-                              sodium_base64_VARIANT_ORIGINAL) != 0 ||
-            len == 0) {
-            fprintf(stderr, "vigilctl: %s: version %lld: inconsistent chunk at "
-                            "offset %lld\n",
-                    cmd->name, version, offset);
-            json_decref(answer);
-            free(bundle);
-            return EXIT_FAILED;
-        }
-        offset += (long long)len;
-        json_decref(answer);
-    }
-    rv = vg_project_files_unpack(bundle, (size_t)total, fs, errmsg);
-    free(bundle);
-    if (rv != VG_OK) {
+    if (vg_fetch_project_version(fetch_call, c, version, expect, fs, errmsg) != VG_OK) {
         fprintf(stderr, "vigilctl: %s: version %lld: %s\n", cmd->name, version,
                 errmsg);
-        return EXIT_FAILED;
-    }
-    digest_hex(fs, hex);
-    if (strcmp(hex, digest) != 0) {
-        fprintf(stderr, "vigilctl: %s: version %lld: the files fetched hash to "
-                        "%s, not to the stored digest %s\n",
-                cmd->name, version, hex, digest);
-        vg_project_files_free(fs);
         return EXIT_FAILED;
     }
     return 0;

@@ -20,6 +20,7 @@
 #include "../proto/proto.h"
 #include "client.h"
 #include "vigilctl_records.h"
+#include "fetch.h"
 
 #define EXIT_FAILED 1
 #define EXIT_USAGE 2
@@ -916,39 +917,6 @@ static int cmd_history(struct ctx *x)
 /* ---------------------------------------------------------------- report */
 
 /* Every row of a newest-first query, oldest first, into a new array. */
-static int collect_newest_first(struct ctx *x, json_t *req, const char *list,
-                                json_t **out)
-{
-    long long before = 0;
-    json_t *all = json_array();
-
-    for (int pages = 0; pages < 1000; pages++) {
-        json_t *r = json_deep_copy(req), *ans, *rows, *row;
-        size_t i;
-        int rv;
-        json_object_set_new(r, "limit", json_integer(10000));
-        if (before > 0) {
-            json_object_set_new(r, "before_id", json_integer(before));
-        }
-        if ((rv = request(x, r, &ans)) != 0) {
-            json_decref(all);
-            return rv;
-        }
-        rows = json_object_get(ans, list);
-        json_array_foreach(rows, i, row) {
-            json_array_insert(all, 0, row);
-            before = vg_proto_get_int(row, "id", 0);
-        }
-        if (!json_is_true(json_object_get(ans, "more")) || json_array_size(rows) == 0) {
-            json_decref(ans);
-            break;
-        }
-        json_decref(ans);
-    }
-    *out = all;
-    return 0;
-}
-
 struct report_spec {
     enum vg_report_type type;
     const char *title;
@@ -965,7 +933,8 @@ static int run_report(struct ctx *x, const struct report_spec *spec, long long f
     const struct ropts *o = x->o;
     char errmsg[VG_ERRMSG_SIZE], filter[512] = "";
     struct vg_report_doc doc;
-    json_t *data = NULL, *req;
+    json_t *data = NULL;
+    struct vg_fetch_report q;
     unsigned pages = 0;
     int rv;
 
@@ -973,47 +942,24 @@ static int run_report(struct ctx *x, const struct report_spec *spec, long long f
         return usage("report: -o FILE is required");
     }
     memset(&doc, 0, sizeof doc);
-    if (spec->type == VG_REPORT_TYPE_ALARMS) {
-        req = vg_proto_request("alarm_journal", -1);
-        json_object_set_new(req, "from_ms", json_integer(from));
-        json_object_set_new(req, "to_ms", json_integer(to));
-        if (spec->n_sections > 0) {
-            json_object_set_new(req, "sections",
-                                str_array(spec->sections, spec->n_sections));
-        }
-        rv = collect_newest_first(x, req, "entries", &data);
-        json_decref(req);
-    } else if (spec->type == VG_REPORT_TYPE_AUDIT) {
-        struct ropts ao = *o;
-        ao.from = "x"; /* the range is given explicitly */
-        ao.to = "x";
-        req = audit_request(&ao, from, to);
-        rv = collect_newest_first(x, req, "records", &data);
-        json_decref(req);
-    } else {
-        if (spec->n_tags == 0) {
-            return usage("report tags: name the tags with --tag TAG...");
-        }
-        data = json_array();
-        rv = 0;
-        for (size_t t = 0; t < spec->n_tags && rv == 0; t++) {
-            json_t *ans;
-            req = vg_proto_request("history_query", -1);
-            json_object_set_new(req, "tag", json_string(spec->tags[t]));
-            json_object_set_new(req, "from_ms", json_integer(from));
-            json_object_set_new(req, "to_ms", json_integer(to));
-            json_object_set_new(req, "buckets", json_integer(500));
-            if ((rv = request(x, req, &ans)) == 0) {
-                json_object_del(ans, "type");
-                json_object_del(ans, "id");
-                json_object_del(ans, "v");
-                json_array_append_new(data, ans);
-            }
-        }
+    memset(&q, 0, sizeof q);
+    q.kind = spec->type == VG_REPORT_TYPE_ALARMS  ? VG_FETCH_ALARMS
+             : spec->type == VG_REPORT_TYPE_AUDIT ? VG_FETCH_AUDIT
+                                                  : VG_FETCH_TAGS;
+    q.from_ms = from;
+    q.to_ms = to;
+    q.sections = spec->sections;
+    q.n_sections = spec->n_sections;
+    q.tags = spec->tags;
+    q.n_tags = spec->n_tags;
+    q.audit_kind = o->kind;
+    q.audit_user = o->user;
+    if (q.kind == VG_FETCH_TAGS && spec->n_tags == 0) {
+        return usage("report tags: name the tags with --tag TAG...");
     }
-    if (rv != 0) {
-        json_decref(data);
-        return rv;
+    if (vg_fetch_report_data(vg_fetch_call_client, x->c, &q, &data, errmsg) != VG_OK) {
+        fprintf(stderr, "vigilctl: %s: %s\n", x->name, errmsg);
+        return EXIT_FAILED;
     }
     if (spec->n_sections > 0) {
         size_t off = (size_t)snprintf(filter, sizeof filter, "sections:");
