@@ -16,6 +16,9 @@ two real GTK stations, driven with xdotool (TAP).
    B. A value outside the limits is refused in the dialog; nothing is sent.
 5. An alarm forced in the simulator appears on both; A acknowledges all in
    its alarm view (xdotool); B shows it acknowledged.
+   The reports view runs the project's daily-flows report, previews it and
+   saves it as PDF through the file chooser; a screen's trend object opens
+   the trend view drawn from aggregated history.
 6. The leader is killed (-9), five times: the banner appears on both
    stations and goes away without operator action, and values are fresh
    again (read by the new leader). The time from kill to fresh values is
@@ -443,6 +446,39 @@ def main():
            "acknowledged on A (%s), shown acknowledged on B %.2f s later (%s)" % (
                sa.get("notes", {}).get("last_ack"), time.monotonic() - t_ack,
                sb.get("alarms", {}).get(FAULT_ALARM)))
+
+        # 5b. Reports view: run the project's first report (daily flows),
+        # preview it, save it as PDF through the file chooser; pdfinfo reads it.
+        a.click_widget("hmi-tool-reports")
+        a.wait(lambda s: s.get("view") == "reports" and
+               "hmi-report-run" in s.get("widgets", {}), 5)
+        a.click_widget("hmi-report-run")
+        st, good = a.wait(lambda s: "rows" in s.get("notes", {}).get("report_preview", ""), 15)
+        ok(good, "report previewed on A: %s" % st.get("notes", {}).get("report_preview"))
+        pdf = os.path.join(args.shots, "daily-flows.pdf")
+        if os.path.exists(pdf):
+            os.unlink(pdf)
+        a.click_widget("hmi-report-save-pdf")
+        a.dialog_type(["ctrl+a", (pdf,), "Return"])
+        st, good = a.wait(lambda s: s.get("notes", {}).get("last_report", "").startswith(
+            "pdf"), 20)
+        info = ""
+        if good and shutil.which("pdfinfo") and os.path.exists(pdf):
+            info = subprocess.run(["pdfinfo", pdf], capture_output=True, text=True).stdout
+        ok(good and "Pages:" in info,
+           "the report saved as PDF (%s): %s; pdfinfo: %s" % (
+               pdf, st.get("notes", {}).get("last_report"),
+               " ".join(l for l in info.splitlines() if l.startswith("Pages"))))
+
+        # 5c. A screen's trend object opens the trend view on its tags, drawn
+        # from aggregated history.
+        a.key("F4")
+        a.wait(lambda s: s.get("screen") == "distribution", 5)
+        a.click_screen(640 + 315, 400 + 195)   # the trend object of distribution.yaml
+        st, good = a.wait(lambda s: s.get("view") == "trends" and
+                          "buckets" in s.get("notes", {}).get("trend", ""), 15)
+        ok(good, "the trend object opens the trend view: %s" %
+           st.get("notes", {}).get("trend"))
         a.key("F1")
 
         # 6. Failover, several times.
