@@ -12,14 +12,15 @@
  *
  * What is committed. Every change the engine reports, bookkeeping included
  * (a delay started), goes into a queue; the queue is proposed as
- * ALARM_STATE commands (≤ 1024 changes each) from the loop iteration, never
- * from inside a raft callback (DESIGN.md, libraft 0.15). An operator action
- * (ack, shelve, unshelve, out of service) first flushes that queue, so its
- * command is ordered after every automatic change it saw, then proposes its
- * own command and answers once that is committed. The engine runs ahead of
- * the log by at most the commands in flight; should one fail while the node
- * stays leader, the engine is rebuilt from the table once nothing is in
- * flight.
+ * ALARM_STATE commands (≤ 1024 changes each, at most ALARMS_IN_FLIGHT
+ * waiting for their commit) from the loop iteration, never from inside a
+ * raft callback (DESIGN.md, libraft 0.15). An operator action (ack, shelve,
+ * unshelve, out of service) queues its changes behind every automatic change
+ * it saw, so its command is ordered after them, and is answered once the
+ * command holding its last change is committed. The engine runs ahead of the
+ * log by at most the queue and the commands in flight; should one fail
+ * while the node stays leader, the engine is rebuilt from the table once
+ * nothing is in flight (what is still queued is dropped with it).
  *
  * What the stations see. Pushes are made from the applied command
  * (node_alarms_applied), not from the engine, so a station never sees a
@@ -32,6 +33,7 @@
  * already acknowledged (the command was committed) or not (it was not), so
  * the second request either acknowledges it or answers "unchanged", and the
  * journal holds one ack either way. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +44,8 @@
 #include "plc/plc.h"
 
 #define CHANGES_PER_CMD 1024
+/* ALARM_STATE commands proposed and not yet applied, at most (see flush). */
+#define ALARMS_IN_FLIGHT 2u
 #define NAME_MAX_BYTES 256u
 #define WHO_MAX 128u
 #define REASON_MAX 127u
@@ -526,23 +530,35 @@ static int propose_changes(struct alarm_duty *d, json_t *changes,
     return rv;
 }
 
-/* Propose every queued change, in order. */
+/* Propose queued changes, in order, while fewer than ALARMS_IN_FLIGHT
+ * commands wait for their commit; the rest wait in the queue for a later
+ * iteration. libraft applies every committed entry in one go on the loop,
+ * so this bounds how long one iteration can spend applying alarm changes
+ * (20 000 alarms raised at once were 20 commands applied back to back,
+ * long enough to miss heartbeats and lose leadership); an ack queued
+ * meanwhile goes out with the next command, so the bound costs no
+ * throughput while commands are full. */
 static void flush(struct alarm_duty *d)
 {
-    while (json_array_size(d->pending) > 0) {
+    while (json_array_size(d->pending) > 0 && d->in_flight < ALARMS_IN_FLIGHT) {
         size_t k = json_array_size(d->pending);
-        json_t *chunk = json_array();
+        json_t *chunk = json_array(), *rest = json_array();
         struct chunk_prop *cp = calloc(1, sizeof *cp);
 
+        if (chunk == NULL || rest == NULL) {
+            json_decref(chunk); /* out of memory: try again next iteration */
+            json_decref(rest);
+            free(cp);
+            return;
+        }
         if (k > CHANGES_PER_CMD) {
             k = CHANGES_PER_CMD;
         }
-        for (size_t i = 0; i < k; i++) {
-            json_array_append(chunk, json_array_get(d->pending, i));
+        for (size_t i = 0; i < json_array_size(d->pending); i++) {
+            json_array_append(i < k ? chunk : rest, json_array_get(d->pending, i));
         }
-        for (size_t i = 0; i < k; i++) {
-            json_array_remove(d->pending, 0);
-        }
+        json_decref(d->pending);
+        d->pending = rest;
         d->proposed += k;
         if (cp != NULL) {
             cp->p.data = d;
@@ -984,30 +1000,64 @@ static struct alarm_duty *need_engine(struct node *n, struct conn *c, long long 
     return d;
 }
 
-/* The committed alarms a station should see through S, as entries. */
-static json_t *committed_entries(struct node *n, const struct alarm_sub *s,
-                                 bool all)
-{
-    json_t *rows = NULL, *row, *list = json_array();
-    size_t i;
+/* Entries per answer page and per image event: an entry is a few hundred
+ * bytes, a frame at most 1 MiB. */
+#define ENTRIES_PER_FRAME 1000u
 
-    if (vg_repl_fsm_alarm_states(&n->fsm, &rows) != VG_OK) {
-        return list;
+/* The committed alarms a station should see through S, as entries: those
+ * named after AFTER (NULL: all), at most LIMIT of them; *MORE (may be NULL)
+ * tells whether another one follows. Read in slices, so that a page of a
+ * long list does not read and parse every stored state. */
+static json_t *committed_entries(struct node *n, const struct alarm_sub *s,
+                                 bool all, const char *after, size_t limit,
+                                 bool *more)
+{
+    json_t *list = json_array();
+    char *cursor = after != NULL ? strdup(after) : NULL;
+    bool done = false;
+
+    if (more != NULL) {
+        *more = false;
     }
-    json_array_foreach(rows, i, row) {
-        const char *name = json_string_value(json_object_get(row, "alarm"));
-        json_t *st = json_object_get(row, "state");
-        if (name == NULL || (!all && !shown(st)) ||
-            !sub_wants(s, json_object_get(row, "section"),
-                       json_object_get(row, "priority"), name)) {
-            continue;
+    while (!done) {
+        json_t *rows = NULL, *row;
+        size_t i;
+
+        if (vg_repl_fsm_alarm_states_page(&n->fsm, cursor, 2 * ENTRIES_PER_FRAME,
+                                          &rows) != VG_OK) {
+            break;
         }
-        json_array_append_new(list, entry(name, st, json_object_get(row, "tag"),
-                                          json_object_get(row, "section"),
-                                          json_object_get(row, "priority"),
-                                          json_object_get(row, "message")));
+        done = json_array_size(rows) < 2 * ENTRIES_PER_FRAME;
+        json_array_foreach(rows, i, row) {
+            const char *name = json_string_value(json_object_get(row, "alarm"));
+            json_t *st = json_object_get(row, "state");
+            if (name == NULL || (!all && !shown(st)) ||
+                !sub_wants(s, json_object_get(row, "section"),
+                           json_object_get(row, "priority"), name)) {
+                continue;
+            }
+            if (json_array_size(list) == limit) {
+                if (more != NULL) {
+                    *more = true;
+                }
+                done = true;
+                break;
+            }
+            json_array_append_new(list, entry(name, st, json_object_get(row, "tag"),
+                                              json_object_get(row, "section"),
+                                              json_object_get(row, "priority"),
+                                              json_object_get(row, "message")));
+        }
+        if (!done && json_array_size(rows) > 0) {
+            free(cursor);
+            cursor = strdup(json_string_value(
+                json_object_get(json_array_get(rows, json_array_size(rows) - 1),
+                                "alarm")));
+            done = cursor == NULL;
+        }
+        json_decref(rows);
     }
-    json_decref(rows);
+    free(cursor);
     return list;
 }
 
@@ -1023,18 +1073,14 @@ static bool filter_args(struct node *n, struct conn *c, long long id,
     return true;
 }
 
-/* Entries per answer page and per image event: an entry is a few hundred
- * bytes, a frame at most 1 MiB. */
-#define ENTRIES_PER_FRAME 1000u
-
 static void handle_list(struct node *n, struct conn *c, json_t *msg, long long id)
 {
     static const char *const allowed[] = {"sections", "max_priority", "all",
                                           "after", NULL};
     struct alarm_sub s = {0};
-    json_t *list, *page, *e, *all = json_object_get(msg, "all");
+    json_t *page, *all = json_object_get(msg, "all");
     const char *after = NULL;
-    size_t i;
+    bool more;
 
     if (!node_members_ok(c, id, msg, "alarms_list", allowed) ||
         !node_get_str(c, id, msg, "alarms_list", "after", false, NAME_MAX_BYTES,
@@ -1052,23 +1098,11 @@ static void handle_list(struct node *n, struct conn *c, json_t *msg, long long i
         json_decref(s.sections);
         return;
     }
-    list = committed_entries(n, &s, json_is_true(all));
     /* Pages in name order: AFTER is the last name of the previous page. */
-    page = json_array();
-    json_array_foreach(list, i, e) {
-        const char *name = json_string_value(json_object_get(e, "alarm"));
-        if (after != NULL && strcmp(name, after) <= 0) {
-            continue;
-        }
-        if (json_array_size(page) == ENTRIES_PER_FRAME) {
-            break;
-        }
-        json_array_append(page, e);
-    }
+    page = committed_entries(n, &s, json_is_true(all), after, ENTRIES_PER_FRAME,
+                             &more);
     node_send_replica_answer(n, c, "alarms", id,
-                             json_pack("{s:b, s:o}", "more",
-                                       i < json_array_size(list), "alarms", page));
-    json_decref(list);
+                             json_pack("{s:b, s:o}", "more", more, "alarms", page));
     json_decref(s.sections);
 }
 
@@ -1099,7 +1133,7 @@ static void handle_subscribe(struct node *n, struct conn *c, json_t *msg,
     }
     sub_free(c->alarm_sub);
     c->alarm_sub = s;
-    list = committed_entries(n, s, false);
+    list = committed_entries(n, s, false, NULL, SIZE_MAX, NULL);
     a = node_answer("alarms_subscribed", id);
     json_object_set_new(a, "node", json_integer((json_int_t)n->cfg->id));
     json_object_set_new(a, "count", json_integer((json_int_t)json_array_size(list)));

@@ -12,6 +12,9 @@
  * the rules belong to the leader, and a replica must apply what the leader
  * committed even if its own engine would have decided differently. */
 #include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "fsm_internal.h"
@@ -93,23 +96,109 @@ static bool state_ok(json_t *st)
 }
 
 /* Only the known members, in key order: what every replica stores is then
- * byte-identical even if a leader sent extra members. */
+ * byte-identical even if a leader sent extra members. The text is exactly
+ * what json_dumps(JSON_COMPACT | JSON_SORT_KEYS) makes of those members
+ * (stored rows are hashed by the digest, so it must not change), written
+ * directly because building and dumping an object per change was a tenth
+ * of an acknowledgment's apply. ST passed state_ok. */
+struct text {
+    char *p;
+    size_t len, cap;
+    bool nomem;
+};
+
+static void text_put(struct text *t, const char *s, size_t n)
+{
+    if (t->nomem) {
+        return;
+    }
+    if (t->len + n + 1 > t->cap) {
+        size_t cap = (t->len + n + 1) * 2;
+        char *p = realloc(t->p, cap);
+        if (p == NULL) {
+            t->nomem = true;
+            return;
+        }
+        t->p = p;
+        t->cap = cap;
+    }
+    memcpy(t->p + t->len, s, n);
+    t->len += n;
+    t->p[t->len] = '\0';
+}
+
+static void text_key(struct text *t, const char *key)
+{
+    text_put(t, t->len > 1 ? ",\"" : "\"", t->len > 1 ? 2 : 1);
+    text_put(t, key, strlen(key));
+    text_put(t, "\":", 2);
+}
+
+/* A string as jansson dumps it: plain bytes are copied, anything it would
+ * escape goes through jansson itself. */
+static void text_string(struct text *t, json_t *v)
+{
+    const char *s = json_string_value(v);
+    size_t n = json_string_length(v);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == '"' || c == '\\') {
+            char *esc = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+            if (esc == NULL) {
+                t->nomem = true;
+                return;
+            }
+            text_put(t, esc, strlen(esc));
+            free(esc);
+            return;
+        }
+    }
+    text_put(t, "\"", 1);
+    text_put(t, s, n);
+    text_put(t, "\"", 1);
+}
+
 static char *state_text(json_t *st)
 {
-    json_t *clean = json_object();
-    char *text;
-    json_object_set(clean, "status", json_object_get(st, "status"));
-    json_object_set(clean, "shelve_reason", json_object_get(st, "shelve_reason"));
-    json_object_set(clean, "shelve_user", json_object_get(st, "shelve_user"));
-    for (size_t i = 0; i < N_BOOLS; i++) {
-        json_object_set(clean, state_bools[i], json_object_get(st, state_bools[i]));
+    /* Sorted as strcmp sorts them; 'b' a boolean, 'i' an integer, 's' a
+     * string. */
+    static const struct {
+        const char *key;
+        char kind;
+    } members[] = {
+        {"acked_ms", 'i'},       {"active", 'b'},
+        {"changed_ms", 'i'},     {"cleared_ms", 'i'},
+        {"out_of_service", 'b'}, {"out_of_service_ms", 'i'},
+        {"pending", 'b'},        {"pending_since_ms", 'i'},
+        {"raised_ms", 'i'},      {"shelve_reason", 's'},
+        {"shelve_user", 's'},    {"shelved", 'b'},
+        {"shelved_ms", 'i'},     {"shelved_until_ms", 'i'},
+        {"status", 's'},
+    };
+    struct text t = {0};
+    char num[24];
+
+    text_put(&t, "{", 1);
+    for (size_t i = 0; i < sizeof members / sizeof members[0]; i++) {
+        json_t *v = json_object_get(st, members[i].key);
+        text_key(&t, members[i].key);
+        if (members[i].kind == 'b') {
+            text_put(&t, json_is_true(v) ? "true" : "false",
+                     json_is_true(v) ? 4 : 5);
+        } else if (members[i].kind == 'i') {
+            int n = snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT,
+                             json_integer_value(v));
+            text_put(&t, num, (size_t)n);
+        } else {
+            text_string(&t, v);
+        }
     }
-    for (size_t i = 0; i < N_TIMES; i++) {
-        json_object_set(clean, state_times[i], json_object_get(st, state_times[i]));
+    text_put(&t, "}", 1);
+    if (t.nomem) {
+        free(t.p);
+        return NULL;
     }
-    text = json_dumps(clean, JSON_COMPACT | JSON_SORT_KEYS);
-    json_decref(clean);
-    return text;
+    return t.p;
 }
 
 static bool message_ok(json_t *m)
@@ -193,41 +282,32 @@ static void bind_opt_int(sqlite3_stmt *st, int col, json_t *v)
     }
 }
 
-/* Statements of one apply, prepared once: a command carries up to 1024
- * changes, and preparing per change would cost more than the writes. */
+/* Statements of apply, prepared once per connection (fsm_stmt): a command
+ * carries up to 1024 changes, and an acknowledgment's command often one. */
 struct stmts {
     sqlite3_stmt *del, *put, *journal;
 };
 
-static void stmts_free(struct stmts *s)
-{
-    sqlite3_finalize(s->del);
-    sqlite3_finalize(s->put);
-    sqlite3_finalize(s->journal);
-}
-
 static int stmts_prepare(struct vg_repl_fsm *f, struct stmts *s)
 {
-    memset(s, 0, sizeof *s);
-    if (sqlite3_prepare_v2(f->db, "DELETE FROM alarm_states WHERE name = ?", -1,
-                           &s->del, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(f->db,
-                           "INSERT OR REPLACE INTO alarm_states(name, status,"
-                           " state, tag, section, priority, message, idx)"
-                           " VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
-                           -1, &s->put, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(f->db,
-                           "INSERT INTO alarm_journal(id, time_ms, alarm, tag,"
-                           " section, priority, cause, from_status, to_status,"
-                           " active, shelved, oos, value, user, station, reason,"
-                           " message, term, node) VALUES(?, ?, ?, ?, ?, ?, ?, ?,"
-                           " ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                           -1, &s->journal, NULL) != SQLITE_OK) {
-        int rv = fsm_db_fail(f, "prepare alarm statements");
-        stmts_free(s);
-        return rv;
-    }
-    return VG_OK;
+    s->del = fsm_stmt(f, FSM_STMT_ALARM_DEL,
+                      "DELETE FROM alarm_states WHERE name = ?");
+    s->put = s->del == NULL ? NULL
+                            : fsm_stmt(f, FSM_STMT_ALARM_PUT,
+                                       "INSERT OR REPLACE INTO alarm_states(name,"
+                                       " status, state, tag, section, priority,"
+                                       " message, idx)"
+                                       " VALUES(?, ?, ?, ?, ?, ?, ?, ?)");
+    s->journal =
+        s->put == NULL
+            ? NULL
+            : fsm_stmt(f, FSM_STMT_ALARM_JOURNAL,
+                       "INSERT INTO alarm_journal(id, time_ms, alarm, tag,"
+                       " section, priority, cause, from_status, to_status,"
+                       " active, shelved, oos, value, user, station, reason,"
+                       " message, term, node) VALUES(?, ?, ?, ?, ?, ?, ?, ?,"
+                       " ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    return s->journal != NULL ? VG_OK : VG_EDB;
 }
 
 static int store_state(struct vg_repl_fsm *f, struct stmts *ss, uint64_t index,
@@ -366,7 +446,6 @@ int fsm_apply_alarm_state(struct vg_repl_fsm *f, uint64_t index,
             break;
         }
     }
-    stmts_free(&ss);
     return rv;
 }
 
@@ -383,7 +462,8 @@ static json_t *col_parsed(sqlite3_stmt *st, int col)
     return v != NULL ? v : json_null();
 }
 
-int vg_repl_fsm_alarm_states(struct vg_repl_fsm *f, json_t **out)
+int vg_repl_fsm_alarm_states_page(struct vg_repl_fsm *f, const char *after,
+                                  size_t limit, json_t **out)
 {
     sqlite3_stmt *st;
     json_t *list;
@@ -392,10 +472,13 @@ int vg_repl_fsm_alarm_states(struct vg_repl_fsm *f, json_t **out)
     *out = NULL;
     if (sqlite3_prepare_v2(f->db,
                            "SELECT name, state, tag, section, priority, message,"
-                           " idx FROM alarm_states ORDER BY name",
+                           " idx FROM alarm_states WHERE ?1 IS NULL OR name > ?1"
+                           " ORDER BY name LIMIT ?2",
                            -1, &st, NULL) != SQLITE_OK) {
         return fsm_db_fail(f, "prepare alarm states");
     }
+    fsm_bind_opt_text(st, 1, after);
+    sqlite3_bind_int64(st, 2, limit > INT64_MAX ? -1 : (int64_t)limit);
     list = json_array();
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         json_t *a = json_object();
@@ -415,6 +498,11 @@ int vg_repl_fsm_alarm_states(struct vg_repl_fsm *f, json_t **out)
     }
     *out = list;
     return VG_OK;
+}
+
+int vg_repl_fsm_alarm_states(struct vg_repl_fsm *f, json_t **out)
+{
+    return vg_repl_fsm_alarm_states_page(f, NULL, SIZE_MAX, out);
 }
 
 static void append_in(char *sql, size_t size, const char *col, size_t n)

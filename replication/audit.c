@@ -43,15 +43,15 @@ int fsm_audit_add(struct vg_repl_fsm *f, uint64_t id, const struct vg_cmd *cmd,
                   json_t *new_value, const char *user, const char *station,
                   const char *detail)
 {
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = fsm_stmt(f, FSM_STMT_AUDIT,
+                                "INSERT INTO audit(id, time_ms, kind, object,"
+                                " old_value, new_value, user, station, detail,"
+                                " term, node) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                                " ?, ?)");
     int rc;
 
-    if (sqlite3_prepare_v2(f->db,
-                           "INSERT INTO audit(id, time_ms, kind, object,"
-                           " old_value, new_value, user, station, detail, term,"
-                           " node) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                           -1, &st, NULL) != SQLITE_OK) {
-        return fsm_db_fail(f, "prepare audit");
+    if (st == NULL) {
+        return VG_EDB;
     }
     sqlite3_bind_int64(st, 1, (int64_t)id);
     sqlite3_bind_int64(st, 2, (int64_t)cmd->time_ms);
@@ -65,7 +65,7 @@ int fsm_audit_add(struct vg_repl_fsm *f, uint64_t id, const struct vg_cmd *cmd,
     sqlite3_bind_int64(st, 10, (int64_t)cmd->term);
     sqlite3_bind_int64(st, 11, (int64_t)cmd->proposer);
     rc = sqlite3_step(st);
-    sqlite3_finalize(st);
+    sqlite3_reset(st);
     return rc == SQLITE_DONE ? VG_OK : fsm_db_fail(f, "audit");
 }
 

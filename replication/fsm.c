@@ -188,36 +188,54 @@ static int exec(struct vg_repl_fsm *f, const char *sql)
     return VG_OK;
 }
 
-static int meta_set_int(struct vg_repl_fsm *f, const char *key, int64_t v)
+sqlite3_stmt *fsm_stmt(struct vg_repl_fsm *f, enum fsm_stmt_slot slot,
+                       const char *sql)
 {
-    sqlite3_stmt *st;
-    int rc;
-    if (sqlite3_prepare_v2(f->db,
-                           "INSERT OR REPLACE INTO vg_meta(key, value) VALUES(?, ?)",
-                           -1, &st, NULL) != SQLITE_OK) {
-        return fsm_db_fail(f, "prepare meta");
+    _Static_assert(FSM_STMT_MAX <= sizeof f->stmts / sizeof f->stmts[0],
+                   "vg_repl_fsm.stmts has a slot for every statement");
+    sqlite3_stmt *st = f->stmts[slot];
+
+    if (st == NULL) {
+        if (sqlite3_prepare_v3(f->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st,
+                               NULL) != SQLITE_OK) {
+            sqlite3_finalize(st);
+            fsm_db_fail(f, "prepare");
+            return NULL;
+        }
+        f->stmts[slot] = st;
+        return st;
     }
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, v);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? VG_OK : fsm_db_fail(f, "write meta");
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return st;
 }
 
-static int meta_set_blob(struct vg_repl_fsm *f, const char *key,
-                         const void *v, int n)
+static void stmts_finalize(struct vg_repl_fsm *f)
 {
-    sqlite3_stmt *st;
+    for (size_t i = 0; i < sizeof f->stmts / sizeof f->stmts[0]; i++) {
+        sqlite3_finalize(f->stmts[i]);
+        f->stmts[i] = NULL;
+    }
+}
+
+static int meta_set(struct vg_repl_fsm *f, const char *key, int64_t i,
+                    const void *blob, int n)
+{
+    sqlite3_stmt *st = fsm_stmt(f, FSM_STMT_META,
+                                "INSERT OR REPLACE INTO vg_meta(key, value)"
+                                " VALUES(?, ?)");
     int rc;
-    if (sqlite3_prepare_v2(f->db,
-                           "INSERT OR REPLACE INTO vg_meta(key, value) VALUES(?, ?)",
-                           -1, &st, NULL) != SQLITE_OK) {
-        return fsm_db_fail(f, "prepare meta");
+    if (st == NULL) {
+        return VG_EDB;
     }
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    sqlite3_bind_blob(st, 2, v, n, SQLITE_STATIC);
+    if (blob != NULL) {
+        sqlite3_bind_blob(st, 2, blob, n, SQLITE_STATIC);
+    } else {
+        sqlite3_bind_int64(st, 2, i);
+    }
     rc = sqlite3_step(st);
-    sqlite3_finalize(st);
+    sqlite3_reset(st);
     return rc == SQLITE_DONE ? VG_OK : fsm_db_fail(f, "write meta");
 }
 
@@ -264,10 +282,42 @@ static int load_meta(struct vg_repl_fsm *f)
     return VG_OK;
 }
 
-static void hash_value(crypto_generichash_state *h, sqlite3_stmt *st, int c)
+/* The digest's input, gathered and handed to BLAKE2b a few KiB at a time:
+ * the hash of a stream does not depend on how it is cut, and one call per
+ * column value (two per value, 19 columns a journal row) cost more than the
+ * hashing itself. */
+struct hash_buf {
+    crypto_generichash_state *h;
+    size_t n;
+    unsigned char b[8192];
+};
+
+static void hb_put(struct hash_buf *hb, const void *p, size_t len)
+{
+    if (hb->n + len > sizeof hb->b) {
+        crypto_generichash_update(hb->h, hb->b, hb->n);
+        hb->n = 0;
+        if (len > sizeof hb->b) {
+            crypto_generichash_update(hb->h, p, len);
+            return;
+        }
+    }
+    memcpy(hb->b + hb->n, p, len);
+    hb->n += len;
+}
+
+static void hb_flush(struct hash_buf *hb)
+{
+    if (hb->n > 0) {
+        crypto_generichash_update(hb->h, hb->b, hb->n);
+        hb->n = 0;
+    }
+}
+
+static void hash_value(struct hash_buf *h, sqlite3_stmt *st, int c)
 {
     unsigned char tag = (unsigned char)sqlite3_column_type(st, c);
-    crypto_generichash_update(h, &tag, 1);
+    hb_put(h, &tag, 1);
     switch (tag) {
     case SQLITE_INTEGER: {
         int64_t v = sqlite3_column_int64(st, c);
@@ -275,12 +325,12 @@ static void hash_value(crypto_generichash_state *h, sqlite3_stmt *st, int c)
         for (int i = 0; i < 8; i++) {
             b[i] = (unsigned char)((uint64_t)v >> (8 * i));
         }
-        crypto_generichash_update(h, b, 8);
+        hb_put(h, b, 8);
         break;
     }
     case SQLITE_FLOAT: {
         double v = sqlite3_column_double(st, c);
-        crypto_generichash_update(h, (const unsigned char *)&v, 8);
+        hb_put(h, &v, 8);
         break;
     }
     case SQLITE_NULL:
@@ -291,9 +341,9 @@ static void hash_value(crypto_generichash_state *h, sqlite3_stmt *st, int c)
         unsigned char b[4] = {(unsigned char)len, (unsigned char)(len >> 8),
                               (unsigned char)(len >> 16),
                               (unsigned char)(len >> 24)};
-        crypto_generichash_update(h, b, 4);
+        hb_put(h, b, 4);
         if (len > 0) {
-            crypto_generichash_update(h, p, len);
+            hb_put(h, p, len);
         }
     }
     }
@@ -302,8 +352,15 @@ static void hash_value(crypto_generichash_state *h, sqlite3_stmt *st, int c)
 int vg_repl_fsm_digest(struct vg_repl_fsm *f, unsigned char out[VG_DIGEST_SIZE])
 {
     crypto_generichash_state h;
+    struct hash_buf *hb = malloc(sizeof *hb);
     char sql[320];
 
+    if (hb == NULL) {
+        vg_errf(f->errmsg, "out of memory computing the digest");
+        return VG_EDB;
+    }
+    hb->h = &h;
+    hb->n = 0;
     crypto_generichash_init(&h, NULL, 0, VG_DIGEST_SIZE);
     for (size_t t = 0; t < sizeof digest_tables / sizeof digest_tables[0]; t++) {
         sqlite3_stmt *st;
@@ -313,28 +370,31 @@ int vg_repl_fsm_digest(struct vg_repl_fsm *f, unsigned char out[VG_DIGEST_SIZE])
                  digest_tables[t].columns, digest_tables[t].table,
                  digest_tables[t].order);
         if (sqlite3_prepare_v2(f->db, sql, -1, &st, NULL) != SQLITE_OK) {
+            free(hb);
             return fsm_db_fail(f, "digest");
         }
         if (!digest_tables[t].lazy) {
-            crypto_generichash_update(&h, (const unsigned char *)sql, strlen(sql));
+            hb_put(hb, sql, strlen(sql));
             hashed_query = true;
         }
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
             int n = sqlite3_column_count(st);
             if (!hashed_query) {
-                crypto_generichash_update(&h, (const unsigned char *)sql,
-                                          strlen(sql));
+                hb_put(hb, sql, strlen(sql));
                 hashed_query = true;
             }
             for (int c = 0; c < n; c++) {
-                hash_value(&h, st, c);
+                hash_value(hb, st, c);
             }
         }
         sqlite3_finalize(st);
         if (rc != SQLITE_DONE) {
+            free(hb);
             return fsm_db_fail(f, "digest step");
         }
     }
+    hb_flush(hb);
+    free(hb);
     crypto_generichash_final(&h, out, VG_DIGEST_SIZE);
     return VG_OK;
 }
@@ -886,11 +946,14 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
         outcome = dispatch(f, index, &cmd);
         if (outcome == VG_EDB) {
             exec(f, "ROLLBACK");
+            fsm_tag_cache_free(f);
             goto fatal;
         }
         if (outcome != VG_OK && outcome != VG_REPL_UNCHANGED) {
-            /* A rejected command must leave no partial effect. */
+            /* A rejected command must leave no partial effect, nor a cached
+             * tag id that the rollback took away. */
             exec(f, "ROLLBACK");
+            fsm_tag_cache_free(f);
             if (exec(f, "BEGIN IMMEDIATE") != VG_OK) {
                 goto fatal;
             }
@@ -898,12 +961,13 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
     }
     memcpy(chain, f->chain, sizeof chain);
     chain_advance(chain, index, buf, hashed_len);
-    rv = meta_set_int(f, "applied_index", (int64_t)index);
+    rv = meta_set(f, "applied_index", (int64_t)index, NULL, 0);
     if (rv == VG_OK) {
-        rv = meta_set_blob(f, "chain", chain, VG_DIGEST_SIZE);
+        rv = meta_set(f, "chain", 0, chain, VG_DIGEST_SIZE);
     }
     if (rv != VG_OK || exec(f, "COMMIT") != VG_OK) {
         exec(f, "ROLLBACK");
+        fsm_tag_cache_free(f);
         goto fatal;
     }
     memcpy(f->chain, chain, sizeof chain);
@@ -1025,6 +1089,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
         rv = RAFT_IOERR;
         goto out;
     }
+    fsm_tag_cache_free(f); /* another database from here on */
     if (sqlite3_backup_step(bk, -1) != SQLITE_DONE) {
         sqlite3_backup_finish(bk);
         fsm_db_fail(f, "restore: backup");
@@ -1081,6 +1146,7 @@ int vg_repl_fsm_open(struct vg_repl_fsm *f, const char *path)
      * which libraft fsyncs. */
     if ((rv = exec(f, "PRAGMA journal_mode=WAL")) != VG_OK ||
         (rv = exec(f, "PRAGMA synchronous=NORMAL")) != VG_OK ||
+        (rv = exec(f, "PRAGMA cache_size=-65536")) != VG_OK ||
         (rv = exec(f, schema)) != VG_OK || (rv = load_meta(f)) != VG_OK) {
         sqlite3_close(f->db);
         f->db = NULL;
@@ -1098,6 +1164,8 @@ int vg_repl_fsm_open(struct vg_repl_fsm *f, const char *path)
 
 void vg_repl_fsm_close(struct vg_repl_fsm *f)
 {
+    stmts_finalize(f);
+    fsm_tag_cache_free(f);
     if (f->db != NULL) {
         sqlite3_close(f->db);
         f->db = NULL;

@@ -20,6 +20,31 @@ int fsm_opt_string(json_t *body, const char *key, const char **out);
  * or string, as SQLite stores it. */
 json_t *fsm_column_json(sqlite3_stmt *st, int col);
 
+/* Statements that apply runs for nearly every command or row, prepared once
+ * per connection: preparing costs more than the insert it prepares. */
+enum fsm_stmt_slot {
+    FSM_STMT_META,
+    FSM_STMT_AUDIT,
+    FSM_STMT_ALARM_DEL,
+    FSM_STMT_ALARM_PUT,
+    FSM_STMT_ALARM_JOURNAL,
+    FSM_STMT_ARCHIVE_ONE,
+    FSM_STMT_ARCHIVE_MANY,
+    FSM_STMT_ARCHIVE_NEWEST,
+    FSM_STMT_ARCHIVE_TAG_GET,
+    FSM_STMT_ARCHIVE_TAG_ADD,
+    FSM_STMT_ARCHIVE_SUMMARY_GET,
+    FSM_STMT_ARCHIVE_SUMMARY_PUT,
+    FSM_STMT_MAX
+};
+
+/* The statement of SLOT, prepared from SQL at its first use (SQL must be the
+ * same at every call for that slot), reset and with its bindings cleared;
+ * NULL after fsm_db_fail. Owned by F (finalized by vg_repl_fsm_close); a
+ * caller that steps a query without running it to the end resets it. */
+sqlite3_stmt *fsm_stmt(struct vg_repl_fsm *f, enum fsm_stmt_slot slot,
+                       const char *sql);
+
 /* Bind S, or NULL when S is NULL. */
 void fsm_bind_opt_text(sqlite3_stmt *st, int col, const char *s);
 
@@ -36,6 +61,10 @@ int fsm_apply_history_batch(struct vg_repl_fsm *f, uint64_t index,
                             const struct vg_cmd *cmd, json_t *body);
 int fsm_apply_retention_cut(struct vg_repl_fsm *f, uint64_t index,
                             const struct vg_cmd *cmd, json_t *body);
+
+/* archive.c: drop the cache of tag ids and newest times (after a rollback
+ * or a restore; harmless at any time). */
+void fsm_tag_cache_free(struct vg_repl_fsm *f);
 
 /* alarm_log.c: VG_CMD_ALARM_STATE. */
 int fsm_apply_alarm_state(struct vg_repl_fsm *f, uint64_t index,

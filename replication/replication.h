@@ -221,6 +221,11 @@ struct vg_repl_fsm {
     void *data;
     int fatal;                       /* an SQLite error made apply fail */
     char errmsg[VG_ERRMSG_SIZE];
+    /* Private to replication/: apply's statements, prepared once per
+     * connection (fsm_internal.h, fsm_stmt), and the archive's cache of tag
+     * ids and newest times (archive.c). */
+    struct sqlite3_stmt *stmts[16];
+    struct vg_repl_tag_cache *tag_cache;
 };
 
 /* Open (create if needed) the SQLite database at PATH and load the last
@@ -374,6 +379,12 @@ int vg_repl_fsm_archive_info(struct vg_repl_fsm *f,
  * "section", "priority", "message", "index": log index of the last change}.
  * A new leader restores its engine from this. */
 int vg_repl_fsm_alarm_states(struct vg_repl_fsm *f, json_t **out);
+
+/* The same for at most LIMIT alarms whose names come after AFTER (NULL:
+ * from the first), in name order: a page of a list does not read and parse
+ * every state of 20 000 alarms. */
+int vg_repl_fsm_alarm_states_page(struct vg_repl_fsm *f, const char *after,
+                                  size_t limit, json_t **out);
 
 struct vg_repl_journal_query {
     uint64_t from_ms;             /* time >= from_ms */
