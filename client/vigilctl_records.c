@@ -397,24 +397,6 @@ static void print_line(json_t *j)
     }
 }
 
-static const char *message_in(json_t *m, const char *lang)
-{
-    const char *key;
-    json_t *v;
-    if (lang != NULL && json_is_string(json_object_get(m, lang))) {
-        return json_string_value(json_object_get(m, lang));
-    }
-    if (json_is_string(json_object_get(m, "en"))) {
-        return json_string_value(json_object_get(m, "en"));
-    }
-    json_object_foreach(m, key, v) {
-        if (json_is_string(v)) {
-            return json_string_value(v);
-        }
-    }
-    return "";
-}
-
 static void value_text(json_t *v, char *out, size_t size)
 {
     if (json_is_integer(v)) {
@@ -466,7 +448,7 @@ static int alarms_list(struct ctx *x)
                (long long)vg_proto_get_int(e, "priority", 0),
                vg_proto_get_str(e, "status", "?"), flags,
                vg_proto_get_str(e, "alarm", "?"),
-               message_in(json_object_get(e, "message"), o->language));
+               vg_proto_text_in(json_object_get(e, "message"), o->language, ""));
     }
     if (!o->json) {
         fprintf(stderr, "%zu alarm(s)%s\n", json_array_size(json_object_get(ans, "alarms")),

@@ -628,3 +628,23 @@ long long vg_proto_get_int(const json_t *msg, const char *key, long long def)
     const json_t *v = json_object_get(msg, key);
     return json_is_integer(v) ? (long long)json_integer_value(v) : def;
 }
+
+const char *vg_proto_text_in(const json_t *texts, const char *lang,
+                             const char *def)
+{
+    const char *key;
+    json_t *v;
+
+    if (lang != NULL && json_is_string(json_object_get(texts, lang))) {
+        return json_string_value(json_object_get(texts, lang));
+    }
+    if (json_is_string(json_object_get(texts, "en"))) {
+        return json_string_value(json_object_get(texts, "en"));
+    }
+    json_object_foreach((json_t *)texts, key, v) {
+        if (json_is_string(v)) {
+            return json_string_value(v);
+        }
+    }
+    return def;
+}

@@ -78,4 +78,10 @@ const char *vg_proto_get_str(const json_t *msg, const char *key,
                              const char *def);
 long long vg_proto_get_int(const json_t *msg, const char *key, long long def);
 
+/* A text in several languages as messages carry it ({"en": …, "de": …}):
+ * the one in LANG (may be NULL), else "en", else the first string; DEF when
+ * TEXTS holds none. Borrowed from TEXTS. */
+const char *vg_proto_text_in(const json_t *texts, const char *lang,
+                             const char *def);
+
 #endif /* VG_PROTO_H */

@@ -87,26 +87,12 @@ const char *hmi_text(const struct hmi *h, const struct vg_text *t)
 
 const char *hmi_alarm_message(const struct hmi *h, json_t *entry)
 {
-    json_t *m = json_object_get(entry, "message");
     const char *code = h->project != NULL && h->lang >= 0 &&
                                (size_t)h->lang < h->project->n_languages
                            ? h->project->languages[h->lang]
-                           : "en";
-    const char *key;
-    json_t *v;
-
-    if (json_is_string(json_object_get(m, code))) {
-        return json_string_value(json_object_get(m, code));
-    }
-    if (json_is_string(json_object_get(m, "en"))) {
-        return json_string_value(json_object_get(m, "en"));
-    }
-    json_object_foreach(m, key, v) {
-        if (json_is_string(v)) {
-            return json_string_value(v);
-        }
-    }
-    return vg_proto_get_str(entry, "alarm", "");
+                           : NULL;
+    return vg_proto_text_in(json_object_get(entry, "message"), code,
+                            vg_proto_get_str(entry, "alarm", ""));
 }
 
 void hmi_render_data_fill(const struct hmi *h, struct hmi_render_data *d)
