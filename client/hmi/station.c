@@ -129,20 +129,35 @@ void hmi_note(struct hmi *h, const char *key, const char *fmt, ...)
     v->dirty = true;
 }
 
+static void note_xid(struct hmi *h, GtkWidget *dialog)
+{
+    GdkWindow *gw = gtk_widget_get_window(dialog);
+    if (gw != NULL && GDK_IS_X11_WINDOW(gw)) {
+        hmi_note(h, "dialog_xid", "%lu", (unsigned long)GDK_WINDOW_XID(gw));
+    }
+}
+
+static gboolean on_dialog_mapped(GtkWidget *w, GdkEvent *ev, gpointer p)
+{
+    (void)ev;
+    note_xid(p, w);
+    return FALSE;
+}
+
+/* The X id is noted once the dialog is on screen: input sent to a window
+ * that is realized but not yet mapped is lost. */
 void hmi_dialog_note(struct hmi *h, const char *what, GtkWidget *dialog)
 {
-    GdkWindow *gw;
-
     if (what == NULL || dialog == NULL) {
         hmi_note(h, "dialog", NULL);
         hmi_note(h, "dialog_xid", NULL);
         return;
     }
     hmi_note(h, "dialog", "%s", what);
-    gtk_widget_realize(dialog);
-    gw = gtk_widget_get_window(dialog);
-    if (gw != NULL && GDK_IS_X11_WINDOW(gw)) {
-        hmi_note(h, "dialog_xid", "%lu", (unsigned long)GDK_WINDOW_XID(gw));
+    if (gtk_widget_get_mapped(dialog)) {
+        note_xid(h, dialog);
+    } else {
+        g_signal_connect(dialog, "map-event", G_CALLBACK(on_dialog_mapped), h);
     }
 }
 
