@@ -248,3 +248,49 @@ const char *vg_obj_type_name(enum vg_obj_type t)
         "polyline", "pipe", "tank"};
     return (unsigned)t < VG_OBJ_TYPE_COUNT ? names[t] : "?";
 }
+
+bool vg_value_format_parse(const char *f, size_t *start, size_t *end,
+                           char *letter)
+{
+    int n = 0;
+
+    if (f == NULL || strlen(f) > 32) {
+        return false;
+    }
+    for (size_t i = 0; f[i] != '\0'; i++) {
+        size_t at;
+        if (f[i] != '%') {
+            continue;
+        }
+        at = i++;
+        if (f[i] == '%') {
+            continue;
+        }
+        while (f[i] != '\0' && strchr("-+ 0#", f[i]) != NULL) {
+            i++;
+        }
+        for (int k = 0; k < 2 && f[i] >= '0' && f[i] <= '9'; k++) {
+            i++;
+        }
+        if (f[i] == '.') {
+            i++;
+            for (int k = 0; k < 2 && f[i] >= '0' && f[i] <= '9'; k++) {
+                i++;
+            }
+        }
+        if (f[i] == '\0' || strchr("fegd", f[i]) == NULL) {
+            return false;
+        }
+        if (start != NULL) {
+            *start = at;
+        }
+        if (end != NULL) {
+            *end = i + 1;
+        }
+        if (letter != NULL) {
+            *letter = f[i];
+        }
+        n++;
+    }
+    return n == 1;
+}

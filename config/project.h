@@ -460,6 +460,16 @@ void vg_dtype_range(enum vg_dtype t, double *lo, double *hi);
  * scaled, otherwise what its type can hold. */
 void vg_tag_range(const struct vg_tag *t, double *lo, double *hi);
 
+/* The number format of a value or setpoint object (FORMAT.md): exactly one
+ * conversion "%" [flags "-+ 0#"] [width, up to 2 digits] ["." precision, up
+ * to 2 digits] and f, e, g or d; "%%" is literal text; at most 32
+ * characters. Validation applies it, and so does the station before the
+ * format reaches snprintf. True when F follows the rule; then the
+ * conversion is F[*START, *END) and *LETTER its letter (any pointer may be
+ * NULL). */
+bool vg_value_format_parse(const char *f, size_t *start, size_t *end,
+                           char *letter);
+
 /* A readable summary of what changed from OLD to NEW (sections, PLCs, tags,
  * alarms, screens, stations, roles, reports: added, removed, changed with the
  * fields that differ). *TEXT is malloc'd; "no differences" when equal. */

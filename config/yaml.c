@@ -1175,31 +1175,6 @@ static bool word_in(const char *list, const char *word)
 /* A printf format for one number: "%[flags][width][.prec](f|e|g|d)" with any
  * literal text around it ("%%" allowed). Checked here so the station can pass
  * it to printf without risk. */
-static bool format_ok(const char *f)
-{
-    int conversions = 0;
-    for (const char *p = f; *p; p++) {
-        if (*p != '%')
-            continue;
-        p++;
-        if (*p == '%')
-            continue;
-        while (*p && strchr("-+ 0#", *p))
-            p++;
-        for (int i = 0; i < 2 && isdigit((unsigned char)*p); i++)
-            p++;
-        if (*p == '.') {
-            p++;
-            for (int i = 0; i < 2 && isdigit((unsigned char)*p); i++)
-                p++;
-        }
-        if (*p == '\0' || !strchr("fegd", *p))
-            return false;
-        conversions++;
-    }
-    return conversions == 1 && strlen(f) <= 32;
-}
-
 static void parse_points(struct ctx *c, struct fy_node *obj,
                          struct vg_screen_object *o, size_t min, size_t max)
 {
@@ -1313,7 +1288,7 @@ static void parse_object(struct ctx *c, struct vg_screen *s,
     if (get(obj, "tag"))
         get_ref(c, obj, "tag", &o->tag);
     if (get(obj, "format") && get_str(c, obj, "format", &o->format) &&
-        !format_ok(o->format))
+        !vg_value_format_parse(o->format, NULL, NULL, NULL))
         err(c, get(obj, "format"), c->syntax_loc, "'format' must contain exactly "
             "one number conversion like %%.1f, %%e, %%g or %%d, not '%.40s'",
             o->format);

@@ -284,11 +284,10 @@ static double fraction(double v, double lo, double hi)
 
 /* ------------------------------------------------------------ value text */
 
-/* The one conversion in a value format: the rule the project validator
- * applies (flags "-+ 0#", up to 2 digits of width and of precision, one of
- * f e g d, "%%" as literal text, at most 32 characters). It is checked again
- * because the format goes to snprintf: a project that escaped validation
- * must not make it read an argument that is not there. */
+/* The one conversion in a value format. It is checked again here
+ * (vg_value_format_parse, the validator's rule) because the format goes to
+ * snprintf: a project that escaped validation must not make it read an
+ * argument that is not there. */
 struct conv {
     char letter;
     size_t start, end; /* "%...x" is FORMAT[start, end) */
@@ -296,32 +295,7 @@ struct conv {
 
 static bool find_conversion(const char *f, struct conv *c)
 {
-    int n = 0;
-    if (strlen(f) > 32)
-        return false;
-    for (size_t i = 0; f[i] != '\0'; i++) {
-        if (f[i] != '%')
-            continue;
-        size_t start = i++;
-        if (f[i] == '%')
-            continue;
-        while (f[i] != '\0' && strchr("-+ 0#", f[i]) != NULL)
-            i++;
-        for (int k = 0; k < 2 && f[i] >= '0' && f[i] <= '9'; k++)
-            i++;
-        if (f[i] == '.') {
-            i++;
-            for (int k = 0; k < 2 && f[i] >= '0' && f[i] <= '9'; k++)
-                i++;
-        }
-        if (f[i] == '\0' || strchr("fegd", f[i]) == NULL)
-            return false;
-        c->letter = f[i];
-        c->start = start;
-        c->end = i + 1;
-        n++;
-    }
-    return n == 1;
+    return vg_value_format_parse(f, &c->start, &c->end, &c->letter);
 }
 
 /* FORMAT with its conversion replaced by SPEC (a double conversion), so
