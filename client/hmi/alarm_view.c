@@ -1,6 +1,6 @@
 /* vigil-hmi: the alarm view (hmi.h) — a notebook with two pages.
  *
- * "Current alarms" lists the station's model (h->alarms, kept up to date by
+ * "Current alarms" lists the station's model (h->alarm_rows, kept up to date by
  * station.c from the alarms subscription), filtered by section, priority
  * and state, sorted unacknowledged first, then by priority, then newest
  * first, and coloured like render.h's alarm lists. The operator acts on the
@@ -331,8 +331,8 @@ static bool in_section(const struct vg_project *p, const char *name, int want)
 
 static int cmp_alarm(const void *pa, const void *pb)
 {
-    const struct hmi_alarm_row *a = &(*(const struct hmi_alarm *const *)pa)->row;
-    const struct hmi_alarm_row *b = &(*(const struct hmi_alarm *const *)pb)->row;
+    const struct hmi_alarm_row *a = *(const struct hmi_alarm_row *const *)pa;
+    const struct hmi_alarm_row *b = *(const struct hmi_alarm_row *const *)pb;
     bool ua = unacked(a) && !suppressed(a), ub = unacked(b) && !suppressed(b);
 
     if (ua != ub) {
@@ -422,9 +422,10 @@ static void update_buttons(struct alarm_view *v)
     gtk_widget_set_sensitive(v->unshelve, any);
 }
 
-static void set_row(struct alarm_view *v, GtkTreeIter *it, const struct hmi_alarm *a)
+static void set_row(struct alarm_view *v, GtkTreeIter *it, const struct hmi_alarm_row *r)
 {
-    const struct hmi_alarm_row *r = &a->row;
+    /* The row view has no tag; its entry, at the same index, has. */
+    json_t *entry = v->h->alarm_entries[r - v->h->alarm_rows];
     char time[64], prio[16], bg[16], fg[16];
     char *tip = g_markup_escape_text(r->alarm ? r->alarm : "", -1);
 
@@ -438,8 +439,7 @@ static void set_row(struct alarm_view *v, GtkTreeIter *it, const struct hmi_alar
                        C_SECTION, section_text(v->h, r->section),
                        C_MESSAGE, r->message ? r->message : "",
                        C_STATE, state_text(r),
-                       /* The row view has no tag; the entry has. */
-                       C_TAG, vg_proto_get_str(a->entry, "tag", ""),
+                       C_TAG, vg_proto_get_str(entry, "tag", ""),
                        C_TOOLTIP, tip,
                        C_BG, bg,
                        C_FG, fg,
@@ -463,7 +463,7 @@ static void refill(struct alarm_view *v)
                       : -1;
     int max_prio = chosen_priority(v->prio);
     int state = gtk_combo_box_get_active(GTK_COMBO_BOX(v->state));
-    const struct hmi_alarm **list = g_new(const struct hmi_alarm *, h->n_alarms + 1);
+    const struct hmi_alarm_row **list = g_new(const struct hmi_alarm_row *, h->n_alarms + 1);
     GHashTable *keep = selected_names(v);
     GtkTreeModel *m = GTK_TREE_MODEL(v->store);
     GtkTreeIter it;
@@ -472,11 +472,10 @@ static void refill(struct alarm_view *v)
     char text[256];
 
     for (size_t i = 0; i < h->n_alarms; i++) {
-        if (h->alarms[i].entry != NULL &&
-            visible(v, &h->alarms[i].row, section, max_prio, state)) {
-            list[n++] = &h->alarms[i];
+        if (visible(v, &h->alarm_rows[i], section, max_prio, state)) {
+            list[n++] = &h->alarm_rows[i];
         }
-        if (unacked(&h->alarms[i].row) && !suppressed(&h->alarms[i].row)) {
+        if (unacked(&h->alarm_rows[i]) && !suppressed(&h->alarm_rows[i])) {
             unack++;
         }
     }
@@ -490,8 +489,7 @@ static void refill(struct alarm_view *v)
             gtk_list_store_append(v->store, &it);
         }
         set_row(v, &it, list[i]);
-        if (list[i]->row.alarm != NULL &&
-            g_hash_table_contains(keep, list[i]->row.alarm)) {
+        if (list[i]->alarm != NULL && g_hash_table_contains(keep, list[i]->alarm)) {
             gtk_tree_selection_select_iter(v->sel, &it);
         }
         have = have ? gtk_tree_model_iter_next(m, &it) : FALSE;

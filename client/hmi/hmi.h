@@ -25,14 +25,6 @@
 #define _(s) gettext(s)
 #define N_(s) (s)
 
-/* One current alarm: the newest entry the cluster pushed (MESSAGES.md,
- * "Alarms") and a row view of it for render.h, whose strings point into
- * ENTRY. */
-struct hmi_alarm {
-    json_t *entry;
-    struct hmi_alarm_row row;
-};
-
 struct hmi_views;
 
 struct hmi {
@@ -52,12 +44,13 @@ struct hmi {
 
     /* Live values, project->n_tags of them, by tag index. */
     struct hmi_value *values;
-    /* Current alarms (every one not normal or suppressed), unordered, and
-     * their rows in the same order as one array, as render.h takes them. */
-    struct hmi_alarm *alarms;
-    size_t n_alarms, cap_alarms;
+    /* Current alarms (every one not normal or suppressed), unordered: the
+     * newest entry the cluster pushed (MESSAGES.md, "Alarms") and, at the
+     * same index, its row for render.h, whose strings point into the
+     * entry. */
+    json_t **alarm_entries;
     struct hmi_alarm_row *alarm_rows;
-    size_t n_alarm_rows, cap_rows;
+    size_t n_alarms, cap_alarms;
     bool image_open;       /* an alarm image is arriving in frames */
 
     bool connected;        /* the live connection holds its subscriptions */

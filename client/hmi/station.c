@@ -40,6 +40,7 @@ struct hmi_views {
     /* The state file and the figures it reports. */
     char *state_file;
     char *shot_file;
+    gulong shot_handler;    /* waiting for a frame to capture, or 0 */
     unsigned shots;
     json_t *notes;
     bool dirty;
@@ -106,7 +107,7 @@ void hmi_render_data_fill(const struct hmi *h, struct hmi_render_data *d)
     d->pressed = -1;
     d->focused = -1;
     d->alarms = h->alarm_rows;
-    d->n_alarms = h->n_alarm_rows;
+    d->n_alarms = h->n_alarms;
 }
 
 void hmi_note(struct hmi *h, const char *key, const char *fmt, ...)
@@ -192,30 +193,17 @@ void hmi_request(struct hmi *h, json_t *req, hmi_done_fn done, void *ud)
 static void alarms_clear(struct hmi *h)
 {
     for (size_t i = 0; i < h->n_alarms; i++) {
-        json_decref(h->alarms[i].entry);
+        json_decref(h->alarm_entries[i]);
     }
     h->n_alarms = 0;
-    h->n_alarm_rows = 0;
 }
 
-/* Rebuild the row views of every alarm (strings point into the entries). */
+/* Rebuild the row view of every alarm (strings point into the entries). */
 static void alarms_rows(struct hmi *h)
 {
-    bool room = true;
-
-    if (h->n_alarms > h->cap_rows) {
-        size_t cap = h->n_alarms * 2;
-        struct hmi_alarm_row *r = realloc(h->alarm_rows, cap * sizeof *r);
-        if (r != NULL) {
-            h->alarm_rows = r;
-            h->cap_rows = cap;
-        } else {
-            room = false; /* the screens' alarm lists stay as they were */
-        }
-    }
     for (size_t i = 0; i < h->n_alarms; i++) {
-        json_t *e = h->alarms[i].entry;
-        struct hmi_alarm_row *r = &h->alarms[i].row;
+        json_t *e = h->alarm_entries[i];
+        struct hmi_alarm_row *r = &h->alarm_rows[i];
         json_t *sec = json_object_get(e, "section");
 
         r->alarm = vg_proto_get_str(e, "alarm", "");
@@ -227,12 +215,6 @@ static void alarms_rows(struct hmi *h)
         r->shelved = json_is_true(json_object_get(e, "shelved"));
         r->out_of_service = json_is_true(json_object_get(e, "out_of_service"));
         r->changed_ms = vg_proto_get_int(e, "changed_ms", 0);
-        if (room) {
-            h->alarm_rows[i] = *r;
-        }
-    }
-    if (room) {
-        h->n_alarm_rows = h->n_alarms;
     }
 }
 
@@ -255,32 +237,38 @@ static void alarm_put(struct hmi *h, json_t *e)
         return;
     }
     for (i = 0; i < h->n_alarms; i++) {
-        if (strcmp(vg_proto_get_str(h->alarms[i].entry, "alarm", ""), name) == 0) {
+        if (strcmp(vg_proto_get_str(h->alarm_entries[i], "alarm", ""), name) == 0) {
             break;
         }
     }
     if (!alarm_current(e)) {
         if (i < h->n_alarms) {
-            json_decref(h->alarms[i].entry);
-            h->alarms[i] = h->alarms[--h->n_alarms];
+            json_decref(h->alarm_entries[i]);
+            h->alarm_entries[i] = h->alarm_entries[--h->n_alarms];
         }
         return;
     }
     if (i == h->n_alarms) {
         if (h->n_alarms == h->cap_alarms) {
+            /* Entries and rows grow together, so each alarm has its row. */
             size_t cap = h->cap_alarms ? h->cap_alarms * 2 : 64;
-            struct hmi_alarm *a = realloc(h->alarms, cap * sizeof *a);
+            json_t **a = realloc(h->alarm_entries, cap * sizeof *a);
+            struct hmi_alarm_row *r;
             if (a == NULL) {
                 return;
             }
-            h->alarms = a;
+            h->alarm_entries = a;
+            if ((r = realloc(h->alarm_rows, cap * sizeof *r)) == NULL) {
+                return;
+            }
+            h->alarm_rows = r;
             h->cap_alarms = cap;
         }
         h->n_alarms++;
     } else {
-        json_decref(h->alarms[i].entry);
+        json_decref(h->alarm_entries[i]);
     }
-    h->alarms[i].entry = json_incref(e);
+    h->alarm_entries[i] = json_incref(e);
 }
 
 static enum hmi_quality quality_of(const char *q)
@@ -533,8 +521,8 @@ static void write_state(struct hmi *h)
     json_object_set_new(st, "toolbars", tb);
     screen_facts(h, st);
     for (size_t i = 0; i < h->n_alarms; i++) {
-        json_object_set_new(al, vg_proto_get_str(h->alarms[i].entry, "alarm", "?"),
-                            json_string(vg_proto_get_str(h->alarms[i].entry, "status", "")));
+        json_object_set_new(al, vg_proto_get_str(h->alarm_entries[i], "alarm", "?"),
+                            json_string(vg_proto_get_str(h->alarm_entries[i], "status", "")));
     }
     json_object_set_new(st, "alarms", al);
     json_object_set_new(st, "keys", json_integer(v->keys));
@@ -582,12 +570,11 @@ static gboolean tick(gpointer p)
     return G_SOURCE_CONTINUE;
 }
 
-/* A screenshot of what the X server shows in the window, for tests and
- * support (SIGUSR1, see main.c). */
-void hmi_station_screenshot(struct hmi *h)
+/* Save what the X server shows in the window to the screenshot file. */
+static void capture(struct hmi *h)
 {
     struct hmi_views *v = h->views;
-    GdkWindow *gw = gtk_widget_get_window(h->window);
+    GdkWindow *gw = h->window != NULL ? gtk_widget_get_window(h->window) : NULL;
     GdkPixbuf *pb;
     GError *err = NULL;
 
@@ -609,6 +596,35 @@ void hmi_station_screenshot(struct hmi *h)
     }
     g_object_unref(pb);
     v->dirty = true;
+}
+
+static void capture_after_paint(GdkFrameClock *fc, gpointer p)
+{
+    struct hmi *h = p;
+    g_signal_handler_disconnect(fc, h->views->shot_handler);
+    h->views->shot_handler = 0;
+    capture(h);
+}
+
+/* A screenshot for tests and support (SIGUSR1, see main.c): the window is
+ * redrawn with the newest values first and captured after that frame is
+ * painted, so the picture is the model the state file describes. */
+void hmi_station_screenshot(struct hmi *h)
+{
+    GdkFrameClock *fc = h->window != NULL ? gtk_widget_get_frame_clock(h->window) : NULL;
+
+    if (h->views->screen_view != NULL) {
+        hmi_screen_view_redraw(h->views->screen_view);
+    }
+    if (fc == NULL) {
+        capture(h);
+        return;
+    }
+    gtk_widget_queue_draw(h->window);
+    if (h->views->shot_handler == 0) {
+        h->views->shot_handler =
+            g_signal_connect(fc, "after-paint", G_CALLBACK(capture_after_paint), h);
+    }
 }
 
 /* ------------------------------------------------------------------- keys */
@@ -1076,7 +1092,7 @@ void hmi_station_free(struct hmi *h)
     hmi_net_stop(h->net);
     h->net = NULL;
     alarms_clear(h);
-    free(h->alarms);
+    free(h->alarm_entries);
     free(h->alarm_rows);
     free(h->values);
     if (h->project != NULL) {
