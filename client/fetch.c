@@ -166,7 +166,7 @@ static int collect_oldest_first(vg_fetch_call_fn call, void *ud, json_t *req,
                                 const char *list, json_t **out, char *errmsg)
 {
     long long before = 0;
-    json_t *all = json_array();
+    json_t *newest_first = json_array(), *all;
 
     for (int pages = 0; pages < 1000; pages++) {
         json_t *r = json_deep_copy(req), *ans, *rows, *row;
@@ -178,12 +178,12 @@ static int collect_oldest_first(vg_fetch_call_fn call, void *ud, json_t *req,
             json_object_set_new(r, "before_id", json_integer(before));
         }
         if ((rv = ask(call, ud, r, &ans, errmsg)) != VG_OK) {
-            json_decref(all);
+            json_decref(newest_first);
             return rv;
         }
         rows = json_object_get(ans, list);
         json_array_foreach(rows, i, row) {
-            json_array_insert(all, 0, row);
+            json_array_append(newest_first, row);
             before = vg_proto_get_int(row, "id", 0);
         }
         if (!json_is_true(json_object_get(ans, "more")) || json_array_size(rows) == 0) {
@@ -192,6 +192,13 @@ static int collect_oldest_first(vg_fetch_call_fn call, void *ud, json_t *req,
         }
         json_decref(ans);
     }
+    /* Reversed once at the end: inserting each row at the front would
+     * move the whole array every time. */
+    all = json_array();
+    for (size_t i = json_array_size(newest_first); i > 0; i--) {
+        json_array_append(all, json_array_get(newest_first, i - 1));
+    }
+    json_decref(newest_first);
     *out = all;
     return VG_OK;
 }

@@ -353,8 +353,8 @@ def main():
            "the banner text is translated: %r / %r" % (sa.get("banner_text"),
                                                       sb.get("banner_text")))
 
-        # 2. A screenshot shows the start screen.
-        time.sleep(0.5)
+        # 2. A screenshot shows the start screen (the station redraws and
+        # captures after that frame is painted).
         shot = a.screenshot()
         ok(shot is not None, "screenshot of A saved: %s" % shot)
         if shot:
@@ -386,7 +386,7 @@ def main():
         before = a.state().get("blocked_keys", 0)
         a.key("ctrl+q")
         st, good = a.wait(lambda s: s.get("blocked_keys", 0) > before, 5)
-        time.sleep(0.5)
+        time.sleep(0.5)  # an observation window: a quit, were it not blocked, happens in it
         ok(good and a.alive() and a.state().get("screen") == "overview",
            "Ctrl+Q (blocked by the profile) does nothing: still running, %d blocked" %
            st.get("blocked_keys", 0))
