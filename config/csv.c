@@ -63,7 +63,7 @@
 
 #define MAX_COLS 256
 /* Column ids of both tables fit in this. */
-#define MAX_IDS 17
+#define MAX_IDS 18
 
 /* ------------------------------------------------------------ the tables */
 
@@ -88,7 +88,8 @@ static const char *const tag_cols[VG_TAG_COL_COUNT] = {
     [VG_TAG_RAW_MIN] = "raw_min",   [VG_TAG_RAW_MAX] = "raw_max",
     [VG_TAG_ENG_MIN] = "eng_min",   [VG_TAG_ENG_MAX] = "eng_max",
     [VG_TAG_UNIT] = "unit",         [VG_TAG_DEADBAND] = "deadband",
-    [VG_TAG_ARCHIVE] = "archive",   [VG_TAG_WRITABLE] = "writable",
+    [VG_TAG_ARCHIVE] = "archive",   [VG_TAG_ARCHIVE_IN] = "archive_in",
+    [VG_TAG_WRITABLE] = "writable",
     [VG_TAG_MIN] = "min",           [VG_TAG_MAX] = "max",
     [VG_TAG_DESCRIPTION] = NULL,
 };
@@ -537,6 +538,7 @@ static void tag_clear(struct vg_tag *t)
     free(t->name);
     vg_cfg_ref_free(&t->section);
     vg_cfg_ref_free(&t->plc);
+    vg_cfg_ref_free(&t->archive_in);
     free(t->unit);
     vg_cfg_text_free(&t->description);
 }
@@ -601,6 +603,7 @@ static void tag_row(struct reader *r)
     bool ok = (t.name = vg_cfg_strdup(val(r, VG_TAG_NAME))) != NULL;
     ok = ok && set_ref(r, VG_TAG_SECTION, &t.section);
     ok = ok && set_ref(r, VG_TAG_PLC, &t.plc);
+    ok = ok && set_ref(r, VG_TAG_ARCHIVE_IN, &t.archive_in);
     ok = ok && (t.unit = vg_cfg_strdup(val(r, VG_TAG_UNIT))) != NULL;
     ok = ok && set_text(r, &t.description);
     struct vg_tag *slot =

@@ -291,6 +291,8 @@ static bool text_eq(const struct vg_project *pa, const struct vg_text *a,
 
 /* --------------------------------------------------------- the project */
 
+static const char *retention(uint64_t ms, char out[32]);
+
 static void cmp_project(struct chg *c)
 {
     const struct vg_project *a = c->a, *b = c->b;
@@ -320,6 +322,11 @@ static void cmp_project(struct chg *c)
         for (size_t i = 0; i < nb; i++)
             put(c->o, "%s%s", i ? ", " : " ", lb[i] ? lb[i] : "?");
     }
+    char x[32], y[32];
+    ch_raw(c, "alarm journal retention", retention(a->journal_retention_ms, x),
+           retention(b->journal_retention_ms, y));
+    ch_raw(c, "audit retention", retention(a->audit_retention_ms, x),
+           retention(b->audit_retention_ms, y));
 }
 
 /* --------------------------------------------------------- collections */
@@ -459,6 +466,7 @@ static void tag_cmp(struct chg *c, size_t ia, size_t ib)
     tag_archive(a, x);
     tag_archive(b, y);
     ch_raw(c, "archive", x, y);
+    ch_ref(c, "archive_in", &a->archive_in, &b->archive_in);
     ch_bool(c, "writable", a->writable, b->writable);
     tag_limits(a, x);
     tag_limits(b, y);
@@ -838,6 +846,27 @@ static void report_cmp(struct chg *c, size_t ia, size_t ib)
     ch_raw(c, "format", a->pdf ? "pdf" : "csv", b->pdf ? "pdf" : "csv");
 }
 
+static const char *archive_name(const struct vg_project *p, size_t i)
+{
+    return p->archives[i].name;
+}
+
+static const char *retention(uint64_t ms, char out[32])
+{
+    return ms == 0 ? "forever" : duration(ms, out);
+}
+
+static void archive_cmp(struct chg *c, size_t ia, size_t ib)
+{
+    const struct vg_archive_def *a = &c->a->archives[ia],
+                                *b = &c->b->archives[ib];
+    char x[32], y[32];
+    ch_text(c, "title", &a->title, &b->title);
+    ch_raw(c, "retention", retention(a->retention_ms, x),
+           retention(b->retention_ms, y));
+    ch_bool(c, "default", a->is_default, b->is_default);
+}
+
 #define COUNT_FN(field)                                                   \
     static size_t count_##field(const struct vg_project *p)               \
     {                                                                     \
@@ -851,6 +880,7 @@ COUNT_FN(screens)
 COUNT_FN(stations)
 COUNT_FN(roles)
 COUNT_FN(reports)
+COUNT_FN(archives)
 
 static const struct coll colls[] = {
     {"sections", count_sections, section_name, section_cmp},
@@ -861,6 +891,7 @@ static const struct coll colls[] = {
     {"stations", count_stations, station_name, station_cmp},
     {"roles", count_roles, role_name, role_cmp},
     {"reports", count_reports, report_name, report_cmp},
+    {"archives", count_archives, archive_name, archive_cmp},
 };
 
 /* ------------------------------------------------------------ matching */

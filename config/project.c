@@ -99,6 +99,7 @@ void vg_project_free(struct vg_project *p)
         free(t->name);
         vg_cfg_ref_free(&t->section);
         vg_cfg_ref_free(&t->plc);
+        vg_cfg_ref_free(&t->archive_in);
         free(t->unit);
         vg_cfg_text_free(&t->description);
     }
@@ -165,6 +166,11 @@ void vg_project_free(struct vg_project *p)
         refs_free(r->sections, r->n_sections);
     }
     free(p->reports);
+    for (size_t i = 0; i < p->n_archives; i++) {
+        free(p->archives[i].name);
+        vg_cfg_text_free(&p->archives[i].title);
+    }
+    free(p->archives);
     vg_project_index_free(p);
     for (size_t i = 0; i < p->n_file_names; i++)
         free(p->file_names[i]);

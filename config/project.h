@@ -186,7 +186,7 @@ enum vg_tag_col {
     VG_TAG_NAME, VG_TAG_SECTION, VG_TAG_PLC, VG_TAG_ADDRESS, VG_TAG_TYPE,
     VG_TAG_WORD_ORDER, VG_TAG_RAW_MIN, VG_TAG_RAW_MAX, VG_TAG_ENG_MIN,
     VG_TAG_ENG_MAX, VG_TAG_UNIT, VG_TAG_DEADBAND, VG_TAG_ARCHIVE,
-    VG_TAG_WRITABLE, VG_TAG_MIN, VG_TAG_MAX, VG_TAG_DESCRIPTION,
+    VG_TAG_ARCHIVE_IN, VG_TAG_WRITABLE, VG_TAG_MIN, VG_TAG_MAX, VG_TAG_DESCRIPTION,
     VG_TAG_COL_COUNT
 };
 
@@ -204,6 +204,7 @@ struct vg_tag {
     double deadband;         /* engineering units, >= 0 */
     enum vg_archive archive;
     unsigned archive_period_s;
+    struct vg_ref archive_in; /* a project archive; name NULL: the default */
     bool writable;
     bool has_limits;         /* min/max given (required when writable numeric) */
     double min, max;         /* engineering units */
@@ -408,6 +409,16 @@ struct vg_report {
     struct vg_loc loc;
 };
 
+/* A process-value archive (project.yaml "archives"): tags name it in their
+ * archive_in column, and what it holds is kept for its retention. */
+struct vg_archive_def {
+    char *name;
+    struct vg_text title;
+    uint64_t retention_ms;    /* 0: kept forever */
+    bool is_default;          /* holds the tags that name no archive */
+    struct vg_loc loc;
+};
+
 struct vg_project {
     char *name;
     char *label;              /* the engineer's version text */
@@ -422,6 +433,11 @@ struct vg_project {
     struct vg_station *stations;  size_t n_stations;
     struct vg_role *roles;        size_t n_roles;
     struct vg_report *reports;    size_t n_reports;
+    struct vg_archive_def *archives; size_t n_archives;
+    /* project.yaml "retention": how long the alarm journal and the audit
+     * trail keep their records; 0 keeps them forever (the default). */
+    uint64_t journal_retention_ms;
+    uint64_t audit_retention_ms;
     char **file_names;            /* owned: what every vg_loc.file points at */
     size_t n_file_names;
     void *index;                  /* private: name lookups */
@@ -440,6 +456,12 @@ int vg_project_find_tag(const struct vg_project *p, const char *name);
 int vg_project_find_section(const struct vg_project *p, const char *name);
 int vg_project_find_screen(const struct vg_project *p, const char *name);
 int vg_project_find_station(const struct vg_project *p, const char *name);
+int vg_project_find_archive(const struct vg_project *p, const char *name);
+
+/* The archive tag T is stored in: the one it names, else the project's
+ * default archive, else NULL (the cluster's own retention applies). */
+const struct vg_archive_def *vg_tag_archive(const struct vg_project *p,
+                                            const struct vg_tag *t);
 
 /* Index of language CODE in p->languages, or -1. */
 int vg_project_language(const struct vg_project *p, const char *code);

@@ -25,7 +25,7 @@ struct name_index {
 
 struct project_index {
     struct name_index sections, plcs, tags, alarms, screens, stations, roles,
-        reports;
+        reports, archives;
 };
 
 static const char *name_at(const struct name_index *ix, size_t i)
@@ -142,6 +142,26 @@ int vg_project_find_station(const struct vg_project *p, const char *name)
     return p->index ? index_find(&pindex(p)->stations, name) : -1;
 }
 
+int vg_project_find_archive(const struct vg_project *p, const char *name)
+{
+    return p->index ? index_find(&pindex(p)->archives, name) : -1;
+}
+
+const struct vg_archive_def *vg_tag_archive(const struct vg_project *p,
+                                            const struct vg_tag *t)
+{
+    if (t->archive_in.name != NULL) {
+        int a = t->archive_in.index >= 0
+                    ? t->archive_in.index
+                    : vg_project_find_archive(p, t->archive_in.name);
+        return a >= 0 && (size_t)a < p->n_archives ? &p->archives[a] : NULL;
+    }
+    for (size_t i = 0; i < p->n_archives; i++)
+        if (p->archives[i].is_default)
+            return &p->archives[i];
+    return NULL;
+}
+
 void vg_project_index_free(struct vg_project *p)
 {
     struct project_index *ix = p->index;
@@ -155,6 +175,7 @@ void vg_project_index_free(struct vg_project *p)
     free(ix->stations.order);
     free(ix->roles.order);
     free(ix->reports.order);
+    free(ix->archives.order);
     free(ix);
     p->index = NULL;
 }
@@ -168,6 +189,7 @@ static struct vg_loc screen_loc(const void *o) { return ((const struct vg_screen
 static struct vg_loc station_loc(const void *o) { return ((const struct vg_station *)o)->loc; }
 static struct vg_loc role_loc(const void *o) { return ((const struct vg_role *)o)->loc; }
 static struct vg_loc report_loc(const void *o) { return ((const struct vg_report *)o)->loc; }
+static struct vg_loc archive_loc(const void *o) { return ((const struct vg_archive_def *)o)->loc; }
 
 /* ------------------------------------------------------------------ tags */
 
@@ -183,6 +205,14 @@ static bool check_tag(struct vg_project *p, struct project_index *ix,
 {
     resolve(&ix->sections, &t->section, "plant section", d);
     resolve(&ix->plcs, &t->plc, "PLC", d);
+    if (t->archive_in.name != NULL) {
+        if (t->archive == VG_ARCHIVE_NONE)
+            vg_diags_add(d, t->col[VG_TAG_ARCHIVE_IN], "archive_in '%s' is "
+                         "given but the tag is not archived (archive is none)",
+                         t->archive_in.name);
+        else
+            resolve(&ix->archives, &t->archive_in, "archive", d);
+    }
     bool is_bool = t->type == VG_DT_BOOL;
     if (is_bool != is_bit_kind(t->kind)) {
         vg_diags_add(d, t->col[VG_TAG_TYPE], "type %s does not fit address "
@@ -611,6 +641,19 @@ void vg_cfg_validate(struct vg_project *p, struct vg_diags *d)
                 role_loc);
     index_build(&ix->reports, p->reports, sizeof *p->reports, p->n_reports,
                 "report", d, report_loc);
+    index_build(&ix->archives, p->archives, sizeof *p->archives,
+                p->n_archives, "archive", d, archive_loc);
+    for (size_t i = 0, first = SIZE_MAX; i < p->n_archives; i++) {
+        if (!p->archives[i].is_default)
+            continue;
+        if (first == SIZE_MAX)
+            first = i;
+        else
+            vg_diags_add(d, p->archives[i].loc, "archive '%s' is a second "
+                         "default archive (the first is '%s'); at most one "
+                         "holds the tags that name none", p->archives[i].name,
+                         p->archives[first].name);
+    }
 
     for (size_t i = 0; i < p->n_plcs; i++)
         for (size_t j = 0; j < i; j++) {

@@ -1041,6 +1041,67 @@ static void parse_reports(struct ctx *c, struct fy_node *list)
     }
 }
 
+/* A retention: "forever" (0) or a duration of 1 hour to 100 years. */
+#define RETENTION_MAX_MS (36500ull * 86400000)
+static bool get_retention(struct ctx *c, struct fy_node *map, const char *key,
+                          uint64_t *out)
+{
+    const char *s = scalar(c, get(map, key), key);
+    if (s != NULL && strcmp(s, "forever") == 0) {
+        *out = 0;
+        return true;
+    }
+    if (s == NULL)
+        return false;
+    return get_duration(c, map, key, 3600000, RETENTION_MAX_MS, out);
+}
+
+static void parse_archives(struct ctx *c, struct fy_node *list)
+{
+    static const char *const keys[] = {"name", "title", "retention",
+        "default", NULL};
+    if (!is_seq(list)) {
+        err(c, list, c->syntax_loc, "'archives' must be a list of archives");
+        return;
+    }
+    void *it = NULL;
+    struct fy_node *item;
+    while ((item = fy_node_sequence_iterate(list, &it)) != NULL) {
+        char *name = entry_name(c, item, "archive", keys);
+        if (name == NULL)
+            continue;
+        struct vg_archive_def *a =
+            vg_cfg_push(&c->p->archives, &c->p->n_archives, sizeof *a);
+        if (a == NULL) {
+            free(name);
+            return;
+        }
+        a->name = name;
+        a->loc = loc_of(c, get(item, "name"));
+        if (get(item, "title"))
+            get_text(c, item, "title", false, &a->title, "archive");
+        if (need(c, item, "retention", "archive") != NULL)
+            get_retention(c, item, "retention", &a->retention_ms);
+        if (get(item, "default"))
+            get_bool(c, item, "default", &a->is_default);
+    }
+}
+
+static void parse_retention(struct ctx *c, struct fy_node *map)
+{
+    static const char *const keys[] = {"alarm_journal", "audit", NULL};
+    if (!is_map(map)) {
+        err(c, map, c->syntax_loc, "'retention' must be a mapping, e.g. "
+            "{alarm_journal: 365d, audit: forever}");
+        return;
+    }
+    check_keys(c, map, "retention", keys);
+    if (get(map, "alarm_journal"))
+        get_retention(c, map, "alarm_journal", &c->p->journal_retention_ms);
+    if (get(map, "audit"))
+        get_retention(c, map, "audit", &c->p->audit_retention_ms);
+}
+
 static void parse_languages(struct ctx *c, struct fy_node *root)
 {
     struct fy_node *n = need(c, root, "languages", "project.yaml");
@@ -1104,7 +1165,8 @@ void vg_cfg_yaml_project(struct vg_project *p, const struct vg_project_file *f,
     if (!plain_tree(&c, root, 0))
         goto out;
     static const char *const keys[] = {"project", "version", "title",
-        "languages", "sections", "plcs", "stations", "roles", "reports", NULL};
+        "languages", "sections", "plcs", "stations", "roles", "reports",
+        "archives", "retention", NULL};
     check_keys(&c, root, "project.yaml", keys);
     /* Languages first: every translated text is checked against them. */
     parse_languages(&c, root);
@@ -1127,6 +1189,10 @@ void vg_cfg_yaml_project(struct vg_project *p, const struct vg_project_file *f,
         parse_roles(&c, n);
     if ((n = get(root, "reports")) != NULL)
         parse_reports(&c, n);
+    if ((n = get(root, "archives")) != NULL)
+        parse_archives(&c, n);
+    if ((n = get(root, "retention")) != NULL)
+        parse_retention(&c, n);
 out:
     fy_document_destroy(doc);
     fy_diag_destroy(diag);

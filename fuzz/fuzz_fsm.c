@@ -3,9 +3,9 @@
  * actions.c): the apply of command bodies shaped by the outside, as a
  * leader that trusted a client, a PLC or a bug would commit them.
  *
- * Input layout: byte 0 selects the command type (byte 0 % 7, in the order
+ * Input layout: byte 0 selects the command type (byte 0 % 8, in the order
  * ALARM_STATE, HISTORY_BATCH, RETENTION_CUT, AUDIT, SETPOINT,
- * SETPOINT_RESULT, PUT); the rest is the JSON body. Each input is encoded
+ * SETPOINT_RESULT, PUT, ARCHIVE_CLASSES); the rest is the JSON body. Each input is encoded
  * as a command (term 1, fixed wall time, proposer 1) and handed to the
  * fsm's apply, as libraft would, on one database that lives across inputs
  * (so an input meets the state its predecessors left: a SETPOINT_RESULT can
@@ -28,7 +28,9 @@
  *   - after an accepted HISTORY_BATCH or RETENTION_CUT, archive_summary
  *     holds the number and the hash sum of the stored samples (the digest
  *     depends on it instead of hashing every row), and the archive info
- *     agrees with it;
+ *     agrees with it; after a RETENTION_CUT or ARCHIVE_CLASSES the marks
+ *     and the assignment can be read, marks are times below 2^53 and every
+ *     tag's archive a name of 1..64 bytes;
  *   - after an accepted AUDIT, SETPOINT or ALARM_STATE the audit trail, and
  *     after an accepted SETPOINT or SETPOINT_RESULT the action log, can be
  *     read and are well formed.
@@ -65,7 +67,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *input, size_t input_size);
 static const unsigned types[] = {
     VG_CMD_ALARM_STATE, VG_CMD_HISTORY_BATCH,  VG_CMD_RETENTION_CUT,
     VG_CMD_AUDIT,       VG_CMD_SETPOINT,       VG_CMD_SETPOINT_RESULT,
-    VG_CMD_PUT,
+    VG_CMD_PUT,         VG_CMD_ARCHIVE_CLASSES,
 };
 #define N_TYPES (sizeof types / sizeof types[0])
 
@@ -237,6 +239,25 @@ static uint64_t row_hash(const char *name, size_t len, uint64_t t, double v,
 
 /* archive_summary must hold the count and hash sum of the stored rows (no
  * row at all when nothing was ever stored or cut). */
+static void check_retention(void)
+{
+    json_t *marks = NULL, *classes = NULL, *v;
+    const char *key;
+
+    CHECK(vg_repl_fsm_retention_marks(&g.f, &marks) == VG_OK);
+    json_object_foreach(marks, key, v) {
+        CHECK(json_is_integer(v) && json_integer_value(v) > 0 &&
+              (uint64_t)json_integer_value(v) < TIME_END);
+    }
+    json_decref(marks);
+    CHECK(vg_repl_fsm_archive_classes(&g.f, &classes) == VG_OK);
+    json_object_foreach(classes, key, v) {
+        CHECK(*key != '\0' && json_is_string(v) &&
+              json_string_length(v) >= 1 && json_string_length(v) <= 64);
+    }
+    json_decref(classes);
+}
+
 static void check_summary(void)
 {
     sqlite3_stmt *st;
@@ -427,6 +448,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *input, size_t input_size)
         break;
     case VG_CMD_RETENTION_CUT:
         check_summary();
+        check_retention();
+        break;
+    case VG_CMD_ARCHIVE_CLASSES:
+        check_retention();
         break;
     default:
         break;

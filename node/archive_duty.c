@@ -4,6 +4,16 @@
  * older than the retention (RETENTION_CUT about once a minute), and answers
  * history queries from the replicated archive (MESSAGES.md, "History").
  *
+ * Retention. A project may define archives, each with its retention, and
+ * a retention for the alarm journal and the audit trail (FORMAT.md). Which
+ * tag belongs to which archive is replicated state (ARCHIVE_CLASSES): the
+ * ready leader compares the active project's assignment with the stored
+ * one and proposes the project's when they differ, before its first cut,
+ * so that every replica cuts the same tags. Tags of the default archive
+ * (or of none) are cut after the default archive's retention, else after
+ * the node's --archive-retention-days. A project without archives or
+ * record retention gets the cut older nodes understand ({before_ms}).
+ *
  * Gaps. A batch not yet committed when the leader dies is lost with it, so
  * a failover leaves a gap of at most the failover plus one flush interval
  * in a tag that changes; the new leader archives every tag's first reading
@@ -34,6 +44,8 @@
 #define ARCHIVE_BATCH_MAX 16384u
 #define ARCHIVE_BUFFER_MAX 1000000u
 #define CUT_EVERY_MS 60000u
+/* A refused or lost ARCHIVE_CLASSES proposal is retried after this. */
+#define CLASSES_RETRY_MS 1000u
 #define NAME_MAX_BYTES 256u
 
 struct sample {
@@ -56,6 +68,10 @@ struct archive_duty {
     uint32_t *batch_index;  /* per tag: index in the batch being built */
     uint64_t *batch_stamp;  /* per tag: which batch that index belongs to */
     uint64_t batch_no;
+    /* The stored assignment of tags to archives matches the project's
+     * (checked once per start), or a proposal to make it so is pending. */
+    bool classes_ok, classes_in_flight;
+    uint64_t classes_retry_ms;
     /* Counters for status. */
     uint64_t archived, committed, dropped, failed_batches;
 };
@@ -70,6 +86,7 @@ static void duty_reset(struct archive_duty *d)
     d->batch_stamp = NULL;
     d->pr = NULL;
     d->n = 0;
+    d->classes_ok = false;
 }
 
 static void push(struct archive_duty *d, uint32_t tag, uint64_t t, double v,
@@ -119,6 +136,9 @@ static bool start(struct node *n, struct archive_duty *d,
     d->version = version;
     d->term = n->lead.term;
     d->last_flush_ms = vg_now_wall_ms();
+    /* A new leader or project version cuts as soon as the assignment is
+     * agreed: the retention may have changed with the version. */
+    d->next_cut_ms = 0;
     return true;
 }
 
@@ -259,6 +279,93 @@ fail:
     free(bp);
 }
 
+/* The archive a tag's samples are cut with: NULL for the default one. */
+static const char *tag_class(const struct vg_project *pr, const struct vg_tag *t)
+{
+    const struct vg_archive_def *a = vg_tag_archive(pr, t);
+    return a != NULL && !a->is_default ? a->name : NULL;
+}
+
+static void classes_cb(struct vg_repl_proposal *p, int status, uint64_t index,
+                       int result)
+{
+    struct archive_duty *d = p->data;
+    (void)index;
+    d->classes_in_flight = false;
+    if (status != 0 || (result != VG_OK && result != VG_REPL_UNCHANGED)) {
+        d->classes_retry_ms = vg_now_mono_ms() + CLASSES_RETRY_MS;
+    }
+    /* Either way the next iteration compares again. */
+    free(p);
+}
+
+/* Make the stored assignment of tags to archives the project's: compare,
+ * and propose the project's when they differ. */
+static void check_classes(struct node *n, struct archive_duty *d)
+{
+    json_t *want = json_object(), *stored = NULL, *body = NULL;
+    struct vg_repl_proposal *p = NULL;
+    char *text = NULL;
+
+    if (d->classes_in_flight || vg_now_mono_ms() < d->classes_retry_ms ||
+        want == NULL) {
+        goto out;
+    }
+    for (size_t i = 0; i < d->pr->n_tags; i++) {
+        const struct vg_tag *t = &d->pr->tags[i];
+        const char *cls = t->archive != VG_ARCHIVE_NONE ? tag_class(d->pr, t) : NULL;
+        if (cls != NULL) {
+            json_object_set_new(want, t->name, json_string(cls));
+        }
+    }
+    if (vg_repl_fsm_archive_classes(&n->fsm, &stored) != VG_OK) {
+        node_log(n, "archive: cannot read the archive classes: %s", n->fsm.errmsg);
+        d->classes_retry_ms = vg_now_mono_ms() + CLASSES_RETRY_MS;
+        goto out;
+    }
+    if (json_equal(want, stored)) {
+        d->classes_ok = true;
+        goto out;
+    }
+    /* {tag: archive} becomes {classes: {archive: [tag, ...]}}. */
+    {
+        json_t *classes = json_object();
+        const char *tag;
+        json_t *cls;
+        body = json_pack("{s:o}", "classes", classes);
+        json_object_foreach(want, tag, cls) {
+            json_t *list = json_object_get(classes, json_string_value(cls));
+            if (list == NULL) {
+                list = json_array();
+                json_object_set_new(classes, json_string_value(cls), list);
+            }
+            json_array_append_new(list, json_string(tag));
+        }
+    }
+    text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+    p = calloc(1, sizeof *p);
+    if (text == NULL || p == NULL) {
+        d->classes_retry_ms = vg_now_mono_ms() + CLASSES_RETRY_MS;
+        goto out;
+    }
+    p->data = d;
+    if (vg_repl_propose(&n->lead, p, VG_CMD_ARCHIVE_CLASSES, text, classes_cb) ==
+        VG_OK) {
+        d->classes_in_flight = true;
+        node_log(n, "archive: %zu tag(s) assigned to named archives",
+                 json_object_size(want));
+        p = NULL;
+    } else {
+        d->classes_retry_ms = vg_now_mono_ms() + CLASSES_RETRY_MS;
+    }
+out:
+    free(p);
+    free(text);
+    json_decref(body);
+    json_decref(stored);
+    json_decref(want);
+}
+
 static void cut_cb(struct vg_repl_proposal *p, int status, uint64_t index,
                    int result)
 {
@@ -266,6 +373,72 @@ static void cut_cb(struct vg_repl_proposal *p, int status, uint64_t index,
     (void)index;
     (void)result;
     free(p);
+}
+
+/* Set member KEY of O to NOW - KEEP, when there is such a time. */
+static void cut_time(json_t *o, const char *key, uint64_t now, uint64_t keep)
+{
+    if (keep > 0 && now > keep) {
+        json_object_set_new(o, key, json_integer((json_int_t)(now - keep)));
+    }
+}
+
+/* The RETENTION_CUT body for NOW, or NULL when nothing is to be cut. */
+static json_t *cut_body(struct node *n, const struct vg_project *pr, uint64_t now)
+{
+    uint64_t keep_default = (uint64_t)n->cfg->archive_retention_days * 86400000u;
+    json_t *o = json_object(), *archives = json_object();
+
+    if (pr->n_archives == 0 && pr->journal_retention_ms == 0 &&
+        pr->audit_retention_ms == 0) {
+        json_decref(archives);
+        cut_time(o, "before_ms", now, keep_default);
+    } else {
+        for (size_t i = 0; i < pr->n_archives; i++) {
+            const struct vg_archive_def *a = &pr->archives[i];
+            if (a->is_default) {
+                keep_default = a->retention_ms;
+            } else {
+                cut_time(archives, a->name, now, a->retention_ms);
+            }
+        }
+        cut_time(archives, "", now, keep_default);
+        if (json_object_size(archives) > 0) {
+            json_object_set(o, "archives", archives);
+        }
+        json_decref(archives);
+        cut_time(o, "journal_before_ms", now, pr->journal_retention_ms);
+        cut_time(o, "audit_before_ms", now, pr->audit_retention_ms);
+    }
+    if (json_object_size(o) == 0) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+static void maybe_cut(struct node *n, struct archive_duty *d, uint64_t now)
+{
+    json_t *body;
+    char *text;
+    struct vg_repl_proposal *p;
+
+    if (now < d->next_cut_ms) {
+        return;
+    }
+    d->next_cut_ms = now + CUT_EVERY_MS;
+    if ((body = cut_body(n, d->pr, now)) == NULL) {
+        return;
+    }
+    text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    p = calloc(1, sizeof *p);
+    if (text != NULL && p != NULL &&
+        vg_repl_propose(&n->lead, p, VG_CMD_RETENTION_CUT, text, cut_cb) == VG_OK) {
+        p = NULL;
+    }
+    free(p);
+    free(text);
 }
 
 void node_archive_update(struct node *n)
@@ -303,20 +476,12 @@ void node_archive_update(struct node *n)
             flush_batch(n, d);
         }
     }
-    if (now >= d->next_cut_ms && n->cfg->archive_retention_days > 0) {
-        uint64_t keep = (uint64_t)n->cfg->archive_retention_days * 86400000u;
-        struct vg_repl_proposal *p = calloc(1, sizeof *p);
-        char body[64];
-        d->next_cut_ms = now + CUT_EVERY_MS;
-        if (p != NULL && now > keep) {
-            snprintf(body, sizeof body, "{\"before_ms\":%llu}",
-                     (unsigned long long)(now - keep));
-            if (vg_repl_propose(&n->lead, p, VG_CMD_RETENTION_CUT, body, cut_cb) ==
-                VG_OK) {
-                p = NULL;
-            }
-        }
-        free(p);
+    /* Cuts wait until every replica agrees which tags each archive holds. */
+    if (!d->classes_ok) {
+        check_classes(n, d);
+    }
+    if (d->classes_ok) {
+        maybe_cut(n, d, now);
     }
 }
 
@@ -336,6 +501,24 @@ json_t *node_archive_status(struct node *n)
     }
     json_object_set_new(o, "retention_days",
                         json_integer((json_int_t)n->cfg->archive_retention_days));
+    {
+        json_t *marks = NULL, *classes = NULL;
+        if (vg_repl_fsm_retention_marks(&n->fsm, &marks) == VG_OK) {
+            json_object_set_new(o, "retention_marks", marks);
+        }
+        /* How many tags each named archive holds, as replicated. */
+        if (vg_repl_fsm_archive_classes(&n->fsm, &classes) == VG_OK) {
+            json_t *counts = json_object(), *cls;
+            const char *tag;
+            json_object_foreach(classes, tag, cls) {
+                const char *name = json_string_value(cls);
+                json_int_t k = json_integer_value(json_object_get(counts, name));
+                json_object_set_new(counts, name, json_integer(k + 1));
+            }
+            json_object_set_new(o, "archive_tags", counts);
+            json_decref(classes);
+        }
+    }
     if (d != NULL) {
         json_object_set_new(o, "archiving", json_boolean(d->pr != NULL));
         json_object_set_new(o, "archived", json_integer((json_int_t)d->archived));
@@ -344,6 +527,7 @@ json_t *node_archive_status(struct node *n)
         json_object_set_new(o, "buffered", json_integer((json_int_t)d->n));
         json_object_set_new(o, "failed_batches",
                             json_integer((json_int_t)d->failed_batches));
+        json_object_set_new(o, "classes_agreed", json_boolean(d->classes_ok));
     }
     return o;
 }

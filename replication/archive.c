@@ -1,5 +1,6 @@
-/* The process-value archive (replication.h, VG_CMD_HISTORY_BATCH and
- * VG_CMD_RETENTION_CUT, and the queries at the end of the header).
+/* The process-value archive (replication.h, VG_CMD_HISTORY_BATCH, the
+ * archive part of VG_CMD_RETENTION_CUT, VG_CMD_ARCHIVE_CLASSES, and the
+ * queries at the end of the header).
  *
  * Happy path of a batch: the whole body is validated first (time base, tag
  * names, base64, every packed sample), so that a malformed batch is rejected
@@ -808,33 +809,50 @@ static int cut_tag(struct vg_repl_fsm *f, sqlite3_stmt *sel, sqlite3_stmt *del,
     return VG_OK;
 }
 
-int fsm_apply_retention_cut(struct vg_repl_fsm *f, uint64_t index,
-                            const struct vg_cmd *cmd, json_t *body)
+/* The tags a cut of archive CLS walks, in id order (see fsm_archive_cut). */
+static int cut_tags_prepare(struct vg_repl_fsm *f, const char *cls,
+                            sqlite3_stmt **st)
 {
-    json_t *before_json = json_object_get(body, "before_ms");
+    const char *sql =
+        cls == NULL ? "SELECT id, name FROM archive_tags ORDER BY id"
+        : *cls == '\0'
+            ? "SELECT t.id, t.name FROM archive_tags t WHERE NOT EXISTS"
+              " (SELECT 1 FROM archive_classes c WHERE c.name = t.name)"
+              " ORDER BY t.id"
+            : "SELECT t.id, t.name FROM archive_tags t JOIN archive_classes c"
+              " ON c.name = t.name WHERE c.archive = ? ORDER BY t.id";
+    if (sqlite3_prepare_v2(f->db, sql, -1, st, NULL) != SQLITE_OK) {
+        return fsm_db_fail(f, "prepare archive cut");
+    }
+    if (cls != NULL && *cls != '\0') {
+        sqlite3_bind_text(*st, 1, cls, -1, SQLITE_STATIC);
+    }
+    return VG_OK;
+}
+
+int fsm_archive_cut(struct vg_repl_fsm *f, const char *cls, uint64_t before,
+                    bool *changed)
+{
     sqlite3_stmt *tags = NULL, *sel = NULL, *del = NULL;
     struct summary sum;
-    uint64_t before;
-    int rc;
+    uint64_t samples;
+    int rc = SQLITE_DONE;
     int rv;
 
-    (void)index;
-    (void)cmd;
-    if (!time_ok(before_json)) {
-        return VG_EINVAL;
-    }
-    before = (uint64_t)json_integer_value(before_json);
+    *changed = false;
     if ((rv = summary_get(f, &sum)) != VG_OK) {
         return rv;
     }
-    if (before <= sum.watermark_ms) {
-        return VG_REPL_UNCHANGED;
+    if (cls == NULL && before <= sum.watermark_ms) {
+        return VG_OK;
     }
+    samples = sum.samples;
     /* One range of the primary key per tag: (tag = ? AND t < ?) is a prefix
      * of (tag, t), where a bare t < ? would scan the whole table. */
-    if (sqlite3_prepare_v2(f->db, "SELECT id, name FROM archive_tags ORDER BY id",
-                           -1, &tags, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(f->db,
+    if ((rv = cut_tags_prepare(f, cls, &tags)) != VG_OK) {
+        goto out;
+    }
+    if (sqlite3_prepare_v2(f->db,
                            "SELECT t, value, bad FROM archive_samples"
                            " WHERE tag = ? AND t < ?",
                            -1, &sel, NULL) != SQLITE_OK ||
@@ -852,15 +870,200 @@ int fsm_apply_retention_cut(struct vg_repl_fsm *f, uint64_t index,
     if (rv == VG_OK && rc != SQLITE_DONE) {
         rv = fsm_db_fail(f, "archive cut tags");
     }
-    if (rv == VG_OK) {
-        sum.watermark_ms = before;
+    /* A cut of every tag moves the watermark (and creates the summary, as
+     * it always has); a cut of one archive touches the summary only when
+     * it deleted something, so an archive never used stays out of the
+     * digest. */
+    if (rv == VG_OK && (cls == NULL || sum.samples != samples)) {
+        if (cls == NULL) {
+            sum.watermark_ms = before;
+        }
         rv = summary_put(f, &sum);
+        *changed = rv == VG_OK;
     }
 out:
     sqlite3_finalize(tags);
     sqlite3_finalize(sel);
     sqlite3_finalize(del);
     return rv;
+}
+
+/* ------------------------------------------------------ archive classes */
+
+#define CLASS_MAX 64
+#define CLASSES_MAX 1024
+#define CLASS_TAGS_MAX 262144
+
+struct class_row {
+    const char *tag;   /* borrowed from the body */
+    const char *cls;
+};
+
+static int class_row_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct class_row *)a)->tag,
+                  ((const struct class_row *)b)->tag);
+}
+
+static bool name_ok(json_t *s, size_t min, size_t max)
+{
+    size_t len = json_string_length(s);
+    return json_is_string(s) && len >= min && len <= max &&
+           strlen(json_string_value(s)) == len;
+}
+
+/* The body's assignment into *ROWS sorted by tag, checked: VG_EINVAL for
+ * any malformed part or a tag named twice. */
+static int classes_parse(struct vg_repl_fsm *f, json_t *body,
+                         struct class_row **rows, size_t *n_rows)
+{
+    json_t *classes = json_object_get(body, "classes");
+    const char *cls;
+    json_t *tags;
+    size_t n = 0;
+
+    *rows = NULL;
+    *n_rows = 0;
+    if (!json_is_object(classes) || json_object_size(classes) > CLASSES_MAX) {
+        return VG_EINVAL;
+    }
+    json_object_foreach(classes, cls, tags) {
+        size_t len = strlen(cls);
+        if (len == 0 || len > CLASS_MAX || !json_is_array(tags) ||
+            json_array_size(tags) > CLASS_TAGS_MAX - n) {
+            return VG_EINVAL;
+        }
+        n += json_array_size(tags);
+    }
+    if (n == 0) {
+        return VG_OK;
+    }
+    if ((*rows = malloc(n * sizeof **rows)) == NULL) {
+        return nomem(f, "archive classes");
+    }
+    json_object_foreach(classes, cls, tags) {
+        size_t i;
+        json_t *tag;
+        json_array_foreach(tags, i, tag) {
+            if (!name_ok(tag, 1, TAG_MAX)) {
+                return VG_EINVAL;
+            }
+            (*rows)[(*n_rows)++] =
+                (struct class_row){.tag = json_string_value(tag), .cls = cls};
+        }
+    }
+    qsort(*rows, n, sizeof **rows, class_row_cmp);
+    for (size_t i = 1; i < n; i++) {
+        if (strcmp((*rows)[i - 1].tag, (*rows)[i].tag) == 0) {
+            return VG_EINVAL;
+        }
+    }
+    return VG_OK;
+}
+
+/* Is the stored assignment exactly ROWS (sorted by tag)? */
+static int classes_same(struct vg_repl_fsm *f, const struct class_row *rows,
+                        size_t n, bool *same)
+{
+    sqlite3_stmt *st;
+    size_t i = 0;
+    int rc;
+
+    *same = true;
+    if (sqlite3_prepare_v2(f->db,
+                           "SELECT name, archive FROM archive_classes ORDER BY name",
+                           -1, &st, NULL) != SQLITE_OK) {
+        return fsm_db_fail(f, "prepare archive classes");
+    }
+    /* SQLite's default BINARY collation orders like strcmp. */
+    while (*same && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *tag = (const char *)sqlite3_column_text(st, 0);
+        const char *cls = (const char *)sqlite3_column_text(st, 1);
+        *same = i < n && tag != NULL && cls != NULL &&
+                strcmp(tag, rows[i].tag) == 0 && strcmp(cls, rows[i].cls) == 0;
+        i++;
+    }
+    if (*same && rc != SQLITE_DONE) {
+        sqlite3_finalize(st);
+        return fsm_db_fail(f, "archive classes");
+    }
+    sqlite3_finalize(st);
+    *same = *same && i == n;
+    return VG_OK;
+}
+
+int fsm_apply_archive_classes(struct vg_repl_fsm *f, uint64_t index,
+                              const struct vg_cmd *cmd, json_t *body)
+{
+    struct class_row *rows;
+    sqlite3_stmt *ins = NULL;
+    size_t n;
+    bool same;
+    int rv;
+
+    (void)index;
+    (void)cmd;
+    if ((rv = classes_parse(f, body, &rows, &n)) != VG_OK ||
+        (rv = classes_same(f, rows, n, &same)) != VG_OK) {
+        goto out;
+    }
+    if (same) {
+        rv = VG_REPL_UNCHANGED;
+        goto out;
+    }
+    if (sqlite3_exec(f->db, "DELETE FROM archive_classes", NULL, NULL, NULL) !=
+            SQLITE_OK ||
+        sqlite3_prepare_v2(f->db,
+                           "INSERT INTO archive_classes(name, archive) VALUES(?, ?)",
+                           -1, &ins, NULL) != SQLITE_OK) {
+        rv = fsm_db_fail(f, "archive classes");
+        goto out;
+    }
+    for (size_t i = 0; i < n && rv == VG_OK; i++) {
+        sqlite3_bind_text(ins, 1, rows[i].tag, -1, SQLITE_STATIC);
+        sqlite3_bind_text(ins, 2, rows[i].cls, -1, SQLITE_STATIC);
+        if (sqlite3_step(ins) != SQLITE_DONE) {
+            rv = fsm_db_fail(f, "archive class insert");
+        }
+        sqlite3_reset(ins);
+    }
+out:
+    sqlite3_finalize(ins);
+    free(rows);
+    return rv;
+}
+
+int vg_repl_fsm_archive_classes(struct vg_repl_fsm *f, json_t **out)
+{
+    sqlite3_stmt *st;
+    json_t *o = json_object();
+    int rc;
+
+    *out = NULL;
+    if (o == NULL) {
+        return nomem(f, "archive classes");
+    }
+    if (sqlite3_prepare_v2(f->db, "SELECT name, archive FROM archive_classes",
+                           -1, &st, NULL) != SQLITE_OK) {
+        json_decref(o);
+        return fsm_db_fail(f, "prepare archive classes");
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *tag = (const char *)sqlite3_column_text(st, 0);
+        const char *cls = (const char *)sqlite3_column_text(st, 1);
+        if (tag != NULL && cls != NULL &&
+            json_object_set_new(o, tag, json_string(cls)) != 0) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        json_decref(o);
+        return fsm_db_fail(f, "archive classes");
+    }
+    *out = o;
+    return VG_OK;
 }
 
 /* ---------------------------------------------------------------- queries */

@@ -66,6 +66,8 @@ static const struct {
     {"alarm_states", "name", "*", true},
     {"alarm_journal", "id", "*", true},
     {"audit", "id", "*", true},
+    {"archive_classes", "name", "*", true},
+    {"retention_marks", "what", "*", true},
 };
 
 /* Schema of a fresh database. Every statement is idempotent: it also runs on
@@ -125,7 +127,14 @@ static const char schema[] =
     "  time_ms INTEGER NOT NULL, kind TEXT NOT NULL, object TEXT, old_value,"
     "  new_value, user TEXT, station TEXT, detail TEXT, term INTEGER NOT NULL,"
     "  node INTEGER NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS audit_time ON audit(time_ms);";
+    "CREATE INDEX IF NOT EXISTS audit_time ON audit(time_ms);"
+    /* archive.c, retention.c */
+    "CREATE TABLE IF NOT EXISTS archive_classes(name TEXT PRIMARY KEY,"
+    "  archive TEXT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS archive_classes_archive"
+    "  ON archive_classes(archive);"
+    "CREATE TABLE IF NOT EXISTS retention_marks(what TEXT PRIMARY KEY,"
+    "  before_ms INTEGER NOT NULL);";
 
 void vg_hex(const unsigned char *bytes, size_t n, char *out)
 {
@@ -889,6 +898,9 @@ static int dispatch(struct vg_repl_fsm *f, uint64_t index,
         break;
     case VG_CMD_AUDIT:
         rv = fsm_apply_audit(f, index, cmd, body);
+        break;
+    case VG_CMD_ARCHIVE_CLASSES:
+        rv = fsm_apply_archive_classes(f, index, cmd, body);
         break;
     default:
         rv = VG_EUNSUPPORTED;

@@ -56,9 +56,21 @@ int fsm_apply_setpoint(struct vg_repl_fsm *f, uint64_t index,
 int fsm_apply_setpoint_result(struct vg_repl_fsm *f, uint64_t index,
                               const struct vg_cmd *cmd, json_t *body);
 
-/* archive.c: VG_CMD_HISTORY_BATCH and VG_CMD_RETENTION_CUT. */
+/* archive.c: VG_CMD_HISTORY_BATCH and VG_CMD_ARCHIVE_CLASSES. */
 int fsm_apply_history_batch(struct vg_repl_fsm *f, uint64_t index,
                             const struct vg_cmd *cmd, json_t *body);
+int fsm_apply_archive_classes(struct vg_repl_fsm *f, uint64_t index,
+                              const struct vg_cmd *cmd, json_t *body);
+
+/* archive.c, for retention.c: delete the samples older than BEFORE of the
+ * tags in archive CLS ("" the default one; NULL every tag, which also
+ * raises the watermark to BEFORE and is unchanged when BEFORE is not above
+ * it), keeping archive_summary in step. *CHANGED tells whether anything
+ * was stored. */
+int fsm_archive_cut(struct vg_repl_fsm *f, const char *cls, uint64_t before,
+                    bool *changed);
+
+/* retention.c: VG_CMD_RETENTION_CUT. */
 int fsm_apply_retention_cut(struct vg_repl_fsm *f, uint64_t index,
                             const struct vg_cmd *cmd, json_t *body);
 

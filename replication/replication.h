@@ -49,6 +49,7 @@ enum vg_cmd_type {
     VG_CMD_HISTORY_BATCH = 10, /* archived process values, see below */
     VG_CMD_RETENTION_CUT = 11, /* drop archived values before a time */
     VG_CMD_AUDIT = 12,     /* an audit record of its own, see below */
+    VG_CMD_ARCHIVE_CLASSES = 13, /* which archive each tag belongs to */
     VG_CMD_TYPE_MAX
 };
 
@@ -112,12 +113,39 @@ enum vg_cmd_type {
  * Outcome VG_OK (also when every sample was ignored), or VG_EINVAL for any
  * malformed part (then nothing of the batch is stored).
  *
- * Body of VG_CMD_RETENTION_CUT: {before_ms: integer, 0 <= before_ms < 2^53}.
- * Deletes every archived sample with time < before_ms and raises the
- * watermark to before_ms. The leader proposes it (now - retention) about
- * once a minute, so each cut is small and every replica deletes exactly the
- * same rows. Outcome VG_OK, VG_REPL_UNCHANGED when before_ms is not above
- * the watermark (which starts at 0, so before_ms 0 is always unchanged),
+ * Body of VG_CMD_RETENTION_CUT (JSON object), at least one of:
+ *   before_ms          integer, 0 <= before_ms < 2^53: deletes every
+ *                      archived sample with time < before_ms, of every
+ *                      archive, and raises the watermark to before_ms
+ *                      (unchanged when not above it; the watermark starts
+ *                      at 0). The only member before per-archive
+ *                      retention, and what a leader still sends for a
+ *                      project without archives or record retention, so
+ *                      that older nodes apply the same.
+ *   archives           object {archive: before_ms}, at most 1024 members,
+ *                      names 0..64 bytes without NUL: deletes the samples
+ *                      older than before_ms of the tags in that archive
+ *                      (ARCHIVE_CLASSES; "" is every tag not in one);
+ *                      skipped when not above that archive's mark.
+ *   journal_before_ms  deletes alarm_journal entries with time_ms < it;
+ *   audit_before_ms    deletes audit records with time_ms < it; both
+ *                      skipped when not above their mark.
+ * Marks (except the watermark, in archive_summary) are kept in
+ * retention_marks as "archive:NAME", "journal" and "audit". A sample older
+ * than its archive's mark is still stored and goes with the next cut (only
+ * the watermark filters batches). The leader proposes a cut (now -
+ * retention) about once a minute, so each is small and every replica
+ * deletes exactly the same rows. Outcome VG_OK when anything was cut or a
+ * mark raised, VG_REPL_UNCHANGED when nothing was, VG_EINVAL for a bad
+ * member (then nothing is cut).
+ *
+ * Body of VG_CMD_ARCHIVE_CLASSES: {classes: {archive: [tag, …], …}}: the
+ * whole assignment of tags to named archives, replacing the stored one
+ * (archive_classes); a tag named nowhere is in the default archive "".
+ * Archive names 1..64 bytes, at most 1024; tag names 1..256 bytes, at most
+ * 262144 in all, each in one archive only; no NUL in any name. The ready
+ * leader proposes it when the active project's assignment differs from the
+ * stored one. Outcome VG_OK, VG_REPL_UNCHANGED (the same assignment), or
  * VG_EINVAL. */
 #define VG_HISTORY_SAMPLE_SIZE 17
 #define VG_HISTORY_BATCH_MAX 300000
@@ -370,6 +398,14 @@ struct vg_repl_archive_info {
 };
 int vg_repl_fsm_archive_info(struct vg_repl_fsm *f,
                              struct vg_repl_archive_info *out);
+
+/* The stored assignment of tags to named archives as a new JSON object
+ * {tag: archive} (tags of the default archive are absent). */
+int vg_repl_fsm_archive_classes(struct vg_repl_fsm *f, json_t **out);
+
+/* The retention marks as a new JSON object {"archive:NAME" | "journal" |
+ * "audit": before_ms}: what the last applied cut of each removed. */
+int vg_repl_fsm_retention_marks(struct vg_repl_fsm *f, json_t **out);
 
 /* ------------------------------------------------------------ alarms */
 

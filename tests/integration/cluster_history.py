@@ -12,7 +12,14 @@ flow archived every second), vigilctl; all on loopback (TAP).
 4. vigilctl history query / export (CSV).
 5. Reports: tags (PDF, pages checked with pdfinfo and rendered with
    pdftoppm), alarms (CSV), audit (PDF), and a report of the project by name.
-6. Bad requests get an error naming the problem.
+6. Retention per archive: every node holds the project's assignment of
+   tags to archives and the same cut marks, each at now minus its
+   archive's retention (default archive, alarm journal, none for an audit
+   kept forever); a new project version that moves a tag and shortens a
+   retention is followed by every node. (What a cut deletes is checked by
+   tests/unit/replication/test_archive.c: values an hour old do not exist
+   in a test that runs a minute.)
+7. Bad requests get an error naming the problem.
 
 Every wait is bounded; processes are killed by PID; temp dirs removed.
 """
@@ -54,6 +61,48 @@ def patch_archive(project):
             raise RuntimeError("archive column of %s not found" % tag)
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
+
+
+def archive_counts(project):
+    """{archive: number of tags naming it} from tags.csv, and the default
+    archive's name, as the leader should replicate them."""
+    counts = {}
+    with open(os.path.join(project, "tags.csv"), encoding="utf-8") as f:
+        rows = csv.DictReader(line for line in f if not line.startswith("#"))
+        for r in rows:
+            if r["archive"] not in ("", "none") and r["archive_in"]:
+                counts[r["archive_in"]] = counts.get(r["archive_in"], 0) + 1
+    with open(os.path.join(project, "project.yaml"), encoding="utf-8") as f:
+        m = re.search(r"- name: (\S+)\n(?:    .*\n)*?    default: true", f.read())
+    default = m.group(1) if m else None
+    counts.pop(default, None)
+    return counts
+
+
+def retention_check(cluster, counts, days, what):
+    """Wait until every node reports COUNTS and marks at now - DAYS[k]."""
+    last = {}
+
+    def agreed():
+        t = now_ms()
+        for n in cluster.nodes:
+            a = vc.call(n.client_address, {"type": "history_info"}, timeout=2)["archive"]
+            last[n.id] = a
+            marks = a.get("retention_marks", {})
+            if a.get("archive_tags") != counts:
+                return False
+            for k, d in days.items():
+                if d is None:
+                    if k in marks:
+                        return False
+                elif not (k in marks and
+                          t - d * 86400000 - 120000 <= marks[k] <= t - d * 86400000 + 5000):
+                    return False
+        return True
+    good = vc.wait_for(agreed, timeout=20, poll=0.2)
+    ok(good, "%s: %s" % (what, json.dumps(
+        {i: {k: a.get(k) for k in ("archive_tags", "retention_marks")}
+         for i, a in last.items()})))
 
 
 def query(addr, **q):
@@ -215,7 +264,38 @@ def main():
                               path)
         ok(rc == 1 and "no report 'no-such'" in err, "an unknown report is refused")
 
-        # 6. Bad requests.
+        # 6. Retention per archive.
+        counts = archive_counts(project)
+        ok(counts.get("fast", 0) > 10 and counts.get("accounting", 0) > 5,
+           "the project assigns tags to archives: %s" % counts)
+        retention_check(cluster, counts,
+                        {"archive:fast": 30, "archive:accounting": 3650,
+                         "archive:": 400, "journal": 730, "audit": None},
+                        "every node holds the assignment and the cut marks")
+        path = os.path.join(project, "tags.csv")
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        text, n = re.subn(r"(?m)^(%s,(?:[^,]*,){12})fast," % re.escape(FLOW),
+                          r"\g<1>accounting,", text)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        path = os.path.join(project, "project.yaml")
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        text = text.replace("retention: 30d", "retention: 2d", 1)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        rc, out, err = vc.ctl(args.vigilctl, cluster, "project", "load", project)
+        counts2 = archive_counts(project)
+        ok(n == 1 and rc == 0 and counts2["fast"] == counts["fast"] - 1,
+           "a new version moves %s to accounting and keeps fast values 2 days" % FLOW)
+        retention_check(cluster, counts2,
+                        {"archive:fast": 2, "archive:accounting": 3650,
+                         "archive:": 400, "journal": 730, "audit": None},
+                        "every node follows the new assignment and cuts fast "
+                        "values after 2 days")
+
+        # 7. Bad requests.
         bad = [
             ({"type": "history_query"}, "tag"),
             ({"type": "history_query", "tag": LEVEL, "from_ms": 0, "to_ms": 10},

@@ -239,7 +239,7 @@ def test_arguments(t, exe, tmp):
     bad = os.path.join(tmp, 'bad-project')
     shutil.copytree(EXAMPLE, bad)
     with open(os.path.join(bad, 'tags.csv'), 'a', encoding='utf-8') as f:
-        f.write('intake.broken,wells,plc-nowhere,hr:7,float33,,,,,,,,,,,,x,y\n')
+        f.write('intake.broken,wells,plc-nowhere,hr:7,float33,,,,,,,,,,,,,x,y\n')
     r = run_cmd([exe, '--project', bad, '--plc', 'plc-intake'])
     t.ok(r.returncode == 1 and re.search(r'tags\.csv:\d+:\d+: error:', r.stderr)
          and 'invalid' in r.stderr,

@@ -173,7 +173,7 @@ def main():
         first = next(iter(tags))
         c.csv_append('tags.csv', [first, tags[first]['section'], tags[first]['plc'],
                                   'hr:8000', 'int16', '', '', '', '', '', '', '0',
-                                  'none', 'no', '', '', 'x', 'y'][:len(c.header('tags.csv'))],
+                                  'none', '', 'no', '', '', 'x', 'y'][:len(c.header('tags.csv'))],
                      'name', f"duplicate tag name '{first}'")
         # alarms.csv: an unknown tag, a digital alarm on a number, a missing
         # German message.

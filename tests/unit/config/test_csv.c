@@ -136,10 +136,10 @@ static void test_tag_all_columns(void **state)
 {
     struct env *e = *state;
     tags(e, "name,section,plc,address,type,word_order,raw_min,raw_max,"
-            "eng_min,eng_max,unit,deadband,archive,writable,min,max,"
+            "eng_min,eng_max,unit,deadband,archive,archive_in,writable,min,max,"
             "description_en,description_de\n"
             "intake.flow,intake,plc1,hr:100,float32,little,0,27648,0,250,"
-            "m\xc2\xb3/h,0.5,cyclic:60,yes,10,200,Flow,Durchfluss\n");
+            "m\xc2\xb3/h,0.5,cyclic:60,fast,yes,10,200,Flow,Durchfluss\n");
     expect_n(&e->d, 0);
     assert_int_equal(e->p->n_tags, 1);
     const struct vg_tag *t = &e->p->tags[0];
@@ -161,6 +161,8 @@ static void test_tag_all_columns(void **state)
     assert_true(t->deadband == 0.5);
     assert_int_equal(t->archive, VG_ARCHIVE_CYCLIC);
     assert_int_equal(t->archive_period_s, 60);
+    assert_string_equal(t->archive_in.name, "fast");
+    expect_loc(t->archive_in.loc, "tags.csv", 2, 80);
     assert_true(t->writable);
     assert_true(t->has_limits);
     assert_true(t->min == 10 && t->max == 200);
@@ -169,10 +171,10 @@ static void test_tag_all_columns(void **state)
     expect_loc(t->loc, "tags.csv", 2, 1);
     /* Every field's own position, counted in characters ("m³/h" is 4). */
     static const unsigned cols[VG_TAG_COL_COUNT] = {
-        1, 13, 20, 25, 32, 40, 47, 49, 55, 57, 61, 66, 70, 80, 84, 87, 91};
+        1, 13, 20, 25, 32, 40, 47, 49, 55, 57, 61, 66, 70, 80, 85, 89, 92, 96};
     for (int i = 0; i < VG_TAG_COL_COUNT; i++)
         expect_loc(t->col[i], "tags.csv", 2, cols[i]);
-    expect_loc(t->description.loc, "tags.csv", 2, 91);
+    expect_loc(t->description.loc, "tags.csv", 2, 96);
 }
 
 static void test_tag_defaults(void **state)
@@ -500,7 +502,8 @@ static void test_header_unknown_and_duplicate(void **state)
     expect_diag(&e->d, 1, 60, "unknown column 'colour' (the columns are "
                               "name, section, plc, address, type, "
                               "word_order, raw_min, raw_max, eng_min, "
-                              "eng_max, unit, deadband, archive, writable, "
+                              "eng_max, unit, deadband, archive, archive_in, "
+                              "writable, "
                               "min, max, description_LL)");
     expect_diag(&e->d, 1, 67, "duplicate column 'plc'");
     expect_diag(&e->d, 1, 71, "unknown column 'Unit' (did you mean 'unit'?)");

@@ -221,6 +221,64 @@ static void test_tag_scaling_limits_archive(void **state)
     free(t4);
 }
 
+static char *concat(const char *a, const char *b)
+{
+    char *out = malloc(strlen(a) + strlen(b) + 1);
+    assert_non_null(out);
+    strcpy(out, a);
+    strcat(out, b);
+    return out;
+}
+
+static void test_archives_and_retention(void **state)
+{
+    (void)state;
+    char *ya = concat(base_yaml, "archives:\n"
+                                 "  - name: fast\n    retention: 7d\n"
+                                 "  - name: slow\n    retention: 90d\n"
+                                 "    default: true\n");
+    char *yb = concat(base_yaml, "archives:\n"
+                                 "  - name: fast\n    retention: 2d\n"
+                                 "  - name: long\n    retention: forever\n"
+                                 "retention: {alarm_journal: 365d}\n");
+    char *t = edit(base_tags, "name,section,plc,address,type,unit,deadband,",
+                   "name,section,plc,address,type,unit,deadband,archive,"
+                   "archive_in,");
+    char *t1 = edit(t, "m3/h,0.5,", "m3/h,0.5,change,fast,");
+    char *t2 = edit(t1, "int16,m,0,", "int16,m,0,,,");
+    char *t3 = edit(t2, "bool,,0,", "bool,,0,,,");
+    char *ta = edit(t3, "int16,,0,Old", "int16,,0,,,Old");
+    char *tb = edit(ta, "change,fast,", "change,long,");
+    struct files fa = {ya, ta, base_alarms, base_screen};
+    struct files fb = {yb, tb, base_alarms, base_screen};
+    struct vg_project *a = parse(&fa), *b = parse(&fb);
+    char *text = NULL;
+    assert_int_equal(vg_project_diff(a, b, &text), VG_OK);
+    const char *expected =
+        "project: alarm journal retention forever -> 365d\n"
+        "tags: 1 changed\n"
+        "  ~ intake.flow: archive_in fast -> long\n"
+        "archives: 1 added, 1 removed, 1 changed\n"
+        "  + long\n"
+        "  - slow\n"
+        "  ~ fast: retention 7d -> 2d\n";
+    if (strcmp(text, expected) != 0) {
+        print_error("got:\n%s\nexpected:\n%s\n", text, expected);
+        fail();
+    }
+    free(text);
+    vg_project_free(a);
+    vg_project_free(b);
+    free(ya);
+    free(yb);
+    free(t);
+    free(t1);
+    free(t2);
+    free(t3);
+    free(ta);
+    free(tb);
+}
+
 static void test_project_and_sections(void **state)
 {
     (void)state;
@@ -534,6 +592,7 @@ int main(void)
         cmocka_unit_test(test_no_differences),
         cmocka_unit_test(test_tags),
         cmocka_unit_test(test_tag_scaling_limits_archive),
+        cmocka_unit_test(test_archives_and_retention),
         cmocka_unit_test(test_project_and_sections),
         cmocka_unit_test(test_alarms),
         cmocka_unit_test(test_screen_objects),

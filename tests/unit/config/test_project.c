@@ -614,6 +614,151 @@ static void test_read_dir_errors(void **state)
     assert_int_equal(fs.n, 0);
 }
 
+/* ------------------------------------------------ archives and retention */
+
+struct edit {
+    const char *file, *from, *to;
+};
+
+/* The base project with every edit made (each once, in its file). */
+static void files_edited(struct vg_project_files *fs, const struct edit *e,
+                         size_t n)
+{
+    memset(fs, 0, sizeof *fs);
+    for (size_t i = 0; i < N_BASE; i++) {
+        char *text = strdup(base[i].text);
+        assert_non_null(text);
+        for (size_t k = 0; k < n; k++) {
+            if (strcmp(e[k].file, base[i].path) != 0)
+                continue;
+            char *at = strstr(text, e[k].from);
+            if (at == NULL)
+                fail_msg("test bug: '%s' not found in %s", e[k].from, e[k].file);
+            char *next = malloc(strlen(text) - strlen(e[k].from) + strlen(e[k].to) + 1);
+            assert_non_null(next);
+            size_t pre = (size_t)(at - text);
+            memcpy(next, text, pre);
+            strcpy(next + pre, e[k].to);
+            strcat(next, at + strlen(e[k].from));
+            free(text);
+            text = next;
+        }
+        assert_int_equal(vg_project_files_add(fs, base[i].path, text, strlen(text)),
+                         VG_OK);
+        free(text);
+    }
+}
+
+#define ARCHIVES_YAML                                                    \
+    "    range: 7d\n"                                                    \
+    "archives:\n"                                                        \
+    "  - name: fast\n"                                                   \
+    "    title: {en: Fast, de: Schnell}\n"                               \
+    "    retention: 7d\n"                                                \
+    "  - name: standard\n"                                               \
+    "    retention: 90d\n"                                               \
+    "    default: true\n"                                                \
+    "  - name: long\n"                                                   \
+    "    retention: forever\n"                                           \
+    "retention: {alarm_journal: 365d, audit: forever}\n"
+
+static const struct edit archive_edits[] = {
+    {"project.yaml", "    range: 7d\n", ARCHIVES_YAML},
+    {"tags.csv", "archive,writable", "archive,archive_in,writable"},
+    {"tags.csv", "change,no", "change,fast,no"},
+    {"tags.csv", ",none,yes,,,Pump", ",none,,yes,,,Pump"},
+    {"tags.csv", "cyclic:10,yes", "cyclic:10,,yes"},
+    {"tags.csv", ",none,no,,,Flow", ",none,,no,,,Flow"},
+    {"tags.csv", ",none,no,,,Fault", ",none,,no,,,Fault"},
+};
+
+static void test_archives(void **state)
+{
+    (void)state;
+    struct vg_project_files fs;
+    struct vg_diags d;
+    files_edited(&fs, archive_edits, sizeof archive_edits / sizeof archive_edits[0]);
+    struct vg_project *p = parse(&fs, &d);
+    if (d.n != 0)
+        dump(&d);
+    assert_int_equal(d.n, 0);
+    assert_int_equal(p->n_archives, 3);
+    assert_int_equal(p->archives[0].retention_ms, 7 * 86400000ull);
+    assert_string_equal(p->archives[0].title.s[1], "Schnell");
+    assert_true(p->archives[1].is_default);
+    assert_int_equal(p->archives[2].retention_ms, 0);
+    assert_int_equal(p->journal_retention_ms, 365 * 86400000ull);
+    assert_int_equal(p->audit_retention_ms, 0);
+    int level = vg_project_find_tag(p, "level"), sp = vg_project_find_tag(p, "sp");
+    assert_ptr_equal(vg_tag_archive(p, &p->tags[level]), &p->archives[0]);
+    assert_ptr_equal(vg_tag_archive(p, &p->tags[sp]), &p->archives[1]);
+    assert_int_equal(vg_project_find_archive(p, "long"), 2);
+    vg_project_free(p);
+    vg_diags_free(&d);
+    vg_project_files_free(&fs);
+
+    /* Without archives a tag belongs to none. */
+    files_with(&fs, NULL, NULL, NULL);
+    p = parse(&fs, &d);
+    assert_null(vg_tag_archive(p, &p->tags[vg_project_find_tag(p, "sp")]));
+    vg_project_free(p);
+    vg_diags_free(&d);
+    vg_project_files_free(&fs);
+}
+
+static void test_archive_mistakes(void **state)
+{
+    (void)state;
+    static const struct {
+        struct edit e;
+        const char *message;
+    } cases[] = {
+        {{"tags.csv", "change,fast,no", "change,fats,no"},
+         "unknown archive 'fats' (did you mean 'fast'?)"},
+        {{"tags.csv", ",none,,no,,,Flow", ",none,fast,no,,,Flow"},
+         "archive_in 'fast' is given but the tag is not archived"},
+        {{"project.yaml", "    retention: forever\n",
+          "    retention: forever\n    default: true\n"},
+         "archive 'long' is a second default archive (the first is 'standard')"},
+        {{"project.yaml", "retention: 7d", "retention: 10m"},
+         "'retention' must be from 3.6e+03s"},
+        {{"project.yaml", "retention: 7d", "retention: always"},
+         "'retention' must be a duration"},
+        {{"project.yaml", "    retention: 90d\n", ""},
+         "archive has no 'retention'"},
+        {{"project.yaml", "audit: forever", "audit: forever, alarms: 1d"},
+         "unknown key 'alarms' in retention"},
+        {{"project.yaml", "  - name: long\n", "  - name: fast\n"},
+         "duplicate archive name 'fast'"},
+        {{"project.yaml", "default: true", "default: yes please"},
+         "'default' must be true or false"},
+    };
+    size_t failures = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t n = sizeof archive_edits / sizeof archive_edits[0];
+        struct edit e[sizeof archive_edits / sizeof archive_edits[0] + 1];
+        memcpy(e, archive_edits, sizeof archive_edits);
+        e[n] = cases[i].e;
+        struct vg_project_files fs;
+        struct vg_diags d;
+        files_edited(&fs, e, n + 1);
+        struct vg_project *p = parse(&fs, &d);
+        char got[1024] = "";
+        if (d.n >= 1)
+            vg_diag_format(&d.v[0], got, sizeof got);
+        if (d.n != 1 || strstr(got, cases[i].message) == NULL) {
+            fprintf(stderr, "# archive mistake %zu: expected one error with \"%s\";"
+                    " got %zu:\n", i, cases[i].message, d.n);
+            dump(&d);
+            failures++;
+        }
+        vg_project_free(p);
+        vg_diags_free(&d);
+        vg_project_files_free(&fs);
+    }
+    assert_int_equal(failures, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -627,6 +772,8 @@ int main(void)
         cmocka_unit_test(test_bundle_round_trip),
         cmocka_unit_test(test_bundle_rejects_garbage),
         cmocka_unit_test(test_read_dir_errors),
+        cmocka_unit_test(test_archives),
+        cmocka_unit_test(test_archive_mistakes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1201,6 +1201,196 @@ static void test_apply_50k_batch_timing(void **state)
     free(s);
 }
 
+/* ---- archives and record retention -------------------------------------- */
+
+static const char *const FSX[] = {"fast", "slow", "x"};
+
+/* Tags fast (archive "fast"), slow (archive "slow") and x (the default
+ * archive), 10 samples each at t = 100..1000, on both replicas. */
+static void fill_classes(struct fx *x)
+{
+    struct smp s[30];
+    for (size_t i = 0; i < 30; i++) {
+        s[i] = (struct smp){(uint32_t)(i % 3), 100 + 100 * (uint32_t)(i / 3), (double)i, 0};
+    }
+    assert_int_equal(apply_both(x, VG_CMD_ARCHIVE_CLASSES,
+                                "{\"classes\":{\"fast\":[\"fast\"],"
+                                "\"slow\":[\"slow\"]}}"),
+                     VG_OK);
+    assert_int_equal(apply_batch(x, &x->a, 100, FSX, 3, s, 30), VG_OK);
+    assert_int_equal(apply_batch(x, &x->b, 100, FSX, 3, s, 30), VG_OK);
+}
+
+static long long samples_of(struct vg_repl_fsm *f, const char *tag)
+{
+    char sql[160];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM archive_samples s JOIN archive_tags a"
+             " ON a.id = s.tag WHERE a.name = '%s'", tag);
+    return sql_int(f, sql);
+}
+
+static void test_archive_classes_apply(void **state)
+{
+    struct fx *x = *state;
+    struct vg_repl_fsm *f = &x->a;
+    json_t *got = NULL;
+    static const char *const bad[] = {
+        "{}",
+        "{\"classes\":[]}",
+        "{\"classes\":{\"\":[\"a\"]}}",                  /* empty name */
+        "{\"classes\":{\"a\":\"b\"}}",                   /* not a list */
+        "{\"classes\":{\"a\":[\"t\",\"t\"]}}",           /* twice */
+        "{\"classes\":{\"a\":[\"t\"],\"b\":[\"t\"]}}",   /* in two */
+        "{\"classes\":{\"a\":[\"\"]}}",
+        "{\"classes\":{\"a\":[1]}}",
+        "{\"classes\":{\"a\":[\"t\\u0000u\"]}}",
+        "{\"classes\":{\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\":[\"t\"]}}",
+    };
+
+    assert_int_equal(apply_cmd(x, f, VG_CMD_ARCHIVE_CLASSES,
+                               "{\"classes\":{\"a\":[\"t1\",\"t2\"],\"b\":[\"t3\"]}}"),
+                     VG_OK);
+    assert_int_equal(vg_repl_fsm_archive_classes(f, &got), VG_OK);
+    assert_int_equal(json_object_size(got), 3);
+    assert_string_equal(json_string_value(json_object_get(got, "t2")), "a");
+    assert_string_equal(json_string_value(json_object_get(got, "t3")), "b");
+    json_decref(got);
+    /* The same assignment in another order changes nothing. */
+    assert_int_equal(apply_cmd(x, f, VG_CMD_ARCHIVE_CLASSES,
+                               "{\"classes\":{\"b\":[\"t3\"],\"a\":[\"t2\",\"t1\"]}}"),
+                     VG_REPL_UNCHANGED);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (apply_cmd(x, f, VG_CMD_ARCHIVE_CLASSES, bad[i]) != VG_EINVAL) {
+            fail_msg("accepted: %s", bad[i]);
+        }
+    }
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM archive_classes"), 3);
+    /* A new assignment replaces the whole old one. */
+    assert_int_equal(apply_cmd(x, f, VG_CMD_ARCHIVE_CLASSES,
+                               "{\"classes\":{\"a\":[\"t3\"]}}"),
+                     VG_OK);
+    assert_int_equal(vg_repl_fsm_archive_classes(f, &got), VG_OK);
+    assert_int_equal(json_object_size(got), 1);
+    assert_string_equal(json_string_value(json_object_get(got, "t3")), "a");
+    json_decref(got);
+    assert_int_equal(apply_cmd(x, f, VG_CMD_ARCHIVE_CLASSES, "{\"classes\":{}}"),
+                     VG_OK);
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM archive_classes"), 0);
+}
+
+static void test_cut_per_archive(void **state)
+{
+    struct fx *x = *state;
+    unsigned char da[VG_DIGEST_SIZE], db[VG_DIGEST_SIZE];
+    json_t *marks = NULL;
+
+    fill_classes(x);
+    /* "fast" keeps t >= 800, the default archive t >= 300, "slow" all. */
+    assert_int_equal(apply_both(x, VG_CMD_RETENTION_CUT,
+                                "{\"archives\":{\"fast\":800,\"\":300}}"),
+                     VG_OK);
+    assert_int_equal(samples_of(&x->a, "fast"), 3);
+    assert_int_equal(samples_of(&x->a, "x"), 8);
+    assert_int_equal(samples_of(&x->a, "slow"), 10);
+    assert_int_equal(sql_int(&x->a, "SELECT min(t) FROM archive_samples s JOIN"
+                                    " archive_tags a ON a.id = s.tag"
+                                    " WHERE a.name = 'fast'"),
+                     800);
+    assert_summary_consistent(&x->a);
+    /* The watermark is for cuts of every archive only. */
+    assert_int_equal(sql_int(&x->a, "SELECT watermark_ms FROM archive_summary"), 0);
+    assert_int_equal(vg_repl_fsm_retention_marks(&x->a, &marks), VG_OK);
+    assert_int_equal(json_integer_value(json_object_get(marks, "archive:fast")), 800);
+    assert_int_equal(json_integer_value(json_object_get(marks, "archive:")), 300);
+    assert_null(json_object_get(marks, "archive:slow"));
+    json_decref(marks);
+
+    /* The same cut again, or an older one, changes nothing. */
+    assert_int_equal(apply_both(x, VG_CMD_RETENTION_CUT,
+                                "{\"archives\":{\"fast\":800,\"\":200}}"),
+                     VG_REPL_UNCHANGED);
+    /* An archive nothing is in: only its mark moves. */
+    assert_int_equal(apply_both(x, VG_CMD_RETENTION_CUT,
+                                "{\"archives\":{\"none\":5000}}"),
+                     VG_OK);
+    assert_int_equal(sql_int(&x->a, "SELECT count(*) FROM archive_samples"), 21);
+
+    /* A tag moved to the default archive is cut with it from then on. */
+    assert_int_equal(apply_both(x, VG_CMD_ARCHIVE_CLASSES,
+                                "{\"classes\":{\"fast\":[\"fast\"]}}"),
+                     VG_OK);
+    assert_int_equal(apply_both(x, VG_CMD_RETENTION_CUT,
+                                "{\"archives\":{\"\":600}}"),
+                     VG_OK);
+    assert_int_equal(samples_of(&x->a, "slow"), 5);
+    assert_int_equal(samples_of(&x->a, "x"), 5);
+    assert_int_equal(samples_of(&x->a, "fast"), 3);
+    assert_summary_consistent(&x->a);
+    assert_summary_consistent(&x->b);
+    digest_of(&x->a, da);
+    digest_of(&x->b, db);
+    assert_memory_equal(da, db, VG_DIGEST_SIZE);
+
+    /* Malformed: nothing is cut. */
+    assert_int_equal(apply_cmd(x, &x->a, VG_CMD_RETENTION_CUT,
+                               "{\"archives\":{\"fast\":-1}}"),
+                     VG_EINVAL);
+    assert_int_equal(apply_cmd(x, &x->a, VG_CMD_RETENTION_CUT,
+                               "{\"archives\":[1]}"),
+                     VG_EINVAL);
+    assert_int_equal(apply_cmd(x, &x->a, VG_CMD_RETENTION_CUT,
+                               "{\"archives\":{\"\":900},\"audit_before_ms\":\"x\"}"),
+                     VG_EINVAL);
+    assert_int_equal(apply_cmd(x, &x->a, VG_CMD_RETENTION_CUT,
+                               "{\"journal_before_ms\":9007199254740992}"),
+                     VG_EINVAL);
+    assert_int_equal(sql_int(&x->a, "SELECT count(*) FROM archive_samples"), 13);
+}
+
+/* A cut of every archive (the form older nodes know) still cuts tags of
+ * named archives too. */
+static void test_legacy_cut_covers_archives(void **state)
+{
+    struct fx *x = *state;
+    fill_classes(x);
+    assert_int_equal(cut(x, NULL, 500), VG_OK);
+    assert_int_equal(samples_of(&x->a, "fast"), 6);
+    assert_int_equal(samples_of(&x->a, "slow"), 6);
+    assert_int_equal(samples_of(&x->a, "x"), 6);
+    assert_summary_consistent(&x->a);
+}
+
+static void test_cut_journal_and_audit(void **state)
+{
+    struct fx *x = *state;
+    struct vg_repl_fsm *f = &x->a;
+    char body[160];
+    json_t *marks = NULL;
+    uint64_t t0 = x->time_ms;
+
+    for (int i = 0; i < 10; i++) {
+        snprintf(body, sizeof body,
+                 "{\"kind\":\"membership\",\"object\":\"node %d\",\"old_value\":null,"
+                 "\"new_value\":null,\"user\":\"u\",\"station\":null,\"detail\":null}",
+                 i);
+        assert_int_equal(apply_cmd(x, f, VG_CMD_AUDIT, body), VG_OK);
+    }
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM audit"), 10);
+    /* Records are stamped with the command's time: t0, t0 + 1, … */
+    snprintf(body, sizeof body, "{\"audit_before_ms\":%llu,\"journal_before_ms\":5}",
+             (unsigned long long)(t0 + 4));
+    assert_int_equal(apply_cmd(x, f, VG_CMD_RETENTION_CUT, body), VG_OK);
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM audit"), 6);
+    assert_int_equal(vg_repl_fsm_retention_marks(f, &marks), VG_OK);
+    assert_int_equal(json_integer_value(json_object_get(marks, "audit")),
+                     (json_int_t)(t0 + 4));
+    assert_int_equal(json_integer_value(json_object_get(marks, "journal")), 5);
+    json_decref(marks);
+    assert_int_equal(apply_cmd(x, f, VG_CMD_RETENTION_CUT, body), VG_REPL_UNCHANGED);
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM audit"), 6);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -1217,6 +1407,10 @@ int main(void)
         T(test_query_arguments),
         T(test_retention_cut),
         T(test_cut_leaves_same_digest_as_never_stored),
+        T(test_archive_classes_apply),
+        T(test_cut_per_archive),
+        T(test_legacy_cut_covers_archives),
+        T(test_cut_journal_and_audit),
         T(test_digest_replicas),
         T(test_digest_negative_zero),
         T(test_tag_ids_deterministic),

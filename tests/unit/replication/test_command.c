@@ -86,6 +86,7 @@ static void test_round_trip_every_type(void **state)
         "{\"t0\":0,\"tags\":[\"a\"],\"s\":\"\"}",
         "{\"before_ms\":1000}",
         "{\"kind\":\"membership\",\"object\":\"node 4\"}",
+        "{\"classes\":{\"fast\":[\"FIC201.pv\"]}}",
     };
     (void)state;
     /* A new command type needs a body here too. */
