@@ -1327,6 +1327,123 @@ static void test_project_tables_added_to_old_databases(void **state)
     assert_int_equal(x->b.fatal, 0);
 }
 
+/* ---- record summaries ---------------------------------------------------- */
+
+static void audit_n(struct fx *x, struct vg_repl_fsm *f, int n, const char *tag)
+{
+    char body[200];
+    for (int i = 0; i < n; i++) {
+        snprintf(body, sizeof body,
+                 "{\"kind\":\"membership\",\"object\":\"%s %d\",\"old_value\":%d,"
+                 "\"new_value\":%s,\"user\":\"u\",\"station\":null,\"detail\":null}",
+                 tag, i, i, i % 2 ? "-0.0" : "\"x\"");
+        assert_int_equal(apply_cmd(x, f, VG_CMD_AUDIT, body), VG_OK);
+    }
+}
+
+/* record_summary holds what its triggers say: recomputed from the rows. */
+static void assert_summary_matches(struct vg_repl_fsm *f, const char *tbl,
+                                   const char *cols)
+{
+    char q[400];
+    long long n;
+    snprintf(q, sizeof q, "SELECT count(*) FROM %s", tbl);
+    n = sql_int(f, q);
+    snprintf(q, sizeof q, "SELECT coalesce((SELECT n FROM record_summary"
+                          " WHERE tbl = '%s'), 0)", tbl);
+    assert_int_equal(sql_int(f, q), n);
+    snprintf(q, sizeof q,
+             "SELECT coalesce((SELECT hash_sum FROM record_summary WHERE tbl = '%s'),"
+             " 0) = (SELECT vg_sum64(vg_row_hash(%s)) FROM %s)", tbl, cols, tbl);
+    assert_int_equal(sql_int(f, q), 1);
+}
+
+#define AUDIT_COLS "id, time_ms, kind, object, old_value, new_value, user," \
+                   " station, detail, term, node"
+
+static void test_record_summary_follows_rows(void **state)
+{
+    struct fx *x = *state;
+    unsigned char da[VG_DIGEST_SIZE], db[VG_DIGEST_SIZE];
+    char body[96];
+
+    audit_n(x, &x->a, 20, "n");
+    assert_int_equal(sql_int(&x->a, "SELECT n FROM record_summary WHERE tbl = 'audit'"),
+                     20);
+    assert_summary_matches(&x->a, "audit", AUDIT_COLS);
+    /* A cut deletes through the triggers too. */
+    snprintf(body, sizeof body, "{\"audit_before_ms\":%llu}",
+             (unsigned long long)(x->time_ms - 5));
+    assert_int_equal(apply_cmd(x, &x->a, VG_CMD_RETENTION_CUT, body), VG_OK);
+    assert_int_equal(sql_int(&x->a, "SELECT count(*) FROM audit"), 5);
+    assert_summary_matches(&x->a, "audit", AUDIT_COLS);
+    /* An edit in place changes the digest (the summary follows it). */
+    digest_of(&x->a, da);
+    sql(&x->a, "UPDATE audit SET detail = 'edited' WHERE id = (SELECT min(id) FROM audit)");
+    assert_summary_matches(&x->a, "audit", AUDIT_COLS);
+    digest_of(&x->a, db);
+    assert_memory_not_equal(da, db, VG_DIGEST_SIZE);
+    /* Deleting every row leaves n 0 and the sum 0. */
+    sql(&x->a, "DELETE FROM audit");
+    assert_int_equal(sql_int(&x->a, "SELECT n = 0 AND hash_sum = 0 FROM record_summary"
+                                    " WHERE tbl = 'audit'"),
+                     1);
+}
+
+/* A database (or an image) from before the triggers gets them on open, with
+ * a summary computed from its rows: it then digests like a replica that had
+ * them all along. */
+static void test_record_summary_added_to_old_databases(void **state)
+{
+    struct fx *x = *state;
+    unsigned char da[VG_DIGEST_SIZE], db[VG_DIGEST_SIZE];
+    struct raft_buffer *snap;
+
+    audit_n(x, &x->a, 7, "o");
+    x->time_ms -= 7;
+    audit_n(x, &x->b, 7, "o");
+    digest_of(&x->a, da);
+    digest_of(&x->b, db);
+    assert_memory_equal(da, db, VG_DIGEST_SIZE);
+    sql(&x->b, "DROP TRIGGER vg_sum_audit_ins_v1; DROP TRIGGER vg_sum_audit_del_v1;"
+               " DROP TRIGGER vg_sum_audit_upd_v1; DELETE FROM record_summary");
+    snap = snapshot_of(&x->b);
+    vg_repl_fsm_close(&x->b);
+    x->b_open = false;
+    open_fsm(x, &x->b, "b.db");
+    x->b_open = true;
+    assert_summary_matches(&x->b, "audit", AUDIT_COLS);
+    digest_of(&x->b, db);
+    assert_memory_equal(da, db, VG_DIGEST_SIZE);
+    /* The same through a snapshot image into a fresh replica. */
+    {
+        struct vg_repl_fsm c;
+        memset(&c, 0, sizeof c);
+        open_fsm(x, &c, "c.db");
+        assert_int_equal(restore_into(&c, snap), 0);
+        assert_summary_matches(&c, "audit", AUDIT_COLS);
+        digest_of(&c, da);
+        assert_memory_equal(da, db, VG_DIGEST_SIZE);
+        audit_n(x, &c, 3, "p");
+        assert_summary_matches(&c, "audit", AUDIT_COLS);
+        vg_repl_fsm_close(&c);
+    }
+}
+
+/* Checkpoints keep the newest 64 rows: the table no longer grows with time. */
+static void test_checkpoints_table_bounded(void **state)
+{
+    struct fx *x = *state;
+    for (int i = 0; i < 100; i++) {
+        char *body = vg_repl_fsm_checkpoint_body(&x->a);
+        assert_non_null(body);
+        assert_int_equal(apply_cmd(x, &x->a, VG_CMD_CHECKPOINT, body), VG_OK);
+        free(body);
+    }
+    assert_int_equal(sql_int(&x->a, "SELECT count(*) FROM checkpoints"), 64);
+    assert_int_equal(x->a.verdict, VG_VERDICT_OK);
+}
+
 /* ---- operator actions ---------------------------------------------------- */
 
 static int apply_in_term(struct fx *x, struct vg_repl_fsm *f, unsigned type,
@@ -1761,6 +1878,9 @@ int main(void)
         T(test_project_digest_covers_versions),
         T(test_project_tables_do_not_change_old_digests),
         T(test_project_tables_added_to_old_databases),
+        T(test_record_summary_follows_rows),
+        T(test_record_summary_added_to_old_databases),
+        T(test_checkpoints_table_bounded),
         T(test_setpoint_action_and_outcome),
         T(test_setpoint_malformed_is_rejected),
         T(test_actions_digest_and_snapshot),
