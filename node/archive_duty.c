@@ -507,16 +507,8 @@ json_t *node_archive_status(struct node *n)
             json_object_set_new(o, "retention_marks", marks);
         }
         /* How many tags each named archive holds, as replicated. */
-        if (vg_repl_fsm_archive_classes(&n->fsm, &classes) == VG_OK) {
-            json_t *counts = json_object(), *cls;
-            const char *tag;
-            json_object_foreach(classes, tag, cls) {
-                const char *name = json_string_value(cls);
-                json_int_t k = json_integer_value(json_object_get(counts, name));
-                json_object_set_new(counts, name, json_integer(k + 1));
-            }
-            json_object_set_new(o, "archive_tags", counts);
-            json_decref(classes);
+        if (vg_repl_fsm_archive_class_counts(&n->fsm, &classes) == VG_OK) {
+            json_object_set_new(o, "archive_tags", classes);
         }
     }
     if (d != NULL) {

@@ -1033,6 +1033,41 @@ out:
     return rv;
 }
 
+int vg_repl_fsm_archive_class_counts(struct vg_repl_fsm *f, json_t **out)
+{
+    sqlite3_stmt *st;
+    json_t *o = json_object();
+    int rc;
+
+    *out = NULL;
+    if (o == NULL) {
+        return nomem(f, "archive class counts");
+    }
+    if (sqlite3_prepare_v2(f->db,
+                           "SELECT archive, count(*) FROM archive_classes"
+                           " GROUP BY archive",
+                           -1, &st, NULL) != SQLITE_OK) {
+        json_decref(o);
+        return fsm_db_fail(f, "prepare archive class counts");
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *cls = (const char *)sqlite3_column_text(st, 0);
+        if (cls != NULL &&
+            json_object_set_new(o, cls, json_integer(sqlite3_column_int64(st, 1))) !=
+                0) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        json_decref(o);
+        return fsm_db_fail(f, "archive class counts");
+    }
+    *out = o;
+    return VG_OK;
+}
+
 int vg_repl_fsm_archive_classes(struct vg_repl_fsm *f, json_t **out)
 {
     sqlite3_stmt *st;

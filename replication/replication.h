@@ -403,6 +403,10 @@ int vg_repl_fsm_archive_info(struct vg_repl_fsm *f,
  * {tag: archive} (tags of the default archive are absent). */
 int vg_repl_fsm_archive_classes(struct vg_repl_fsm *f, json_t **out);
 
+/* How many tags each named archive holds, as a new JSON object {archive: n}
+ * (one indexed pass, for status answers). */
+int vg_repl_fsm_archive_class_counts(struct vg_repl_fsm *f, json_t **out);
+
 /* The retention marks as a new JSON object {"archive:NAME" | "journal" |
  * "audit": before_ms}: what the last applied cut of each removed. */
 int vg_repl_fsm_retention_marks(struct vg_repl_fsm *f, json_t **out);
