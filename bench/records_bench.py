@@ -10,6 +10,20 @@ vigil-plcsim, all on loopback. A synthetic project is generated:
 
 Prints one JSON object per measurement:
 
+  {"bench":"alarm_takeover", "alarms":N, "round":k, "ready_s":…, "evaluating_s":…,
+   "restore_ms":…, "restore_iterations":…, "loop_max_ms":…, "loop_p99_ms":…,
+   "stable":bool, "raised":N}
+      (--takeover K: K rounds, after every alarm was raised) the leader is
+      killed (-9); ready_s is the time from the kill until a node answers
+      ready, evaluating_s until the new leader's alarm duty evaluates
+      readings again (its status "alarms"), restore_ms how long restoring
+      the states took there and in how many loop iterations, loop_max_ms /
+      loop_p99_ms the new leader's longest / 99th percentile loop iteration
+      over the 10 s around the takeover (status "loop"), stable whether it
+      still led 2 s later, raised the journal's raise entries (N: no alarm
+      raised twice). The killed node is restarted before the next round. A
+      summary line {"bench":"alarm_takeover_summary", …} gives the medians.
+
   {"bench":"alarm_acks", "acks":N, "connections":C, "seconds":…, "acks_per_s":…}
       C connections each send their share of single-alarm alarm_ack
       requests back to back without waiting (pipelined), then read the
@@ -23,11 +37,16 @@ Machines are shared and noisy: compare medians of several runs.
 
 usage: bench/records_bench.py [--build build] [--alarms 20000] [--archived 20000]
                               [--poll-ms 100] [--seconds 10] [--connections 8]
+                              [--takeover K] [--no-acks] [--perf DIR]
+
+--archived 0 skips the archive measurement; --no-acks the ack measurement.
 """
 import argparse
 import json
 import os
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -73,6 +92,165 @@ plcs:
                     % (i, i, i))
 
 
+def count_raised(addr):
+    """Raise entries of project alarms in the alarm journal (pages of 2000
+    fit in a frame); system alarms ("$node.ID" of a killed node) do not
+    count."""
+    total, before = 0, 0
+    while True:
+        q = {"type": "alarm_journal", "cause": "raised", "limit": 2000}
+        if before:
+            q["before_id"] = before
+        j = vc.call(addr, q, timeout=30)
+        if "entries" not in j:
+            raise RuntimeError("alarm_journal: %s" % j)
+        total += len([e for e in j["entries"] if not e["alarm"].startswith("$")])
+        if not j.get("more") or not j["entries"]:
+            return total
+        before = j["entries"][-1]["id"]
+
+
+def takeover_round(cluster, n_alarms, k, perf=None):
+    """Kill the ready leader, time the takeover at the new one (see the
+    docstring), restart the killed node once it is over. PERF: a folder
+    for a `perf record -g` of the surviving nodes during the takeover."""
+    old = cluster.wait_ready_leader(timeout=15)[0]
+    rec = None
+    if perf:
+        pids = ",".join(str(n.proc.pid) for n in cluster.nodes
+                        if n.alive() and n.id != old.id)
+        rec = subprocess.Popen(["perf", "record", "--call-graph", "dwarf", "-F", "2000", "-o",
+                                os.path.join(perf, "takeover-%d.data" % k),
+                                "-p", pids], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+        time.sleep(1.0)
+    t_kill = time.time()
+    t0 = time.monotonic()
+    old.kill()
+    ready_s = None
+    new, st = None, None
+    deadline = t0 + 30
+    while time.monotonic() < deadline:
+        for n in cluster.nodes:
+            if not n.alive():
+                continue
+            try:
+                s = n.status(0.5)
+            except (OSError, vc.ProtocolError, ValueError):
+                continue
+            if s.get("ready") and ready_s is None:
+                ready_s = time.monotonic() - t0
+            a = s.get("alarms") or {}
+            if s.get("ready") and a.get("state") == "evaluating" and \
+                    a.get("evaluating_since_ms", 0) / 1000.0 > t_kill:
+                new, st = n, s
+                break
+        if new is not None:
+            break
+        time.sleep(0.01)
+    if new is None:
+        raise SystemExit("round %d: no new leader evaluating alarms within 30 s" % k)
+    a = st["alarms"]
+    term = st["term"]
+    if rec is not None:
+        time.sleep(0.5)
+        rec.send_signal(signal.SIGINT)
+        rec.wait()
+    time.sleep(2.0)
+    s2 = new.status(2.0)
+    raised = count_raised(new.client_address)
+    loop = s2.get("loop") or {}
+    out = {"bench": "alarm_takeover", "alarms": n_alarms, "round": k,
+           "ready_s": round(ready_s or -1, 3),
+           "evaluating_s": round(a["evaluating_since_ms"] / 1000.0 - t_kill, 3),
+           "restore_ms": a.get("restore_ms"),
+           "restore_iterations": a.get("restore_iterations"),
+           "loop_max_ms": loop.get("max_ms"), "loop_p99_ms": loop.get("p99_ms"),
+           "loop_max_ms_all": loop.get("max_ms_all"),
+           "stable": bool(s2.get("ready") and s2.get("term") == term),
+           "raised": raised}
+    print(json.dumps(out))
+    sys.stdout.flush()
+    old.start()
+    cluster.wait_converged(timeout=60)
+    return out
+
+
+def archive_bench(args, addr, follower):
+    """The archive window (see the docstring)."""
+    def info(a):
+        return vc.call(a, {"type": "history_info"}, timeout=5)["archive"]
+    time.sleep(3.0)
+    i0, f0, t0 = info(addr), info(follower.client_address), time.monotonic()
+    time.sleep(args.seconds)
+    i1, f1, t1 = info(addr), info(follower.client_address), time.monotonic()
+    dt = t1 - t0
+    print(json.dumps({
+        "bench": "archive_sustained", "seconds": round(dt, 2),
+        "tags": args.archived, "poll_ms": args.poll_ms,
+        "offered_per_s": round((i1["archived"] - i0["archived"]) / dt),
+        "committed_per_s": round((i1["committed"] - i0["committed"]) / dt),
+        "follower_applied_per_s": round((f1["samples"] - f0["samples"]) / dt),
+        "dropped": i1["dropped"], "failed_batches": i1["failed_batches"]}))
+    sys.stdout.flush()
+
+
+def unacknowledged(addr):
+    """Names of the alarms that are unack_active at ADDR (every page)."""
+    unack, after = [], None
+    while True:
+        q = {"type": "alarms_list"}
+        if after:
+            q["after"] = after
+        lst = vc.call(addr, q, timeout=10)
+        page = lst.get("alarms", [])
+        unack += [e["alarm"] for e in page if e["status"] == "unack_active"]
+        if not lst.get("more") or not page:
+            return unack
+        after = page[-1]["alarm"]
+
+
+def ack_bench(args, addr, unack):
+    """Pipelined acks (see the docstring); True when all were acknowledged."""
+    shares = [unack[i::args.connections] for i in range(args.connections)]
+    conns = [vc.Conn(addr, timeout=60) for _ in shares]
+    results = [0] * len(shares)
+    errors = []
+    start = threading.Barrier(len(shares) + 1)
+
+    def run(k):
+        c, names = conns[k], shares[k]
+        start.wait()
+        for name in names:
+            c.send({"type": "alarm_ack", "alarms": [name], "user": "bench"})
+        got = 0
+        while got < len(names):
+            m = c.recv()
+            if m.get("type") == "alarms_acked" and m.get("acked"):
+                results[k] += 1
+            if m.get("type") == "error":
+                errors.append(m.get("message"))
+            if m.get("type") in ("alarms_acked", "error"):
+                got += 1
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(len(shares))]
+    for t in threads:
+        t.start()
+    start.wait()
+    t0 = time.monotonic()
+    for t in threads:
+        t.join()
+    dt = time.monotonic() - t0
+    print(json.dumps({"bench": "alarm_acks", "acks": sum(results),
+                      "connections": len(shares), "seconds": round(dt, 3),
+                      "acks_per_s": round(sum(results) / dt)}))
+    for c in conns:
+        c.close()
+    if sum(results) != len(unack):
+        sys.stderr.write("%d errors, e.g. %s\n" % (len(errors), errors[:3]))
+        return False
+    return True
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
@@ -81,6 +259,13 @@ def main():
     ap.add_argument("--poll-ms", type=int, default=100)
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--connections", type=int, default=8)
+    ap.add_argument("--takeover", type=int, default=0, metavar="K",
+                    help="kill the leader K times once every alarm is raised")
+    ap.add_argument("--no-acks", dest="acks", action="store_false",
+                    help="skip the acknowledgment measurement")
+    ap.add_argument("--perf", metavar="DIR",
+                    help="perf record -g the surviving nodes of each takeover "
+                         "into DIR/takeover-K.data")
     args = ap.parse_args()
     vigild = os.path.join(args.build, "node", "vigild")
     vigilctl = os.path.join(args.build, "client", "vigilctl")
@@ -104,83 +289,50 @@ def main():
         if r != 0:
             raise SystemExit("project load failed: " + (out + err)[-500:])
         leader = cluster.wait_ready_leader(timeout=15)[0]
-        addr = leader.client_address
+        if args.archived > 0:
+            follower = [n for n in cluster.nodes if n.id != leader.id][0]
+            archive_bench(args, leader.client_address, follower)
 
-        # Archive: let it run, then measure a window.
-        def info(a):
-            return vc.call(a, {"type": "history_info"}, timeout=5)["archive"]
-        follower = [n for n in cluster.nodes if n.id != leader.id][0]
-        time.sleep(3.0)
-        i0, f0, t0 = info(addr), info(follower.client_address), time.monotonic()
-        time.sleep(args.seconds)
-        i1, f1, t1 = info(addr), info(follower.client_address), time.monotonic()
-        dt = t1 - t0
-        print(json.dumps({
-            "bench": "archive_sustained", "seconds": round(dt, 2),
-            "tags": args.archived, "poll_ms": args.poll_ms,
-            "offered_per_s": round((i1["archived"] - i0["archived"]) / dt),
-            "committed_per_s": round((i1["committed"] - i0["committed"]) / dt),
-            "follower_applied_per_s": round((f1["samples"] - f0["samples"]) / dt),
-            "dropped": i1["dropped"], "failed_batches": i1["failed_batches"]}))
-        sys.stdout.flush()
-
-        # Acks: wait until every alarm is raised and committed (at whichever
-        # node leads now).
+        # Wait until every alarm is raised and committed (at whichever node
+        # leads now).
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+        while True:
             addr = cluster.wait_ready_leader(timeout=15)[0].client_address
-            unack, after = [], None
-            while True:
-                q = {"type": "alarms_list"}
-                if after:
-                    q["after"] = after
-                lst = vc.call(addr, q, timeout=10)
-                page = lst.get("alarms", [])
-                unack += [e["alarm"] for e in page if e["status"] == "unack_active"]
-                if not lst.get("more") or not page:
-                    break
-                after = page[-1]["alarm"]
-            if len(unack) >= args.alarms:
+            if count_raised(addr) >= args.alarms:
                 break
+            if time.monotonic() > deadline:
+                raise SystemExit("not all %d alarms raised" % args.alarms)
             time.sleep(0.5)
-        else:
-            raise SystemExit("only %d of %d alarms raised" % (len(unack), args.alarms))
-        shares = [unack[i::args.connections] for i in range(args.connections)]
-        conns = [vc.Conn(addr, timeout=60) for _ in shares]
-        results = [0] * len(shares)
-        errors = []
-        start = threading.Barrier(len(shares) + 1)
 
-        def run(k):
-            c, names = conns[k], shares[k]
-            start.wait()
-            for name in names:
-                c.send({"type": "alarm_ack", "alarms": [name], "user": "bench"})
-            got = 0
-            while got < len(names):
-                m = c.recv()
-                if m.get("type") == "alarms_acked" and m.get("acked"):
-                    results[k] += 1
-                if m.get("type") == "error":
-                    errors.append(m.get("message"))
-                if m.get("type") in ("alarms_acked", "error"):
-                    got += 1
-        threads = [threading.Thread(target=run, args=(k,)) for k in range(len(shares))]
-        for t in threads:
-            t.start()
-        start.wait()
-        t0 = time.monotonic()
-        for t in threads:
-            t.join()
-        dt = time.monotonic() - t0
-        print(json.dumps({"bench": "alarm_acks", "acks": sum(results),
-                          "connections": len(shares), "seconds": round(dt, 3),
-                          "acks_per_s": round(sum(results) / dt)}))
-        if sum(results) != args.alarms:
-            sys.stderr.write("%d errors, e.g. %s\n" % (len(errors), errors[:3]))
-            rc = 1
-        for c in conns:
-            c.close()
+        if args.takeover > 0:
+            rounds = [takeover_round(cluster, args.alarms, k, args.perf)
+                      for k in range(1, args.takeover + 1)]
+
+            def med(key):
+                v = [r[key] for r in rounds if r.get(key) is not None]
+                return round(vc.percentile(v, 50), 3) if v else None
+            raised_ok = all(r["raised"] == args.alarms for r in rounds)
+            print(json.dumps({
+                "bench": "alarm_takeover_summary", "alarms": args.alarms,
+                "rounds": len(rounds), "median_ready_s": med("ready_s"),
+                "median_evaluating_s": med("evaluating_s"),
+                "median_restore_ms": med("restore_ms"),
+                "median_loop_max_ms": med("loop_max_ms"),
+                "max_loop_max_ms": max(r["loop_max_ms"] or 0 for r in rounds),
+                "all_stable": all(r["stable"] for r in rounds),
+                "raised_ok": raised_ok}))
+            sys.stdout.flush()
+            if not raised_ok:
+                rc = 1
+
+        if args.acks:
+            addr = cluster.wait_ready_leader(timeout=15)[0].client_address
+            unack = unacknowledged(addr)
+            if len(unack) < args.alarms:
+                raise SystemExit("only %d of %d alarms unacknowledged" %
+                                 (len(unack), args.alarms))
+            if not ack_bench(args, addr, unack):
+                rc = 1
     except BaseException:
         if cluster is not None:
             cluster.dump_logs()

@@ -10,9 +10,27 @@
  * from the pollers (node_alarms_changed); a timer wakes the loop at the
  * engine's next deadline.
  *
+ * Taking over without freezing the loop. A new leader restores 20 000
+ * alarm states in slices, not in one go (that took 0.4-0.6 s of one loop
+ * iteration, longer than an election timeout: followers stopped hearing
+ * heartbeats and elected someone else, who then did the same). The engine
+ * is built at once (a few ms); then every loop iteration reads the next
+ * stored states by name after the last one read, within RESTORE_BUDGET_MS,
+ * and once the table is exhausted feeds the latest readings (the poller
+ * set keeps them) the same way; a zero timer keeps the loop iterating
+ * meanwhile. Only then does the duty evaluate readings and actions: a
+ * reading evaluated against a half-restored engine would raise an alarm
+ * that is already raised, so readings are left in the values until their
+ * tag is fed, and operator actions are answered "failed ... does not
+ * evaluate alarms yet", which changes nothing and may be sent again.
+ * Losing readiness or another project version or term abandons the restore
+ * (duty_stop); the next start reads the table from the beginning. The
+ * restore also waits for the commands this node still has in flight, so
+ * that it reads the table they leave.
+ *
  * What is committed. Every change the engine reports, bookkeeping included
  * (a delay started), goes into a queue; the queue is proposed as
- * ALARM_STATE commands (≤ 1024 changes each, at most ALARMS_IN_FLIGHT
+ * ALARM_STATE commands (≤ CHANGES_PER_CMD changes each, at most ALARMS_IN_FLIGHT
  * waiting for their commit) from the loop iteration, never from inside a
  * raft callback (DESIGN.md, libraft 0.15). An operator action (ack, shelve,
  * unshelve, out of service) queues its changes behind every automatic change
@@ -43,7 +61,12 @@
 #include "internal.h"
 #include "plc/plc.h"
 
-#define CHANGES_PER_CMD 1024
+/* Changes per ALARM_STATE command. Applying one costs about 60 us per change
+ * on every node (parsing the body, the state row, the journal row), and
+ * ALARMS_IN_FLIGHT commands are applied in one loop iteration: 1024 made
+ * that 120-170 ms on a follower during an alarm storm, 256 makes it about
+ * 35 ms, for 4 % more apply time in all. Apply accepts up to 1024. */
+#define CHANGES_PER_CMD 256
 /* ALARM_STATE commands proposed and not yet applied, at most (see flush). */
 #define ALARMS_IN_FLIGHT 2u
 #define NAME_MAX_BYTES 256u
@@ -57,12 +80,37 @@
 /* A voter not heard from for this many election timeouts is "down". */
 #define NODE_DOWN_TIMEOUTS 3u
 #define SYS_EVERY_MS 250u
+/* Restore work per loop iteration, at most (checked every RESTORE_CHECK
+ * rows or tags; an election timeout is 300 ms in the tests, a heartbeat
+ * 50 ms), and rows per query. */
+#define RESTORE_BUDGET_MS 8u
+#define RESTORE_CHECK 64u
+#define RESTORE_SLICE 4096u
+
+_Static_assert(VG_REPL_ALARM_REASON_SIZE == VG_ALARM_REASON_SIZE &&
+                   VG_REPL_ALARM_USER_SIZE == VG_ALARM_USER_SIZE,
+               "stored shelve strings must fit the engine's state");
+
+enum duty_phase {
+    PHASE_IDLE,    /* no engine: not the ready leader, or nothing polled */
+    PHASE_RESTORE, /* engine built; stored states read slice by slice */
+    PHASE_FEED,    /* states restored; the latest readings fed tag by tag */
+    PHASE_LIVE,    /* evaluating readings, ticks and operator actions */
+};
 
 struct sys_alarm {
     char name[96];
     char text_en[200];
     char text_de[200];
     struct vg_alarm def;        /* synthetic: digital_on, priority high */
+    struct vg_alarm_state st;
+};
+
+/* A stored system alarm ("$…" row) found by the restore: sys_get continues
+ * it, sys_update removes it once nothing asks for it. */
+struct stored_sys {
+    char *name;
+    bool usable;                /* ST is the stored state */
     struct vg_alarm_state st;
 };
 
@@ -73,6 +121,7 @@ struct alarm_sub {
 
 struct alarm_duty {
     struct node *n;
+    enum duty_phase phase;
     struct vg_alarm_engine *engine;
     const struct vg_project *pr;   /* borrowed from the poller set */
     uint64_t version;
@@ -83,7 +132,8 @@ struct alarm_duty {
     struct alarm_op *ops_head, *ops_tail; /* actions waiting, by seq_end */
     uint64_t engine_deadline;      /* cached vg_alarm_engine_next_deadline */
     bool deadline_dirty;           /* the engine changed since */
-    json_t *stored;                /* restored rows of system alarms, by name */
+    struct stored_sys *stored;     /* restored rows of system alarms */
+    size_t n_stored;
     unsigned in_flight;
     bool rebuild;
     uint64_t last_now;
@@ -94,7 +144,15 @@ struct alarm_duty {
     struct sys_alarm *sys;
     size_t n_sys;
     uint64_t next_sys_ms;
-    uint64_t lead_since_ms;
+    /* The restore (PHASE_RESTORE, PHASE_FEED). */
+    char cursor[NAME_MAX_BYTES + 1]; /* last name read; "" before the first */
+    size_t feed_next;              /* tags below it were fed */
+    size_t restored, removed;      /* stored states taken, rows dropped */
+    uint64_t restore_start_ns;     /* uv_hrtime at duty_start */
+    uint64_t restore_ms;           /* how long the last restore took */
+    unsigned restore_iterations;   /* loop iterations it took */
+    uint64_t step_iteration;       /* loop iteration of the last restore step */
+    uint64_t evaluating_since_ms;  /* wall clock when it went live; 0: not */
     uint64_t *seen_id, *seen_ms;   /* last contact with each voter */
     size_t n_seen;
 };
@@ -144,43 +202,30 @@ static json_t *state_json(const struct vg_alarm_state *st)
         "out_of_service_ms", (json_int_t)st->out_of_service_ms);
 }
 
-static uint64_t get_time(json_t *o, const char *key)
+/* A stored state read by the restore into ST; false (with a sentence in
+ * ERRMSG) when it cannot be continued from. */
+static bool row_state(const struct vg_repl_alarm_row *row,
+                      struct vg_alarm_state *st, char *errmsg)
 {
-    json_t *v = json_object_get(o, key);
-    return json_is_integer(v) && json_integer_value(v) > 0
-               ? (uint64_t)json_integer_value(v)
-               : 0;
-}
-
-/* A stored state back into ST; false (with a sentence in ERRMSG) when it
- * cannot be continued from. */
-static bool state_parse(json_t *o, struct vg_alarm_state *st, char *errmsg)
-{
-    const char *reason = json_string_value(json_object_get(o, "shelve_reason"));
-    const char *user = json_string_value(json_object_get(o, "shelve_user"));
-
     vg_alarm_state_init(st);
-    if (!json_is_object(o) ||
-        vg_alarm_status_parse(json_string_value(json_object_get(o, "status")),
-                              &st->status) != VG_OK) {
-        vg_errf(errmsg, "no valid status");
+    if (!row->readable || vg_alarm_status_parse(row->status, &st->status) != VG_OK) {
+        vg_errf(errmsg, "no valid state stored");
         return false;
     }
-    st->active = json_is_true(json_object_get(o, "active"));
-    st->changed_ms = get_time(o, "changed_ms");
-    st->pending = json_is_true(json_object_get(o, "pending"));
-    st->pending_since_ms = get_time(o, "pending_since_ms");
-    st->raised_ms = get_time(o, "raised_ms");
-    st->acked_ms = get_time(o, "acked_ms");
-    st->cleared_ms = get_time(o, "cleared_ms");
-    st->shelved = json_is_true(json_object_get(o, "shelved"));
-    st->shelved_ms = get_time(o, "shelved_ms");
-    st->shelved_until_ms = get_time(o, "shelved_until_ms");
-    snprintf(st->shelve_reason, sizeof st->shelve_reason, "%s",
-             reason != NULL ? reason : "");
-    snprintf(st->shelve_user, sizeof st->shelve_user, "%s", user != NULL ? user : "");
-    st->out_of_service = json_is_true(json_object_get(o, "out_of_service"));
-    st->out_of_service_ms = get_time(o, "out_of_service_ms");
+    st->active = row->active;
+    st->changed_ms = row->changed_ms;
+    st->pending = row->pending;
+    st->pending_since_ms = row->pending_since_ms;
+    st->raised_ms = row->raised_ms;
+    st->acked_ms = row->acked_ms;
+    st->cleared_ms = row->cleared_ms;
+    st->shelved = row->shelved;
+    st->shelved_ms = row->shelved_ms;
+    st->shelved_until_ms = row->shelved_until_ms;
+    memcpy(st->shelve_reason, row->shelve_reason, sizeof st->shelve_reason);
+    memcpy(st->shelve_user, row->shelve_user, sizeof st->shelve_user);
+    st->out_of_service = row->out_of_service;
+    st->out_of_service_ms = row->out_of_service_ms;
     return vg_alarm_state_check(st, errmsg) == VG_OK;
 }
 
@@ -349,6 +394,17 @@ static void ops_answer(struct alarm_duty *d, uint64_t seq_end, uint64_t index,
     }
 }
 
+static void stored_free(struct alarm_duty *d)
+{
+    for (size_t i = 0; i < d->n_stored; i++) {
+        free(d->stored[i].name);
+    }
+    free(d->stored);
+    d->stored = NULL;
+    d->n_stored = 0;
+}
+
+/* Back to PHASE_IDLE: from any phase, a restore half done included. */
 static void duty_stop(struct alarm_duty *d)
 {
     /* Changes never proposed are dropped: their actions did not happen. */
@@ -356,14 +412,14 @@ static void duty_stop(struct alarm_duty *d)
     ops_answer(d, UINT64_MAX, 0, "not_leader",
                "leadership lost before the alarm action was committed; nothing "
                "was changed, send it again to the new leader");
+    d->phase = PHASE_IDLE;
     vg_alarm_engine_free(d->engine);
     d->engine = NULL;
     d->pr = NULL;
     free(d->by_name);
     d->by_name = NULL;
     json_array_clear(d->pending);
-    json_decref(d->stored);
-    d->stored = NULL;
+    stored_free(d);
     free(d->sys);
     d->sys = NULL;
     d->n_sys = 0;
@@ -373,6 +429,7 @@ static void duty_stop(struct alarm_duty *d)
     d->n_seen = 0;
     d->rebuild = false;
     d->deadline_dirty = true;
+    d->evaluating_since_ms = 0;
     if (d->timer_armed) {
         uv_timer_stop(&d->timer);
         d->timer_armed = false;
@@ -387,17 +444,16 @@ static void timer_cb(uv_timer_t *h)
     d->timer_armed = false;
 }
 
-/* Build the engine for PR and continue from the committed states. */
+/* Build the engine for PR, all alarms in their initial state, and begin
+ * restoring the committed states (PHASE_RESTORE). */
 static void duty_start(struct alarm_duty *d, const struct vg_project *pr,
-                       uint64_t version, const struct node_tag_value *values)
+                       uint64_t version)
 {
     struct node *n = d->n;
     char errmsg[VG_ERRMSG_SIZE];
-    json_t *rows = NULL, *row;
-    size_t i, restored = 0, removed = 0;
-    uint64_t now;
 
     duty_stop(d);
+    d->restore_start_ns = uv_hrtime();
     if (vg_alarm_engine_new(pr, &d->engine, errmsg) != VG_OK) {
         node_log(n, "alarms: cannot build the engine: %s", errmsg);
         return;
@@ -406,83 +462,164 @@ static void duty_start(struct alarm_duty *d, const struct vg_project *pr,
     d->version = version;
     d->term = n->lead.term;
     d->by_name = calloc(pr->n_alarms + 1, sizeof *d->by_name);
-    d->stored = json_object();
     if (d->by_name == NULL) {
+        node_log(n, "alarms: out of memory building the engine");
         duty_stop(d);
         return;
     }
-    for (i = 0; i < pr->n_alarms; i++) {
+    for (size_t i = 0; i < pr->n_alarms; i++) {
         d->by_name[i] = i;
     }
     qsort_r(d->by_name, pr->n_alarms, sizeof *d->by_name, cmp_by_name, (void *)pr);
-    if (vg_repl_fsm_alarm_states(&n->fsm, &rows) != VG_OK) {
-        node_log(n, "alarms: cannot read the stored states: %s", n->fsm.errmsg);
-        duty_stop(d);
+    d->phase = PHASE_RESTORE;
+    d->cursor[0] = '\0';
+    d->feed_next = 0;
+    d->restored = d->removed = 0;
+    d->restore_iterations = 0;
+    node_log(n, "alarms: restoring the states of %zu alarm(s) of project version "
+                "%llu in term %llu",
+             pr->n_alarms, (unsigned long long)version, (unsigned long long)d->term);
+}
+
+/* One stored row that cannot be continued (its alarm left the project, or
+ * its state is unusable) goes, and an alarm still shown to operators leaves
+ * with a journal entry. */
+static void queue_removal(struct alarm_duty *d, const struct vg_repl_alarm_row *row,
+                          uint64_t now)
+{
+    json_t *message = row->message != NULL ? json_loads(row->message, 0, NULL) : NULL;
+    json_t *ch = json_pack("{s:s, s:n, s:o, s:o, s:o, s:o}", "alarm", row->alarm,
+                           "state", "tag", opt_str(row->tag), "section",
+                           opt_str(row->section), "priority",
+                           row->priority > 0 ? json_integer(row->priority)
+                                             : json_null(),
+                           "message", message != NULL ? message : json_null());
+    if (ch == NULL) {
         return;
     }
-    now = duty_now(d);
-    json_array_foreach(rows, i, row) {
-        const char *name = json_string_value(json_object_get(row, "alarm"));
-        json_t *sj = json_object_get(row, "state");
-        struct vg_alarm_state st;
-        long a;
+    if (row->readable && strcmp(row->status, "normal") != 0) {
+        json_object_set_new(ch, "transition",
+                            json_pack("{s:s, s:s, s:s, s:I, s:n}", "cause",
+                                      "removed", "from", row->status, "to",
+                                      "normal", "at_ms", (json_int_t)now, "value"));
+    } else {
+        json_object_set_new(ch, "transition", json_null());
+    }
+    pending_add(d, ch);
+    d->removed++;
+}
 
-        if (name == NULL) {
-            continue;
-        }
-        if (name[0] == '$') {
-            json_object_set(d->stored, name, sj);
-            continue;
-        }
-        a = find_alarm(d, name);
-        if (a >= 0 && state_parse(sj, &st, errmsg) &&
-            vg_alarm_engine_restore(d->engine, (size_t)a, &st, errmsg) == VG_OK) {
-            restored++;
-            continue;
-        }
+/* A stored system alarm, kept for sys_get (the few there are). */
+static void stored_add(struct alarm_duty *d, const struct vg_repl_alarm_row *row)
+{
+    struct stored_sys *s = realloc(d->stored, (d->n_stored + 1) * sizeof *s);
+    char errmsg[VG_ERRMSG_SIZE];
+
+    if (s == NULL) {
+        return; /* it starts afresh, as if it had not been stored */
+    }
+    d->stored = s;
+    s = &d->stored[d->n_stored];
+    if ((s->name = strdup(row->alarm)) == NULL) {
+        return;
+    }
+    s->usable = row_state(row, &s->st, errmsg);
+    d->n_stored++;
+}
+
+struct restore_slice {
+    struct alarm_duty *d;
+    uint64_t end_ns;   /* the iteration's budget ends here */
+    uint64_t now;      /* wall clock for removal entries */
+    size_t rows;
+    bool out_of_time;
+};
+
+static bool restore_row_cb(void *data, const struct vg_repl_alarm_row *row)
+{
+    struct restore_slice *x = data;
+    struct alarm_duty *d = x->d;
+    char errmsg[VG_ERRMSG_SIZE];
+    struct vg_alarm_state st;
+    size_t len = strlen(row->alarm);
+    long a = -1;
+
+    /* Names are at most NAME_MAX_BYTES (apply checks); the next slice
+     * starts after this one. */
+    memcpy(d->cursor, row->alarm, len < NAME_MAX_BYTES ? len : NAME_MAX_BYTES);
+    d->cursor[len < NAME_MAX_BYTES ? len : NAME_MAX_BYTES] = '\0';
+    if (row->alarm[0] == '$') {
+        stored_add(d, row);
+    } else if ((a = find_alarm(d, row->alarm)) >= 0 && row_state(row, &st, errmsg) &&
+               vg_alarm_engine_restore(d->engine, (size_t)a, &st, errmsg) == VG_OK) {
+        d->restored++;
+    } else {
         if (a >= 0) {
-            node_log(n, "alarms: stored state of %s not usable (%s); it starts "
-                        "afresh", name, errmsg);
+            node_log(d->n, "alarms: stored state of %s not usable (%s); it starts "
+                           "afresh", row->alarm, errmsg);
         }
-        /* Gone from the project (or unusable): its row goes, and an alarm
-         * still shown to operators leaves with a journal entry. */
-        {
-            const char *status = json_string_value(json_object_get(sj, "status"));
-            json_t *ch = json_pack("{s:s, s:n, s:O, s:O, s:O, s:O}", "alarm", name,
-                                   "state", "tag", json_object_get(row, "tag"),
-                                   "section", json_object_get(row, "section"),
-                                   "priority", json_object_get(row, "priority"),
-                                   "message", json_object_get(row, "message"));
-            if (ch == NULL) {
-                continue;
-            }
-            if (status != NULL && strcmp(status, "normal") != 0) {
-                json_object_set_new(ch, "transition",
-                                    json_pack("{s:s, s:s, s:s, s:I, s:n}", "cause",
-                                              "removed", "from", status, "to",
-                                              "normal", "at_ms", (json_int_t)now,
-                                              "value"));
-            } else {
-                json_object_set_new(ch, "transition", json_null());
-            }
-            pending_add(d, ch);
-            removed++;
+        queue_removal(d, row, x->now);
+    }
+    if (++x->rows % RESTORE_CHECK == 0 && uv_hrtime() >= x->end_ns) {
+        x->out_of_time = true;
+        return false;
+    }
+    return true;
+}
+
+/* Go on restoring until the budget that ends at END_NS is spent: stored
+ * states first, then the readings the pollers hold (VALUES), then live. */
+static void restore_step(struct alarm_duty *d, const struct node_tag_value *values,
+                         uint64_t end_ns)
+{
+    struct node *n = d->n;
+    uint64_t now = duty_now(d);
+
+    d->restore_iterations++;
+    while (d->phase == PHASE_RESTORE) {
+        struct restore_slice x = {.d = d, .end_ns = end_ns, .now = now};
+        size_t got = 0;
+
+        if (uv_hrtime() >= end_ns) {
+            return;
+        }
+        if (vg_repl_fsm_alarm_states_scan(&n->fsm,
+                                          d->cursor[0] != '\0' ? d->cursor : NULL,
+                                          RESTORE_SLICE, restore_row_cb, &x,
+                                          &got) != VG_OK) {
+            /* Abandoned; the next iteration starts over. */
+            node_log(n, "alarms: cannot read the stored states: %s", n->fsm.errmsg);
+            duty_stop(d);
+            return;
+        }
+        if (!x.out_of_time && got < RESTORE_SLICE) {
+            d->phase = PHASE_FEED;
         }
     }
-    json_decref(rows);
-    d->lead_since_ms = now;
+    /* What the pollers already read. A tag is fed once; readings of tags
+     * already fed go to the engine as they come (node_alarms_changed), the
+     * others wait in VALUES, which always holds the latest. */
+    while (d->feed_next < d->pr->n_tags) {
+        size_t t = d->feed_next++;
+        if (values[t].quality >= 0) {
+            vg_alarm_engine_update(d->engine, t, values[t].value,
+                                   values[t].quality == VG_PLC_GOOD, now, engine_cb,
+                                   d);
+        }
+        if (d->feed_next % RESTORE_CHECK == 0 && uv_hrtime() >= end_ns) {
+            return;
+        }
+    }
+    d->phase = PHASE_LIVE;
+    d->deadline_dirty = true;
+    d->evaluating_since_ms = now;
+    d->restore_ms = (uv_hrtime() - d->restore_start_ns) / 1000000u;
     node_log(n, "alarms: evaluating %zu alarm(s) of project version %llu in term "
-                "%llu (%zu state(s) restored, %zu removed)",
-             pr->n_alarms, (unsigned long long)version,
-             (unsigned long long)d->term, restored, removed);
-    /* What the pollers already read. */
-    for (i = 0; i < pr->n_tags; i++) {
-        if (values[i].quality >= 0) {
-            vg_alarm_engine_update(d->engine, i, values[i].value,
-                                   values[i].quality == VG_PLC_GOOD, now,
-                                   engine_cb, d);
-        }
-    }
+                "%llu (%zu state(s) restored, %zu removed, in %llu ms and %u loop "
+                "iteration(s))",
+             d->pr->n_alarms, (unsigned long long)d->version,
+             (unsigned long long)d->term, d->restored, d->removed,
+             (unsigned long long)d->restore_ms, d->restore_iterations);
 }
 
 /* ----------------------------------------------------------- proposing */
@@ -535,7 +672,8 @@ static int propose_changes(struct alarm_duty *d, json_t *changes,
  * iteration. libraft applies every committed entry in one go on the loop,
  * so this bounds how long one iteration can spend applying alarm changes
  * (20 000 alarms raised at once were 20 commands applied back to back,
- * long enough to miss heartbeats and lose leadership); an ack queued
+ * long enough to miss heartbeats and lose leadership: now at most
+ * ALARMS_IN_FLIGHT * CHANGES_PER_CMD changes per iteration); an ack queued
  * meanwhile goes out with the next command, so the bound costs no
  * throughput while commands are full. */
 static void flush(struct alarm_duty *d)
@@ -581,7 +719,6 @@ static struct sys_alarm *sys_get(struct alarm_duty *d, const char *name,
                                  const char *en, const char *de)
 {
     struct sys_alarm *s = find_sys(d, name);
-    char errmsg[VG_ERRMSG_SIZE];
 
     if (s != NULL) {
         return s;
@@ -603,10 +740,12 @@ static struct sys_alarm *sys_get(struct alarm_duty *d, const char *name,
     s->def.section.index = -1;
     s->def.reference.index = -1;
     vg_alarm_state_init(&s->st);
-    {
-        json_t *stored = json_object_get(d->stored, name);
-        if (stored != NULL && !state_parse(stored, &s->st, errmsg)) {
-            vg_alarm_state_init(&s->st);
+    for (size_t i = 0; i < d->n_stored; i++) {
+        if (strcmp(d->stored[i].name, name) == 0) {
+            if (d->stored[i].usable) {
+                s->st = d->stored[i].st;
+            }
+            break;
         }
     }
     return s;
@@ -731,42 +870,51 @@ static void sys_update(struct alarm_duty *d, uint64_t now)
                      VG_ALARM_Q_GOOD, 0, now);
         }
     }
-    /* This replica diverged (the leader's own verdict; a follower's is
-     * reported by that follower's log and status). */
-    {
+    /* A member's replica diverged: the leader's own verdict, and every other
+     * member's as it last reported it (peers.c). Raised on "diverged",
+     * cleared on "ok" (after a rebuild); a verdict not known (no checkpoint
+     * compared yet, or a member that does not answer: $node.ID covers that)
+     * leaves the alarm as it is. Every member keeps its alarm alive so that
+     * a stored one is not removed. */
+    for (unsigned i = 0; i < r->configuration.n; i++) {
+        uint64_t id = r->configuration.servers[i].id;
+        int verdict = id == n->cfg->id ? n->fsm.verdict : node_peers_verdict(n, id);
         struct sys_alarm *s;
-        snprintf(name, sizeof name, "$replica.%llu", (unsigned long long)n->cfg->id);
+        snprintf(name, sizeof name, "$replica.%llu", (unsigned long long)id);
         snprintf(en, sizeof en, "Replica of node %llu diverged from the cluster",
-                 (unsigned long long)n->cfg->id);
+                 (unsigned long long)id);
         snprintf(de, sizeof de, "Replikat von Knoten %llu weicht vom Cluster ab",
-                 (unsigned long long)n->cfg->id);
-        if ((s = sys_get(d, name, en, de)) != NULL) {
-            sys_feed(d, s, n->fsm.verdict == VG_VERDICT_DIVERGED, VG_ALARM_Q_GOOD,
-                     0, now);
+                 (unsigned long long)id);
+        if ((s = sys_get(d, name, en, de)) != NULL &&
+            verdict != VG_VERDICT_UNKNOWN) {
+            sys_feed(d, s, verdict == VG_VERDICT_DIVERGED, VG_ALARM_Q_GOOD, 0, now);
         }
     }
     /* Stored system alarms nothing asks for any more (a PLC or node that is
      * gone) leave like removed project alarms. */
-    {
-        const char *key;
-        json_t *v, *tmp;
-        json_object_foreach_safe(d->stored, tmp, key, v) {
-            if (find_sys(d, key) == NULL) {
-                const char *status = json_string_value(json_object_get(v, "status"));
-                json_t *ch = json_pack("{s:s, s:n, s:n, s:n, s:n, s:n}", "alarm",
-                                       key, "state", "tag", "section", "priority",
-                                       "message");
-                json_object_set_new(
-                    ch, "transition",
-                    status != NULL && strcmp(status, "normal") != 0
-                        ? json_pack("{s:s, s:s, s:s, s:I, s:n}", "cause",
-                                    "removed", "from", status, "to", "normal",
-                                    "at_ms", (json_int_t)now, "value")
-                        : json_null());
-                pending_add(d, ch);
-                json_object_del(d->stored, key);
-            }
+    for (size_t i = 0; i < d->n_stored;) {
+        struct stored_sys *gone = &d->stored[i];
+        bool shown_now = gone->usable && gone->st.status != VG_ALARM_NORMAL;
+        json_t *ch;
+
+        if (find_sys(d, gone->name) != NULL) {
+            i++;
+            continue;
         }
+        ch = json_pack("{s:s, s:n, s:n, s:n, s:n, s:n}", "alarm", gone->name,
+                       "state", "tag", "section", "priority", "message");
+        if (ch != NULL) {
+            json_object_set_new(
+                ch, "transition",
+                shown_now ? json_pack("{s:s, s:s, s:s, s:I, s:n}", "cause",
+                                      "removed", "from",
+                                      vg_alarm_status_name(gone->st.status), "to",
+                                      "normal", "at_ms", (json_int_t)now, "value")
+                          : json_null());
+            pending_add(d, ch);
+        }
+        free(gone->name);
+        d->stored[i] = d->stored[--d->n_stored];
     }
 }
 
@@ -805,21 +953,49 @@ void node_alarms_update(struct node *n)
     const struct node_tag_value *values;
     const struct vg_project *pr;
     uint64_t version = 0, now, next;
+    uint64_t start_ns = uv_hrtime();
 
     if (d == NULL) {
         return;
     }
     pr = n->lead.ready ? node_plc_project(n, &version, &values) : NULL;
     if (pr == NULL) {
-        if (d->engine != NULL) {
+        if (d->phase != PHASE_IDLE) {
             duty_stop(d);
         }
         return;
     }
-    if (d->engine == NULL || d->pr != pr || d->version != version ||
+    if (d->phase == PHASE_IDLE || d->pr != pr || d->version != version ||
         d->term != n->lead.term || (d->rebuild && d->in_flight == 0)) {
-        duty_start(d, pr, version, values);
-        if (d->engine == NULL) {
+        duty_start(d, pr, version);
+        if (d->phase == PHASE_IDLE) {
+            return;
+        }
+        d->step_iteration = n->loop_stats.iterations - 1;
+    }
+    if (d->phase == PHASE_RESTORE || d->phase == PHASE_FEED) {
+        /* Commands of this node still in flight change the table: read it
+         * once they are applied (their callbacks wake the loop). */
+        bool waiting = d->phase == PHASE_RESTORE && d->cursor[0] == '\0' &&
+                       d->in_flight > 0;
+        /* One step per loop iteration, whoever calls (prepare, the node's
+         * timer, a request): the budget is per iteration. */
+        if (!waiting && d->step_iteration != n->loop_stats.iterations) {
+            d->step_iteration = n->loop_stats.iterations;
+            restore_step(d, values, start_ns + RESTORE_BUDGET_MS * 1000000u);
+        }
+        flush(d);
+        if (d->phase != PHASE_LIVE) {
+            if (d->timer_armed) {
+                uv_timer_stop(&d->timer);
+                d->timer_armed = false;
+            }
+            if (!waiting && d->phase != PHASE_IDLE) {
+                /* Come back at once: the loop polls I/O (heartbeats,
+                 * requests) without sleeping, then the next step. */
+                uv_timer_start(&d->timer, timer_cb, 0, 0);
+                d->timer_armed = true;
+            }
             return;
         }
     }
@@ -859,13 +1035,21 @@ void node_alarms_changed(struct node *n, const struct vg_plc_change *v,
                          size_t count)
 {
     struct alarm_duty *d = n->alarms;
-    uint64_t now;
+    const struct node_tag_value *values;
+    uint64_t now, version = 0;
 
-    if (d == NULL || d->engine == NULL || !n->lead.ready) {
+    /* Not before the states are restored (the reading stays in the values
+     * and is fed with them), and only readings of the engine's project. */
+    if (d == NULL || !n->lead.ready ||
+        (d->phase != PHASE_LIVE && d->phase != PHASE_FEED) ||
+        node_plc_project(n, &version, &values) != d->pr || version != d->version) {
         return;
     }
     now = duty_now(d);
     for (size_t i = 0; i < count; i++) {
+        if (d->phase == PHASE_FEED && v[i].tag >= d->feed_next) {
+            continue; /* fed later from the values, which hold this reading */
+        }
         vg_alarm_engine_update(d->engine, v[i].tag, v[i].value,
                                v[i].quality == VG_PLC_GOOD, now, engine_cb, d);
     }
@@ -979,25 +1163,54 @@ static bool sections_expand(struct node *n, struct conn *c, long long id,
     return true;
 }
 
-/* The engine of the ready leader, or NULL after answering C. */
+/* Whether D evaluates the alarms of the version polled right now. */
+static bool duty_live(struct node *n, struct alarm_duty *d)
+{
+    const struct node_tag_value *values;
+    uint64_t version = 0;
+    return d != NULL && d->phase == PHASE_LIVE &&
+           node_plc_project(n, &version, &values) == d->pr && version == d->version;
+}
+
+/* The engine of the ready leader, or NULL after answering C. Until the
+ * restore is complete the answer is "failed" saying so: nothing was
+ * changed and the client may send the action again in a moment. */
 static struct alarm_duty *need_engine(struct node *n, struct conn *c, long long id)
 {
     struct alarm_duty *d = n->alarms;
+    char why[VG_ERRMSG_SIZE];
+
     if (!node_need_ready(n, c, id)) {
         return NULL;
     }
-    if (d != NULL && d->engine == NULL) {
-        node_alarms_update(n); /* build it now if this iteration has not yet */
+    if (d != NULL && !duty_live(n, d)) {
+        /* Start or go on with it now if this iteration has not yet: a small
+         * project is then restored at once. */
+        node_alarms_update(n);
     }
-    if (d == NULL || d->engine == NULL) {
-        node_send_error(c, id, "failed",
-                        "node %llu does not evaluate alarms yet (%s)",
-                        (unsigned long long)n->cfg->id,
-                        n->plc_error[0] ? n->plc_error
-                                        : "no project loaded, or preparing to poll");
-        return NULL;
+    if (duty_live(n, d)) {
+        return d;
     }
-    return d;
+    if (d != NULL && d->phase == PHASE_RESTORE) {
+        snprintf(why, sizeof why,
+                 "restoring the stored alarm states of project version %llu: "
+                 "%zu read so far",
+                 (unsigned long long)d->version, d->restored + d->removed + d->n_stored);
+    } else if (d != NULL && d->phase == PHASE_FEED) {
+        snprintf(why, sizeof why,
+                 "feeding the latest readings to the restored alarms: %zu of %zu "
+                 "tags",
+                 d->feed_next, d->pr->n_tags);
+    } else {
+        snprintf(why, sizeof why, "%s",
+                 n->plc_error[0] ? n->plc_error
+                                 : "no project loaded, or preparing to poll");
+    }
+    node_send_error(c, id, "failed",
+                    "node %llu does not evaluate alarms yet (%s); nothing was "
+                    "changed, send it again in a moment",
+                    (unsigned long long)n->cfg->id, why);
+    return NULL;
 }
 
 /* Entries per answer page and per image event: an entry is a few hundred
@@ -1591,6 +1804,27 @@ void node_alarms_applied(struct node *n, uint64_t index, const struct vg_cmd *cm
 }
 
 /* ------------------------------------------------------------ plumbing */
+
+json_t *node_alarms_status(struct node *n)
+{
+    static const char *const phases[] = {"idle", "restoring", "restoring",
+                                         "evaluating"};
+    struct alarm_duty *d = n->alarms;
+
+    if (d == NULL) {
+        return json_pack("{s:s}", "state", "idle");
+    }
+    return json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "state",
+                     phases[d->phase], "project_version",
+                     (json_int_t)(d->phase != PHASE_IDLE ? d->version : 0), "alarms",
+                     (json_int_t)(d->pr != NULL ? d->pr->n_alarms : 0), "restored",
+                     (json_int_t)d->restored, "removed", (json_int_t)d->removed,
+                     "restore_ms", (json_int_t)d->restore_ms, "restore_iterations",
+                     (json_int_t)d->restore_iterations, "evaluating_since_ms",
+                     (json_int_t)d->evaluating_since_ms, "queued",
+                     (json_int_t)json_array_size(d->pending), "in_flight",
+                     (json_int_t)d->in_flight);
+}
 
 int node_alarms_init(struct node *n)
 {

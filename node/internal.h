@@ -40,6 +40,7 @@ struct tag_result;
 struct alarm_sub;
 struct alarm_duty;
 struct archive_duty;
+struct node_peers;
 
 struct conn {
     uv_tcp_t tcp;
@@ -70,6 +71,29 @@ struct op {
     struct op *next_transfer;
 };
 
+/* How busy the loop is (node.c, status "loop"). One iteration is the
+ * time from one prepare callback to the next minus the time the loop slept
+ * in the kernel waiting for I/O (libuv's idle-time metric): everything the
+ * loop did in between, raft callbacks, client requests and leader duties
+ * alike. A stalled iteration delays heartbeats, so tests and benchmarks
+ * check the longest one. Kept per second for the last LOOP_WINDOW_S
+ * seconds, each with a histogram for the 99th percentile. */
+#define LOOP_WINDOW_S 10u
+#define LOOP_BINS 40u
+struct loop_second {
+    uint64_t second;           /* monotonic second this slot counts */
+    uint64_t max_us;
+    uint32_t count;
+    uint32_t bins[LOOP_BINS];  /* see node.c, loop_bin */
+};
+struct loop_stats {
+    uint64_t last_ns;          /* uv_hrtime at the previous prepare; 0: none */
+    uint64_t last_idle_ns;     /* uv_metrics_idle_time then */
+    uint64_t iterations;       /* since start */
+    uint64_t max_us;           /* since start */
+    struct loop_second win[LOOP_WINDOW_S];
+};
+
 struct node {
     const struct vg_node_config *cfg;
     uv_loop_t loop;
@@ -96,6 +120,7 @@ struct node {
     uint64_t checked_logged;
     uint64_t restored_logged;
     int exit_code;
+    struct loop_stats loop_stats;
     /* project.c */
     size_t upload_bytes;      /* reserved by uploads and jobs, node-wide */
     unsigned load_jobs;       /* validations running or waiting their turn */
@@ -115,6 +140,8 @@ struct node {
     struct alarm_duty *alarms;
     /* archive_duty.c */
     struct archive_duty *archive;
+    /* peers.c */
+    struct node_peers *peers;
 };
 
 /* A log line on stderr with time and node id. */
@@ -263,6 +290,10 @@ void node_alarms_applied(struct node *n, uint64_t index, const struct vg_cmd *cm
 /* node.c: readiness lost: drop the engine, say bye to alarm subscribers. */
 void node_alarms_leadership_lost(struct node *n);
 void node_alarms_conn_closing(struct conn *c);
+/* {"state":"idle"|"restoring"|"evaluating","project_version","alarms",
+ * "restored","removed","restore_ms","restore_iterations",
+ * "evaluating_since_ms"}: the alarm duty, for status. */
+json_t *node_alarms_status(struct node *n);
 
 /* ---- archive_duty.c: process-value archive, history queries ---- */
 
@@ -279,5 +310,30 @@ void node_archive_update(struct node *n);
 /* {"samples","tags","oldest_ms","newest_ms","watermark_ms","retention_days",
  * "archiving","archived","committed","dropped","buffered","failed_batches"} */
 json_t *node_archive_status(struct node *n);
+
+/* ---- peers.c: the ready leader's view of the other members' replicas ---- */
+
+/* Allocate n->peers (VG_ENOMEM). */
+int node_peers_init(struct node *n);
+/* Shutdown: drop every connection and free n->peers; the handles finish
+ * closing with the loop. */
+void node_peers_close(struct node *n);
+/* node.c, every iteration: while the ready leader, keep a connection to
+ * every other member and ask for its status (consistency verdict) every
+ * 2 s; otherwise drop them all. Never blocks. */
+void node_peers_update(struct node *n);
+/* node.c, applied_cb: a checkpoint was applied at INDEX; ask the members
+ * again soon, until they applied it too. */
+void node_peers_checkpoint_applied(struct node *n, uint64_t index);
+/* node.c: readiness lost: drop every connection and what was learnt. */
+void node_peers_leadership_lost(struct node *n);
+/* The verdict (enum vg_verdict) member ID reported in its latest answer
+ * since this node became the ready leader; VG_VERDICT_UNKNOWN when it has
+ * not answered (or reported unknown). */
+int node_peers_verdict(struct node *n, uint64_t id);
+/* {"verdict","checked_index","applied_index","message","answered_ms",
+ * "reachable","error"} for member ID (a new reference), or NULL when this
+ * node does not ask ID (not the ready leader, ID itself, not a member). */
+json_t *node_peers_member_json(struct node *n, uint64_t id);
 
 #endif /* VG_NODE_INTERNAL_H */

@@ -7,7 +7,9 @@
  * Every loop iteration (a uv_prepare handle, plus a short timer so that an
  * idle loop still iterates) the node polls leadership: readiness changes take
  * effect before any client request of that iteration is handled, and a fatal
- * state (raft disk error, SQLite error in apply) exits with status 70.
+ * state (raft disk error, SQLite error in apply) exits with status 70. The
+ * same prepare callback times every iteration (status "loop"): a leader
+ * whose loop stalls for an election timeout loses its followers.
  *
  * Shutdown on SIGTERM/SIGINT: stop listening, close clients, raft_close()
  * from the signal callback (never from inside a raft callback: libraft 0.15
@@ -17,7 +19,8 @@
  *
  * This file holds the cluster requests; the project requests and the events
  * pushed to subscribers are in project.c, the ready leader's PLC pollers in
- * polling.c (internal.h shares the objects). Losing readiness stops the
+ * polling.c, the leader's questions to the other members about their
+ * replicas in peers.c (internal.h shares the objects). Losing readiness stops the
  * pollers from inside the readiness callback, before anything else of that
  * iteration; starting them waits for the next iteration's check. */
 #include <errno.h>
@@ -295,6 +298,107 @@ bool node_get_str(struct conn *c, long long id, json_t *msg, const char *type,
     return true;
 }
 
+/* ------------------------------------------------------------ loop timing */
+
+/* Histogram bin of an iteration of US microseconds: one bin per
+ * millisecond below 32 ms, then one per doubling (32..64 ms, …), the last
+ * open-ended. Fine where the figures matter (a few ms against a heartbeat
+ * of 50 and an election timeout of 300), coarse where they are bad anyway. */
+static unsigned loop_bin(uint64_t us)
+{
+    uint64_t ms = us / 1000u;
+    unsigned b = 32;
+
+    if (ms < 32) {
+        return (unsigned)ms;
+    }
+    for (ms /= 64; ms > 0 && b < LOOP_BINS - 1; ms /= 2) {
+        b++;
+    }
+    return b;
+}
+
+/* The upper bound of bin B in ms (the last bin has none: UINT64_MAX). */
+static uint64_t loop_bin_top_ms(unsigned b)
+{
+    return b < 32 ? b + 1u : b < LOOP_BINS - 1 ? UINT64_C(64) << (b - 32) : UINT64_MAX;
+}
+
+/* Called at the start of every loop iteration (prepare): account the
+ * iteration that just ended. */
+static void loop_account(struct node *n)
+{
+    struct loop_stats *ls = &n->loop_stats;
+    uint64_t now = uv_hrtime();
+    uint64_t idle = uv_metrics_idle_time(&n->loop);
+    uint64_t busy_us, second;
+    struct loop_second *w;
+
+    if (ls->last_ns != 0) {
+        uint64_t wall = now - ls->last_ns;
+        uint64_t slept = idle - ls->last_idle_ns;
+        busy_us = (wall > slept ? wall - slept : 0) / 1000u;
+        second = now / 1000000000u;
+        w = &ls->win[second % LOOP_WINDOW_S];
+        if (w->second != second) {
+            memset(w, 0, sizeof *w);
+            w->second = second;
+        }
+        w->count++;
+        w->bins[loop_bin(busy_us)]++;
+        if (busy_us > w->max_us) {
+            w->max_us = busy_us;
+        }
+        if (busy_us > ls->max_us) {
+            ls->max_us = busy_us;
+        }
+        ls->iterations++;
+    }
+    ls->last_ns = now;
+    ls->last_idle_ns = idle;
+}
+
+static json_t *ms_json(uint64_t us)
+{
+    return json_real((double)((us + 50u) / 100u) / 10.0);
+}
+
+/* {"window_s","iterations","max_ms","p99_ms","iterations_all","max_ms_all"}:
+ * the last LOOP_WINDOW_S seconds and everything since start. p99_ms is the
+ * top of the histogram bin holding the 99th percentile, at most max_ms. */
+static json_t *loop_json(struct node *n)
+{
+    const struct loop_stats *ls = &n->loop_stats;
+    uint64_t second = uv_hrtime() / 1000000000u, max_us = 0, count = 0, seen = 0;
+    uint64_t p99_us = 0;
+    uint32_t bins[LOOP_BINS] = {0};
+
+    for (unsigned i = 0; i < LOOP_WINDOW_S; i++) {
+        const struct loop_second *w = &ls->win[i];
+        if (w->count == 0 || w->second + LOOP_WINDOW_S <= second) {
+            continue;
+        }
+        count += w->count;
+        max_us = w->max_us > max_us ? w->max_us : max_us;
+        for (unsigned b = 0; b < LOOP_BINS; b++) {
+            bins[b] += w->bins[b];
+        }
+    }
+    for (unsigned b = 0; b < LOOP_BINS && count > 0; b++) {
+        seen += bins[b];
+        if (seen * 100u >= count * 99u) {
+            uint64_t top = loop_bin_top_ms(b);
+            p99_us = top == UINT64_MAX || top * 1000u > max_us ? max_us : top * 1000u;
+            break;
+        }
+    }
+    return json_pack("{s:I, s:I, s:o, s:o, s:I, s:o}", "window_s",
+                     (json_int_t)LOOP_WINDOW_S, "iterations", (json_int_t)count,
+                     "max_ms", ms_json(max_us), "p99_ms", ms_json(p99_us),
+                     "iterations_all", (json_int_t)ls->iterations, "max_ms_all",
+                     ms_json(ls->max_us));
+}
+
 /* ------------------------------------------------------------- requests */
 
 static json_t *status_json(struct node *n)
@@ -337,12 +441,32 @@ static json_t *status_json(struct node *n)
         } else {
             json_object_set_new(m, "client_address", json_null());
         }
+        /* The ready leader knows every member's verdict (peers.c); its own
+         * is the one below. */
+        if (n->lead.ready && s->id == n->cfg->id) {
+            json_object_set_new(
+                m, "consistency",
+                json_pack("{sssIsIsssIsbsn}", "verdict",
+                          vg_verdict_name(n->fsm.verdict), "checked_index",
+                          (json_int_t)n->fsm.checked_index, "applied_index",
+                          (json_int_t)n->fsm.applied_index, "message",
+                          n->fsm.verdict_msg, "answered_ms",
+                          (json_int_t)vg_now_wall_ms(), "reachable", true,
+                          "error"));
+        } else if (n->lead.ready) {
+            json_t *pc = node_peers_member_json(n, s->id);
+            if (pc != NULL) {
+                json_object_set_new(m, "consistency", pc);
+            }
+        }
         json_array_append_new(members, m);
     }
     json_object_set_new(o, "members", members);
     json_object_set_new(o, "project", node_project_status(n));
     json_object_set_new(o, "plc", node_plc_status(n));
     json_object_set_new(o, "archive", node_archive_status(n));
+    json_object_set_new(o, "alarms", node_alarms_status(n));
+    json_object_set_new(o, "loop", loop_json(n));
     vg_hex(n->fsm.checkpoint_digest, VG_DIGEST_SIZE, hex);
     vg_hex(n->fsm.chain, VG_DIGEST_SIZE, chain);
     json_object_set_new(
@@ -624,10 +748,15 @@ static void handle(struct node *n, struct conn *c, json_t *msg)
         }
         o->target = target;
         snprintf(o->raft_address, sizeof o->raft_address, "%s", raft_address);
-        body = json_dumps(json_pack("{sIssss}", "node_id", (json_int_t)target,
-                                    "raft_address", raft_address,
-                                    "client_address", client_address),
-                          JSON_COMPACT | JSON_SORT_KEYS);
+        {
+            /* Released after dumping (it leaked once per cluster_add). */
+            json_t *info = json_pack("{sIssss}", "node_id", (json_int_t)target,
+                                     "raft_address", raft_address,
+                                     "client_address", client_address);
+            body = info != NULL ? json_dumps(info, JSON_COMPACT | JSON_SORT_KEYS)
+                                : NULL;
+            json_decref(info);
+        }
         rv = body ? vg_repl_propose(&n->lead, &o->p, VG_CMD_NODE_INFO, body,
                                     add_info_cb)
                   : VG_ENOMEM;
@@ -891,6 +1020,7 @@ static void ready_changed_cb(struct vg_repl_leadership *l, bool ready)
         node_plc_update(n);
         node_tags_leadership_lost(n);
         node_alarms_leadership_lost(n);
+        node_peers_leadership_lost(n);
         node_log(n, "no longer the ready leader (state %s, term %llu)",
                  state_name(raft_state(&n->raft)),
                  (unsigned long long)n->raft.current_term);
@@ -971,6 +1101,7 @@ static void iterate(struct node *n)
     node_tags_update(n);
     node_alarms_update(n);
     node_archive_update(n);
+    node_peers_update(n);
     if (n->fsm.checked_index != n->checked_logged) {
         n->checked_logged = n->fsm.checked_index;
         if (n->fsm.verdict == VG_VERDICT_DIVERGED) {
@@ -991,11 +1122,16 @@ static void applied_cb(struct vg_repl_fsm *f, uint64_t index,
         node_project_applied(f->data, index, result);
     } else if (cmd != NULL && cmd->type == VG_CMD_ALARM_STATE) {
         node_alarms_applied(f->data, index, cmd, result);
+    } else if (cmd != NULL && cmd->type == VG_CMD_CHECKPOINT) {
+        node_peers_checkpoint_applied(f->data, index);
     }
 }
 
 static void prepare_cb(uv_prepare_t *h)
 {
+    /* Prepare handles run once per loop iteration, right before the loop
+     * waits for I/O: the one place that sees every iteration. */
+    loop_account(h->data);
     iterate(h->data);
 }
 
@@ -1033,6 +1169,7 @@ static void raft_closed_cb(struct raft *r)
     /* After raft_close: its callbacks (failed proposals) are done. */
     node_alarms_close(n);
     node_archive_close(n);
+    node_peers_close(n);
 }
 
 static void stop(struct node *n)
@@ -1044,6 +1181,7 @@ static void stop(struct node *n)
     node_log(n, "shutting down");
     node_plc_shutdown(n);
     node_alarms_leadership_lost(n);
+    node_peers_leadership_lost(n);
     n->lead.closing = true;
     uv_close((uv_handle_t *)&n->listener, handle_closed_cb);
     while (n->conns != NULL) {
@@ -1247,6 +1385,9 @@ int vg_node_run(const struct vg_node_config *cfg, char *errmsg)
     n->fsm.data = n;
     vg_repl_fsm_project_active(&n->fsm, &n->project_notified, NULL);
     uv_loop_init(&n->loop);
+    /* The loop timing (status "loop") subtracts the time spent waiting for
+     * I/O; without this metric it would count sleeping as work. */
+    uv_loop_configure(&n->loop, UV_METRICS_IDLE_TIME);
 
     if ((rv = probe_raft_port(n, errmsg)) != VG_OK ||
         (rv = listen_clients(n, errmsg)) != VG_OK) {
@@ -1325,6 +1466,10 @@ int vg_node_run(const struct vg_node_config *cfg, char *errmsg)
     }
     if (node_alarms_init(n) != VG_OK) {
         node_log(n, "alarms: out of memory; this node will not evaluate alarms");
+    }
+    if (node_peers_init(n) != VG_OK) {
+        node_log(n, "peers: out of memory; as leader this node will not learn "
+                    "the other replicas' verdicts");
     }
     uv_signal_init(&n->loop, &n->sigterm);
     n->sigterm.data = n;

@@ -426,6 +426,47 @@ int vg_repl_fsm_alarm_states(struct vg_repl_fsm *f, json_t **out);
 int vg_repl_fsm_alarm_states_page(struct vg_repl_fsm *f, const char *after,
                                   size_t limit, json_t **out);
 
+/* Sizes, NUL included, of the strings a stored state may hold (apply
+ * refuses longer ones); the alarm engine's VG_ALARM_REASON_SIZE and
+ * VG_ALARM_USER_SIZE. */
+#define VG_REPL_ALARM_REASON_SIZE 128
+#define VG_REPL_ALARM_USER_SIZE 64
+
+/* One row of alarm_states as a new leader restores it: the members of the
+ * VG_CMD_ALARM_STATE state object as plain values, no JSON built. Strings
+ * marked borrowed belong to the query and are valid only during the
+ * callback that receives the row. */
+struct vg_repl_alarm_row {
+    const char *alarm;       /* borrowed */
+    bool readable;           /* false: the stored state is not a valid state
+                              * object (the fields below are zero) */
+    char status[16];         /* "normal", "unack_active", … */
+    bool active, pending, shelved, out_of_service;
+    uint64_t changed_ms, pending_since_ms, raised_ms, acked_ms, cleared_ms,
+        shelved_ms, shelved_until_ms, out_of_service_ms;
+    char shelve_reason[VG_REPL_ALARM_REASON_SIZE];
+    char shelve_user[VG_REPL_ALARM_USER_SIZE];
+    const char *tag, *section; /* borrowed; NULL when the change had none */
+    int priority;              /* 1..4; 0 when the change had none */
+    const char *message;       /* borrowed JSON text ({"en":…}), or NULL */
+    uint64_t index;            /* log index of the last change */
+};
+
+/* Receives each row; returns false to stop the scan after this row. */
+typedef bool (*vg_repl_alarm_row_cb)(void *data,
+                                     const struct vg_repl_alarm_row *row);
+
+/* Read at most LIMIT stored states whose names come after AFTER (NULL:
+ * from the first), in name order, handing each to CB; *N_READ (may be
+ * NULL) gets the number of rows CB received. Fewer than LIMIT rows and CB
+ * never said stop: the table has no more. For the restore of a new leader,
+ * which reads 20 000 states in slices between loop iterations: a state is
+ * read straight from the text apply stored, without jansson. Returns VG_OK
+ * or VG_EDB (f->errmsg). CB must not use F. */
+int vg_repl_fsm_alarm_states_scan(struct vg_repl_fsm *f, const char *after,
+                                  size_t limit, vg_repl_alarm_row_cb cb,
+                                  void *data, size_t *n_read);
+
 struct vg_repl_journal_query {
     uint64_t from_ms;             /* time >= from_ms */
     uint64_t to_ms;               /* time < to_ms; 0: no upper bound */

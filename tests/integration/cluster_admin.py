@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """Real-process tests of vigild's start-up errors, clean shutdown, hostile
 client input, and the admin commands of vigilctl (membership changes and
-leadership transfer) on a 3-node loopback cluster. Prints TAP."""
+leadership transfer) on a 3-node loopback cluster; then a follower's replica
+tampered with while it is down: it reports itself diverged, the leader
+raises the system alarm $replica.ID on a subscribed station and in
+`alarms list`, and --rebuild-state repairs it and clears the alarm. Prints
+TAP."""
 import argparse
 import json
 import os
@@ -14,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import shutil
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -113,6 +118,152 @@ def hostile_input(node):
     ok(after <= before + 5, "200 short connections: open fds %d -> %d" % (before, after))
 
 
+def wait_alarm_event(conn, name, pred, timeout):
+    """Read the alarm events of subscription CONN until an entry of NAME
+    satisfies PRED; the entry, or None after TIMEOUT seconds."""
+    end = time.monotonic() + timeout
+    conn.send({"type": "ping"})  # the node drops connections silent for 30 s
+    conn.sock.settimeout(0.2)
+    try:
+        while time.monotonic() < end:
+            try:
+                m = conn.recv()
+            except OSError:
+                continue
+            if m.get("topic") == "alarms" and m.get("event") in ("changes", "image"):
+                for e in m["alarms"]:
+                    if e["alarm"] == name and pred(e):
+                        return e
+    finally:
+        conn.sock.settimeout(2.0)
+    return None
+
+
+def client_conns(pid, addrs):
+    """Established TCP connections process PID holds to any of the ADDRS
+    ("host:port", IPv4), from /proc: the sockets among its fds whose remote
+    end is one of them."""
+    ports = {int(a.rsplit(":", 1)[1]) for a in addrs}
+    inodes = set()
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    n = 0
+    with open("/proc/%d/net/tcp" % pid) as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            rport = int(fields[2].split(":")[1], 16)
+            if fields[3] == "01" and fields[9] in inodes and rport in ports:
+                n += 1
+    return n
+
+
+def member_consistency(status, node_id):
+    for m in status.get("members", []):
+        if m.get("id") == node_id:
+            return m.get("consistency") or {}
+    return {}
+
+
+class FakeMember:
+    """A client port speaking the protocol as member NODE_ID: it leaves the
+    first question it gets unanswered (the leader must time out) and answers
+    every later one with a status whose verdict is ok. Records, per
+    connection (numbered from 1), the questions and whether the leader
+    closed it."""
+
+    def __init__(self, node_id):
+        self.id = node_id
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.sock.settimeout(0.2)
+        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.questions = []  # (connection, type)
+        self.closed = set()  # connections the leader closed
+        self.conns = 0
+        self.running = True
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while self.running:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.conns += 1
+            threading.Thread(target=self.serve, args=(c, self.conns), daemon=True).start()
+
+    def serve(self, c, no):
+        buf = b""
+        c.settimeout(30)
+        try:
+            while self.running:
+                data = c.recv(65536)
+                if not data:
+                    self.closed.add(no)
+                    return
+                buf += data
+                while len(buf) >= 4 and len(buf) >= 4 + struct.unpack(">I", buf[:4])[0]:
+                    n = struct.unpack(">I", buf[:4])[0]
+                    q, buf = json.loads(buf[4:4 + n]), buf[4 + n:]
+                    self.questions.append((no, q.get("type")))
+                    if len(self.questions) == 1:
+                        continue
+                    a = json.dumps({"v": 1, "type": "status", "id": q.get("id"),
+                                    "node_id": self.id, "applied_index": 1,
+                                    "consistency": {"verdict": "ok", "checked_index": 1,
+                                                    "message": "fake member"}}).encode()
+                    c.sendall(struct.pack(">I", len(a)) + a)
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def close(self):
+        self.running = False
+        self.sock.close()
+
+
+def fake_member(ctl, cluster):
+    """The leader asks a member that does not answer, reports why it has no
+    verdict, reconnects, learns the verdict, asks again on the same
+    connection, and closes it once the member is removed."""
+    leader, _ = cluster.wait_ready_leader(timeout=10)
+    fake = FakeMember(9)
+    try:
+        rc, out, err = vigilctl(ctl, cluster, "cluster", "add", "9",
+                                "127.0.0.1:%d" % vc.free_ports(1)[0], fake.addr)
+
+        def peer(cond):
+            mc = member_consistency(leader.status(), 9)
+            return mc if cond(mc) else None
+        mc = vc.wait_for(lambda: peer(lambda m: "did not answer" in (m.get("error") or "")),
+                         5, poll=0.05)
+        ok(rc == 0 and mc and mc["verdict"] == "unknown" and mc["answered_ms"] is None,
+           "a member that does not answer: %s" % (mc or {}).get("error"))
+        mc = vc.wait_for(lambda: peer(lambda m: m.get("verdict") == "ok" and
+                                      m.get("reachable") and m.get("error") is None), 5)
+        ok(mc and mc["message"] == "fake member" and isinstance(mc["answered_ms"], int),
+           "once it answers, its verdict is known: %s" % mc)
+        last = fake.conns
+        reused = vc.wait_for(lambda: sum(1 for c, t in fake.questions
+                                         if c == last and t == "status") >= 2, 5)
+        ok(reused and fake.conns == last,
+           "the next question comes on the same connection (%d connections, "
+           "%d questions)" % (fake.conns, len(fake.questions)))
+        rc, out, err = vigilctl(ctl, cluster, "cluster", "remove", "9")
+        closed = vc.wait_for(lambda: last in fake.closed, 5)
+        ok(rc == 0 and closed, "removed, the leader closed its connection to it")
+    finally:
+        fake.close()
+
+
 def vigilctl(ctl, cluster, *args):
     env = dict(os.environ)
     env["VIGIL_CLUSTER"] = ",".join(n.client_address for n in cluster.nodes if n.alive())
@@ -156,6 +307,7 @@ def admin(vigild, ctl):
         ok(rc == 1 and "not a member" in (out + err), "removing it again fails clearly")
         n4.kill()
         cluster.nodes.remove(n4)
+        fake_member(ctl, cluster)
 
         # Transfer: to a named node, then let the leader choose.
         leader, _ = cluster.wait_ready_leader(timeout=10)
@@ -168,10 +320,35 @@ def admin(vigild, ctl):
         rc, out, err = vigilctl(ctl, cluster, "cluster", "transfer")
         landed2, _ = cluster.wait_ready_leader(timeout=5)
         ok(rc == 0 and landed2.id != landed.id, "transfer without target moved leadership")
+        # The ready leader keeps one connection to each other member's client
+        # port (it asks them for their replica's verdict); a node that lost
+        # leadership closes them.
+        def others(node):
+            return [n.client_address for n in cluster.nodes if n.id != node.id]
+        held = vc.wait_for(lambda: client_conns(landed2.proc.pid, others(landed2)) == 2, 5)
+        dropped = vc.wait_for(lambda: client_conns(landed.proc.pid, others(landed)) == 0, 5)
+        ok(held and dropped, "leader %d holds one connection per other member (%d), "
+           "former leader %d none (%d)" % (
+               landed2.id, client_conns(landed2.proc.pid, others(landed2)), landed.id,
+               client_conns(landed.proc.pid, others(landed))))
 
         for i in range(5):
             vc.call(landed2.client_address, {"type": "put", "key": "k%d" % i, "value": "v"}, 2)
         cluster.wait_converged(timeout=15)
+        # System alarms are evaluated while the leader polls a project: load
+        # the example with its PLCs on free ports (nobody listens there; the
+        # $plc alarms that follow do not matter here), then watch the leader's
+        # alarms like an operator station does.
+        project = vc.copy_project(os.path.join(cluster.dir, "waterworks"),
+                                  vc.free_ports(2))
+        rc, out, err = vigilctl(ctl, cluster, "project", "load", project)
+        polling = vc.wait_for(lambda: landed2.status().get("plc", {}).get("polling"), 10)
+        ok(rc == 0 and polling, "project loaded; leader %d polls it (%s)"
+           % (landed2.id, (err.strip() or out.strip())[-120:]))
+        station = vc.Conn(landed2.client_address)
+        sub = station.call({"type": "alarms_subscribe"})
+        ok(sub.get("type") == "alarms_subscribed", "a station subscribed to the "
+           "leader's alarms: %s" % sub.get("type"))
         # Clean shutdown on SIGTERM of a follower, then it restarts and catches up.
         f = next(n for n in cluster.nodes if n.id != landed2.id)
         code = f.kill(signal.SIGTERM)
@@ -199,11 +376,53 @@ def admin(vigild, ctl):
         others = [s["consistency"]["verdict"] for s in json.loads(out)
                   if s.get("node_id") not in (None, f.id)]
         ok(others == ["ok", "ok"], "the other replicas stay ok: %s" % others)
+
+        # The leader learns the follower's verdict and raises its alarm.
+        replica = "$replica.%d" % f.id
+        t0 = time.monotonic()
+        e = wait_alarm_event(station, replica,
+                             lambda e: e["active"] and e["status"] == "unack_active", 10)
+        ok(e is not None and e.get("cause") == "raised" and e["priority"] == 2 and
+           str(f.id) in e["message"].get("en", "") and e["message"].get("de"),
+           "the station sees %s raised %.1f s after the follower reported "
+           "diverged: %s" % (replica, time.monotonic() - t0,
+                             (e or {}).get("message")))
+        mc = member_consistency(landed2.status(), f.id)
+        ok(mc.get("verdict") == "diverged" and mc.get("reachable") is True and
+           isinstance(mc.get("answered_ms"), int) and mc.get("checked_index", 0) > 0,
+           "leader's status: members[%d].consistency %s" % (
+               f.id, {k: mc.get(k) for k in ("verdict", "checked_index", "reachable")}))
+        rc, out, err = vigilctl(ctl, cluster, "alarms", "list")
+        listed = {a["alarm"]: a for a in (json.loads(x) for x in out.splitlines()
+                                          if x.strip())} if rc == 0 else {}
+        ok(listed.get(replica, {}).get("active") is True and
+           not any(k.startswith("$replica.") for k in listed if k != replica),
+           "vigilctl alarms list shows %s active and no other replica alarm: %s"
+           % (replica, sorted(k for k in listed if k.startswith("$"))))
+
         f.kill(signal.SIGTERM)
         f.start(["--rebuild-state"])
         st = cluster.wait_verified(timeout=20)
         ok({s["consistency"]["verdict"] for s in st.values()} == {"ok"},
            "after --rebuild-state all replicas verified ok")
+        t0 = time.monotonic()
+        e = wait_alarm_event(station, replica, lambda e: not e["active"], 10)
+        ok(e is not None and e.get("cause") == "cleared",
+           "the station sees %s cleared %.1f s after the replicas verified ok (%s)"
+           % (replica, time.monotonic() - t0, (e or {}).get("status")))
+        rc, out, err = vigilctl(ctl, cluster, "alarms", "ack", replica)
+        e = wait_alarm_event(station, replica, lambda e: e["status"] == "normal", 5)
+        ok(rc == 0 and e is not None, "acknowledged, %s is back to normal" % replica)
+        j = vc.call(landed2.client_address, {"type": "alarm_journal", "alarm": replica}, 2)
+        causes = [x["cause"] for x in reversed(j.get("entries", []))]
+        ok(causes == ["raised", "cleared", "acked"],
+           "the journal of %s: %s" % (replica, causes))
+        station.close()
+        # Shutdown with its peer connections open: a clean stop (under ASan
+        # a leak would make the exit status non-zero).
+        code = landed2.kill(signal.SIGTERM)
+        ok(code == 0 and "stopped" in landed2.log(),
+           "SIGTERM of the leader %d: exit %s and a clean stop" % (landed2.id, code))
 
 
 def main():
