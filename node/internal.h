@@ -280,8 +280,9 @@ bool node_alarms_handle(struct node *n, struct conn *c, const char *type,
 /* polling.c: new readings (already in the values). */
 void node_alarms_changed(struct node *n, const struct vg_plc_change *v,
                          size_t count);
-/* node.c, every iteration: build or drop the engine, tick what fell due,
- * evaluate the system alarms, propose the queued changes. */
+/* node.c, every iteration: build or drop the engine, go on restoring it
+ * (a slice of RESTORE_BUDGET_MS per iteration) or, once restored, tick what
+ * fell due, evaluate the system alarms; propose the queued changes. */
 void node_alarms_update(struct node *n);
 /* node.c, applied_cb: an ALARM_STATE command was applied; push its
  * transitions to subscribed stations. */
