@@ -1035,70 +1035,16 @@ out:
 
 int vg_repl_fsm_archive_class_counts(struct vg_repl_fsm *f, json_t **out)
 {
-    sqlite3_stmt *st;
-    json_t *o = json_object();
-    int rc;
-
-    *out = NULL;
-    if (o == NULL) {
-        return nomem(f, "archive class counts");
-    }
-    if (sqlite3_prepare_v2(f->db,
+    return fsm_query_pairs(f,
                            "SELECT archive, count(*) FROM archive_classes"
                            " GROUP BY archive",
-                           -1, &st, NULL) != SQLITE_OK) {
-        json_decref(o);
-        return fsm_db_fail(f, "prepare archive class counts");
-    }
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *cls = (const char *)sqlite3_column_text(st, 0);
-        if (cls != NULL &&
-            json_object_set_new(o, cls, json_integer(sqlite3_column_int64(st, 1))) !=
-                0) {
-            rc = SQLITE_NOMEM;
-            break;
-        }
-    }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
-        json_decref(o);
-        return fsm_db_fail(f, "archive class counts");
-    }
-    *out = o;
-    return VG_OK;
+                           "archive class counts", out);
 }
 
 int vg_repl_fsm_archive_classes(struct vg_repl_fsm *f, json_t **out)
 {
-    sqlite3_stmt *st;
-    json_t *o = json_object();
-    int rc;
-
-    *out = NULL;
-    if (o == NULL) {
-        return nomem(f, "archive classes");
-    }
-    if (sqlite3_prepare_v2(f->db, "SELECT name, archive FROM archive_classes",
-                           -1, &st, NULL) != SQLITE_OK) {
-        json_decref(o);
-        return fsm_db_fail(f, "prepare archive classes");
-    }
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *tag = (const char *)sqlite3_column_text(st, 0);
-        const char *cls = (const char *)sqlite3_column_text(st, 1);
-        if (tag != NULL && cls != NULL &&
-            json_object_set_new(o, tag, json_string(cls)) != 0) {
-            rc = SQLITE_NOMEM;
-            break;
-        }
-    }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
-        json_decref(o);
-        return fsm_db_fail(f, "archive classes");
-    }
-    *out = o;
-    return VG_OK;
+    return fsm_query_pairs(f, "SELECT name, archive FROM archive_classes",
+                           "archive classes", out);
 }
 
 /* ---------------------------------------------------------------- queries */

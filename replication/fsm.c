@@ -191,6 +191,41 @@ int fsm_db_fail(struct vg_repl_fsm *f, const char *what)
     return VG_EDB;
 }
 
+int fsm_query_pairs(struct vg_repl_fsm *f, const char *sql, const char *what,
+                    json_t **out)
+{
+    sqlite3_stmt *st;
+    json_t *o = json_object();
+    int rc;
+
+    *out = NULL;
+    if (o == NULL) {
+        vg_errf(f->errmsg, "out of memory reading %s", what);
+        return VG_ENOMEM;
+    }
+    if (sqlite3_prepare_v2(f->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        json_decref(o);
+        return fsm_db_fail(f, what);
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *key = (const char *)sqlite3_column_text(st, 0);
+        json_t *v = sqlite3_column_type(st, 1) == SQLITE_INTEGER
+                        ? json_integer(sqlite3_column_int64(st, 1))
+                        : json_string((const char *)sqlite3_column_text(st, 1));
+        if (key != NULL && json_object_set_new(o, key, v) != 0) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        json_decref(o);
+        return fsm_db_fail(f, what);
+    }
+    *out = o;
+    return VG_OK;
+}
+
 static int exec(struct vg_repl_fsm *f, const char *sql)
 {
     char *err = NULL;

@@ -70,6 +70,11 @@ int fsm_apply_archive_classes(struct vg_repl_fsm *f, uint64_t index,
 int fsm_archive_cut(struct vg_repl_fsm *f, const char *cls, uint64_t before,
                     bool *changed);
 
+/* fsm.c: the rows of SQL (two columns: a text key and an integer or text
+ * value) as a new JSON object {key: value} in *OUT; WHAT names it in errors. */
+int fsm_query_pairs(struct vg_repl_fsm *f, const char *sql, const char *what,
+                    json_t **out);
+
 /* retention.c: VG_CMD_RETENTION_CUT. */
 int fsm_apply_retention_cut(struct vg_repl_fsm *f, uint64_t index,
                             const struct vg_cmd *cmd, json_t *body);

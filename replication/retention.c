@@ -178,34 +178,6 @@ int fsm_apply_retention_cut(struct vg_repl_fsm *f, uint64_t index,
 
 int vg_repl_fsm_retention_marks(struct vg_repl_fsm *f, json_t **out)
 {
-    sqlite3_stmt *st;
-    json_t *o = json_object();
-    int rc;
-
-    *out = NULL;
-    if (o == NULL) {
-        vg_errf(f->errmsg, "out of memory reading retention marks");
-        return VG_ENOMEM;
-    }
-    if (sqlite3_prepare_v2(f->db, "SELECT what, before_ms FROM retention_marks",
-                           -1, &st, NULL) != SQLITE_OK) {
-        json_decref(o);
-        return fsm_db_fail(f, "prepare retention marks");
-    }
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *what = (const char *)sqlite3_column_text(st, 0);
-        if (what != NULL &&
-            json_object_set_new(o, what, json_integer(sqlite3_column_int64(st, 1))) !=
-                0) {
-            rc = SQLITE_NOMEM;
-            break;
-        }
-    }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
-        json_decref(o);
-        return fsm_db_fail(f, "retention marks");
-    }
-    *out = o;
-    return VG_OK;
+    return fsm_query_pairs(f, "SELECT what, before_ms FROM retention_marks",
+                           "retention marks", out);
 }
