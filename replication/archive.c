@@ -41,7 +41,7 @@
 
 #define TAG_MAX 256
 #define TAGS_MAX 65536
-#define TIME_END (UINT64_C(1) << 53) /* times are below 2^53 */
+#define TIME_END FSM_TIME_END
 #define RAW_LIMIT_MAX 100000
 #define BUCKETS_MAX 10000
 /* Length of the base64 text of the largest batch, padding included. */
@@ -165,7 +165,7 @@ static uint64_t row_hash(const char *name, size_t len, uint64_t t,
 
 /* ------------------------------------------------------------ validation */
 
-static bool time_ok(json_t *v)
+bool fsm_time_ok(json_t *v)
 {
     return json_is_integer(v) && json_integer_value(v) >= 0 &&
            (uint64_t)json_integer_value(v) < TIME_END;
@@ -281,7 +281,7 @@ static int batch_parse(struct vg_repl_fsm *f, json_t *body, struct batch *b)
     json_t *t0 = json_object_get(body, "t0");
     int rv;
 
-    if (!time_ok(t0)) {
+    if (!fsm_time_ok(t0)) {
         return VG_EINVAL;
     }
     b->t0 = (uint64_t)json_integer_value(t0);
@@ -890,8 +890,6 @@ out:
 
 /* ------------------------------------------------------ archive classes */
 
-#define CLASS_MAX 64
-#define CLASSES_MAX 1024
 #define CLASS_TAGS_MAX 262144
 
 struct class_row {
@@ -924,12 +922,12 @@ static int classes_parse(struct vg_repl_fsm *f, json_t *body,
 
     *rows = NULL;
     *n_rows = 0;
-    if (!json_is_object(classes) || json_object_size(classes) > CLASSES_MAX) {
+    if (!json_is_object(classes) || json_object_size(classes) > FSM_ARCHIVES_MAX) {
         return VG_EINVAL;
     }
     json_object_foreach(classes, cls, tags) {
         size_t len = strlen(cls);
-        if (len == 0 || len > CLASS_MAX || !json_is_array(tags) ||
+        if (len == 0 || len > FSM_ARCHIVE_NAME_MAX || !json_is_array(tags) ||
             json_array_size(tags) > CLASS_TAGS_MAX - n) {
             return VG_EINVAL;
         }

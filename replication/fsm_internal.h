@@ -75,6 +75,16 @@ int fsm_archive_cut(struct vg_repl_fsm *f, const char *cls, uint64_t before,
 int fsm_query_pairs(struct vg_repl_fsm *f, const char *sql, const char *what,
                     json_t **out);
 
+/* archive.c: times in commands are integers 0 <= t < FSM_TIME_END (ms;
+ * exact in a double, so in JSON). */
+#define FSM_TIME_END (UINT64_C(1) << 53)
+bool fsm_time_ok(json_t *v);
+
+/* An archive's name in ARCHIVE_CLASSES and RETENTION_CUT: at most this many
+ * bytes, and at most FSM_ARCHIVES_MAX archives in one command. */
+#define FSM_ARCHIVE_NAME_MAX 64
+#define FSM_ARCHIVES_MAX 1024
+
 /* retention.c: VG_CMD_RETENTION_CUT. */
 int fsm_apply_retention_cut(struct vg_repl_fsm *f, uint64_t index,
                             const struct vg_cmd *cmd, json_t *body);

@@ -20,16 +20,6 @@
 
 #include "fsm_internal.h"
 
-#define TIME_END (UINT64_C(1) << 53)
-#define CLASS_MAX 64
-#define CLASSES_MAX 1024
-
-static bool time_ok(json_t *v)
-{
-    return json_is_integer(v) && json_integer_value(v) >= 0 &&
-           (uint64_t)json_integer_value(v) < TIME_END;
-}
-
 /* Mark WHAT into *MS (0 when never cut). */
 static int mark_get(struct vg_repl_fsm *f, const char *what, uint64_t *ms)
 {
@@ -95,7 +85,7 @@ static int cut_records(struct vg_repl_fsm *f, const char *table,
 static int cut_archive(struct vg_repl_fsm *f, const char *cls, uint64_t before,
                        bool *changed)
 {
-    char what[8 + CLASS_MAX + 1];
+    char what[8 + FSM_ARCHIVE_NAME_MAX + 1];
     uint64_t mark;
     bool cut;
     int rv;
@@ -123,17 +113,17 @@ static bool body_ok(json_t *body)
 
     for (size_t i = 0; i < sizeof times / sizeof times[0]; i++) {
         json_t *t = json_object_get(body, times[i]);
-        if (t != NULL && !time_ok(t)) {
+        if (t != NULL && !fsm_time_ok(t)) {
             return false;
         }
         any = any || t != NULL;
     }
     if (archives != NULL && (!json_is_object(archives) ||
-                             json_object_size(archives) > CLASSES_MAX)) {
+                             json_object_size(archives) > FSM_ARCHIVES_MAX)) {
         return false;
     }
     json_object_foreach(archives, cls, v) {
-        if (strlen(cls) > CLASS_MAX || !time_ok(v)) {
+        if (strlen(cls) > FSM_ARCHIVE_NAME_MAX || !fsm_time_ok(v)) {
             return false;
         }
     }
