@@ -176,14 +176,24 @@ def takeover_round(cluster, n_alarms, k, perf=None):
     return out
 
 
-def archive_bench(args, addr, follower):
-    """The archive window (see the docstring)."""
+def archive_bench(args, addr, follower, cluster):
+    """The archive window (see the docstring). With --perf, every node is
+    recorded during the window into DIR/archive.data."""
     def info(a):
         return vc.call(a, {"type": "history_info"}, timeout=5)["archive"]
     time.sleep(3.0)
+    rec = None
+    if args.perf:
+        pids = ",".join(str(n.proc.pid) for n in cluster.nodes if n.alive())
+        rec = subprocess.Popen(["perf", "record", "--call-graph", "dwarf", "-F", "999",
+                                "-o", os.path.join(args.perf, "archive.data"), "-p", pids],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     i0, f0, t0 = info(addr), info(follower.client_address), time.monotonic()
     time.sleep(args.seconds)
     i1, f1, t1 = info(addr), info(follower.client_address), time.monotonic()
+    if rec is not None:
+        rec.send_signal(signal.SIGINT)
+        rec.wait(timeout=60)
     dt = t1 - t0
     print(json.dumps({
         "bench": "archive_sustained", "seconds": round(dt, 2),
@@ -210,8 +220,10 @@ def unacknowledged(addr):
         after = page[-1]["alarm"]
 
 
-def ack_bench(args, addr, unack):
-    """Pipelined acks (see the docstring); True when all were acknowledged."""
+def ack_bench(args, addr, unack, cluster):
+    """Pipelined acks (see the docstring); True when all were acknowledged.
+    With --perf, every node is recorded (perf record -g) while the acks run,
+    into DIR/acks.data."""
     shares = [unack[i::args.connections] for i in range(args.connections)]
     conns = [vc.Conn(addr, timeout=60) for _ in shares]
     results = [0] * len(shares)
@@ -235,14 +247,27 @@ def ack_bench(args, addr, unack):
     threads = [threading.Thread(target=run, args=(k,)) for k in range(len(shares))]
     for t in threads:
         t.start()
+    rec = None
+    if args.perf:
+        pids = ",".join(str(n.proc.pid) for n in cluster.nodes if n.alive())
+        rec = subprocess.Popen(["perf", "record", "--call-graph", "dwarf", "-F", "999",
+                                "-o", os.path.join(args.perf, "acks.data"), "-p", pids],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)
+    idx0 = vc.call(addr, {"type": "status"}, timeout=5).get("applied_index", 0)
     start.wait()
     t0 = time.monotonic()
     for t in threads:
         t.join()
     dt = time.monotonic() - t0
+    entries = vc.call(addr, {"type": "status"}, timeout=5).get("applied_index", 0) - idx0
+    if rec is not None:
+        rec.send_signal(signal.SIGINT)
+        rec.wait(timeout=60)
     print(json.dumps({"bench": "alarm_acks", "acks": sum(results),
                       "connections": len(shares), "seconds": round(dt, 3),
-                      "acks_per_s": round(sum(results) / dt)}))
+                      "acks_per_s": round(sum(results) / dt),
+                      "log_entries": entries}))
     for c in conns:
         c.close()
     if sum(results) != len(unack):
@@ -265,7 +290,9 @@ def main():
                     help="skip the acknowledgment measurement")
     ap.add_argument("--perf", metavar="DIR",
                     help="perf record -g the surviving nodes of each takeover "
-                         "into DIR/takeover-K.data")
+                         "into DIR/takeover-K.data, and every node during the "
+                         "acks into DIR/acks.data and during the archive "
+                         "window into DIR/archive.data")
     args = ap.parse_args()
     vigild = os.path.join(args.build, "node", "vigild")
     vigilctl = os.path.join(args.build, "client", "vigilctl")
@@ -281,7 +308,9 @@ def main():
         sim = vc.PlcSim(plcsim, project, "plc", tmp)
         if not sim.wait_started():
             raise SystemExit("vigil-plcsim did not start: " + sim.stderr()[-500:])
-        cluster = vc.Cluster(vigild)
+        # vigild's own defaults (the test clusters checkpoint every 300 ms,
+        # which a benchmark of production throughput must not inherit).
+        cluster = vc.Cluster(vigild, node_args=())
         cluster.__enter__()
         cluster.wait_ready_leader(timeout=15)
         r, out, err = vc.ctl(vigilctl, cluster, "project", "load", project,
@@ -291,7 +320,7 @@ def main():
         leader = cluster.wait_ready_leader(timeout=15)[0]
         if args.archived > 0:
             follower = [n for n in cluster.nodes if n.id != leader.id][0]
-            archive_bench(args, leader.client_address, follower)
+            archive_bench(args, leader.client_address, follower, cluster)
 
         # Wait until every alarm is raised and committed (at whichever node
         # leads now).
@@ -331,7 +360,7 @@ def main():
             if len(unack) < args.alarms:
                 raise SystemExit("only %d of %d alarms unacknowledged" %
                                  (len(unack), args.alarms))
-            if not ack_bench(args, addr, unack):
+            if not ack_bench(args, addr, unack, cluster):
                 rc = 1
     except BaseException:
         if cluster is not None:

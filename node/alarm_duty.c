@@ -29,8 +29,8 @@
  * that it reads the table they leave.
  *
  * What is committed. Every change the engine reports, bookkeeping included
- * (a delay started), goes into a queue; the queue is proposed as
- * ALARM_STATE commands (≤ CHANGES_PER_CMD changes each, at most ALARMS_IN_FLIGHT
+ * (a delay started), is encoded into a queue; the queue is proposed as
+ * ALARM_CHANGES commands (≤ CHANGES_PER_CMD changes each, at most ALARMS_IN_FLIGHT
  * waiting for their commit) from the loop iteration, never from inside a
  * raft callback (DESIGN.md, libraft 0.15). An operator action (ack, shelve,
  * unshelve, out of service) queues its changes behind every automatic change
@@ -61,13 +61,14 @@
 #include "internal.h"
 #include "plc/plc.h"
 
-/* Changes per ALARM_STATE command. Applying one costs about 60 us per change
- * on every node (parsing the body, the state row, the journal row), and
- * ALARMS_IN_FLIGHT commands are applied in one loop iteration: 1024 made
- * that 120-170 ms on a follower during an alarm storm, 256 makes it about
- * 35 ms, for 4 % more apply time in all. Apply accepts up to 1024. */
+/* Changes per ALARM_CHANGES command. Applying one cost about 60 us per
+ * change on every node with JSON bodies (parsing the body, the state row,
+ * the journal row; less since the binary form), and ALARMS_IN_FLIGHT
+ * commands are applied in one loop iteration: 1024 made that 120-170 ms on
+ * a follower during an alarm storm, 256 makes it about 35 ms, for 4 % more
+ * apply time in all. Apply accepts up to 1024. */
 #define CHANGES_PER_CMD 256
-/* ALARM_STATE commands proposed and not yet applied, at most (see flush). */
+/* ALARM_CHANGES commands proposed and not yet applied, at most (see flush). */
 #define ALARMS_IN_FLIGHT 2u
 #define NAME_MAX_BYTES 256u
 #define WHO_MAX 128u
@@ -127,7 +128,12 @@ struct alarm_duty {
     uint64_t version;
     raft_term term;
     size_t *by_name;               /* alarm indexes sorted by name */
-    json_t *pending;               /* changes not yet proposed */
+    /* Changes not yet proposed, encoded as ALARM_CHANGES records (replication.h):
+     * record i ends at pending_end[i]; records before pending_first are
+     * proposed (dropped from the buffer once per flush). */
+    struct vg_repl_bytes pending;
+    size_t *pending_end;
+    size_t n_pending, cap_pending, pending_first;
     uint64_t appended, proposed;   /* changes ever queued / ever proposed */
     struct alarm_op *ops_head, *ops_tail; /* actions waiting, by seq_end */
     uint64_t engine_deadline;      /* cached vg_alarm_engine_next_deadline */
@@ -186,20 +192,25 @@ static uint64_t duty_now(struct alarm_duty *d)
     return now;
 }
 
-static json_t *state_json(const struct vg_alarm_state *st)
+/* The state the engine holds, in the form a command carries. */
+static void change_state(struct vg_repl_alarm_change *ch, const struct vg_alarm_state *st)
 {
-    return json_pack(
-        "{s:s, s:b, s:I, s:b, s:I, s:I, s:I, s:I, s:b, s:I, s:I, s:s, s:s, s:b, "
-        "s:I}",
-        "status", vg_alarm_status_name(st->status), "active", st->active,
-        "changed_ms", (json_int_t)st->changed_ms, "pending", st->pending,
-        "pending_since_ms", (json_int_t)st->pending_since_ms, "raised_ms",
-        (json_int_t)st->raised_ms, "acked_ms", (json_int_t)st->acked_ms,
-        "cleared_ms", (json_int_t)st->cleared_ms, "shelved", st->shelved,
-        "shelved_ms", (json_int_t)st->shelved_ms, "shelved_until_ms",
-        (json_int_t)st->shelved_until_ms, "shelve_reason", st->shelve_reason,
-        "shelve_user", st->shelve_user, "out_of_service", st->out_of_service,
-        "out_of_service_ms", (json_int_t)st->out_of_service_ms);
+    int status = vg_repl_alarm_status_code(vg_alarm_status_name(st->status));
+    ch->state.status = status >= 0 ? (unsigned)status : VG_REPL_ALARM_STATUS_COUNT;
+    ch->state.active = st->active;
+    ch->state.changed_ms = st->changed_ms;
+    ch->state.pending = st->pending;
+    ch->state.pending_since_ms = st->pending_since_ms;
+    ch->state.raised_ms = st->raised_ms;
+    ch->state.acked_ms = st->acked_ms;
+    ch->state.cleared_ms = st->cleared_ms;
+    ch->state.shelved = st->shelved;
+    ch->state.shelved_ms = st->shelved_ms;
+    ch->state.shelved_until_ms = st->shelved_until_ms;
+    ch->state.shelve_reason = st->shelve_reason;
+    ch->state.shelve_user = st->shelve_user;
+    ch->state.out_of_service = st->out_of_service;
+    ch->state.out_of_service_ms = st->out_of_service_ms;
 }
 
 /* A stored state read by the restore into ST; false (with a sentence in
@@ -241,21 +252,25 @@ static const char *alarm_section(const struct vg_project *pr, size_t a)
     return NULL;
 }
 
-static json_t *alarm_message(const struct vg_project *pr, size_t a)
+/* The project's message of alarm A in every language that has one. */
+static void alarm_message(const struct vg_project *pr, size_t a,
+                          struct vg_repl_alarm_change *ch)
 {
-    json_t *m = json_object();
+    ch->has_message = true;
     for (size_t i = 0; i < pr->n_languages; i++) {
         const char *s = pr->alarms[a].message.s[i];
-        if (s != NULL) {
-            json_object_set_new(m, pr->languages[i], json_string(s));
+        if (s == NULL) {
+            continue;
         }
+        if (ch->n_message == VG_REPL_ALARM_LANGS_MAX) {
+            /* The encoder refuses it, as apply would. */
+            ch->n_message = VG_REPL_ALARM_LANGS_MAX + 1;
+            return;
+        }
+        ch->lang[ch->n_message] = pr->languages[i];
+        ch->text[ch->n_message] = s;
+        ch->n_message++;
     }
-    return m;
-}
-
-static json_t *opt_str(const char *s)
-{
-    return s != NULL ? json_string(s) : json_null();
 }
 
 static bool operator_cause(enum vg_alarm_cause c)
@@ -265,46 +280,69 @@ static bool operator_cause(enum vg_alarm_cause c)
            c == VG_ALARM_CAUSE_IN_SERVICE;
 }
 
-static json_t *transition_json(struct alarm_duty *d,
-                               const struct vg_alarm_transition *t, json_t *value)
+/* The transition T, with the operator who caused it when a person did. */
+static void change_transition(struct alarm_duty *d, struct vg_repl_alarm_change *ch,
+                              const struct vg_alarm_transition *t)
 {
-    bool person = operator_cause(t->cause);
-    json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:o}", "cause",
-                          vg_alarm_cause_name(t->cause), "from",
-                          vg_alarm_status_name(t->from), "to",
-                          vg_alarm_status_name(t->to), "at_ms",
-                          (json_int_t)t->at_ms, "value", value);
-    if (person) {
-        json_object_set_new(o, "user", opt_str(d->act_user));
-        json_object_set_new(o, "station", opt_str(d->act_station));
-        json_object_set_new(o, "reason", opt_str(d->act_reason));
+    int cause = vg_repl_alarm_cause_code(vg_alarm_cause_name(t->cause));
+    int from = vg_repl_alarm_status_code(vg_alarm_status_name(t->from));
+    int to = vg_repl_alarm_status_code(vg_alarm_status_name(t->to));
+    ch->has_transition = true;
+    ch->transition.cause = cause >= 0 ? (unsigned)cause : VG_REPL_ALARM_CAUSE_COUNT;
+    ch->transition.from = from >= 0 ? (unsigned)from : VG_REPL_ALARM_STATUS_COUNT;
+    ch->transition.to = to >= 0 ? (unsigned)to : VG_REPL_ALARM_STATUS_COUNT;
+    ch->transition.at_ms = t->at_ms;
+    if (operator_cause(t->cause)) {
+        ch->transition.user = d->act_user;
+        ch->transition.station = d->act_station;
+        ch->transition.reason = d->act_reason;
     }
-    return o;
 }
 
-/* Append CH (reference taken over) to the queue of changes to propose. */
-static void pending_add(struct alarm_duty *d, json_t *ch)
+/* Append CH, encoded, to the queue of changes to propose. A change that
+ * cannot be encoded (out of memory, or past a limit of the format, which
+ * apply would refuse as well) is never committed, while the engine already
+ * made it: the engine is then rebuilt from the table (d->rebuild). */
+static void pending_add(struct alarm_duty *d, const struct vg_repl_alarm_change *ch)
 {
-    json_array_append_new(d->pending, ch);
+    size_t before = d->pending.len;
+    char errmsg[VG_ERRMSG_SIZE];
+
+    if (d->n_pending == d->cap_pending) {
+        size_t cap = d->cap_pending ? 2 * d->cap_pending : 256;
+        size_t *e = realloc(d->pending_end, cap * sizeof *e);
+        if (e == NULL) {
+            d->rebuild = true;
+            return;
+        }
+        d->pending_end = e;
+        d->cap_pending = cap;
+    }
+    if (vg_repl_alarm_change_encode(&d->pending, ch, errmsg) != VG_OK) {
+        node_log(d->n, "alarms: a change cannot be committed (%s); the alarm "
+                       "states are read again from the replicated table",
+                 errmsg);
+        d->pending.len = before;
+        d->pending.nomem = false;
+        d->rebuild = true;
+        return;
+    }
+    d->pending_end[d->n_pending++] = d->pending.len;
     d->appended++;
 }
 
-/* Queue one change of a project alarm or a system alarm. */
-static void queue_change(struct alarm_duty *d, const char *name, const char *tag,
-                         const char *section, int priority, json_t *message,
+/* Queue one change of a project alarm or a system alarm: ST NULL for none
+ * (removed), T NULL for bookkeeping only. */
+static void queue_change(struct alarm_duty *d, struct vg_repl_alarm_change *ch,
                          const struct vg_alarm_state *st,
-                         const struct vg_alarm_transition *t, json_t *value)
+                         const struct vg_alarm_transition *t)
 {
-    json_t *ch = json_pack("{s:s, s:o, s:o, s:o, s:o, s:o}", "alarm", name,
-                           "state", st != NULL ? state_json(st) : json_null(),
-                           "tag", opt_str(tag), "section", opt_str(section),
-                           "priority",
-                           priority > 0 ? json_integer(priority) : json_null(),
-                           "message", message != NULL ? message : json_null());
-    json_object_set_new(ch, "transition",
-                        t != NULL ? transition_json(d, t, value) : json_null());
-    if (t == NULL) {
-        json_decref(value);
+    ch->removed = st == NULL;
+    if (st != NULL) {
+        change_state(ch, st);
+    }
+    if (t != NULL) {
+        change_transition(d, ch, t);
     }
     pending_add(d, ch);
 }
@@ -315,21 +353,23 @@ static void engine_cb(void *data, size_t a, const struct vg_alarm_state *st,
     struct alarm_duty *d = data;
     const struct vg_project *pr = d->pr;
     const struct vg_alarm *def = &pr->alarms[a];
+    const struct node_tag_value *values = NULL;
+    struct vg_repl_alarm_change ch;
+    uint64_t version;
 
     d->deadline_dirty = true;
-    const struct node_tag_value *values = NULL;
-    uint64_t version;
-    json_t *value = json_null();
-
-    if (node_plc_project(d->n, &version, &values) == pr && def->tag.index >= 0 &&
-        values[def->tag.index].quality == VG_PLC_GOOD) {
-        json_decref(value);
-        value = json_real(values[def->tag.index].value);
+    memset(&ch, 0, sizeof ch);
+    ch.alarm = def->name;
+    ch.tag = def->tag.index >= 0 ? pr->tags[def->tag.index].name : NULL;
+    ch.section = alarm_section(pr, a);
+    ch.priority = (unsigned)def->priority;
+    alarm_message(pr, a, &ch);
+    if (t != NULL && node_plc_project(d->n, &version, &values) == pr &&
+        def->tag.index >= 0 && values[def->tag.index].quality == VG_PLC_GOOD) {
+        ch.transition.has_value = true;
+        ch.transition.value = values[def->tag.index].value;
     }
-    queue_change(d, def->name,
-                 def->tag.index >= 0 ? pr->tags[def->tag.index].name : NULL,
-                 alarm_section(pr, a), (int)def->priority, alarm_message(pr, a),
-                 st, t, value);
+    queue_change(d, &ch, st, t);
 }
 
 static int cmp_by_name(const void *a, const void *b, void *arg)
@@ -418,7 +458,9 @@ static void duty_stop(struct alarm_duty *d)
     d->pr = NULL;
     free(d->by_name);
     d->by_name = NULL;
-    json_array_clear(d->pending);
+    d->pending.len = 0;
+    d->pending.nomem = false;
+    d->n_pending = d->pending_first = 0;
     stored_free(d);
     free(d->sys);
     d->sys = NULL;
@@ -488,24 +530,35 @@ static void queue_removal(struct alarm_duty *d, const struct vg_repl_alarm_row *
                           uint64_t now)
 {
     json_t *message = row->message != NULL ? json_loads(row->message, 0, NULL) : NULL;
-    json_t *ch = json_pack("{s:s, s:n, s:o, s:o, s:o, s:o}", "alarm", row->alarm,
-                           "state", "tag", opt_str(row->tag), "section",
-                           opt_str(row->section), "priority",
-                           row->priority > 0 ? json_integer(row->priority)
-                                             : json_null(),
-                           "message", message != NULL ? message : json_null());
-    if (ch == NULL) {
-        return;
+    struct vg_repl_alarm_change ch;
+
+    memset(&ch, 0, sizeof ch);
+    ch.alarm = row->alarm;
+    ch.removed = true;
+    ch.tag = row->tag;
+    ch.section = row->section;
+    ch.priority = row->priority > 0 && row->priority <= 4 ? (unsigned)row->priority : 0;
+    if (json_is_object(message)) {
+        const char *lang;
+        json_t *text;
+        ch.has_message = true;
+        json_object_foreach(message, lang, text) {
+            if (ch.n_message < VG_REPL_ALARM_LANGS_MAX && json_is_string(text)) {
+                ch.lang[ch.n_message] = lang;
+                ch.text[ch.n_message++] = json_string_value(text);
+            }
+        }
     }
     if (row->readable && strcmp(row->status, "normal") != 0) {
-        json_object_set_new(ch, "transition",
-                            json_pack("{s:s, s:s, s:s, s:I, s:n}", "cause",
-                                      "removed", "from", row->status, "to",
-                                      "normal", "at_ms", (json_int_t)now, "value"));
-    } else {
-        json_object_set_new(ch, "transition", json_null());
+        int from = vg_repl_alarm_status_code(row->status);
+        ch.has_transition = true;
+        ch.transition.cause = VG_REPL_ALARM_CAUSE_REMOVED;
+        ch.transition.from = from >= 0 ? (unsigned)from : VG_REPL_ALARM_STATUS_COUNT;
+        ch.transition.to = VG_REPL_ALARM_STATUS_NORMAL;
+        ch.transition.at_ms = now;
     }
-    pending_add(d, ch);
+    pending_add(d, &ch);
+    json_decref(message);
     d->removed++;
 }
 
@@ -648,19 +701,21 @@ static void flush_cb(struct vg_repl_proposal *p, int status, uint64_t index,
     free(p);
 }
 
-static int propose_changes(struct alarm_duty *d, json_t *changes,
+/* Propose the K queued changes from FIRST as one command. */
+static int propose_changes(struct alarm_duty *d, size_t first, size_t k,
                            struct vg_repl_proposal *p, vg_repl_proposal_cb cb)
 {
-    json_t *body = json_pack("{s:O}", "changes", changes);
-    char *text = body != NULL ? json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    int rv;
+    size_t from = first > 0 ? d->pending_end[first - 1] : 0;
+    size_t to = d->pending_end[first + k - 1];
+    unsigned char *body;
+    size_t len;
+    int rv = vg_repl_alarm_changes_body(d->pending.p + from, to - from, k, &body, &len);
 
-    json_decref(body);
-    if (text == NULL) {
-        return VG_ENOMEM;
+    if (rv != VG_OK) {
+        return rv;
     }
-    rv = vg_repl_propose(&d->n->lead, p, VG_CMD_ALARM_STATE, text, cb);
-    free(text);
+    rv = vg_repl_propose_bytes(&d->n->lead, p, VG_CMD_ALARM_CHANGES, body, len, cb);
+    free(body);
     if (rv == VG_OK) {
         d->in_flight++;
     }
@@ -678,38 +733,42 @@ static int propose_changes(struct alarm_duty *d, json_t *changes,
  * throughput while commands are full. */
 static void flush(struct alarm_duty *d)
 {
-    while (json_array_size(d->pending) > 0 && d->in_flight < ALARMS_IN_FLIGHT) {
-        size_t k = json_array_size(d->pending);
-        json_t *chunk = json_array(), *rest = json_array();
+    while (d->pending_first < d->n_pending && d->in_flight < ALARMS_IN_FLIGHT) {
+        size_t k = d->n_pending - d->pending_first;
         struct chunk_prop *cp = calloc(1, sizeof *cp);
 
-        if (chunk == NULL || rest == NULL) {
-            json_decref(chunk); /* out of memory: try again next iteration */
-            json_decref(rest);
-            free(cp);
-            return;
-        }
         if (k > CHANGES_PER_CMD) {
             k = CHANGES_PER_CMD;
         }
-        for (size_t i = 0; i < json_array_size(d->pending); i++) {
-            json_array_append(i < k ? chunk : rest, json_array_get(d->pending, i));
-        }
-        json_decref(d->pending);
-        d->pending = rest;
-        d->proposed += k;
         if (cp != NULL) {
             cp->p.data = d;
-            cp->seq_end = d->proposed;
+            cp->seq_end = d->proposed + k;
         }
-        if (cp == NULL || propose_changes(d, chunk, &cp->p, flush_cb) != VG_OK) {
+        if (cp == NULL ||
+            propose_changes(d, d->pending_first, k, &cp->p, flush_cb) != VG_OK) {
             free(cp);
+            d->pending_first += k;
+            d->proposed += k;
             d->rebuild = true;
             ops_answer(d, d->proposed, 0, "failed",
                        "cannot submit the alarm changes (not leader any more, or "
                        "out of memory)");
+            continue;
         }
-        json_decref(chunk);
+        d->pending_first += k;
+        d->proposed += k;
+    }
+    /* Drop what was proposed, once per flush rather than once per command. */
+    if (d->pending_first > 0) {
+        size_t off = d->pending_end[d->pending_first - 1];
+        size_t left = d->n_pending - d->pending_first;
+        memmove(d->pending.p, d->pending.p + off, d->pending.len - off);
+        d->pending.len -= off;
+        for (size_t i = 0; i < left; i++) {
+            d->pending_end[i] = d->pending_end[d->pending_first + i] - off;
+        }
+        d->n_pending = left;
+        d->pending_first = 0;
     }
 }
 
@@ -751,25 +810,35 @@ static struct sys_alarm *sys_get(struct alarm_duty *d, const char *name,
     return s;
 }
 
-static json_t *sys_message(const struct sys_alarm *s)
+/* A change of system alarm S (no tag, no section, English and German). */
+static void sys_change(const struct sys_alarm *s, struct vg_repl_alarm_change *ch)
 {
-    return json_pack("{s:s, s:s}", "en", s->text_en, "de", s->text_de);
+    memset(ch, 0, sizeof *ch);
+    ch->alarm = s->name;
+    ch->priority = (unsigned)s->def.priority;
+    ch->has_message = true;
+    ch->n_message = 2;
+    ch->lang[0] = "en";
+    ch->text[0] = s->text_en;
+    ch->lang[1] = "de";
+    ch->text[1] = s->text_de;
 }
 
 static void sys_report(struct alarm_duty *d, struct sys_alarm *s,
                        const struct vg_alarm_transition *t, unsigned nt,
                        const struct vg_alarm_state *before)
 {
+    struct vg_repl_alarm_change ch;
     if (nt == 0 && vg_alarm_state_equal(before, &s->st)) {
         return;
     }
     if (nt == 0) {
-        queue_change(d, s->name, NULL, NULL, (int)s->def.priority, sys_message(s),
-                     &s->st, NULL, json_null());
+        sys_change(s, &ch);
+        queue_change(d, &ch, &s->st, NULL);
     }
     for (unsigned i = 0; i < nt; i++) {
-        queue_change(d, s->name, NULL, NULL, (int)s->def.priority, sys_message(s),
-                     &s->st, &t[i], json_null());
+        sys_change(s, &ch);
+        queue_change(d, &ch, &s->st, &t[i]);
     }
 }
 
@@ -895,24 +964,24 @@ static void sys_update(struct alarm_duty *d, uint64_t now)
     for (size_t i = 0; i < d->n_stored;) {
         struct stored_sys *gone = &d->stored[i];
         bool shown_now = gone->usable && gone->st.status != VG_ALARM_NORMAL;
-        json_t *ch;
+        struct vg_repl_alarm_change ch;
 
         if (find_sys(d, gone->name) != NULL) {
             i++;
             continue;
         }
-        ch = json_pack("{s:s, s:n, s:n, s:n, s:n, s:n}", "alarm", gone->name,
-                       "state", "tag", "section", "priority", "message");
-        if (ch != NULL) {
-            json_object_set_new(
-                ch, "transition",
-                shown_now ? json_pack("{s:s, s:s, s:s, s:I, s:n}", "cause",
-                                      "removed", "from",
-                                      vg_alarm_status_name(gone->st.status), "to",
-                                      "normal", "at_ms", (json_int_t)now, "value")
-                          : json_null());
-            pending_add(d, ch);
+        memset(&ch, 0, sizeof ch);
+        ch.alarm = gone->name;
+        ch.removed = true;
+        if (shown_now) {
+            int from = vg_repl_alarm_status_code(vg_alarm_status_name(gone->st.status));
+            ch.has_transition = true;
+            ch.transition.cause = VG_REPL_ALARM_CAUSE_REMOVED;
+            ch.transition.from = from >= 0 ? (unsigned)from : VG_REPL_ALARM_STATUS_COUNT;
+            ch.transition.to = VG_REPL_ALARM_STATUS_NORMAL;
+            ch.transition.at_ms = now;
         }
+        pending_add(d, &ch);
         free(gone->name);
         d->stored[i] = d->stored[--d->n_stored];
     }
@@ -1087,18 +1156,18 @@ static bool shown(json_t *state)
            json_is_true(json_object_get(state, "out_of_service"));
 }
 
-static bool sub_wants(const struct alarm_sub *s, json_t *section, json_t *priority,
-                      const char *name)
+/* Whether subscription S wants alarm NAME of SECTION (NULL: none) and
+ * PRIORITY (0: none). */
+static bool sub_wants(const struct alarm_sub *s, const char *name,
+                      const char *section, unsigned priority)
 {
-    if (s->max_priority > 0 && json_is_integer(priority) &&
-        json_integer_value(priority) > (json_int_t)s->max_priority) {
+    if (s->max_priority > 0 && priority > s->max_priority) {
         return false;
     }
     if (s->sections == NULL || name[0] == '$') {
         return true; /* system alarms concern every section */
     }
-    return json_is_string(section) &&
-           json_object_get(s->sections, json_string_value(section)) != NULL;
+    return section != NULL && json_object_get(s->sections, section) != NULL;
 }
 
 /* ------------------------------------------------------------ requests */
@@ -1245,8 +1314,8 @@ static json_t *committed_entries(struct node *n, const struct alarm_sub *s,
             const char *name = json_string_value(json_object_get(row, "alarm"));
             json_t *st = json_object_get(row, "state");
             if (name == NULL || (!all && !shown(st)) ||
-                !sub_wants(s, json_object_get(row, "section"),
-                           json_object_get(row, "priority"), name)) {
+                !sub_wants(s, name, json_string_value(json_object_get(row, "section")),
+                           (unsigned)json_integer_value(json_object_get(row, "priority")))) {
                 continue;
             }
             if (json_array_size(list) == limit) {
@@ -1741,12 +1810,72 @@ bool node_alarms_handle(struct node *n, struct conn *c, const char *type,
 
 /* -------------------------------------------------------------- pushes */
 
+/* The state of CH as the stations get it (entry's members). */
+static json_t *change_state_json(const struct vg_repl_alarm_change *ch)
+{
+    if (ch->removed) {
+        return json_null();
+    }
+    return json_pack(
+        "{s:s, s:b, s:I, s:I, s:I, s:I, s:b, s:I, s:I, s:s, s:s, s:b, s:I}",
+        "status", vg_repl_alarm_status_name(ch->state.status), "active",
+        ch->state.active, "changed_ms", (json_int_t)ch->state.changed_ms,
+        "raised_ms", (json_int_t)ch->state.raised_ms, "acked_ms",
+        (json_int_t)ch->state.acked_ms, "cleared_ms",
+        (json_int_t)ch->state.cleared_ms, "shelved", ch->state.shelved,
+        "shelved_ms", (json_int_t)ch->state.shelved_ms, "shelved_until_ms",
+        (json_int_t)ch->state.shelved_until_ms, "shelve_reason",
+        ch->state.shelve_reason, "shelve_user", ch->state.shelve_user,
+        "out_of_service", ch->state.out_of_service, "out_of_service_ms",
+        (json_int_t)ch->state.out_of_service_ms);
+}
+
+static json_t *opt_json_str(const char *s)
+{
+    return s != NULL ? json_string(s) : json_null();
+}
+
+/* The event entry of CH, which has a transition. */
+static json_t *change_entry(const struct vg_repl_alarm_change *ch)
+{
+    json_t *state = change_state_json(ch);
+    json_t *tag = opt_json_str(ch->tag), *section = opt_json_str(ch->section);
+    json_t *prio = ch->priority > 0 ? json_integer(ch->priority) : json_null();
+    json_t *message = json_null(), *e;
+
+    if (ch->has_message) {
+        json_decref(message);
+        message = json_object();
+        for (unsigned i = 0; i < ch->n_message; i++) {
+            json_object_set_new(message, ch->lang[i], json_string(ch->text[i]));
+        }
+    }
+    e = entry(ch->alarm, state, tag, section, prio, message);
+    json_decref(state);
+    json_decref(tag);
+    json_decref(section);
+    json_decref(prio);
+    json_decref(message);
+    if (ch->removed) {
+        json_object_set_new(e, "removed", json_true());
+    }
+    json_object_set_new(e, "cause",
+                        json_string(vg_repl_alarm_cause_name(ch->transition.cause)));
+    json_object_set_new(e, "at_ms", json_integer((json_int_t)ch->transition.at_ms));
+    json_object_set_new(e, "value", ch->transition.has_value
+                                        ? json_real(ch->transition.value)
+                                        : json_null());
+    json_object_set_new(e, "user", opt_json_str(ch->transition.user));
+    json_object_set_new(e, "station", opt_json_str(ch->transition.station));
+    return e;
+}
+
 void node_alarms_applied(struct node *n, uint64_t index, const struct vg_cmd *cmd,
                          int result)
 {
-    json_t *body, *changes, *ch;
+    struct vg_repl_alarm_changes changes;
+    json_t **entries;
     bool any = false;
-    size_t i;
 
     if (result != VG_OK) {
         return;
@@ -1754,43 +1883,30 @@ void node_alarms_applied(struct node *n, uint64_t index, const struct vg_cmd *cm
     for (struct conn *c = n->conns; c != NULL && !any; c = c->next) {
         any = c->alarm_sub != NULL;
     }
-    if (!any) {
-        return;
+    if (!any || vg_repl_alarm_changes_decode(cmd, &changes, NULL) != VG_OK) {
+        if (any) {
+            vg_repl_alarm_changes_free(&changes);
+        }
+        return; /* applied, so it decodes; unless out of memory */
     }
-    body = json_loadb(cmd->body, cmd->body_len, 0, NULL);
-    changes = json_object_get(body, "changes");
-    for (struct conn *c = n->conns, *next; c != NULL; c = next) {
+    /* Each entry is built once, on demand, and shared by the subscribers. */
+    entries = calloc(changes.n, sizeof *entries);
+    for (struct conn *c = n->conns, *next; c != NULL && entries != NULL; c = next) {
         json_t *list;
         next = c->next;
         if (c->alarm_sub == NULL) {
             continue;
         }
         list = json_array();
-        json_array_foreach(changes, i, ch) {
-            json_t *t = json_object_get(ch, "transition");
-            const char *name = json_string_value(json_object_get(ch, "alarm"));
-            json_t *e;
-            if (!json_is_object(t) || name == NULL ||
-                !sub_wants(c->alarm_sub, json_object_get(ch, "section"),
-                           json_object_get(ch, "priority"), name)) {
+        for (size_t i = 0; i < changes.n; i++) {
+            const struct vg_repl_alarm_change *ch = &changes.v[i];
+            if (!ch->has_transition || !sub_wants(c->alarm_sub, ch->alarm, ch->section, ch->priority)) {
                 continue;
             }
-            e = entry(name, json_object_get(ch, "state"), json_object_get(ch, "tag"),
-                      json_object_get(ch, "section"), json_object_get(ch, "priority"),
-                      json_object_get(ch, "message"));
-            if (json_is_null(json_object_get(ch, "state"))) {
-                json_object_set_new(e, "removed", json_true());
+            if (entries[i] == NULL) {
+                entries[i] = change_entry(ch);
             }
-            json_object_set(e, "cause", json_object_get(t, "cause"));
-            json_object_set(e, "at_ms", json_object_get(t, "at_ms"));
-            json_object_set(e, "value", json_object_get(t, "value"));
-            {
-                json_t *u = json_object_get(t, "user");
-                json_t *st = json_object_get(t, "station");
-                json_object_set(e, "user", u != NULL ? u : json_null());
-                json_object_set(e, "station", st != NULL ? st : json_null());
-            }
-            json_array_append_new(list, e);
+            json_array_append(list, entries[i]);
         }
         if (json_array_size(list) == 0) {
             json_decref(list);
@@ -1800,7 +1916,11 @@ void node_alarms_applied(struct node *n, uint64_t index, const struct vg_cmd *cm
                                "topic", "alarms", "event", "changes", "index",
                                (json_int_t)index, "alarms", list));
     }
-    json_decref(body);
+    for (size_t i = 0; entries != NULL && i < changes.n; i++) {
+        json_decref(entries[i]);
+    }
+    free(entries);
+    vg_repl_alarm_changes_free(&changes);
 }
 
 /* ------------------------------------------------------------ plumbing */
@@ -1822,7 +1942,7 @@ json_t *node_alarms_status(struct node *n)
                      "restore_ms", (json_int_t)d->restore_ms, "restore_iterations",
                      (json_int_t)d->restore_iterations, "evaluating_since_ms",
                      (json_int_t)d->evaluating_since_ms, "queued",
-                     (json_int_t)json_array_size(d->pending), "in_flight",
+                     (json_int_t)(d->n_pending - d->pending_first), "in_flight",
                      (json_int_t)d->in_flight);
 }
 
@@ -1833,7 +1953,6 @@ int node_alarms_init(struct node *n)
         return VG_ENOMEM;
     }
     d->n = n;
-    d->pending = json_array();
     uv_timer_init(&n->loop, &d->timer);
     d->timer.data = d;
     n->alarms = d;
@@ -1843,7 +1962,8 @@ int node_alarms_init(struct node *n)
 static void timer_closed_cb(uv_handle_t *h)
 {
     struct alarm_duty *d = h->data;
-    json_decref(d->pending);
+    free(d->pending.p);
+    free(d->pending_end);
     free(d);
 }
 

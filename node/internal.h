@@ -284,7 +284,8 @@ void node_alarms_changed(struct node *n, const struct vg_plc_change *v,
  * (a slice of RESTORE_BUDGET_MS per iteration) or, once restored, tick what
  * fell due, evaluate the system alarms; propose the queued changes. */
 void node_alarms_update(struct node *n);
-/* node.c, applied_cb: an ALARM_STATE command was applied; push its
+/* node.c, applied_cb: an ALARM_CHANGES (or older ALARM_STATE)
+ * command was applied; push its
  * transitions to subscribed stations. */
 void node_alarms_applied(struct node *n, uint64_t index, const struct vg_cmd *cmd,
                          int result);

@@ -1120,7 +1120,8 @@ static void applied_cb(struct vg_repl_fsm *f, uint64_t index,
 {
     if (cmd != NULL && cmd->type == VG_CMD_PROJECT_LOAD) {
         node_project_applied(f->data, index, result);
-    } else if (cmd != NULL && cmd->type == VG_CMD_ALARM_STATE) {
+    } else if (cmd != NULL && (cmd->type == VG_CMD_ALARM_CHANGES ||
+                               cmd->type == VG_CMD_ALARM_STATE)) {
         node_alarms_applied(f->data, index, cmd, result);
     } else if (cmd != NULL && cmd->type == VG_CMD_CHECKPOINT) {
         node_peers_checkpoint_applied(f->data, index);

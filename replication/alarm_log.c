@@ -17,6 +17,7 @@
  * its inverse, state_read_canonical, share one table of members, so the
  * restore does not build and free a JSON object per alarm. Text in any
  * other form (a string with an escape) is read with jansson. */
+#include <inttypes.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -35,12 +36,6 @@
 
 static const char *const status_names[] = {"normal", "unack_active",
                                            "ack_active", "unack_rtn"};
-static const char *const cause_names[] = {
-    "raised", "cleared", "acked", "shelved", "unshelved",
-    "expired", "oos", "in_service", "removed"};
-/* Causes that a person brings about: these are audited. */
-static const char *const operator_causes[] = {"acked", "shelved", "unshelved",
-                                              "oos", "in_service"};
 
 static bool in_list(const char *s, const char *const *list, size_t n)
 {
@@ -57,13 +52,6 @@ static bool is_status(json_t *v)
     return json_is_string(v) &&
            in_list(json_string_value(v), status_names,
                    sizeof status_names / sizeof status_names[0]);
-}
-
-static bool opt_short(json_t *obj, const char *key, size_t max)
-{
-    const char *s;
-    return fsm_opt_string(obj, key, &s) == VG_OK &&
-           (s == NULL || strlen(s) <= max);
 }
 
 static bool time_field(json_t *obj, const char *key)
@@ -134,11 +122,11 @@ static bool state_ok(json_t *st)
 }
 
 /* Only the known members, in key order: what every replica stores is then
- * byte-identical even if a leader sent extra members. The text is exactly
+ * byte-identical whichever form carried the change. The text is exactly
  * what json_dumps(JSON_COMPACT | JSON_SORT_KEYS) makes of those members
  * (stored rows are hashed by the digest, so it must not change), written
  * directly because building and dumping an object per change was a tenth
- * of an acknowledgment's apply. ST passed state_ok. */
+ * of an acknowledgment's apply. */
 struct text {
     char *p;
     size_t len, cap;
@@ -172,16 +160,18 @@ static void text_key(struct text *t, const char *key)
     text_put(t, "\":", 2);
 }
 
-/* A string as jansson dumps it: plain bytes are copied, anything it would
+/* S as jansson dumps a string: plain bytes are copied, anything it would
  * escape goes through jansson itself. */
-static void text_string(struct text *t, json_t *v)
+static void text_string(struct text *t, const char *s)
 {
-    const char *s = json_string_value(v);
-    size_t n = json_string_length(v);
+    size_t n = strlen(s);
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c < 0x20 || c == '"' || c == '\\') {
-            char *esc = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+            json_t *v = json_stringn(s, n);
+            char *esc = v != NULL ? json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT)
+                                  : NULL;
+            json_decref(v);
             if (esc == NULL) {
                 t->nomem = true;
                 return;
@@ -196,24 +186,44 @@ static void text_string(struct text *t, json_t *v)
     text_put(t, "\"", 1);
 }
 
-static char *state_text(json_t *st)
+static char *state_text(const struct vg_repl_alarm_change *ch)
 {
+    struct vg_repl_alarm_row r;
     struct text t = {0};
     char num[24];
 
+    /* The members by their place in a row, so that one table (state_members)
+     * serves the writer and the reader. */
+    memset(&r, 0, sizeof r);
+    r.active = ch->state.active;
+    r.pending = ch->state.pending;
+    r.shelved = ch->state.shelved;
+    r.out_of_service = ch->state.out_of_service;
+    r.changed_ms = ch->state.changed_ms;
+    r.pending_since_ms = ch->state.pending_since_ms;
+    r.raised_ms = ch->state.raised_ms;
+    r.acked_ms = ch->state.acked_ms;
+    r.cleared_ms = ch->state.cleared_ms;
+    r.shelved_ms = ch->state.shelved_ms;
+    r.shelved_until_ms = ch->state.shelved_until_ms;
+    r.out_of_service_ms = ch->state.out_of_service_ms;
     text_put(&t, "{", 1);
     for (size_t i = 0; i < N_MEMBERS; i++) {
-        json_t *v = json_object_get(st, state_members[i].key);
-        text_key(&t, state_members[i].key);
-        if (state_members[i].kind == 'b') {
-            text_put(&t, json_is_true(v) ? "true" : "false",
-                     json_is_true(v) ? 4 : 5);
-        } else if (state_members[i].kind == 'i') {
-            int n = snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT,
-                             json_integer_value(v));
+        const struct state_member *m = &state_members[i];
+        const void *field = (const char *)&r + m->off;
+        text_key(&t, m->key);
+        if (m->kind == 'b') {
+            bool b = *(const bool *)field;
+            text_put(&t, b ? "true" : "false", b ? 4 : 5);
+        } else if (m->kind == 'i') {
+            int n = snprintf(num, sizeof num, "%" PRIu64, *(const uint64_t *)field);
             text_put(&t, num, (size_t)n);
+        } else if (m->off == offsetof(struct vg_repl_alarm_row, status)) {
+            text_string(&t, vg_repl_alarm_status_name(ch->state.status));
+        } else if (m->off == offsetof(struct vg_repl_alarm_row, shelve_reason)) {
+            text_string(&t, ch->state.shelve_reason);
         } else {
-            text_string(&t, v);
+            text_string(&t, ch->state.shelve_user);
         }
     }
     text_put(&t, "}", 1);
@@ -224,82 +234,48 @@ static char *state_text(json_t *st)
     return t.p;
 }
 
-static bool message_ok(json_t *m)
+/* The message as json_dumps(JSON_COMPACT | JSON_SORT_KEYS) writes an object
+ * of its languages: in strcmp order of the language. NULL with *NOMEM
+ * false: the change has none. */
+static char *message_text(const struct vg_repl_alarm_change *ch, bool *nomem)
 {
-    const char *lang;
-    json_t *text;
-    if (m == NULL || json_is_null(m)) {
-        return true;
+    unsigned order[VG_REPL_ALARM_LANGS_MAX];
+    struct text t = {0};
+
+    *nomem = false;
+    if (!ch->has_message) {
+        return NULL;
     }
-    if (!json_is_object(m) || json_object_size(m) > MESSAGE_LANGS_MAX) {
-        return false;
-    }
-    json_object_foreach(m, lang, text) {
-        if (strlen(lang) == 0 || strlen(lang) > 16 || !json_is_string(text) ||
-            json_string_length(text) > MESSAGE_TEXT_MAX) {
-            return false;
+    for (unsigned i = 0; i < ch->n_message; i++) {
+        unsigned k = i;
+        while (k > 0 && strcmp(ch->lang[order[k - 1]], ch->lang[i]) > 0) {
+            order[k] = order[k - 1];
+            k--;
         }
+        order[k] = i;
     }
-    return true;
-}
-
-static bool transition_ok(json_t *t)
-{
-    json_t *value = json_object_get(t, "value");
-    if (t == NULL || json_is_null(t)) {
-        return true;
+    text_put(&t, "{", 1);
+    for (unsigned i = 0; i < ch->n_message; i++) {
+        if (i > 0) {
+            text_put(&t, ",", 1);
+        }
+        text_string(&t, ch->lang[order[i]]);
+        text_put(&t, ":", 1);
+        text_string(&t, ch->text[order[i]]);
     }
-    return json_is_object(t) && json_is_string(json_object_get(t, "cause")) &&
-           in_list(json_string_value(json_object_get(t, "cause")), cause_names,
-                   sizeof cause_names / sizeof cause_names[0]) &&
-           is_status(json_object_get(t, "from")) &&
-           is_status(json_object_get(t, "to")) && time_field(t, "at_ms") &&
-           (value == NULL || json_is_null(value) ||
-            (json_is_number(value) && isfinite(json_number_value(value)))) &&
-           opt_short(t, "user", WHO_MAX) && opt_short(t, "station", WHO_MAX) &&
-           opt_short(t, "reason", REASON_MAX);
-}
-
-static bool change_ok(json_t *ch)
-{
-    json_t *name = json_object_get(ch, "alarm");
-    json_t *state = json_object_get(ch, "state");
-    json_t *prio = json_object_get(ch, "priority");
-    return json_is_object(ch) && json_is_string(name) &&
-           json_string_length(name) > 0 &&
-           json_string_length(name) <= NAME_MAX_LEN && state != NULL &&
-           (json_is_null(state) || state_ok(state)) &&
-           opt_short(ch, "tag", NAME_MAX_LEN) &&
-           opt_short(ch, "section", NAME_MAX_LEN) &&
-           (prio == NULL || json_is_null(prio) ||
-            (json_is_integer(prio) && json_integer_value(prio) >= 1 &&
-             json_integer_value(prio) <= 4)) &&
-           message_ok(json_object_get(ch, "message")) &&
-           transition_ok(json_object_get(ch, "transition"));
-}
-
-static const char *str_or_null(json_t *obj, const char *key)
-{
-    json_t *v = json_object_get(obj, key);
-    return json_is_string(v) ? json_string_value(v) : NULL;
-}
-
-static void bind_json_text(sqlite3_stmt *st, int col, json_t *v)
-{
-    if (v == NULL || json_is_null(v)) {
-        sqlite3_bind_null(st, col);
-    } else {
-        char *text = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
-        sqlite3_bind_text(st, col, text != NULL ? text : "null", -1,
-                          SQLITE_TRANSIENT);
-        free(text);
+    text_put(&t, "}", 1);
+    if (t.nomem) {
+        free(t.p);
+        *nomem = true;
+        return NULL;
     }
+    return t.p;
 }
 
-static void bind_opt_int(sqlite3_stmt *st, int col, json_t *v)
+static void bind_opt_prio(sqlite3_stmt *st, int col, unsigned priority)
 {
-    if (json_is_integer(v)) {
-        sqlite3_bind_int64(st, col, (int64_t)json_integer_value(v));
+    if (priority > 0) {
+        sqlite3_bind_int(st, col, (int)priority);
     } else {
         sqlite3_bind_null(st, col);
     }
@@ -333,18 +309,28 @@ static int stmts_prepare(struct vg_repl_fsm *f, struct stmts *s)
     return s->journal != NULL ? VG_OK : VG_EDB;
 }
 
-static int store_state(struct vg_repl_fsm *f, struct stmts *ss, uint64_t index,
-                       json_t *ch)
+/* Strings are bound SQLITE_STATIC: they outlive the step, and every use of
+ * a statement starts with clear_bindings. */
+static void bind_str(sqlite3_stmt *st, int col, const char *s)
 {
-    json_t *state = json_object_get(ch, "state");
+    if (s != NULL) {
+        sqlite3_bind_text(st, col, s, -1, SQLITE_STATIC);
+    } else {
+        sqlite3_bind_null(st, col);
+    }
+}
+
+static int store_state(struct vg_repl_fsm *f, struct stmts *ss, uint64_t index,
+                       const struct vg_repl_alarm_change *ch, const char *message)
+{
     sqlite3_stmt *st;
     char *text = NULL;
     int rc;
 
-    if (json_is_null(state)) {
+    if (ch->removed) {
         st = ss->del;
     } else {
-        text = state_text(state);
+        text = state_text(ch);
         if (text == NULL) {
             vg_errf(f->errmsg, "out of memory storing an alarm state");
             return VG_EDB;
@@ -353,86 +339,116 @@ static int store_state(struct vg_repl_fsm *f, struct stmts *ss, uint64_t index,
     }
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
-    sqlite3_bind_text(st, 1, str_or_null(ch, "alarm"), -1, SQLITE_TRANSIENT);
+    bind_str(st, 1, ch->alarm);
     if (text != NULL) {
-        sqlite3_bind_text(st, 2, str_or_null(state, "status"), -1,
-                          SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 3, text, -1, SQLITE_TRANSIENT);
-        fsm_bind_opt_text(st, 4, str_or_null(ch, "tag"));
-        fsm_bind_opt_text(st, 5, str_or_null(ch, "section"));
-        bind_opt_int(st, 6, json_object_get(ch, "priority"));
-        bind_json_text(st, 7, json_object_get(ch, "message"));
+        bind_str(st, 2, vg_repl_alarm_status_name(ch->state.status));
+        bind_str(st, 3, text);
+        bind_str(st, 4, ch->tag);
+        bind_str(st, 5, ch->section);
+        bind_opt_prio(st, 6, ch->priority);
+        bind_str(st, 7, message);
         sqlite3_bind_int64(st, 8, (int64_t)index);
     }
     rc = sqlite3_step(st);
+    sqlite3_reset(st);
     free(text);
     return rc == SQLITE_DONE ? VG_OK : fsm_db_fail(f, "alarm state");
 }
 
-static bool state_bool(json_t *state, const char *key)
-{
-    return json_is_true(json_object_get(state, key));
-}
-
 static int journal_add(struct vg_repl_fsm *f, struct stmts *ss, uint64_t id,
-                       const struct vg_cmd *cmd, json_t *ch)
+                       const struct vg_cmd *cmd,
+                       const struct vg_repl_alarm_change *ch, const char *message)
 {
-    json_t *t = json_object_get(ch, "transition");
-    json_t *state = json_object_get(ch, "state");
-    json_t *value = json_object_get(t, "value");
     sqlite3_stmt *st = ss->journal;
     int rc;
 
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     sqlite3_bind_int64(st, 1, (int64_t)id);
-    sqlite3_bind_int64(st, 2, (int64_t)json_integer_value(json_object_get(t, "at_ms")));
-    sqlite3_bind_text(st, 3, str_or_null(ch, "alarm"), -1, SQLITE_TRANSIENT);
-    fsm_bind_opt_text(st, 4, str_or_null(ch, "tag"));
-    fsm_bind_opt_text(st, 5, str_or_null(ch, "section"));
-    bind_opt_int(st, 6, json_object_get(ch, "priority"));
-    sqlite3_bind_text(st, 7, str_or_null(t, "cause"), -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 8, str_or_null(t, "from"), -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 9, str_or_null(t, "to"), -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int(st, 10, state_bool(state, "active"));
-    sqlite3_bind_int(st, 11, state_bool(state, "shelved"));
-    sqlite3_bind_int(st, 12, state_bool(state, "out_of_service"));
-    if (json_is_number(value)) {
-        sqlite3_bind_double(st, 13, json_number_value(value));
+    sqlite3_bind_int64(st, 2, (int64_t)ch->transition.at_ms);
+    bind_str(st, 3, ch->alarm);
+    bind_str(st, 4, ch->tag);
+    bind_str(st, 5, ch->section);
+    bind_opt_prio(st, 6, ch->priority);
+    bind_str(st, 7, vg_repl_alarm_cause_name(ch->transition.cause));
+    bind_str(st, 8, vg_repl_alarm_status_name(ch->transition.from));
+    bind_str(st, 9, vg_repl_alarm_status_name(ch->transition.to));
+    /* A removed alarm's journal row shows no flags (its state is null). */
+    sqlite3_bind_int(st, 10, !ch->removed && ch->state.active);
+    sqlite3_bind_int(st, 11, !ch->removed && ch->state.shelved);
+    sqlite3_bind_int(st, 12, !ch->removed && ch->state.out_of_service);
+    if (ch->transition.has_value) {
+        sqlite3_bind_double(st, 13, ch->transition.value);
     } else {
         sqlite3_bind_null(st, 13);
     }
-    fsm_bind_opt_text(st, 14, str_or_null(t, "user"));
-    fsm_bind_opt_text(st, 15, str_or_null(t, "station"));
-    fsm_bind_opt_text(st, 16, str_or_null(t, "reason"));
-    bind_json_text(st, 17, json_object_get(ch, "message"));
+    bind_str(st, 14, ch->transition.user);
+    bind_str(st, 15, ch->transition.station);
+    bind_str(st, 16, ch->transition.reason);
+    bind_str(st, 17, message);
     sqlite3_bind_int64(st, 18, (int64_t)cmd->term);
     sqlite3_bind_int64(st, 19, (int64_t)cmd->proposer);
     rc = sqlite3_step(st);
+    sqlite3_reset(st);
     return rc == SQLITE_DONE ? VG_OK : fsm_db_fail(f, "alarm journal");
 }
 
-static int audit_transition(struct vg_repl_fsm *f, uint64_t id,
-                            const struct vg_cmd *cmd, json_t *ch)
+/* Causes that a person brings about are audited. */
+static bool operator_cause(unsigned cause)
 {
-    json_t *t = json_object_get(ch, "transition");
-    const char *cause = str_or_null(t, "cause");
-    char kind[32];
-    int rv;
+    return cause == VG_REPL_ALARM_CAUSE_ACKED || cause == VG_REPL_ALARM_CAUSE_SHELVED ||
+           cause == VG_REPL_ALARM_CAUSE_UNSHELVED || cause == VG_REPL_ALARM_CAUSE_OOS ||
+           cause == VG_REPL_ALARM_CAUSE_IN_SERVICE;
+}
 
-    if (!in_list(cause, operator_causes,
-                 sizeof operator_causes / sizeof operator_causes[0])) {
+static int audit_transition(struct vg_repl_fsm *f, uint64_t id,
+                            const struct vg_cmd *cmd,
+                            const struct vg_repl_alarm_change *ch)
+{
+    char kind[32];
+
+    if (!operator_cause(ch->transition.cause)) {
         return VG_OK;
     }
-    snprintf(kind, sizeof kind, "alarm_%s", cause);
-    {
-        json_t *from = json_string(str_or_null(t, "from"));
-        json_t *to = json_string(str_or_null(t, "to"));
-        rv = fsm_audit_add(f, id, cmd, kind, str_or_null(ch, "alarm"), from, to,
-                           str_or_null(t, "user"), str_or_null(t, "station"),
-                           str_or_null(t, "reason"));
-        json_decref(from);
-        json_decref(to);
+    snprintf(kind, sizeof kind, "alarm_%s",
+             vg_repl_alarm_cause_name(ch->transition.cause));
+    return fsm_audit_add_text(f, id, cmd, kind, ch->alarm,
+                              vg_repl_alarm_status_name(ch->transition.from),
+                              vg_repl_alarm_status_name(ch->transition.to),
+                              ch->transition.user, ch->transition.station,
+                              ch->transition.reason);
+}
+
+/* Store C (checked by its reader): the state rows, and for each change with
+ * a transition a journal row (id INDEX * 1024 + position) and, when a
+ * person caused it, an audit record. */
+static int store_changes(struct vg_repl_fsm *f, uint64_t index,
+                         const struct vg_cmd *cmd,
+                         const struct vg_repl_alarm_changes *c)
+{
+    struct stmts ss;
+    int rv;
+
+    if ((rv = stmts_prepare(f, &ss)) != VG_OK) {
+        return rv;
+    }
+    for (size_t i = 0; i < c->n && rv == VG_OK; i++) {
+        const struct vg_repl_alarm_change *ch = &c->v[i];
+        uint64_t id = index * 1024 + i;
+        bool nomem;
+        char *message = message_text(ch, &nomem);
+        if (nomem) {
+            vg_errf(f->errmsg, "out of memory storing an alarm message");
+            return VG_EDB;
+        }
+        rv = store_state(f, &ss, index, ch, message);
+        if (rv == VG_OK && ch->has_transition) {
+            rv = journal_add(f, &ss, id, cmd, ch, message);
+            if (rv == VG_OK) {
+                rv = audit_transition(f, id, cmd, ch);
+            }
+        }
+        free(message);
     }
     return rv;
 }
@@ -440,35 +456,31 @@ static int audit_transition(struct vg_repl_fsm *f, uint64_t id,
 int fsm_apply_alarm_state(struct vg_repl_fsm *f, uint64_t index,
                           const struct vg_cmd *cmd, json_t *body)
 {
-    json_t *changes = json_object_get(body, "changes");
-    struct stmts ss;
-    size_t i;
-    json_t *ch;
-    int rv = VG_OK;
+    struct vg_repl_alarm_changes c = {0};
+    int rv = fsm_alarm_changes_from_json(body, &c, NULL);
+    if (rv == VG_OK) {
+        rv = store_changes(f, index, cmd, &c);
+    } else if (rv == VG_ENOMEM) {
+        vg_errf(f->errmsg, "out of memory reading alarm changes");
+        rv = VG_EDB;
+    }
+    c.json = NULL; /* the body belongs to the caller */
+    vg_repl_alarm_changes_free(&c);
+    return rv;
+}
 
-    if (!json_is_array(changes) || json_array_size(changes) == 0 ||
-        json_array_size(changes) > CHANGES_MAX) {
-        return VG_EINVAL;
+int fsm_apply_alarm_changes(struct vg_repl_fsm *f, uint64_t index,
+                            const struct vg_cmd *cmd)
+{
+    struct vg_repl_alarm_changes c;
+    int rv = vg_repl_alarm_changes_decode(cmd, &c, NULL);
+    if (rv == VG_OK) {
+        rv = store_changes(f, index, cmd, &c);
+    } else if (rv == VG_ENOMEM) {
+        vg_errf(f->errmsg, "out of memory reading alarm changes");
+        rv = VG_EDB;
     }
-    json_array_foreach(changes, i, ch) {
-        if (!change_ok(ch)) {
-            return VG_EINVAL;
-        }
-    }
-    if ((rv = stmts_prepare(f, &ss)) != VG_OK) {
-        return rv;
-    }
-    json_array_foreach(changes, i, ch) {
-        uint64_t id = index * 1024 + i;
-        if ((rv = store_state(f, &ss, index, ch)) != VG_OK) {
-            break;
-        }
-        if (json_is_object(json_object_get(ch, "transition")) &&
-            ((rv = journal_add(f, &ss, id, cmd, ch)) != VG_OK ||
-             (rv = audit_transition(f, id, cmd, ch)) != VG_OK)) {
-            break;
-        }
-    }
+    vg_repl_alarm_changes_free(&c);
     return rv;
 }
 

@@ -38,35 +38,66 @@ static void bind_value(sqlite3_stmt *st, int col, json_t *v)
     }
 }
 
-int fsm_audit_add(struct vg_repl_fsm *f, uint64_t id, const struct vg_cmd *cmd,
-                  const char *kind, const char *object, json_t *old_value,
-                  json_t *new_value, const char *user, const char *station,
-                  const char *detail)
+/* The audit statement with everything but the two values bound; NULL
+ * after fsm_db_fail. */
+static sqlite3_stmt *audit_stmt(struct vg_repl_fsm *f, uint64_t id,
+                                const struct vg_cmd *cmd, const char *kind,
+                                const char *object, const char *user,
+                                const char *station, const char *detail)
 {
     sqlite3_stmt *st = fsm_stmt(f, FSM_STMT_AUDIT,
                                 "INSERT INTO audit(id, time_ms, kind, object,"
                                 " old_value, new_value, user, station, detail,"
                                 " term, node) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?,"
                                 " ?, ?)");
-    int rc;
-
     if (st == NULL) {
-        return VG_EDB;
+        return NULL;
     }
     sqlite3_bind_int64(st, 1, (int64_t)id);
     sqlite3_bind_int64(st, 2, (int64_t)cmd->time_ms);
     sqlite3_bind_text(st, 3, kind, -1, SQLITE_TRANSIENT);
     fsm_bind_opt_text(st, 4, object);
-    bind_value(st, 5, old_value);
-    bind_value(st, 6, new_value);
     fsm_bind_opt_text(st, 7, user);
     fsm_bind_opt_text(st, 8, station);
     fsm_bind_opt_text(st, 9, detail);
     sqlite3_bind_int64(st, 10, (int64_t)cmd->term);
     sqlite3_bind_int64(st, 11, (int64_t)cmd->proposer);
-    rc = sqlite3_step(st);
+    return st;
+}
+
+static int audit_step(struct vg_repl_fsm *f, sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
     sqlite3_reset(st);
     return rc == SQLITE_DONE ? VG_OK : fsm_db_fail(f, "audit");
+}
+
+int fsm_audit_add(struct vg_repl_fsm *f, uint64_t id, const struct vg_cmd *cmd,
+                  const char *kind, const char *object, json_t *old_value,
+                  json_t *new_value, const char *user, const char *station,
+                  const char *detail)
+{
+    sqlite3_stmt *st = audit_stmt(f, id, cmd, kind, object, user, station, detail);
+    if (st == NULL) {
+        return VG_EDB;
+    }
+    bind_value(st, 5, old_value);
+    bind_value(st, 6, new_value);
+    return audit_step(f, st);
+}
+
+int fsm_audit_add_text(struct vg_repl_fsm *f, uint64_t id, const struct vg_cmd *cmd,
+                       const char *kind, const char *object, const char *old_value,
+                       const char *new_value, const char *user, const char *station,
+                       const char *detail)
+{
+    sqlite3_stmt *st = audit_stmt(f, id, cmd, kind, object, user, station, detail);
+    if (st == NULL) {
+        return VG_EDB;
+    }
+    fsm_bind_opt_text(st, 5, old_value);
+    fsm_bind_opt_text(st, 6, new_value);
+    return audit_step(f, st);
 }
 
 static bool short_opt(json_t *body, const char *key, size_t max,

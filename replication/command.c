@@ -73,6 +73,7 @@ static const char *const type_names[VG_CMD_TYPE_MAX] = {
     [VG_CMD_RETENTION_CUT] = "retention_cut",
     [VG_CMD_AUDIT] = "audit",
     [VG_CMD_ARCHIVE_CLASSES] = "archive_classes",
+    [VG_CMD_ALARM_CHANGES] = "alarm_changes",
 };
 
 const char *vg_cmd_type_name(unsigned type)

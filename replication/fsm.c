@@ -909,6 +909,9 @@ static int dispatch(struct vg_repl_fsm *f, uint64_t index,
     json_t *body;
     int rv;
 
+    if (cmd->type == VG_CMD_ALARM_CHANGES) {
+        return fsm_apply_alarm_changes(f, index, cmd); /* binary: no JSON */
+    }
     body = json_loadb(cmd->body, cmd->body_len, JSON_REJECT_DUPLICATES, &jerr);
     if (!json_is_object(body)) {
         json_decref(body);

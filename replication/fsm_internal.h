@@ -93,9 +93,18 @@ int fsm_apply_retention_cut(struct vg_repl_fsm *f, uint64_t index,
  * or a restore; harmless at any time). */
 void fsm_tag_cache_free(struct vg_repl_fsm *f);
 
-/* alarm_log.c: VG_CMD_ALARM_STATE. */
+/* alarm_log.c: VG_CMD_ALARM_STATE (BODY parsed by the caller) and
+ * VG_CMD_ALARM_CHANGES. */
 int fsm_apply_alarm_state(struct vg_repl_fsm *f, uint64_t index,
                           const struct vg_cmd *cmd, json_t *body);
+int fsm_apply_alarm_changes(struct vg_repl_fsm *f, uint64_t index,
+                            const struct vg_cmd *cmd);
+
+/* alarm_changes.c: the changes of an ALARM_STATE body into OUT (whose
+ * strings borrow from BODY; OUT->json stays NULL). As
+ * vg_repl_alarm_changes_decode. */
+int fsm_alarm_changes_from_json(json_t *body, struct vg_repl_alarm_changes *out,
+                                char *errmsg);
 
 /* audit.c: VG_CMD_AUDIT, and the audit record that other commands' apply
  * adds in the same transaction. ID is the log index * 1024 + a position
@@ -107,5 +116,10 @@ int fsm_audit_add(struct vg_repl_fsm *f, uint64_t id, const struct vg_cmd *cmd,
                   const char *kind, const char *object, json_t *old_value,
                   json_t *new_value, const char *user, const char *station,
                   const char *detail);
+/* The same with text values (NULL: null) for OLD_VALUE and NEW_VALUE. */
+int fsm_audit_add_text(struct vg_repl_fsm *f, uint64_t id, const struct vg_cmd *cmd,
+                       const char *kind, const char *object, const char *old_value,
+                       const char *new_value, const char *user, const char *station,
+                       const char *detail);
 
 #endif /* VG_REPL_FSM_INTERNAL_H */

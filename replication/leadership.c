@@ -55,9 +55,9 @@ static void proposal_cb(struct raft_apply *req, int status, void *result)
     }
 }
 
-int vg_repl_propose_raw(struct vg_repl_leadership *l,
-                        struct vg_repl_proposal *p, unsigned type,
-                        const char *body, vg_repl_proposal_cb cb)
+static int propose_bytes(struct vg_repl_leadership *l,
+                         struct vg_repl_proposal *p, unsigned type,
+                         const void *body, size_t len, vg_repl_proposal_cb cb)
 {
     struct vg_cmd cmd;
     struct raft_buffer buf;
@@ -66,13 +66,16 @@ int vg_repl_propose_raw(struct vg_repl_leadership *l,
     if (raft_state(l->raft) != RAFT_LEADER) {
         return VG_ENOTLEADER;
     }
+    if (len > VG_CMD_MAX_BODY) {
+        return VG_EINVAL;
+    }
     memset(&cmd, 0, sizeof cmd);
     cmd.type = (uint16_t)type;
     cmd.term = l->raft->current_term;
     cmd.time_ms = l->wall_ms(l);
     cmd.proposer = l->node_id;
-    cmd.body = body != NULL ? body : "{}";
-    cmd.body_len = (uint32_t)strlen(cmd.body);
+    cmd.body = body;
+    cmd.body_len = (uint32_t)len;
     rv = vg_cmd_encode(&cmd, &buf);
     if (rv != VG_OK) {
         return rv;
@@ -89,6 +92,16 @@ int vg_repl_propose_raw(struct vg_repl_leadership *l,
     return VG_OK;
 }
 
+int vg_repl_propose_raw(struct vg_repl_leadership *l,
+                        struct vg_repl_proposal *p, unsigned type,
+                        const char *body, vg_repl_proposal_cb cb)
+{
+    if (body == NULL) {
+        body = "{}";
+    }
+    return propose_bytes(l, p, type, body, strlen(body), cb);
+}
+
 int vg_repl_propose(struct vg_repl_leadership *l, struct vg_repl_proposal *p,
                     unsigned type, const char *body, vg_repl_proposal_cb cb)
 {
@@ -96,6 +109,16 @@ int vg_repl_propose(struct vg_repl_leadership *l, struct vg_repl_proposal *p,
         return VG_ENOTLEADER;
     }
     return vg_repl_propose_raw(l, p, type, body, cb);
+}
+
+int vg_repl_propose_bytes(struct vg_repl_leadership *l,
+                          struct vg_repl_proposal *p, unsigned type,
+                          const void *body, size_t len, vg_repl_proposal_cb cb)
+{
+    if (!l->ready || !leader_in(l->raft, l->term)) {
+        return VG_ENOTLEADER;
+    }
+    return propose_bytes(l, p, type, body, len, cb);
 }
 
 struct announce {
