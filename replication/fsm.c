@@ -1157,14 +1157,17 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
         goto out;
     }
     fsm_tag_cache_free(f); /* another database from here on */
+    fsm_ckpt_pause(f);
     if (sqlite3_backup_step(bk, -1) != SQLITE_DONE) {
         sqlite3_backup_finish(bk);
+        fsm_ckpt_resume(f);
         fsm_db_fail(f, "restore: backup");
         f->fatal = 1;
         rv = RAFT_IOERR;
         goto out;
     }
     sqlite3_backup_finish(bk);
+    fsm_ckpt_resume(f);
     /* An image written by an older vigild lacks the tables (and the
      * summary triggers) added since. */
     if (exec(f, schema) != VG_OK || summaries_ensure(f) != VG_OK ||
@@ -1386,6 +1389,20 @@ static int summaries_ensure(struct vg_repl_fsm *f)
     return VG_OK;
 }
 
+/* Whether the database ended up in WAL mode (a path SQLite cannot give a
+ * WAL, such as ":memory:", stays in its own mode). */
+static bool wal_mode(struct vg_repl_fsm *f)
+{
+    sqlite3_stmt *st;
+    bool wal = false;
+    if (sqlite3_prepare_v2(f->db, "PRAGMA journal_mode", -1, &st, NULL) == SQLITE_OK) {
+        wal = sqlite3_step(st) == SQLITE_ROW &&
+              sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "wal") == 0;
+        sqlite3_finalize(st);
+    }
+    return wal;
+}
+
 int vg_repl_fsm_open(struct vg_repl_fsm *f, const char *path)
 {
     int rv;
@@ -1415,7 +1432,9 @@ int vg_repl_fsm_open(struct vg_repl_fsm *f, const char *path)
         (rv = exec(f, "PRAGMA cache_size=-65536")) != VG_OK ||
         (rv = functions_register(f)) != VG_OK ||
         (rv = exec(f, schema)) != VG_OK || (rv = summaries_ensure(f)) != VG_OK ||
-        (rv = load_meta(f)) != VG_OK) {
+        (rv = load_meta(f)) != VG_OK ||
+        (wal_mode(f) && (rv = fsm_ckpt_start(f)) != VG_OK)) {
+        stmts_finalize(f);
         sqlite3_close(f->db);
         f->db = NULL;
         return rv;
@@ -1432,6 +1451,7 @@ int vg_repl_fsm_open(struct vg_repl_fsm *f, const char *path)
 
 void vg_repl_fsm_close(struct vg_repl_fsm *f)
 {
+    fsm_ckpt_stop(f);
     stmts_finalize(f);
     fsm_tag_cache_free(f);
     if (f->db != NULL) {

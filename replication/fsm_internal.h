@@ -122,4 +122,13 @@ int fsm_audit_add_text(struct vg_repl_fsm *f, uint64_t id, const struct vg_cmd *
                        const char *new_value, const char *user, const char *station,
                        const char *detail);
 
+/* wal_checkpointer.c: start the thread that checkpoints F's WAL (F->path in
+ * WAL mode, opened) and replace SQLite's automatic checkpoint; stop it
+ * (before F->db closes; harmless when not started); hold it back while the
+ * database is replaced (pause waits for a checkpoint in progress). */
+int fsm_ckpt_start(struct vg_repl_fsm *f);
+void fsm_ckpt_stop(struct vg_repl_fsm *f);
+void fsm_ckpt_pause(struct vg_repl_fsm *f);
+void fsm_ckpt_resume(struct vg_repl_fsm *f);
+
 #endif /* VG_REPL_FSM_INTERNAL_H */

@@ -385,6 +385,7 @@ struct vg_repl_fsm {
      * ids and newest times (archive.c). */
     struct sqlite3_stmt *stmts[16];
     struct vg_repl_tag_cache *tag_cache;
+    struct fsm_ckpt *ckpt; /* the WAL checkpointer (wal_checkpointer.c) */
 };
 
 /* Open (create if needed) the SQLite database at PATH and load the last
@@ -392,6 +393,12 @@ struct vg_repl_fsm {
  * in f->errmsg; the fsm is then closed. */
 int vg_repl_fsm_open(struct vg_repl_fsm *f, const char *path);
 void vg_repl_fsm_close(struct vg_repl_fsm *f);
+
+/* The WAL of the database is checkpointed on a thread of its own, not by the
+ * commits of apply on the caller's thread (wal_checkpointer.c): how many
+ * checkpoints it has done and how many failed (busy or I/O; retried at the
+ * next commit). Both 0 for a database that is not in WAL mode. */
+void vg_repl_fsm_wal_stats(struct vg_repl_fsm *f, uint64_t *done, uint64_t *failed);
 
 /* Digest of the replicated state (every replicated table, in key order).
  * Deterministic across replicas that applied the same commands. */

@@ -1,0 +1,166 @@
+/* Checkpoints of the state machine's WAL on a thread of their own.
+ *
+ * SQLite's automatic checkpoint runs inside the COMMIT that pushes the WAL
+ * past 1000 pages, on the connection that commits: here, apply, on the
+ * node's loop thread. It copies those pages into the database file and
+ * fsyncs it, which was a tenth of a follower's apply time during an
+ * acknowledgment storm, and an fsync of a busy disk can stall the loop (and
+ * with it raft's heartbeats) for far longer. So the automatic checkpoint is
+ * replaced by a WAL hook that only signals this thread, which checkpoints
+ * through its own connection in PASSIVE mode: it never blocks the writer,
+ * and a writer that finds the WAL wholly checkpointed starts it over.
+ *
+ * Should the thread fall far behind (the WAL past HARD_LIMIT pages), the
+ * hook checkpoints on the writer's connection as SQLite would have, so the
+ * WAL stays bounded whatever happens to the thread. Restoring a snapshot
+ * (a backup into the database) pauses the thread: fsm_ckpt_pause waits for
+ * a checkpoint in progress and holds the next one back. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fsm_internal.h"
+
+/* SQLite's own threshold for its automatic checkpoint. */
+#define SOFT_LIMIT 1000
+#define HARD_LIMIT 50000
+
+struct fsm_ckpt {
+    pthread_t thread;
+    pthread_mutex_t lock; /* guards the fields below */
+    pthread_cond_t wake;
+    pthread_mutex_t run;  /* held during a checkpoint, and by a pause */
+    sqlite3 *db;          /* the thread's connection */
+    bool due, stop;
+    /* Counters, for tests and status. */
+    uint64_t done, failed;
+};
+
+static void *ckpt_main(void *arg)
+{
+    struct fsm_ckpt *c = arg;
+    pthread_mutex_lock(&c->lock);
+    for (;;) {
+        while (!c->due && !c->stop) {
+            pthread_cond_wait(&c->wake, &c->lock);
+        }
+        if (c->stop) {
+            break;
+        }
+        c->due = false;
+        pthread_mutex_unlock(&c->lock);
+
+        pthread_mutex_lock(&c->run);
+        int rc = sqlite3_wal_checkpoint_v2(c->db, "main", SQLITE_CHECKPOINT_PASSIVE,
+                                           NULL, NULL);
+        pthread_mutex_unlock(&c->run);
+
+        pthread_mutex_lock(&c->lock);
+        if (rc == SQLITE_OK) {
+            c->done++;
+        } else {
+            c->failed++; /* busy or an I/O error: the next commit asks again */
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    return NULL;
+}
+
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
+{
+    struct vg_repl_fsm *f = arg;
+    struct fsm_ckpt *c = f->ckpt;
+    if (pages >= HARD_LIMIT) {
+        sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        return SQLITE_OK;
+    }
+    if (pages >= SOFT_LIMIT) {
+        pthread_mutex_lock(&c->lock);
+        if (!c->due) {
+            c->due = true;
+            pthread_cond_signal(&c->wake);
+        }
+        pthread_mutex_unlock(&c->lock);
+    }
+    return SQLITE_OK;
+}
+
+int fsm_ckpt_start(struct vg_repl_fsm *f)
+{
+    struct fsm_ckpt *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        vg_errf(f->errmsg, "out of memory starting the WAL checkpointer");
+        return VG_ENOMEM;
+    }
+    if (sqlite3_open_v2(f->path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
+        vg_errf(f->errmsg, "cannot open database %s for checkpoints: %s", f->path,
+                c->db != NULL ? sqlite3_errmsg(c->db) : "out of memory");
+        sqlite3_close(c->db);
+        free(c);
+        return VG_EDB;
+    }
+    sqlite3_busy_timeout(c->db, 100);
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_mutex_init(&c->run, NULL);
+    pthread_cond_init(&c->wake, NULL);
+    if (pthread_create(&c->thread, NULL, ckpt_main, c) != 0) {
+        vg_errf(f->errmsg, "cannot start the WAL checkpointer thread");
+        pthread_cond_destroy(&c->wake);
+        pthread_mutex_destroy(&c->run);
+        pthread_mutex_destroy(&c->lock);
+        sqlite3_close(c->db);
+        free(c);
+        return VG_EIO;
+    }
+    f->ckpt = c;
+    sqlite3_wal_hook(f->db, wal_hook, f); /* replaces the automatic one */
+    return VG_OK;
+}
+
+void fsm_ckpt_stop(struct vg_repl_fsm *f)
+{
+    struct fsm_ckpt *c = f->ckpt;
+    if (c == NULL) {
+        return;
+    }
+    if (f->db != NULL) {
+        sqlite3_wal_hook(f->db, NULL, NULL);
+    }
+    pthread_mutex_lock(&c->lock);
+    c->stop = true;
+    pthread_cond_signal(&c->wake);
+    pthread_mutex_unlock(&c->lock);
+    pthread_join(c->thread, NULL);
+    sqlite3_close(c->db);
+    pthread_cond_destroy(&c->wake);
+    pthread_mutex_destroy(&c->run);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+    f->ckpt = NULL;
+}
+
+void fsm_ckpt_pause(struct vg_repl_fsm *f)
+{
+    if (f->ckpt != NULL) {
+        pthread_mutex_lock(&f->ckpt->run);
+    }
+}
+
+void fsm_ckpt_resume(struct vg_repl_fsm *f)
+{
+    if (f->ckpt != NULL) {
+        pthread_mutex_unlock(&f->ckpt->run);
+    }
+}
+
+void vg_repl_fsm_wal_stats(struct vg_repl_fsm *f, uint64_t *done, uint64_t *failed)
+{
+    *done = *failed = 0;
+    if (f->ckpt != NULL) {
+        pthread_mutex_lock(&f->ckpt->lock);
+        *done = f->ckpt->done;
+        *failed = f->ckpt->failed;
+        pthread_mutex_unlock(&f->ckpt->lock);
+    }
+}
