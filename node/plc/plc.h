@@ -215,10 +215,21 @@ bool vg_plc_deadband_report(const struct vg_plc_reported *last,
  * a condition variable (interval and back-off sleeps) and, on stop, with
  * shutdown() of the socket (a connect or read in progress ends at once).
  *
- * Cycles. A cycle sends the plan's read requests (vg_plc_plan_build), decodes
- * every tag and queues those that pass the deadband. Cycles start on a fixed
- * schedule (next = previous + poll interval, so no drift); a cycle that ends
- * after the next start time counts an overrun and the next starts at once.
+ * Planning. The poller's thread, not vg_plc_poller_start, plans the PLC's
+ * reads (vg_plc_plan_build), before its first connect: 20 000 tags take
+ * 100-300 ms to plan, and a new leader starts its pollers on its loop thread
+ * in the middle of a takeover, when a loop that stops for that long stops
+ * sending heartbeats. Until the plan is built the status says planned = false
+ * (plan_requests and n_tags are 0), nothing is polled and writes wait;
+ * then OPTS->planned_cb reports the outcome on the loop thread. A plan that
+ * fails (only for tags a validated project never has, or out of memory)
+ * leaves the poller idle: last_error says why, writes fail, and it waits for
+ * vg_plc_poller_stop like any other.
+ *
+ * Cycles. A cycle sends the plan's read requests, decodes every tag and
+ * queues those that pass the deadband. Cycles start on a fixed schedule
+ * (next = previous + poll interval, so no drift); a cycle that ends after
+ * the next start time counts an overrun and the next starts at once.
  * Queued writes always go before the next cycle.
  *
  * Failures. A connection failure, a timeout or a garbled answer closes the
@@ -233,8 +244,13 @@ bool vg_plc_deadband_report(const struct vg_plc_reported *last,
  * vg_plc_poller_start fills it, vg_plc_poller_stop asks the thread to end and
  * returns at once; CLOSE_CB is called on the loop thread once the thread has
  * been joined and the async handle closed, and only then may the struct be
- * freed. The PROJECT given to start is borrowed: the caller keeps it alive
- * and unchanged until CLOSE_CB. */
+ * freed. A stop while the thread is planning takes effect when the plan is
+ * done (planning cannot be interrupted), so CLOSE_CB may then come a few
+ * hundred ms later; the loop thread is not held up meanwhile. The PROJECT
+ * given to start is borrowed: the caller keeps it alive and unchanged until
+ * CLOSE_CB, not merely until start returns, because the thread reads it
+ * (planning, decoding, writes) until it is joined, and stopping before the
+ * plan is built does not shorten that. */
 
 struct uv_loop_s;
 struct vg_plc_poller;
@@ -254,6 +270,16 @@ struct vg_plc_change {
 typedef void (*vg_plc_changes_cb)(struct vg_plc_poller *p,
                                   const struct vg_plc_change *v, size_t n);
 
+/* Called on the loop thread once the thread has planned the reads (see
+ * "Planning"), before the first changes: STATUS 0 (the status now has
+ * plan_requests and n_tags), or VG_EINVAL (tags that overlap or run past
+ * address 65535) or VG_ENOMEM, with a sentence in ERRMSG (valid during the
+ * call; the same text is in the status's last_error). After an error the
+ * poller does not poll; the caller should stop it. Not called after
+ * vg_plc_poller_stop, so a poller stopped while planning never reports. */
+typedef void (*vg_plc_planned_cb)(struct vg_plc_poller *p, int status,
+                                  const char *errmsg);
+
 /* Called on the loop thread when the write queued by vg_plc_poller_write is
  * done: STATUS 0 (fencing registers and value written), or VG_EIO (not
  * connected, connection lost, the PLC answered with an exception),
@@ -268,6 +294,7 @@ typedef void (*vg_plc_poller_close_cb)(struct vg_plc_poller *p);
 
 struct vg_plc_poller_opts {
     vg_plc_changes_cb changes_cb;  /* required */
+    vg_plc_planned_cb planned_cb;  /* may be NULL */
     struct vg_plc_plan_opts plan;  /* request planning */
     /* Overrides of the project's PLC settings (tests, simulators):
      * NULL / 0 take the project's. HOST is copied. */
@@ -286,7 +313,8 @@ struct vg_plc_poller_opts {
     unsigned write_max_age_ms;
 };
 
-/* Defaults: no overrides, default planning, changes_cb NULL. */
+/* Defaults: no overrides, default planning, changes_cb and planned_cb
+ * NULL. */
 void vg_plc_poller_opts_default(struct vg_plc_poller_opts *o);
 
 /* A snapshot of a poller's health (vg_plc_poller_status). */
@@ -308,6 +336,10 @@ struct vg_plc_poller_status {
     uint64_t writes_ok, writes_failed;
     unsigned last_cycle_ms; /* duration of the last complete cycle */
     unsigned max_cycle_ms;
+    /* The plan, known once the thread has built it (see "Planning"): until
+     * then, and for good when planning failed, PLANNED is false and the two
+     * counts are 0, which does not mean the PLC has no tags. */
+    bool planned;
     size_t plan_requests;   /* read requests per cycle in the plan */
     size_t n_tags;          /* tags of this PLC */
 };
@@ -317,12 +349,15 @@ struct vg_plc_poller {
     struct vg_plc_poller_impl *impl; /* private */
 };
 
-/* Plan the PLC's reads and start polling PLC_INDEX of PROJECT (borrowed, see
- * above) on its own thread, delivering to LOOP. Returns 0, or VG_EINVAL
- * (bad index, options or plan), VG_ENOMEM, VG_EIO (thread or async handle
- * could not be created) with a sentence in ERRMSG; on error nothing was
- * started and no close callback follows. Never blocks on the network: even
- * the first connect happens on the poller's thread. */
+/* Start polling PLC_INDEX of PROJECT (borrowed until CLOSE_CB, see above) on
+ * its own thread, delivering to LOOP. Returns 0, or VG_EINVAL (bad index or
+ * options, request size limits included), VG_ENOMEM, VG_EIO (thread or
+ * async handle could not be created) with a sentence in ERRMSG; on error
+ * nothing was started and no close callback follows. Returns without
+ * planning the reads and never blocks on the network: the plan and even the
+ * first connect are made on the poller's thread, so an error in the plan
+ * comes later (planned_cb, last_error) and the caller must still stop the
+ * poller. */
 int vg_plc_poller_start(struct vg_plc_poller *p, struct uv_loop_s *loop,
                         const struct vg_project *project, int plc_index,
                         const struct vg_plc_poller_opts *opts, char *errmsg);
@@ -346,7 +381,9 @@ void vg_plc_poller_stop(struct vg_plc_poller *p,
  * the type), VG_EBUSY (too many writes queued), VG_ECLOSED (stopping) or
  * VG_ENOMEM, with a sentence in ERRMSG. Loop thread only. A write queued
  * while the PLC is unreachable fails at once with the last connection error
- * rather than waiting for the next reconnect. */
+ * rather than waiting for the next reconnect. A write queued before the plan
+ * is built waits for it and the first connect (write_max_age_ms still
+ * applies); if the plan fails, it fails with VG_EIO and the plan's error. */
 int vg_plc_poller_write(struct vg_plc_poller *p, uint32_t tag_index,
                         double eng_value, uint32_t node_id, uint32_t term,
                         vg_plc_write_cb cb, void *data, char *errmsg);

@@ -1,19 +1,29 @@
 /* The Modbus TCP poller: one thread per PLC (libmodbus is blocking), one
  * uv_async_t per poller to hand results to the loop thread.
  *
- * Happy path. vg_plc_poller_start plans the PLC's reads, creates the async
- * handle and the thread. The thread connects (its own non-blocking connect,
- * so that stop can break it), hands the socket to libmodbus, then runs
- * cycles on a fixed schedule: send every request of the plan, decode every
- * tag, keep those that pass the deadband, and merge them into the shared
- * change queue (one slot per tag: a newer change replaces a pending one) and
- * wake the loop. Between cycles it sleeps on a condition variable, woken
- * early by a queued write (writes go before the next cycle) or by stop. On
- * the loop thread, async_cb swaps the change queue with a second buffer of
- * the same size (no allocation, the lock held only for the swap) and calls
- * changes_cb, then calls the callbacks of finished writes.
+ * Happy path. vg_plc_poller_start checks the settings, creates the async
+ * handle and the thread, and returns. The thread first plans the PLC's reads
+ * and sizes its per-tag arrays (planning 20 000 tags takes 100-300 ms, which
+ * on the loop thread froze a new leader's loop during a takeover long
+ * enough to stop its heartbeats), publishes the plan's size in the status
+ * and wakes the loop to call planned_cb. Then it connects (its own
+ * non-blocking connect, so that stop can break it), hands the socket to
+ * libmodbus, then runs cycles on a fixed schedule: send every request of
+ * the plan, decode every tag, keep those that pass the deadband, and merge
+ * them into the shared change queue (one slot per tag: a newer change
+ * replaces a pending one) and wake the loop. Between cycles it sleeps on a
+ * condition variable, woken early by a queued write (writes go before the
+ * next cycle) or by stop. On the loop thread, async_cb swaps the change
+ * queue with a second buffer of the same size (no allocation, the lock held
+ * only for the swap) and calls changes_cb, then calls the callbacks of
+ * finished writes.
  *
  * Failure modes.
+ *   - The plan cannot be built (tags that overlap or run past 65535, which
+ *     a validated project never has; out of memory): the error goes into
+ *     the status's last_error and to planned_cb, and the thread never
+ *     connects; it only fails writes (VG_EIO, with that error) until stop.
+ *     The request size options are checked by start, synchronously.
  *   - Connect refused, unreachable, or not done within the timeout: every tag
  *     not already BAD_COMM is reported BAD_COMM, the thread waits the back-off
  *     (100 ms doubling to 5 s by default) and tries again. Writes queued
@@ -28,16 +38,25 @@
  *     connection stays. To a write: the write fails with VG_EIO.
  *   - Stop: sets a flag under the lock, signals the condition variable and
  *     shutdown()s the socket the thread is using, if any, which ends a
- *     blocking connect (poll) or read (select inside libmodbus) at once. The
- *     thread fails the writes still queued with VG_ECLOSED, marks itself
- *     exited and wakes the loop; async_cb then joins it (it is about to
- *     return, so the join does not block the loop), closes the async handle,
- *     and close_cb runs from the handle's close callback after every
- *     internal allocation is freed.
+ *     blocking connect (poll) or read (select inside libmodbus) at once.
+ *     Planning cannot be interrupted: a stop while the thread plans takes
+ *     effect when the plan is done (close_cb comes that much later; the
+ *     loop is not held up), and a thread that sees the stop before it
+ *     starts planning does not plan at all. Until the thread is joined it
+ *     may read the project, which is why the project must outlive close_cb
+ *     (plc.h). The thread fails the writes still queued with VG_ECLOSED,
+ *     marks itself exited and wakes the loop; async_cb then joins it (it is
+ *     about to return, so the join does not block the loop), closes the
+ *     async handle, and close_cb runs from the handle's close callback after
+ *     every internal allocation is freed.
  *
  * Locking. The socket descriptor is published under the lock, and the
  * thread sets it back to -1 under the lock before closing it, so the loop
- * thread never shuts down a descriptor number that was reused. Host name
+ * thread never shuts down a descriptor number that was reused. The per-tag
+ * arrays the loop thread touches (the change queue and the delivery buffer
+ * it is swapped with) are NULL until the thread publishes them under the
+ * lock together with the plan's size; before that the queue is empty, so
+ * async_cb's swap of two NULL buffers delivers nothing. Host name
  * resolution (getaddrinfo) is the one call stop cannot interrupt; PLCs are
  * normally given by address. */
 #include <errno.h>
@@ -93,19 +112,24 @@ struct vg_plc_poller_impl {
     unsigned poll_ms, timeout_ms, backoff_min_ms, backoff_max_ms;
     size_t max_writes;
     unsigned write_max_age_ms;
-    struct vg_plc_plan plan;
+    struct vg_plc_plan_opts plan_opts;
     vg_plc_changes_cb changes_cb;
+    vg_plc_planned_cb planned_cb;
 
-    /* Loop thread only. */
+    /* Loop thread only, except that the thread sets DELIVER and
+     * DELIVER_ITEM once, under LOCK, when it publishes the plan (see
+     * Locking); async_cb swaps them with PEND under LOCK. */
     uv_async_t async;
     pthread_t thread;
     bool stop_called;
     bool joined;
+    bool plan_reported;            /* planned_cb called (or skipped) */
     vg_plc_poller_close_cb close_cb;
     struct vg_plc_change *deliver; /* n_items */
     uint32_t *deliver_item;
 
-    /* Poller thread only. */
+    /* Poller thread only; the loop thread frees them after the join. */
+    struct vg_plc_plan plan;       /* built by the thread, then fixed */
     modbus_t *ctx;
     bool connected;
     unsigned backoff_ms;           /* next back-off; 0 after a good cycle */
@@ -126,6 +150,9 @@ struct vg_plc_poller_impl {
     int32_t *slot;                 /* per item: index into pend, -1 none */
     struct wqueue writes, done;
     struct vg_plc_poller_status st;
+    bool plan_done;                /* planned or failed: PLAN_RV says */
+    int plan_rv;
+    char plan_errmsg[VG_ERRMSG_SIZE]; /* when PLAN_RV != 0 */
 };
 
 /* ------------------------------------------------------------- helpers */
@@ -622,12 +649,112 @@ static bool do_cycle(struct vg_plc_poller_impl *s)
     return true;
 }
 
+/* -------------------------------------------- poller thread: planning */
+
+/* Plan the reads and size the per-item arrays (see the top comment for why
+ * this is done here and not in start). The arrays only this thread uses are
+ * set at once; the shared ones and the status fields are published under
+ * the lock in one step. Returns 0, or VG_EINVAL / VG_ENOMEM with ERRMSG;
+ * whatever was set is freed by impl_free. */
+static int plan_build(struct vg_plc_poller_impl *s, char *errmsg)
+{
+    struct vg_plc_change *pend, *deliver;
+    uint32_t *pend_item, *deliver_item;
+    int32_t *slot;
+    size_t n;
+    int rv;
+
+    rv = vg_plc_plan_build(s->project->tags, s->project->n_tags, s->plc_index,
+                           &s->plan_opts, &s->plan, errmsg);
+    if (rv != 0)
+        return rv;
+    n = s->plan.n_items ? s->plan.n_items : 1;
+    s->batch = calloc(n, sizeof(*s->batch));
+    s->batch_item = calloc(n, sizeof(*s->batch_item));
+    s->reported = calloc(n, sizeof(*s->reported));
+    pend = calloc(n, sizeof(*pend));
+    pend_item = calloc(n, sizeof(*pend_item));
+    deliver = calloc(n, sizeof(*deliver));
+    deliver_item = calloc(n, sizeof(*deliver_item));
+    slot = malloc(n * sizeof(*slot));
+    if (!s->batch || !s->batch_item || !s->reported || !pend || !pend_item ||
+        !deliver || !deliver_item || !slot) {
+        free(pend);
+        free(pend_item);
+        free(deliver);
+        free(deliver_item);
+        free(slot);
+        vg_errf(errmsg, "out of memory");
+        return VG_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++)
+        slot[i] = -1;
+
+    pthread_mutex_lock(&s->lock);
+    s->pend = pend;
+    s->pend_item = pend_item;
+    s->deliver = deliver;
+    s->deliver_item = deliver_item;
+    s->slot = slot;
+    s->st.planned = true;
+    s->st.plan_requests = s->plan.n_reqs;
+    s->st.n_tags = s->plan.n_items;
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+/* Plan, and tell the loop how it went. Returns false when the thread must
+ * not poll: stopped, or the plan failed (then it has waited for the stop,
+ * failing the writes queued meanwhile). */
+static bool plan_or_wait(struct vg_plc_poller_impl *s)
+{
+    char errmsg[VG_ERRMSG_SIZE] = "";
+    bool stopping;
+    int rv;
+
+    pthread_mutex_lock(&s->lock);
+    stopping = s->stopping;
+    pthread_mutex_unlock(&s->lock);
+    if (stopping)
+        return false; /* stopped before it began: no use planning */
+
+    rv = plan_build(s, errmsg);
+    if (rv != 0)
+        set_error(s, "cannot plan the reads: %s", errmsg);
+    pthread_mutex_lock(&s->lock);
+    s->plan_done = true;
+    s->plan_rv = rv;
+    if (rv != 0)
+        snprintf(s->plan_errmsg, sizeof(s->plan_errmsg), "%s",
+                 s->st.last_error);
+    pthread_mutex_unlock(&s->lock);
+    uv_async_send(&s->async);
+    if (rv == 0)
+        return true;
+
+    /* Never poll with a broken plan (mark_all_bad and do_cycle would walk
+     * arrays that do not exist); writes fail at once, as they do while the
+     * PLC is unreachable. */
+    for (;;) {
+        fail_writes(s, VG_EIO, "PLC not polled: ");
+        pthread_mutex_lock(&s->lock);
+        while (!s->stopping && !s->writes.head)
+            pthread_cond_wait(&s->cond, &s->lock);
+        stopping = s->stopping;
+        pthread_mutex_unlock(&s->lock);
+        if (stopping)
+            return false;
+    }
+}
+
 static void *thread_main(void *arg)
 {
     struct vg_plc_poller_impl *s = arg;
     uint64_t next = 0;
     bool first = true;
 
+    if (!plan_or_wait(s))
+        goto stopped;
     for (;;) {
         pthread_mutex_lock(&s->lock);
         bool stopping = s->stopping;
@@ -700,6 +827,7 @@ static void *thread_main(void *arg)
         }
     }
 
+stopped:
     if (s->connected)
         close_socket(s);
     fail_writes(s, VG_ECLOSED, "the poller was stopped before the write "
@@ -756,6 +884,21 @@ static void async_cb(uv_async_t *h)
 
     if (s->joined)
         return;
+    if (!s->plan_reported) {
+        /* First, so that the plan is reported before its first changes;
+         * PLAN_ERRMSG is not written again once PLAN_DONE is set. */
+        bool planned;
+        int rv;
+        pthread_mutex_lock(&s->lock);
+        planned = s->plan_done;
+        rv = s->plan_rv;
+        pthread_mutex_unlock(&s->lock);
+        if (planned) {
+            s->plan_reported = true;
+            if (s->planned_cb && !s->stop_called)
+                s->planned_cb(p, rv, rv != 0 ? s->plan_errmsg : "");
+        }
+    }
     pthread_mutex_lock(&s->lock);
     if (!s->stop_called) {
         /* Swap the queue with the delivery buffer; free the slots. */
@@ -798,7 +941,6 @@ int vg_plc_poller_start(struct vg_plc_poller *p, struct uv_loop_s *loop,
     struct vg_plc_poller_impl *s;
     pthread_condattr_t ca;
     const struct vg_plc *plc;
-    size_t n;
     int rv;
 
     if (!opts || !opts->changes_cb) {
@@ -819,6 +961,8 @@ int vg_plc_poller_start(struct vg_plc_poller *p, struct uv_loop_s *loop,
     s->project = project;
     s->plc_index = plc_index;
     s->changes_cb = opts->changes_cb;
+    s->planned_cb = opts->planned_cb;
+    s->plan_opts = opts->plan;
     s->port = opts->port ? opts->port : plc->port;
     s->unit_id = plc->unit_id;
     s->fencing = plc->fencing_register;
@@ -856,30 +1000,23 @@ int vg_plc_poller_start(struct vg_plc_poller *p, struct uv_loop_s *loop,
     }
     pthread_condattr_destroy(&ca);
 
-    /* From here on impl_free releases whatever was allocated. */
-    rv = vg_plc_plan_build(project->tags, project->n_tags, plc_index,
-                           &opts->plan, &s->plan, errmsg);
+    /* From here on impl_free releases whatever was allocated.
+     *
+     * The plan itself is built by the thread (see the top comment), but bad
+     * request size options are still refused here: planning no tags checks
+     * them and costs nothing. What only the full plan can find (tags that
+     * overlap, which a validated project never has) comes later, through
+     * planned_cb and last_error. */
+    rv = vg_plc_plan_build(project->tags, 0, plc_index, &s->plan_opts,
+                           &s->plan, errmsg);
     if (rv != 0)
         goto err_after_sync;
-    n = s->plan.n_items ? s->plan.n_items : 1;
     s->host = strdup(opts->host ? opts->host : plc->host);
-    s->deliver = calloc(n, sizeof(*s->deliver));
-    s->deliver_item = calloc(n, sizeof(*s->deliver_item));
-    s->pend = calloc(n, sizeof(*s->pend));
-    s->pend_item = calloc(n, sizeof(*s->pend_item));
-    s->batch = calloc(n, sizeof(*s->batch));
-    s->batch_item = calloc(n, sizeof(*s->batch_item));
-    s->reported = calloc(n, sizeof(*s->reported));
-    s->slot = malloc(n * sizeof(*s->slot));
-    if (!s->host || !s->deliver || !s->deliver_item || !s->pend ||
-        !s->pend_item || !s->batch || !s->batch_item || !s->reported ||
-        !s->slot) {
+    if (!s->host) {
         vg_errf(errmsg, "out of memory");
         rv = VG_ENOMEM;
         goto err_after_sync;
     }
-    for (size_t i = 0; i < n; i++)
-        s->slot[i] = -1;
 
     /* The TCP context only carries the framing and timeouts: the socket is
      * ours (connect_one), handed over with modbus_set_socket. */
@@ -895,9 +1032,6 @@ int vg_plc_poller_start(struct vg_plc_poller *p, struct uv_loop_s *loop,
     modbus_set_byte_timeout(s->ctx, s->timeout_ms / 1000,
                             (s->timeout_ms % 1000) * 1000);
     modbus_set_error_recovery(s->ctx, MODBUS_ERROR_RECOVERY_NONE);
-
-    s->st.plan_requests = s->plan.n_reqs;
-    s->st.n_tags = s->plan.n_items;
 
     rv = uv_async_init(loop, &s->async, async_cb);
     if (rv != 0) {
