@@ -17,6 +17,9 @@
  *     just declared dead: close, back off, go on with the next seed;
  *   - answer "timeout": resend once on the same connection; the node
  *     redirects us if it lost leadership meanwhile;
+ *   - answer "unavailable" (the leader changed nothing and cannot do it
+ *     yet, e.g. still restoring alarm states after a takeover): back off
+ *     and resend on the same connection, until the deadline;
  *   - peer closes, resets, says "bye", or sends nothing (not even a pong to
  *     our pings) for the dead time: close, remember it as dead for a while
  *     (its seed is tried last, redirects to it are ignored), reconnect
@@ -894,6 +897,14 @@ static int call_until(struct vg_client *c, json_t *req, json_t **resp,
                     backoff_grow(&backoff);
                 }
                 json_decref(answer);
+                continue;
+            }
+            if (strcmp(code, "unavailable") == 0 &&
+                vg_now_mono_ms() + backoff < deadline) {
+                trace_note(&t, here, "not available yet, resent after %u ms", backoff);
+                json_decref(answer);
+                pause_ms(backoff, deadline);
+                backoff_grow(&backoff);
                 continue;
             }
             if (strcmp(code, "timeout") == 0 && !timeout_resent) {

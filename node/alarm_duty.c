@@ -1242,8 +1242,10 @@ static bool duty_live(struct node *n, struct alarm_duty *d)
 }
 
 /* The engine of the ready leader, or NULL after answering C. Until the
- * restore is complete the answer is "failed" saying so: nothing was
- * changed and the client may send the action again in a moment. */
+ * restore is complete the answer is "unavailable" saying so: nothing was
+ * changed, and the client library sends the action again after a back-off
+ * (proto/MESSAGES.md). Without a project to poll, or with one that cannot
+ * be polled, it is "failed". */
 static struct alarm_duty *need_engine(struct node *n, struct conn *c, long long id)
 {
     struct alarm_duty *d = n->alarms;
@@ -1275,7 +1277,13 @@ static struct alarm_duty *need_engine(struct node *n, struct conn *c, long long 
                  n->plc_error[0] ? n->plc_error
                                  : "no project loaded, or preparing to poll");
     }
-    node_send_error(c, id, "failed",
+    /* Restoring, or about to poll a version: soon done. Nothing to poll, or
+     * a version that cannot be polled: not until someone acts. */
+    node_send_error(c, id,
+                    (d != NULL && (d->phase == PHASE_RESTORE || d->phase == PHASE_FEED)) ||
+                            (n->plc_version != 0 && n->plc_error[0] == '\0')
+                        ? "unavailable"
+                        : "failed",
                     "node %llu does not evaluate alarms yet (%s); nothing was "
                     "changed, send it again in a moment",
                     (unsigned long long)n->cfg->id, why);
