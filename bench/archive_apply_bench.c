@@ -4,10 +4,13 @@
  * f->fsm.apply exactly as libraft would on every node.
  *
  * Prints one JSON object per line:
- *   {"bench":"archive_apply","samples_per_s":…,"batches":…,"batch_samples":…}
+ *   {"bench":"archive_apply","form":"json"|"binary","samples_per_s":…,
+ *    "batches":…,"batch_samples":…}
  *       BATCHES history batches of BATCH_SAMPLES samples over TAGS tags
  *       (time-major, as the leader samples), apply time only: building and
- *       encoding the commands is not counted.
+ *       encoding the commands is not counted. Once as HISTORY_BATCH (JSON
+ *       and base64), then as HISTORY_SAMPLES (binary), on the same fsm and
+ *       later times.
  *   {"bench":"history_aggregate_24h","buckets":500,"samples":86400,
  *    "median_ms":…,"p99_ms":…}
  *       20 aggregations of one tag's 24 h series at 1 s into 500 buckets.
@@ -18,6 +21,7 @@
 #include <ftw.h>
 #include <jansson.h>
 #include <math.h>
+#include <stdbool.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,29 +63,66 @@ static void pack(unsigned char *p, uint32_t tag, uint32_t dt, double v,
     p[16] = (unsigned char)bad;
 }
 
-/* The encoded HISTORY_BATCH command of RAW (N packed samples) over NAMES
- * with base T0, into *OUT (raft_malloc'd). */
+/* The encoded HISTORY_BATCH command (or with BINARY, HISTORY_SAMPLES) of
+ * RAW (N packed samples) over NAMES with base T0, into *OUT
+ * (raft_malloc'd). */
 static int encode_batch(uint64_t t0, json_t *names, const unsigned char *raw,
-                        size_t n, uint64_t stamp, struct raft_buffer *out)
+                        size_t n, uint64_t stamp, bool binary,
+                        struct raft_buffer *out)
 {
     size_t len = (size_t)n * VG_HISTORY_SAMPLE_SIZE;
-    size_t size = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
-    char *text = malloc(size);
-    json_t *o;
-    char *body;
     struct vg_cmd cmd = {.type = VG_CMD_HISTORY_BATCH, .term = 1,
                          .time_ms = stamp, .proposer = 1};
+    char *body;
     int rv;
 
-    if (text == NULL) {
-        return VG_ENOMEM;
+    if (binary) {
+        size_t names_len = 0, k = json_array_size(names);
+        unsigned char *b, *o;
+        for (size_t i = 0; i < k; i++) {
+            names_len += 2 + json_string_length(json_array_get(names, i));
+        }
+        b = malloc(12 + names_len + len);
+        if (b == NULL) {
+            return VG_ENOMEM;
+        }
+        for (int i = 0; i < 8; i++) {
+            b[i] = (unsigned char)(t0 >> (8 * i));
+        }
+        for (int i = 0; i < 4; i++) {
+            b[8 + i] = (unsigned char)(k >> (8 * i));
+        }
+        o = b + 12;
+        for (size_t i = 0; i < k; i++) {
+            json_t *v = json_array_get(names, i);
+            size_t nl = json_string_length(v);
+            o[0] = (unsigned char)nl;
+            o[1] = (unsigned char)(nl >> 8);
+            memcpy(o + 2, json_string_value(v), nl);
+            o += 2 + nl;
+        }
+        memcpy(o, raw, len);
+        cmd.type = VG_CMD_HISTORY_SAMPLES;
+        cmd.body = (const char *)b;
+        cmd.body_len = (uint32_t)(12 + names_len + len);
+        rv = vg_cmd_encode(&cmd, out);
+        free(b);
+        return rv;
     }
-    sodium_bin2base64(text, size, raw, len, sodium_base64_VARIANT_ORIGINAL);
-    o = json_pack("{s:I, s:O, s:s}", "t0", (json_int_t)t0, "tags", names, "s",
-                  text);
-    free(text);
-    body = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
+    {
+        size_t size = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
+        char *text = malloc(size);
+        json_t *o;
+        if (text == NULL) {
+            return VG_ENOMEM;
+        }
+        sodium_bin2base64(text, size, raw, len, sodium_base64_VARIANT_ORIGINAL);
+        o = json_pack("{s:I, s:O, s:s}", "t0", (json_int_t)t0, "tags", names, "s",
+                      text);
+        free(text);
+        body = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+        json_decref(o);
+    }
     if (body == NULL) {
         return VG_ENOMEM;
     }
@@ -109,12 +150,13 @@ static int apply(struct vg_repl_fsm *f, const struct raft_buffer *buf)
 
 /* BATCHES batches of BATCH_SAMPLES over TAGS tags, time-major, 1 ms apart
  * per step; prints the apply rate. */
-static int bench_apply(struct vg_repl_fsm *f, const struct opts *o)
+static int bench_apply(struct vg_repl_fsm *f, const struct opts *o, bool binary,
+                       uint64_t *clock)
 {
     unsigned steps = (o->batch_samples + o->tags - 1) / o->tags;
     unsigned char *raw = malloc((size_t)o->batch_samples * VG_HISTORY_SAMPLE_SIZE);
     json_t *names = json_array();
-    uint64_t t = 1700000000000ull;
+    uint64_t t = *clock;
     double total = 0;
     char name[64];
     int rv = -1;
@@ -136,7 +178,8 @@ static int bench_apply(struct vg_repl_fsm *f, const struct opts *o)
                  sin((double)(t0 + step) / 1e4 + tag) * 100.0, (k % 997) == 0);
         }
         t += steps;
-        if (encode_batch(t0, names, raw, o->batch_samples, t0, &buf) != VG_OK) {
+        if (encode_batch(t0, names, raw, o->batch_samples, t0, binary, &buf) !=
+            VG_OK) {
             fprintf(stderr, "cannot encode a batch\n");
             goto out;
         }
@@ -149,10 +192,11 @@ static int bench_apply(struct vg_repl_fsm *f, const struct opts *o)
         }
         rv = -1;
     }
-    printf("{\"bench\":\"archive_apply\",\"samples_per_s\":%.0f,\"batches\":%u,"
-           "\"batch_samples\":%u}\n",
-           (double)o->batches * o->batch_samples / total, o->batches,
-           o->batch_samples);
+    printf("{\"bench\":\"archive_apply\",\"form\":\"%s\",\"samples_per_s\":%.0f,"
+           "\"batches\":%u,\"batch_samples\":%u}\n",
+           binary ? "binary" : "json", (double)o->batches * o->batch_samples / total,
+           o->batches, o->batch_samples);
+    *clock = t;
     rv = 0;
 out:
     json_decref(names);
@@ -183,7 +227,7 @@ static int bench_aggregate(struct vg_repl_fsm *f)
         pack(raw + (size_t)i * VG_HISTORY_SAMPLE_SIZE, 0, i * 1000u,
              20.0 + 5.0 * sin(i / 3600.0), i % 500 == 7);
     }
-    if (encode_batch(from, names, raw, DAY_S, from, &buf) != VG_OK) {
+    if (encode_batch(from, names, raw, DAY_S, from, true, &buf) != VG_OK) {
         goto out;
     }
     rv = apply(f, &buf);
@@ -280,7 +324,13 @@ int main(int argc, char **argv)
         nftw(dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
         return 1;
     }
-    rv = bench_apply(&f, &o);
+    {
+        uint64_t clock = 1700000000000ull;
+        rv = bench_apply(&f, &o, false, &clock);
+        if (rv == 0) {
+            rv = bench_apply(&f, &o, true, &clock);
+        }
+    }
     if (rv == 0) {
         rv = bench_aggregate(&f);
     }

@@ -1,6 +1,6 @@
 /* vigild's archive duty: the ready leader records process values as the
  * project says (on change beyond the deadband, or cyclically), commits them
- * in batches (HISTORY_BATCH about every ARCHIVE_FLUSH_MS), cuts what is
+ * in batches (HISTORY_SAMPLES about every ARCHIVE_FLUSH_MS), cuts what is
  * older than the retention (RETENTION_CUT about once a minute), and answers
  * history queries from the replicated archive (MESSAGES.md, "History").
  *
@@ -25,7 +25,6 @@
  * meanwhile samples accumulate, up to ARCHIVE_BUFFER_MAX, beyond which the
  * oldest are dropped and counted (a cluster that cannot commit that fast
  * has bigger problems, and the node must not grow without bound). */
-#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -203,66 +202,73 @@ static void batch_cb(struct vg_repl_proposal *p, int status, uint64_t index,
     free(p);
 }
 
-/* Propose up to ARCHIVE_BATCH_MAX buffered samples as one batch. */
+static void put_le(unsigned char *o, uint64_t v, int bytes)
+{
+    for (int b = 0; b < bytes; b++) {
+        o[b] = (unsigned char)(v >> (8 * b));
+    }
+}
+
+/* Propose up to ARCHIVE_BATCH_MAX buffered samples as one HISTORY_SAMPLES
+ * command (replication.h): t0, the names of the tags they refer to, then
+ * the packed samples. */
 static void flush_batch(struct node *n, struct archive_duty *d)
 {
     size_t k = d->n < ARCHIVE_BATCH_MAX ? d->n : ARCHIVE_BATCH_MAX;
     uint64_t t0 = UINT64_MAX;
-    json_t *tags = json_array(), *body;
-    unsigned char *packed;
-    char *b64, *text;
-    size_t b64_len;
+    size_t names_len = 0, n_tags = 0, len;
+    unsigned char *body = NULL, *o;
     struct batch_prop *bp;
     int rv;
 
     d->batch_no++;
     for (size_t i = 0; i < k; i++) {
-        if (d->buf[i].t_ms < t0) {
-            t0 = d->buf[i].t_ms;
-        }
-    }
-    packed = malloc(k * VG_HISTORY_SAMPLE_SIZE);
-    b64_len = sodium_base64_encoded_len(k * VG_HISTORY_SAMPLE_SIZE,
-                                        sodium_base64_VARIANT_ORIGINAL);
-    b64 = malloc(b64_len);
-    bp = calloc(1, sizeof *bp);
-    if (packed == NULL || b64 == NULL || bp == NULL) {
-        goto fail;
-    }
-    for (size_t i = 0; i < k; i++) {
         const struct sample *s = &d->buf[i];
-        unsigned char *o = packed + i * VG_HISTORY_SAMPLE_SIZE;
-        uint32_t ti, dt = (uint32_t)(s->t_ms - t0);
-        uint64_t bits;
+        if (s->t_ms < t0) {
+            t0 = s->t_ms;
+        }
         if (d->batch_stamp[s->tag] != d->batch_no) {
             d->batch_stamp[s->tag] = d->batch_no;
-            d->batch_index[s->tag] = (uint32_t)json_array_size(tags);
-            json_array_append_new(tags, json_string(d->pr->tags[s->tag].name));
+            d->batch_index[s->tag] = (uint32_t)n_tags++;
+            names_len += 2 + strlen(d->pr->tags[s->tag].name);
         }
-        ti = d->batch_index[s->tag];
-        memcpy(&bits, &s->value, 8);
-        for (int b = 0; b < 4; b++) {
-            o[b] = (unsigned char)(ti >> (8 * b));
-            o[4 + b] = (unsigned char)(dt >> (8 * b));
-        }
-        for (int b = 0; b < 8; b++) {
-            o[8 + b] = (unsigned char)(bits >> (8 * b));
-        }
-        o[16] = s->bad;
     }
-    sodium_bin2base64(b64, b64_len, packed, k * VG_HISTORY_SAMPLE_SIZE,
-                      sodium_base64_VARIANT_ORIGINAL);
-    body = json_pack("{s:I, s:o, s:s}", "t0", (json_int_t)t0, "tags", tags, "s", b64);
-    tags = NULL;
-    text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
-    json_decref(body);
-    if (text == NULL) {
+    len = 12 + names_len + k * VG_HISTORY_SAMPLE_SIZE;
+    body = malloc(len);
+    bp = calloc(1, sizeof *bp);
+    if (body == NULL || bp == NULL) {
         goto fail;
+    }
+    put_le(body, t0, 8);
+    put_le(body + 8, n_tags, 4);
+    /* Names in the order their indexes were given: a second pass over the
+     * samples meets every tag's first sample in the same order. */
+    o = body + 12;
+    d->batch_no++;
+    for (size_t i = 0; i < k; i++) {
+        uint32_t tag = d->buf[i].tag;
+        if (d->batch_stamp[tag] != d->batch_no) {
+            const char *name = d->pr->tags[tag].name;
+            size_t nl = strlen(name);
+            d->batch_stamp[tag] = d->batch_no;
+            put_le(o, nl, 2);
+            memcpy(o + 2, name, nl);
+            o += 2 + nl;
+        }
+    }
+    for (size_t i = 0; i < k; i++, o += VG_HISTORY_SAMPLE_SIZE) {
+        const struct sample *s = &d->buf[i];
+        uint64_t bits;
+        memcpy(&bits, &s->value, 8);
+        put_le(o, d->batch_index[s->tag], 4);
+        put_le(o + 4, (uint32_t)(s->t_ms - t0), 4);
+        put_le(o + 8, bits, 8);
+        o[16] = s->bad;
     }
     bp->p.data = d;
     bp->samples = k;
-    rv = vg_repl_propose(&n->lead, &bp->p, VG_CMD_HISTORY_BATCH, text, batch_cb);
-    free(text);
+    rv = vg_repl_propose_bytes(&n->lead, &bp->p, VG_CMD_HISTORY_SAMPLES, body, len,
+                               batch_cb);
     if (rv != VG_OK) {
         goto fail;
     }
@@ -273,9 +279,7 @@ fail:
      * could not even be made will not succeed on a retry either). */
     memmove(d->buf, d->buf + k, (d->n - k) * sizeof *d->buf);
     d->n -= k;
-    json_decref(tags);
-    free(packed);
-    free(b64);
+    free(body);
     free(bp);
 }
 

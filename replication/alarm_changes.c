@@ -144,7 +144,7 @@ static bool change_check(const struct vg_repl_alarm_change *ch, const char **wha
 
 /* UTF-8 as RFC 3629 allows it (no overlongs, surrogates or code points past
  * U+10FFFF), without NUL: what a JSON string decoded by jansson holds. */
-static bool utf8_ok(const unsigned char *s, size_t n)
+bool fsm_utf8_ok(const unsigned char *s, size_t n)
 {
     size_t i = 0;
     while (i < n) {
@@ -260,7 +260,7 @@ static const char *rd_str(struct reader *r, bool nullable, const char *what)
         }
         return NULL;
     }
-    if (!need(r, len, what) || !utf8_ok(r->p, len)) {
+    if (!need(r, len, what) || !fsm_utf8_ok(r->p, len)) {
         r->what = what;
         return NULL;
     }
@@ -634,7 +634,7 @@ static bool strings_utf8(const struct vg_repl_alarm_change *ch)
         s[n++] = ch->text[i];
     }
     for (size_t i = 0; i < n; i++) {
-        if (s[i] != NULL && !utf8_ok((const unsigned char *)s[i], strlen(s[i]))) {
+        if (s[i] != NULL && !fsm_utf8_ok((const unsigned char *)s[i], strlen(s[i]))) {
             return false;
         }
     }

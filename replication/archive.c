@@ -292,6 +292,67 @@ static int batch_parse(struct vg_repl_fsm *f, json_t *body, struct batch *b)
     return samples_valid(b) ? VG_OK : VG_EINVAL;
 }
 
+/* The body of a HISTORY_SAMPLES command into B (replication.h). The names
+ * point into the body (they are used by length, never as C strings); the
+ * samples are copied, as batch_free frees them. */
+static int batch_parse_binary(struct vg_repl_fsm *f, const struct vg_cmd *cmd,
+                              struct batch *b)
+{
+    const unsigned char *p = (const unsigned char *)cmd->body;
+    size_t left = cmd->body_len, raw_len;
+    bool distinct;
+    int rv;
+
+    if (left < 12) {
+        return VG_EINVAL;
+    }
+    b->t0 = get_u64(p);
+    b->n_tags = get_u32(p + 8);
+    p += 12;
+    left -= 12;
+    if (b->t0 >= TIME_END || b->n_tags < 1 || b->n_tags > TAGS_MAX) {
+        return VG_EINVAL;
+    }
+    b->tags = calloc(b->n_tags, sizeof *b->tags);
+    if (b->tags == NULL) {
+        return nomem(f, "a history batch");
+    }
+    for (size_t i = 0; i < b->n_tags; i++) {
+        size_t len;
+        if (left < 2) {
+            return VG_EINVAL;
+        }
+        len = (size_t)p[0] | ((size_t)p[1] << 8);
+        p += 2;
+        left -= 2;
+        if (len == 0 || len > TAG_MAX || len > left || !fsm_utf8_ok(p, len)) {
+            return VG_EINVAL;
+        }
+        b->tags[i].name = (const char *)p;
+        b->tags[i].len = len;
+        p += len;
+        left -= len;
+    }
+    raw_len = left;
+    if (raw_len == 0 || raw_len % VG_HISTORY_SAMPLE_SIZE != 0 ||
+        raw_len / VG_HISTORY_SAMPLE_SIZE > VG_HISTORY_BATCH_MAX) {
+        return VG_EINVAL;
+    }
+    if ((rv = tags_distinct(f, b, &distinct)) != VG_OK) {
+        return rv;
+    }
+    if (!distinct) {
+        return VG_EINVAL;
+    }
+    b->raw = malloc(raw_len);
+    if (b->raw == NULL) {
+        return nomem(f, "a history batch");
+    }
+    memcpy(b->raw, p, raw_len);
+    b->n = raw_len / VG_HISTORY_SAMPLE_SIZE;
+    return samples_valid(b) ? VG_OK : VG_EINVAL;
+}
+
 /* ------------------------------------------------------------- tag cache */
 
 /* What apply would otherwise ask SQLite for every tag of every batch: its
@@ -737,32 +798,52 @@ static int store_rows(struct vg_repl_fsm *f, struct batch *b,
     return rv;
 }
 
-int fsm_apply_history_batch(struct vg_repl_fsm *f, uint64_t index,
-                            const struct vg_cmd *cmd, json_t *body)
+/* Store a parsed batch B (its samples checked). */
+static int batch_store(struct vg_repl_fsm *f, struct batch *b)
 {
-    struct batch b = {0};
     struct summary sum;
     uint64_t before;
     int rv;
 
-    (void)index;
-    (void)cmd;
-    if ((rv = batch_parse(f, body, &b)) != VG_OK ||
-        (rv = summary_get(f, &sum)) != VG_OK ||
-        (rv = batch_select(f, &b, sum.watermark_ms)) != VG_OK) {
-        goto out;
+    if ((rv = summary_get(f, &sum)) != VG_OK ||
+        (rv = batch_select(f, b, sum.watermark_ms)) != VG_OK) {
+        return rv;
     }
-    if (b.n_rows == 0) {
-        goto out; /* every sample is older than the watermark */
+    if (b->n_rows == 0) {
+        return VG_OK; /* every sample is older than the watermark */
     }
     before = sum.samples;
-    if ((rv = map_tags(f, &b)) != VG_OK || (rv = store_rows(f, &b, &sum)) != VG_OK) {
-        goto out;
+    if ((rv = map_tags(f, b)) != VG_OK || (rv = store_rows(f, b, &sum)) != VG_OK) {
+        return rv;
     }
-    if (sum.samples != before) {
-        rv = summary_put(f, &sum);
+    return sum.samples != before ? summary_put(f, &sum) : VG_OK;
+}
+
+int fsm_apply_history_batch(struct vg_repl_fsm *f, uint64_t index,
+                            const struct vg_cmd *cmd, json_t *body)
+{
+    struct batch b = {0};
+    int rv;
+
+    (void)index;
+    (void)cmd;
+    if ((rv = batch_parse(f, body, &b)) == VG_OK) {
+        rv = batch_store(f, &b);
     }
-out:
+    batch_free(&b);
+    return rv;
+}
+
+int fsm_apply_history_samples(struct vg_repl_fsm *f, uint64_t index,
+                              const struct vg_cmd *cmd)
+{
+    struct batch b = {0};
+    int rv;
+
+    (void)index;
+    if ((rv = batch_parse_binary(f, cmd, &b)) == VG_OK) {
+        rv = batch_store(f, &b);
+    }
     batch_free(&b);
     return rv;
 }

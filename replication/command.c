@@ -74,6 +74,7 @@ static const char *const type_names[VG_CMD_TYPE_MAX] = {
     [VG_CMD_AUDIT] = "audit",
     [VG_CMD_ARCHIVE_CLASSES] = "archive_classes",
     [VG_CMD_ALARM_CHANGES] = "alarm_changes",
+    [VG_CMD_HISTORY_SAMPLES] = "history_samples",
 };
 
 const char *vg_cmd_type_name(unsigned type)

@@ -909,8 +909,12 @@ static int dispatch(struct vg_repl_fsm *f, uint64_t index,
     json_t *body;
     int rv;
 
+    /* The binary bodies: no JSON. */
     if (cmd->type == VG_CMD_ALARM_CHANGES) {
-        return fsm_apply_alarm_changes(f, index, cmd); /* binary: no JSON */
+        return fsm_apply_alarm_changes(f, index, cmd);
+    }
+    if (cmd->type == VG_CMD_HISTORY_SAMPLES) {
+        return fsm_apply_history_samples(f, index, cmd);
     }
     body = json_loadb(cmd->body, cmd->body_len, JSON_REJECT_DUPLICATES, &jerr);
     if (!json_is_object(body)) {

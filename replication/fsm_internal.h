@@ -85,6 +85,10 @@ bool fsm_time_ok(json_t *v);
 #define FSM_ARCHIVE_NAME_MAX 64
 #define FSM_ARCHIVES_MAX 1024
 
+/* archive.c: VG_CMD_HISTORY_SAMPLES (binary). */
+int fsm_apply_history_samples(struct vg_repl_fsm *f, uint64_t index,
+                              const struct vg_cmd *cmd);
+
 /* retention.c: VG_CMD_RETENTION_CUT. */
 int fsm_apply_retention_cut(struct vg_repl_fsm *f, uint64_t index,
                             const struct vg_cmd *cmd, json_t *body);
@@ -99,6 +103,10 @@ int fsm_apply_alarm_state(struct vg_repl_fsm *f, uint64_t index,
                           const struct vg_cmd *cmd, json_t *body);
 int fsm_apply_alarm_changes(struct vg_repl_fsm *f, uint64_t index,
                             const struct vg_cmd *cmd);
+
+/* alarm_changes.c: N bytes at S are UTF-8 as RFC 3629 has it, without NUL
+ * (what a JSON string decoded by jansson holds). */
+bool fsm_utf8_ok(const unsigned char *s, size_t n);
 
 /* alarm_changes.c: the changes of an ALARM_STATE body into OUT (whose
  * strings borrow from BODY; OUT->json stays NULL). As

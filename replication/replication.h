@@ -51,6 +51,7 @@ enum vg_cmd_type {
     VG_CMD_AUDIT = 12,     /* an audit record of its own, see below */
     VG_CMD_ARCHIVE_CLASSES = 13, /* which archive each tag belongs to */
     VG_CMD_ALARM_CHANGES = 14, /* ALARM_STATE in binary form, see below */
+    VG_CMD_HISTORY_SAMPLES = 15, /* HISTORY_BATCH in binary form, see below */
     VG_CMD_TYPE_MAX
 };
 
@@ -113,6 +114,16 @@ enum vg_cmd_type {
  * RETENTION_CUT applied; a sample at exactly the watermark is kept).
  * Outcome VG_OK (also when every sample was ignored), or VG_EINVAL for any
  * malformed part (then nothing of the batch is stored).
+ *
+ * Body of VG_CMD_HISTORY_SAMPLES: the same batch without JSON and base64,
+ * which were a sixth of its apply on every node and of its making on the
+ * leader; stored exactly as HISTORY_BATCH. Little endian:
+ *   u64 t0        as above
+ *   u32 n_tags    1..65536, then n_tags names: u16 length (1..256), that
+ *                 many bytes of UTF-8 without NUL; distinct
+ *   the samples   the rest of the body: N >= 1 packed samples as above
+ *                 (a whole number of them, at most VG_HISTORY_BATCH_MAX).
+ * Outcome as HISTORY_BATCH.
  *
  * Body of VG_CMD_RETENTION_CUT (JSON object), at least one of:
  *   before_ms          integer, 0 <= before_ms < 2^53: deletes every

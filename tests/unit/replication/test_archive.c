@@ -1391,12 +1391,157 @@ static void test_cut_journal_and_audit(void **state)
     assert_int_equal(sql_int(f, "SELECT count(*) FROM audit"), 6);
 }
 
+/* ---- the binary form (HISTORY_SAMPLES) ------------------------------------ */
+
+/* The HISTORY_SAMPLES body of the same batch as batch_body, into *LEN. */
+static unsigned char *samples_body(uint64_t t0, const char *const *names,
+                                   size_t n_names, const struct smp *s, size_t n,
+                                   size_t *len)
+{
+    size_t names_len = 0;
+    unsigned char *b, *o;
+    for (size_t i = 0; i < n_names; i++) {
+        names_len += 2 + strlen(names[i]);
+    }
+    *len = 12 + names_len + n * VG_HISTORY_SAMPLE_SIZE;
+    b = malloc(*len);
+    assert_non_null(b);
+    for (int i = 0; i < 8; i++) {
+        b[i] = (unsigned char)(t0 >> (8 * i));
+    }
+    for (int i = 0; i < 4; i++) {
+        b[8 + i] = (unsigned char)(n_names >> (8 * i));
+    }
+    o = b + 12;
+    for (size_t i = 0; i < n_names; i++) {
+        size_t nl = strlen(names[i]);
+        o[0] = (unsigned char)nl;
+        o[1] = (unsigned char)(nl >> 8);
+        memcpy(o + 2, names[i], nl);
+        o += 2 + nl;
+    }
+    for (size_t i = 0; i < n; i++, o += VG_HISTORY_SAMPLE_SIZE) {
+        pack(o, s[i].tag, (uint32_t)(s[i].t - t0), s[i].v, s[i].bad);
+    }
+    return b;
+}
+
+/* Apply the binary body B (LEN bytes) to F; returns the outcome. */
+static int apply_samples(struct fx *x, struct vg_repl_fsm *f,
+                         const unsigned char *b, size_t len)
+{
+    struct vg_cmd cmd = {.type = VG_CMD_HISTORY_SAMPLES, .term = 2,
+                         .time_ms = x->time_ms++, .proposer = 1,
+                         .body = (const char *)b, .body_len = (uint32_t)len};
+    struct raft_buffer buf;
+    int outcome;
+    assert_int_equal(vg_cmd_encode(&cmd, &buf), VG_OK);
+    outcome = apply_buf(f, &buf);
+    raft_free(buf.base);
+    return outcome;
+}
+
+/* The same batches applied as JSON to one replica and in binary to the
+ * other store the same samples: equal digests, equal rows. */
+static void test_binary_batch_same_as_json(void **state)
+{
+    struct fx *x = *state;
+    static const char *const names[] = {"a", "b\xc3\xa4r", "c.d"};
+    const struct smp s[] = {
+        {0, 1000, 1.5, 0}, {1, 1000, -2.25, 0}, {2, 1001, 0.0, 1},
+        {0, 1002, 3.0, 0}, {0, 1002, 99.0, 0}, /* same (tag, t): first wins */
+        {1, 1500, -0.0, 0}, {2, 5000, 1e300, 0},
+    };
+    size_t len;
+    unsigned char *b = samples_body(1000, names, 3, s, 7, &len);
+    char *body = batch_body(1000, names, 3, s, 7);
+
+    assert_int_equal(apply_cmd(x, &x->a, VG_CMD_HISTORY_BATCH, body), VG_OK);
+    assert_int_equal(apply_samples(x, &x->b, b, len), VG_OK);
+    assert_int_equal(sql_int(&x->b, "SELECT count(*) FROM archive_samples"), 6);
+    assert_same_digest(&x->a, &x->b);
+    assert_summary_consistent(&x->b);
+    {
+        json_t *raw = raw_of(&x->b, "a", 0, 10000, 100);
+        assert_int_equal(json_array_size(json_object_get(raw, "samples")), 2);
+        assert_sample(json_array_get(json_object_get(raw, "samples"), 1), 1002, 3.0, 0);
+        json_decref(raw);
+    }
+    free(body);
+    free(b);
+}
+
+/* Every malformed binary batch is refused whole, and nothing is stored. */
+static void test_binary_batch_malformed(void **state)
+{
+    struct fx *x = *state;
+    static const char *const names[] = {"a", "b"};
+    const struct smp s[] = {{0, 100, 1.0, 0}, {1, 101, 2.0, 0}};
+    size_t len;
+    unsigned char *good = samples_body(100, names, 2, s, 2, &len);
+    unsigned char bad[128];
+    assert_true(len + 1 <= sizeof bad);
+
+    /* Every proper prefix: truncated names, a partial sample, or none; not
+     * the one that ends after the first sample, which is a valid batch. */
+    for (size_t cut_at = 0; cut_at < len; cut_at++) {
+        if (cut_at == len - VG_HISTORY_SAMPLE_SIZE) {
+            continue;
+        }
+        memcpy(bad, good, cut_at);
+        assert_int_equal(apply_samples(x, &x->a, bad, cut_at), VG_EINVAL);
+    }
+    /* A trailing partial sample. */
+    memcpy(bad, good, len);
+    bad[len] = 0;
+    assert_int_equal(apply_samples(x, &x->a, bad, len + 1), VG_EINVAL);
+    /* t0 at 2^53. */
+    memcpy(bad, good, len);
+    bad[6] = 0x20;
+    assert_int_equal(apply_samples(x, &x->a, bad, len), VG_EINVAL);
+    /* No tags; more tags than the body holds. */
+    memcpy(bad, good, len);
+    bad[8] = 0;
+    assert_int_equal(apply_samples(x, &x->a, bad, len), VG_EINVAL);
+    bad[8] = 3;
+    assert_int_equal(apply_samples(x, &x->a, bad, len), VG_EINVAL);
+    /* An empty name; a name with NUL; invalid UTF-8; the same name twice. */
+    memcpy(bad, good, len);
+    bad[12] = 0;
+    assert_int_equal(apply_samples(x, &x->a, bad, len), VG_EINVAL);
+    memcpy(bad, good, len);
+    bad[14] = '\0';
+    assert_int_equal(apply_samples(x, &x->a, bad, len), VG_EINVAL);
+    bad[14] = (char)0xC3;
+    assert_int_equal(apply_samples(x, &x->a, bad, len), VG_EINVAL);
+    bad[14] = 'b';
+    assert_int_equal(apply_samples(x, &x->a, bad, len), VG_EINVAL);
+    /* A sample of a tag index past the names; a non-finite value; bad 2. */
+    memcpy(bad, good, len);
+    bad[12 + 6] = 2;
+    assert_int_equal(apply_samples(x, &x->a, bad, len), VG_EINVAL);
+    memcpy(bad, good, len);
+    memset(bad + 12 + 6 + 8, 0xFF, 8);
+    assert_int_equal(apply_samples(x, &x->a, bad, len), VG_EINVAL);
+    memcpy(bad, good, len);
+    bad[12 + 6 + 16] = 2;
+    assert_int_equal(apply_samples(x, &x->a, bad, len), VG_EINVAL);
+
+    assert_int_equal(sql_int(&x->a, "SELECT count(*) FROM archive_samples"), 0);
+    assert_int_equal(apply_samples(x, &x->a, good, len), VG_OK);
+    assert_int_equal(sql_int(&x->a, "SELECT count(*) FROM archive_samples"), 2);
+    free(good);
+}
+
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_batch_read_back_raw),
+        T(test_binary_batch_same_as_json),
+        T(test_binary_batch_malformed),
         T(test_raw_paging),
         T(test_duplicate_first_wins_counted_once),
         T(test_duplicates_in_large_batches),
