@@ -31,7 +31,9 @@ Prints one JSON object per measurement:
   {"bench":"archive_sustained", "seconds":…, "offered_per_s":…,
    "committed_per_s":…, "follower_applied_per_s":…, "dropped":…}
       the leader's committed samples (history_info) and a follower's stored
-      samples over the measuring window.
+      samples over the measuring window; same_term whether the measured
+      node led in one term throughout (else the figures mean little), and
+      loop_max_ms its longest loop iteration over the last 10 s.
 
 Machines are shared and noisy: compare medians of several runs.
 
@@ -188,9 +190,11 @@ def archive_bench(args, addr, follower, cluster):
         rec = subprocess.Popen(["perf", "record", "--call-graph", "dwarf", "-F", "999",
                                 "-o", os.path.join(args.perf, "archive.data"), "-p", pids],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    term0 = vc.call(addr, {"type": "status"}, timeout=5).get("term")
     i0, f0, t0 = info(addr), info(follower.client_address), time.monotonic()
     time.sleep(args.seconds)
     i1, f1, t1 = info(addr), info(follower.client_address), time.monotonic()
+    st1 = vc.call(addr, {"type": "status"}, timeout=5)
     if rec is not None:
         rec.send_signal(signal.SIGINT)
         rec.wait(timeout=60)
@@ -201,7 +205,9 @@ def archive_bench(args, addr, follower, cluster):
         "offered_per_s": round((i1["archived"] - i0["archived"]) / dt),
         "committed_per_s": round((i1["committed"] - i0["committed"]) / dt),
         "follower_applied_per_s": round((f1["samples"] - f0["samples"]) / dt),
-        "dropped": i1["dropped"], "failed_batches": i1["failed_batches"]}))
+        "dropped": i1["dropped"], "failed_batches": i1["failed_batches"],
+        "same_term": st1.get("term") == term0 and bool(st1.get("ready")),
+        "loop_max_ms": st1.get("loop", {}).get("max_ms")}))
     sys.stdout.flush()
 
 
