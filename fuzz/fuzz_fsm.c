@@ -3,9 +3,11 @@
  * actions.c): the apply of command bodies shaped by the outside, as a
  * leader that trusted a client, a PLC or a bug would commit them.
  *
- * Input layout: byte 0 selects the command type (byte 0 % 8, in the order
+ * Input layout: byte 0 selects the command type (byte 0 % 10, in the order
  * ALARM_STATE, HISTORY_BATCH, RETENTION_CUT, AUDIT, SETPOINT,
- * SETPOINT_RESULT, PUT, ARCHIVE_CLASSES); the rest is the JSON body. Each input is encoded
+ * SETPOINT_RESULT, PUT, ARCHIVE_CLASSES, ALARM_CHANGES, HISTORY_SAMPLES);
+ * the rest is the body: JSON, but binary for ALARM_CHANGES and
+ * HISTORY_SAMPLES. Each input is encoded
  * as a command (term 1, fixed wall time, proposer 1) and handed to the
  * fsm's apply, as libraft would, on one database that lives across inputs
  * (so an input meets the state its predecessors left: a SETPOINT_RESULT can
@@ -20,10 +22,12 @@
  *   - the outcome is VG_OK, VG_REPL_UNCHANGED, VG_EINVAL or
  *     VG_EUNSUPPORTED;
  *   - a rejection, and an "unchanged", leaves the state digest as it was;
- *   - after an accepted ALARM_STATE the alarm states and the journal can be
- *     read and are well formed;
- *   - after an accepted HISTORY_BATCH the raw and the aggregated history of
- *     the batch's first tag over [0, 2^53) can be read and are well formed
+ *   - after an accepted ALARM_STATE or ALARM_CHANGES the alarm states and
+ *     the journal can be read and are well formed, and the restore's scan
+ *     reads every stored state (none is unreadable);
+ *   - after an accepted HISTORY_BATCH or HISTORY_SAMPLES the raw and the
+ *     aggregated history of the batch's first tag over [0, 2^53) can be
+ *     read and are well formed
  *     (samples of 3 values, buckets of 8, in time order);
  *   - after an accepted HISTORY_BATCH or RETENTION_CUT, archive_summary
  *     holds the number and the hash sum of the stored samples (the digest
@@ -31,9 +35,9 @@
  *     agrees with it; after a RETENTION_CUT or ARCHIVE_CLASSES the marks
  *     and the assignment can be read, marks are times below 2^53 and every
  *     tag's archive a name of 1..64 bytes;
- *   - after an accepted AUDIT, SETPOINT or ALARM_STATE the audit trail, and
- *     after an accepted SETPOINT or SETPOINT_RESULT the action log, can be
- *     read and are well formed.
+ *   - after an accepted AUDIT, SETPOINT, ALARM_STATE or ALARM_CHANGES the
+ *     audit trail, and after an accepted SETPOINT or SETPOINT_RESULT the
+ *     action log, can be read and are well formed.
  * Any failed check aborts, which libFuzzer reports as a crash. */
 #include <errno.h>
 #include <math.h>
@@ -67,7 +71,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *input, size_t input_size);
 static const unsigned types[] = {
     VG_CMD_ALARM_STATE, VG_CMD_HISTORY_BATCH,  VG_CMD_RETENTION_CUT,
     VG_CMD_AUDIT,       VG_CMD_SETPOINT,       VG_CMD_SETPOINT_RESULT,
-    VG_CMD_PUT,         VG_CMD_ARCHIVE_CLASSES,
+    VG_CMD_PUT,         VG_CMD_ARCHIVE_CLASSES, VG_CMD_ALARM_CHANGES,
+    VG_CMD_HISTORY_SAMPLES,
 };
 #define N_TYPES (sizeof types / sizeof types[0])
 
@@ -130,6 +135,18 @@ static void digest_of(unsigned char out[VG_DIGEST_SIZE])
 
 /* ------------------------------------------------------------ alarms */
 
+/* A stored state the restore's scan cannot read would leave a new leader
+ * without that alarm's state: apply stores only states it checked. */
+static bool scan_cb(void *data, const struct vg_repl_alarm_row *row)
+{
+    (void)data;
+    CHECK(row->alarm != NULL && row->alarm[0] != '\0');
+    CHECK(row->readable);
+    CHECK(vg_repl_alarm_status_code(row->status) >= 0);
+    CHECK(row->priority >= 0 && row->priority <= 4);
+    return true;
+}
+
 static void check_alarms(void)
 {
     struct vg_repl_journal_query q = {.limit = 10};
@@ -144,6 +161,8 @@ static void check_alarms(void)
         CHECK(json_is_integer(json_object_get(e, "index")));
     }
     json_decref(states);
+    CHECK(vg_repl_fsm_alarm_states_scan(&g.f, NULL, SIZE_MAX, scan_cb, NULL,
+                                        NULL) == VG_OK);
 
     CHECK(vg_repl_fsm_alarm_journal(&g.f, &q, &journal) == VG_OK);
     CHECK(json_is_array(json_object_get(journal, "entries")));
@@ -312,15 +331,31 @@ static void check_sample(json_t *s)
           json_integer_value(json_array_get(s, 2)) == 1);
 }
 
-static void check_history(const char *body, size_t len)
+static void check_history(const char *body, size_t len, bool binary)
 {
-    json_t *b = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
-    const char *tag = json_string_value(json_array_get(json_object_get(b, "tags"), 0));
+    json_t *b = NULL;
+    const char *tag = NULL;
+    char name[257];
     json_t *out = NULL, *e, *before;
     json_int_t prev = -1;
     size_t i;
 
-    /* Accepted, so the body is an object with a non-empty tags array. */
+    /* Accepted, so the body has a first tag: in the JSON form the first of
+     * a non-empty tags array, in the binary one the first name after t0 and
+     * the count (u16 length, 1..256 bytes). */
+    if (binary) {
+        const unsigned char *p = (const unsigned char *)body;
+        size_t nl;
+        CHECK(len >= 14);
+        nl = (size_t)p[12] | ((size_t)p[13] << 8);
+        CHECK(nl >= 1 && nl <= 256 && 14 + nl <= len);
+        memcpy(name, p + 14, nl);
+        name[nl] = '\0';
+        tag = name;
+    } else {
+        b = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
+        tag = json_string_value(json_array_get(json_object_get(b, "tags"), 0));
+    }
     CHECK(tag != NULL);
 
     if (vg_repl_fsm_history_raw(&g.f, tag, 0, TIME_END, 1000, &out) != VG_OK) {
@@ -429,6 +464,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *input, size_t input_size)
     }
     switch (type) {
     case VG_CMD_ALARM_STATE:
+    case VG_CMD_ALARM_CHANGES:
         check_alarms();
         check_audit();
         break;
@@ -443,7 +479,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *input, size_t input_size)
         check_actions();
         break;
     case VG_CMD_HISTORY_BATCH:
-        check_history(cmd.body, cmd.body_len);
+    case VG_CMD_HISTORY_SAMPLES:
+        check_history(cmd.body, cmd.body_len, type == VG_CMD_HISTORY_SAMPLES);
         check_summary();
         break;
     case VG_CMD_RETENTION_CUT:
