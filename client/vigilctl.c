@@ -1340,7 +1340,12 @@ static int cmd_status(struct vg_client *c, const struct opts *o)
                 row[2] = nd->addr;
                 row[3] = m != NULL ? vg_proto_get_str(m, "role", NULL) : NULL;
                 row[4] = "unreachable";
-                row[5] = row[6] = row[7] = row[8] = row[9] = row[10] = NULL;
+                row[5] = row[6] = row[7] = row[8] = row[9] = NULL;
+                /* What the member last told the leader (its members[] carry
+                 * it), since the member itself does not answer. */
+                row[10] = m != NULL ? vg_proto_get_str(json_object_get(m, "consistency"),
+                                                       "verdict", NULL)
+                                    : NULL;
             }
             table_add(&t, row);
         }

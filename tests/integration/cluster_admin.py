@@ -417,6 +417,16 @@ def admin(vigild, ctl):
         causes = [x["cause"] for x in reversed(j.get("entries", []))]
         ok(causes == ["raised", "cleared", "acked"],
            "the journal of %s: %s" % (replica, causes))
+        # A member that does not answer: the text status shows the verdict
+        # it last reported to the leader.
+        f.kill()
+        env = dict(os.environ)
+        env["VIGIL_CLUSTER"] = ",".join(n.client_address for n in cluster.nodes)
+        rc, out, err = run([ctl, "cluster", "status"], env=env, timeout=30)
+        row = [line for line in out.splitlines() if "unreachable" in line]
+        ok(len(row) == 1 and row[0].split()[-1] == "ok",
+           "vigilctl cluster status shows the stopped node %d unreachable with "
+           "the verdict it last reported: %s" % (f.id, row))
         station.close()
         # Shutdown with its peer connections open: a clean stop (under ASan
         # a leak would make the exit status non-zero).
