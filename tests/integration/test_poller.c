@@ -39,6 +39,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "loop_wait.h"
 #include <uv.h>
 
 #include "plc.h"
@@ -94,60 +96,13 @@ static uint64_t now_ms(void)
     return vg_now_mono_ms();
 }
 
-struct waiter {
-    bool (*done)(void *);
-    void *arg;
-    bool timed_out;
-};
-
-static void deadline_cb(uv_timer_t *t)
-{
-    ((struct waiter *)t->data)->timed_out = true;
-}
-
-static void check_cb(uv_timer_t *t)
-{
-    (void)t; /* wakes uv_run so that the predicate is looked at */
-}
-
-/* Run the loop until DONE(ARG) or TIMEOUT_MS. Returns DONE(ARG). */
+/* Run the loop until DONE(ARG) or TIMEOUT_MS (tests/support/loop_wait.h). */
 static bool run_until(struct fixture *f, bool (*done)(void *), void *arg,
                       unsigned timeout_ms)
 {
-    struct waiter w = {done, arg, false};
-    uv_timer_t deadline, check;
-
-    uv_timer_init(&f->loop, &deadline);
-    uv_timer_init(&f->loop, &check);
-    deadline.data = check.data = &w;
-    uv_timer_start(&deadline, deadline_cb, timeout_ms, 0);
-    uv_timer_start(&check, check_cb, 5, 5);
-    while (!done(arg) && !w.timed_out)
-        uv_run(&f->loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&deadline, NULL);
-    uv_close((uv_handle_t *)&check, NULL);
-    uv_run(&f->loop, UV_RUN_NOWAIT);
-    return done(arg);
+    return loop_run_until(&f->loop, done, arg, timeout_ms);
 }
 
-static bool never(void *arg)
-{
-    (void)arg;
-    return false;
-}
-
-static int free_port(void)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
 
 /* A listener that accepts nothing: connects succeed (up to its backlog),
  * requests are never answered. */
@@ -394,7 +349,7 @@ static int group_setup(void **state)
     assert_non_null(mkdtemp(f->tmp));
     snprintf(f->log_path, sizeof(f->log_path), "%s/writes.jsonl", f->tmp);
     f->sim_err = -1;
-    f->port = free_port();
+    f->port = loop_free_port();
     sim_start(f);
     *state = f;
     return 0;
@@ -705,16 +660,16 @@ static void test_write_not_sent_late(void **state)
     before = read_log(f->log_path, log, 64);
 
     assert_int_equal(kill(f->sim, SIGSTOP), 0);
-    run_until(f, never, NULL, 100 + (unsigned)pr->plcs[f->plc].poll_ms);
+    run_until(f, loop_never, NULL, 100 + (unsigned)pr->plcs[f->plc].poll_ms);
     assert_int_equal(vg_plc_poller_write(&w.p, (uint32_t)sp, 12.5, 2, 9,
                                          write_cb, &w, errmsg), 0);
-    run_until(f, never, NULL, 150);
+    run_until(f, loop_never, NULL, 150);
     assert_int_equal(kill(f->sim, SIGCONT), 0);
     assert_true(run_until(f, write_done, &w, 3000));
     assert_int_equal(w.write_status, VG_ETIMEDOUT);
     assert_non_null(strstr(w.write_err, "not sent within 100 ms"));
     assert_true(status(&w).connected);
-    run_until(f, never, NULL, 200);
+    run_until(f, loop_never, NULL, 200);
     after = read_log(f->log_path, log, 64);
     assert_int_equal(after, before);
     printf("# late write: %s\n", w.write_err);
@@ -813,7 +768,7 @@ static void test_stop_while_blocked(void **state)
     /* A read blocked: connected, the first request never answered. */
     watch_start(f, &w, port);
     assert_true(run_until(f, connected, &w, 3000));
-    run_until(f, never, NULL, 100);
+    run_until(f, loop_never, NULL, 100);
     struct vg_plc_poller_status st = status(&w);
     assert_true(st.connected && st.cycles == 0 && st.comm_failures == 0);
     unsigned stop_read = watch_stop(f, &w);
@@ -833,7 +788,7 @@ static void test_stop_while_blocked(void **state)
     watch_start(f, &c, port);
     struct attempts_arg aa = {&c, 1};
     assert_true(run_until(f, has_attempts, &aa, 3000));
-    run_until(f, never, NULL, 200);
+    run_until(f, loop_never, NULL, 200);
     bool was_connected = status(&c).connected;
     unsigned stop_connect = watch_stop(f, &c);
     assert_true(stop_connect < 1000);
@@ -842,7 +797,7 @@ static void test_stop_while_blocked(void **state)
     close(lfd);
 
     /* Backing off: nothing listens on the port. */
-    watch_start(f, &b, free_port());
+    watch_start(f, &b, loop_free_port());
     struct attempts_arg ab = {&b, 3};
     assert_true(run_until(f, has_attempts, &ab, 3000));
     unsigned stop_backoff = watch_stop(f, &b);

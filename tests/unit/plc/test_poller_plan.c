@@ -42,6 +42,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "loop_wait.h"
 #include <uv.h>
 
 #include "plc.h"
@@ -96,60 +98,13 @@ static uint64_t now_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-struct waiter {
-    bool (*done)(void *);
-    void *arg;
-    bool timed_out;
-};
-
-static void deadline_cb(uv_timer_t *t)
-{
-    ((struct waiter *)t->data)->timed_out = true;
-}
-
-static void check_cb(uv_timer_t *t)
-{
-    (void)t; /* wakes uv_run so that the predicate is looked at */
-}
-
-/* Run the loop until DONE(ARG) or TIMEOUT_MS. Returns DONE(ARG). */
+/* Run the loop until DONE(ARG) or TIMEOUT_MS (tests/support/loop_wait.h). */
 static bool run_until(struct fixture *f, bool (*done)(void *), void *arg,
                       unsigned timeout_ms)
 {
-    struct waiter w = {done, arg, false};
-    uv_timer_t deadline, check;
-
-    uv_timer_init(&f->loop, &deadline);
-    uv_timer_init(&f->loop, &check);
-    deadline.data = check.data = &w;
-    uv_timer_start(&deadline, deadline_cb, timeout_ms, 0);
-    uv_timer_start(&check, check_cb, 5, 5);
-    while (!done(arg) && !w.timed_out)
-        uv_run(&f->loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&deadline, NULL);
-    uv_close((uv_handle_t *)&check, NULL);
-    uv_run(&f->loop, UV_RUN_NOWAIT);
-    return done(arg);
+    return loop_run_until(&f->loop, done, arg, timeout_ms);
 }
 
-static bool never(void *arg)
-{
-    (void)arg;
-    return false;
-}
-
-static int free_port(void)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
 
 static void write_file(const char *dir, const char *name, const char *text)
 {
@@ -335,7 +290,7 @@ static bool watch_stop(struct fixture *f, struct watch *w)
     vg_plc_poller_stop(&w->p, closed_cb);
     bool planned = status(w).planned;
     assert_true(run_until(f, is_closed, w, 10000));
-    run_until(f, never, NULL, 20); /* a second close callback would be late */
+    run_until(f, loop_never, NULL, 20); /* a second close callback would be late */
     assert_int_equal(w->closed_calls, 1);
     assert_null(w->p.impl);
     return planned;
@@ -356,7 +311,7 @@ static int group_setup(void **state)
     snprintf(f->dir, sizeof(f->dir), "/tmp/vigil-plan-XXXXXX");
     assert_non_null(mkdtemp(f->dir));
     snprintf(f->log_path, sizeof(f->log_path), "%s/writes.jsonl", f->dir);
-    f->port = free_port();
+    f->port = loop_free_port();
     project_write(f);
 
     assert_int_equal(vg_project_files_read_dir(&f->fs, f->dir, errmsg), 0);
@@ -521,7 +476,7 @@ static void test_stop_while_planning(void **state)
         assert_int_equal(vg_plc_poller_write(&w[i].p, (uint32_t)f->coil, 1, 3,
                                              12, write_cb, &w[i], errmsg), 0);
         if (delay_ms[i] > 0)
-            run_until(f, never, NULL, delay_ms[i]);
+            run_until(f, loop_never, NULL, delay_ms[i]);
         uint64_t t0 = now_us();
         bool planned = watch_stop(f, &w[i]);
         uint64_t closed_ms = (w[i].closed_us - t0) / 1000;
