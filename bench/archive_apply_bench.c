@@ -77,34 +77,23 @@ static int encode_batch(uint64_t t0, json_t *names, const unsigned char *raw,
     int rv;
 
     if (binary) {
-        size_t names_len = 0, k = json_array_size(names);
-        unsigned char *b, *o;
-        for (size_t i = 0; i < k; i++) {
-            names_len += 2 + json_string_length(json_array_get(names, i));
-        }
-        b = malloc(12 + names_len + len);
-        if (b == NULL) {
+        size_t k = json_array_size(names), blen;
+        const char **v = malloc(k * sizeof *v);
+        unsigned char *b = NULL;
+        if (v == NULL) {
             return VG_ENOMEM;
         }
-        for (int i = 0; i < 8; i++) {
-            b[i] = (unsigned char)(t0 >> (8 * i));
-        }
-        for (int i = 0; i < 4; i++) {
-            b[8 + i] = (unsigned char)(k >> (8 * i));
-        }
-        o = b + 12;
         for (size_t i = 0; i < k; i++) {
-            json_t *v = json_array_get(names, i);
-            size_t nl = json_string_length(v);
-            o[0] = (unsigned char)nl;
-            o[1] = (unsigned char)(nl >> 8);
-            memcpy(o + 2, json_string_value(v), nl);
-            o += 2 + nl;
+            v[i] = json_string_value(json_array_get(names, i));
         }
-        memcpy(o, raw, len);
+        rv = vg_repl_history_samples_body(t0, v, k, raw, n, &b, &blen);
+        free(v);
+        if (rv != VG_OK) {
+            return rv;
+        }
         cmd.type = VG_CMD_HISTORY_SAMPLES;
         cmd.body = (const char *)b;
-        cmd.body_len = (uint32_t)(12 + names_len + len);
+        cmd.body_len = (uint32_t)blen;
         rv = vg_cmd_encode(&cmd, out);
         free(b);
         return rv;

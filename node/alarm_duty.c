@@ -1891,10 +1891,11 @@ void node_alarms_applied(struct node *n, uint64_t index, const struct vg_cmd *cm
     for (struct conn *c = n->conns; c != NULL && !any; c = c->next) {
         any = c->alarm_sub != NULL;
     }
-    if (!any || vg_repl_alarm_changes_decode(cmd, &changes, NULL) != VG_OK) {
-        if (any) {
-            vg_repl_alarm_changes_free(&changes);
-        }
+    if (!any) {
+        return;
+    }
+    if (vg_repl_alarm_changes_decode(cmd, &changes, NULL) != VG_OK) {
+        vg_repl_alarm_changes_free(&changes);
         return; /* applied, so it decodes; unless out of memory */
     }
     /* Each entry is built once, on demand, and shared by the subscribers. */

@@ -202,68 +202,42 @@ static void batch_cb(struct vg_repl_proposal *p, int status, uint64_t index,
     free(p);
 }
 
-static void put_le(unsigned char *o, uint64_t v, int bytes)
-{
-    for (int b = 0; b < bytes; b++) {
-        o[b] = (unsigned char)(v >> (8 * b));
-    }
-}
-
 /* Propose up to ARCHIVE_BATCH_MAX buffered samples as one HISTORY_SAMPLES
- * command (replication.h): t0, the names of the tags they refer to, then
- * the packed samples. */
+ * command (replication.h): t0, the names of the tags they refer to (each
+ * numbered by its first sample), then the packed samples. */
 static void flush_batch(struct node *n, struct archive_duty *d)
 {
     size_t k = d->n < ARCHIVE_BATCH_MAX ? d->n : ARCHIVE_BATCH_MAX;
     uint64_t t0 = UINT64_MAX;
-    size_t names_len = 0, n_tags = 0, len;
-    unsigned char *body = NULL, *o;
-    struct batch_prop *bp;
+    size_t n_tags = 0, len;
+    const char **names = malloc(k * sizeof *names);
+    unsigned char *packed = malloc(k * VG_HISTORY_SAMPLE_SIZE), *body = NULL;
+    struct batch_prop *bp = calloc(1, sizeof *bp);
     int rv;
 
-    d->batch_no++;
-    for (size_t i = 0; i < k; i++) {
-        const struct sample *s = &d->buf[i];
-        if (s->t_ms < t0) {
-            t0 = s->t_ms;
-        }
-        if (d->batch_stamp[s->tag] != d->batch_no) {
-            d->batch_stamp[s->tag] = d->batch_no;
-            d->batch_index[s->tag] = (uint32_t)n_tags++;
-            names_len += 2 + strlen(d->pr->tags[s->tag].name);
-        }
-    }
-    len = 12 + names_len + k * VG_HISTORY_SAMPLE_SIZE;
-    body = malloc(len);
-    bp = calloc(1, sizeof *bp);
-    if (body == NULL || bp == NULL) {
+    if (names == NULL || packed == NULL || bp == NULL) {
         goto fail;
     }
-    put_le(body, t0, 8);
-    put_le(body + 8, n_tags, 4);
-    /* Names in the order their indexes were given: a second pass over the
-     * samples meets every tag's first sample in the same order. */
-    o = body + 12;
     d->batch_no++;
     for (size_t i = 0; i < k; i++) {
-        uint32_t tag = d->buf[i].tag;
-        if (d->batch_stamp[tag] != d->batch_no) {
-            const char *name = d->pr->tags[tag].name;
-            size_t nl = strlen(name);
-            d->batch_stamp[tag] = d->batch_no;
-            put_le(o, nl, 2);
-            memcpy(o + 2, name, nl);
-            o += 2 + nl;
+        if (d->buf[i].t_ms < t0) {
+            t0 = d->buf[i].t_ms;
         }
     }
-    for (size_t i = 0; i < k; i++, o += VG_HISTORY_SAMPLE_SIZE) {
+    for (size_t i = 0; i < k; i++) {
         const struct sample *s = &d->buf[i];
-        uint64_t bits;
-        memcpy(&bits, &s->value, 8);
-        put_le(o, d->batch_index[s->tag], 4);
-        put_le(o + 4, (uint32_t)(s->t_ms - t0), 4);
-        put_le(o + 8, bits, 8);
-        o[16] = s->bad;
+        if (d->batch_stamp[s->tag] != d->batch_no) {
+            d->batch_stamp[s->tag] = d->batch_no;
+            d->batch_index[s->tag] = (uint32_t)n_tags;
+            names[n_tags++] = d->pr->tags[s->tag].name;
+        }
+        vg_repl_history_sample_pack(packed + i * VG_HISTORY_SAMPLE_SIZE,
+                                    d->batch_index[s->tag], (uint32_t)(s->t_ms - t0),
+                                    s->value, s->bad);
+    }
+    if (vg_repl_history_samples_body(t0, names, n_tags, packed, k, &body, &len) !=
+        VG_OK) {
+        goto fail;
     }
     bp->p.data = d;
     bp->samples = k;
@@ -279,6 +253,8 @@ fail:
      * could not even be made will not succeed on a retry either). */
     memmove(d->buf, d->buf + k, (d->n - k) * sizeof *d->buf);
     d->n -= k;
+    free(names);
+    free(packed);
     free(body);
     free(bp);
 }

@@ -116,6 +116,60 @@ static void put_u64(unsigned char *p, uint64_t v)
     }
 }
 
+void vg_repl_history_sample_pack(unsigned char *p, uint32_t tag, uint32_t dt,
+                                 double value, bool bad)
+{
+    uint64_t bits;
+    memcpy(&bits, &value, sizeof bits);
+    for (int i = 0; i < 4; i++) {
+        p[i] = (unsigned char)(tag >> (8 * i));
+        p[4 + i] = (unsigned char)(dt >> (8 * i));
+    }
+    put_u64(p + 8, bits);
+    p[16] = bad ? 1 : 0;
+}
+
+int vg_repl_history_samples_body(uint64_t t0, const char *const *names,
+                                 size_t n_tags, const unsigned char *packed,
+                                 size_t n, unsigned char **out, size_t *out_len)
+{
+    size_t len = 12, raw = n * VG_HISTORY_SAMPLE_SIZE;
+    unsigned char *b, *o;
+
+    *out = NULL;
+    *out_len = 0;
+    if (n_tags < 1 || n_tags > TAGS_MAX || n < 1 || n > VG_HISTORY_BATCH_MAX) {
+        return VG_EINVAL;
+    }
+    for (size_t i = 0; i < n_tags; i++) {
+        size_t nl = strlen(names[i]);
+        if (nl < 1 || nl > TAG_MAX) {
+            return VG_EINVAL;
+        }
+        len += 2 + nl;
+    }
+    len += raw;
+    if ((b = malloc(len)) == NULL) {
+        return VG_ENOMEM;
+    }
+    put_u64(b, t0);
+    for (int i = 0; i < 4; i++) {
+        b[8 + i] = (unsigned char)(n_tags >> (8 * i));
+    }
+    o = b + 12;
+    for (size_t i = 0; i < n_tags; i++) {
+        size_t nl = strlen(names[i]);
+        o[0] = (unsigned char)nl;
+        o[1] = (unsigned char)(nl >> 8);
+        memcpy(o + 2, names[i], nl);
+        o += 2 + nl;
+    }
+    memcpy(o, packed, raw);
+    *out = b;
+    *out_len = len;
+    return VG_OK;
+}
+
 struct sample {
     uint32_t tag;
     uint32_t dt;

@@ -160,6 +160,18 @@ enum vg_cmd_type {
  * stored one. Outcome VG_OK, VG_REPL_UNCHANGED (the same assignment), or
  * VG_EINVAL. */
 #define VG_HISTORY_SAMPLE_SIZE 17
+
+/* Pack one sample (the layout above) at P. */
+void vg_repl_history_sample_pack(unsigned char *p, uint32_t tag, uint32_t dt,
+                                 double value, bool bad);
+
+/* The body of a HISTORY_SAMPLES command: T0, the N_TAGS names (borrowed),
+ * then the N samples packed at PACKED (their tag numbers index NAMES), into
+ * *OUT (malloc'd, *OUT_LEN bytes). Returns VG_OK, VG_EINVAL (a count or a
+ * name length out of range) or VG_ENOMEM. Apply checks the rest. */
+int vg_repl_history_samples_body(uint64_t t0, const char *const *names,
+                                 size_t n_tags, const unsigned char *packed,
+                                 size_t n, unsigned char **out, size_t *out_len);
 #define VG_HISTORY_BATCH_MAX 300000
 
 /* Body of VG_CMD_ALARM_STATE (JSON object): changes of alarm states that the

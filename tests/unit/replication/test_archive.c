@@ -1456,6 +1456,34 @@ static void test_binary_batch_same_as_json(void **state)
     unsigned char *b = samples_body(1000, names, 3, s, 7, &len);
     char *body = batch_body(1000, names, 3, s, 7);
 
+    /* The library's encoder writes the documented layout, as this test's. */
+    {
+        unsigned char packed[7 * VG_HISTORY_SAMPLE_SIZE], *lib = NULL;
+        size_t lib_len = 0;
+        for (size_t i = 0; i < 7; i++) {
+            vg_repl_history_sample_pack(packed + i * VG_HISTORY_SAMPLE_SIZE, s[i].tag,
+                                        (uint32_t)(s[i].t - 1000), s[i].v, s[i].bad);
+        }
+        assert_int_equal(vg_repl_history_samples_body(1000, names, 3, packed, 7, &lib,
+                                                      &lib_len),
+                         VG_OK);
+        assert_int_equal(lib_len, len);
+        assert_memory_equal(lib, b, len);
+        free(lib);
+        assert_int_equal(vg_repl_history_samples_body(1000, names, 0, packed, 7, &lib,
+                                                      &lib_len),
+                         VG_EINVAL);
+        assert_int_equal(vg_repl_history_samples_body(1000, names, 3, packed, 0, &lib,
+                                                      &lib_len),
+                         VG_EINVAL);
+        {
+            const char *empty[] = {"a", ""};
+            assert_int_equal(vg_repl_history_samples_body(1000, empty, 2, packed, 1,
+                                                          &lib, &lib_len),
+                             VG_EINVAL);
+        }
+        assert_null(lib);
+    }
     assert_int_equal(apply_cmd(x, &x->a, VG_CMD_HISTORY_BATCH, body), VG_OK);
     assert_int_equal(apply_samples(x, &x->b, b, len), VG_OK);
     assert_int_equal(sql_int(&x->b, "SELECT count(*) FROM archive_samples"), 6);
