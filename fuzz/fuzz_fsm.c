@@ -121,6 +121,9 @@ static void db_open(void)
         fprintf(stderr, "vg_repl_fsm_open: %s\n", g.f.errmsg);
         abort();
     }
+    /* Small rounds, so that inputs of a few batches reach every state of
+     * the recent rows: between rounds, in one, and its end. */
+    vg_repl_fsm_archive_settle_limits(&g.f, 8, 3, 4);
     g.open = true;
     g.inputs = 0;
 }
@@ -277,26 +280,31 @@ static void check_retention(void)
     json_decref(classes);
 }
 
+struct fold {
+    uint64_t n, sum;
+};
+
+static int fold_sample(void *arg, const char *tag, size_t len, uint64_t t,
+                       double value, bool bad)
+{
+    struct fold *fo = arg;
+    fo->sum += row_hash(tag, len, t, value, bad);
+    fo->n++;
+    return VG_OK;
+}
+
+/* archive_summary holds the count and hash sum of every sample the archive
+ * holds, settled or recent. */
 static void check_summary(void)
 {
+    struct fold fo = {0};
     sqlite3_stmt *st;
-    uint64_t n = 0, sum = 0;
+    uint64_t n, sum;
     int rc;
 
-    CHECK(sqlite3_prepare_v2(g.f.db,
-                             "SELECT a.name, s.t, s.value, s.bad"
-                             " FROM archive_samples s"
-                             " JOIN archive_tags a ON a.id = s.tag",
-                             -1, &st, NULL) == SQLITE_OK);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        sum += row_hash((const char *)sqlite3_column_text(st, 0),
-                        (size_t)sqlite3_column_bytes(st, 0),
-                        (uint64_t)sqlite3_column_int64(st, 1),
-                        sqlite3_column_double(st, 2), sqlite3_column_int(st, 3));
-        n++;
-    }
-    CHECK(rc == SQLITE_DONE);
-    sqlite3_finalize(st);
+    CHECK(vg_repl_fsm_archive_each(&g.f, fold_sample, &fo) == VG_OK);
+    n = fo.n;
+    sum = fo.sum;
     CHECK(sqlite3_prepare_v2(g.f.db,
                              "SELECT samples, hash_sum FROM archive_summary"
                              " WHERE slot = 0",

@@ -5,21 +5,25 @@
  * Happy path of a batch: the whole body is validated first (time base, tag
  * names, base64, every packed sample), so that a malformed batch is rejected
  * before a single row is written. The tags that samples to be stored refer
- * to (not every name of the array) are then mapped to archive_tags ids (a new name gets max(id) + 1, the same on every
- * replica because ids are assigned in apply order), the samples are sorted
- * by (tag id, time, position in the batch) so that SQLite inserts walk the
- * (tag, t) B-tree from left to right instead of jumping between 1000 places
- * for every time step, and each is inserted with INSERT OR IGNORE: the first
- * sample of a (tag, time) wins, in the batch (the sort keeps batch order for
- * equal keys, and later equal ones are skipped) as across batches. Samples
- * newer than everything stored of their tag (nearly all of them) go 32 to a
- * statement; see store_rows.
+ * to (not every name of the array) are then mapped to archive_tags ids (a
+ * new name gets max(id) + 1, the same on every replica because ids are
+ * assigned in apply order), and the samples are sorted by (tag id, time,
+ * position in the batch). The first sample of a (tag, time) wins, in the
+ * batch (the sort keeps batch order for equal keys, and later equal ones
+ * are skipped) as across batches: rows_judge keeps a sample only if it is
+ * newer than everything the archive holds of its tag (nearly all of them,
+ * known from the tag cache) or, for a late one, if neither archive_samples
+ * nor the recent rows hold that (tag, time). The accepted samples are then
+ * staged as one archive_recent row and settled into archive_samples in
+ * rounds by archive_recent.c, which explains why; every query here reads
+ * both through one merged cursor, so the split never shows.
  *
  * The digest does not hash archive_samples row by row (millions of rows at
- * every checkpoint). Apply keeps archive_summary instead: the number of rows
- * and the wrapping 64-bit sum of a SipHash of each row, added for every row
- * that an insert really stored and subtracted for every row a retention cut
- * deletes. The row hash uses the tag's name rather than its id, and -0.0
+ * every checkpoint). Apply keeps archive_summary instead: the number of
+ * samples and the wrapping 64-bit sum of a SipHash of each, added for every
+ * sample accepted (when it is staged; settling moves it and changes
+ * neither) and subtracted for every sample a retention cut deletes, settled
+ * or recent. The row hash uses the tag's name rather than its id, and -0.0
  * counts as +0.0 (SQLite stores both as the integer 0), so the sum depends
  * only on what the archive holds. The summary row is created only when the
  * first sample is stored or the first cut applied: an archive never used
@@ -30,8 +34,8 @@
  * fail-stops) because neither is a property of the command and answering
  * anything else would let replicas disagree.
  *
- * Queries read the (tag, t) primary key one tag at a time and never write;
- * they run on any node's replica. */
+ * Queries read the (tag, t) primary key and the recent rows one tag at a
+ * time and never write; they run on any node's replica. */
 #include <math.h>
 #include <sodium.h>
 #include <stdlib.h>
@@ -104,17 +108,6 @@ static uint32_t get_u32(const unsigned char *p)
            (uint32_t)p[3] << 24;
 }
 
-static uint64_t get_u64(const unsigned char *p)
-{
-    return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
-}
-
-static void put_u64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) {
-        p[i] = (unsigned char)(v >> (8 * i));
-    }
-}
 
 void vg_repl_history_sample_pack(unsigned char *p, uint32_t tag, uint32_t dt,
                                  double value, bool bad)
@@ -125,7 +118,7 @@ void vg_repl_history_sample_pack(unsigned char *p, uint32_t tag, uint32_t dt,
         p[i] = (unsigned char)(tag >> (8 * i));
         p[4 + i] = (unsigned char)(dt >> (8 * i));
     }
-    put_u64(p + 8, bits);
+    fsm_put_u64(p + 8, bits);
     p[16] = bad ? 1 : 0;
 }
 
@@ -152,7 +145,7 @@ int vg_repl_history_samples_body(uint64_t t0, const char *const *names,
     if ((b = malloc(len)) == NULL) {
         return VG_ENOMEM;
     }
-    put_u64(b, t0);
+    fsm_put_u64(b, t0);
     for (int i = 0; i < 4; i++) {
         b[8 + i] = (unsigned char)(n_tags >> (8 * i));
     }
@@ -180,7 +173,7 @@ struct sample {
 static void sample_read(const unsigned char *raw, size_t i, struct sample *s)
 {
     const unsigned char *p = raw + i * VG_HISTORY_SAMPLE_SIZE;
-    uint64_t bits = get_u64(p + 8);
+    uint64_t bits = fsm_get_u64(p + 8);
     s->tag = get_u32(p);
     s->dt = get_u32(p + 4);
     memcpy(&s->value, &bits, sizeof s->value);
@@ -208,13 +201,13 @@ static uint64_t row_hash(const char *name, size_t len, uint64_t t,
     }
     memcpy(buf + n, name, len);
     n += len;
-    put_u64(buf + n, t);
+    fsm_put_u64(buf + n, t);
     n += 8;
-    put_u64(buf + n, bits);
+    fsm_put_u64(buf + n, bits);
     n += 8;
     buf[n++] = (unsigned char)(bad != 0);
     crypto_shorthash(out, buf, n, key);
-    return get_u64(out);
+    return fsm_get_u64(out);
 }
 
 /* ------------------------------------------------------------ validation */
@@ -360,7 +353,7 @@ static int batch_parse_binary(struct vg_repl_fsm *f, const struct vg_cmd *cmd,
     if (left < 12) {
         return VG_EINVAL;
     }
-    b->t0 = get_u64(p);
+    b->t0 = fsm_get_u64(p);
     b->n_tags = get_u32(p + 8);
     p += 12;
     left -= 12;
@@ -433,6 +426,12 @@ struct vg_repl_tag_cache {
     unsigned char key[crypto_shorthash_KEYBYTES]; /* random: bounds probes */
     struct cached_tag **slots; /* open addressing, power-of-two size */
     size_t n, cap;
+    /* fsm_recent_newest, read when an entry's newest is first needed: the
+     * recent part of NEWEST. Staging through an entry keeps the entry
+     * right; staging without one (out of memory) drops this copy. */
+    struct fsm_recent_rec *recent;
+    size_t n_recent;
+    bool recent_ok;
 };
 
 void fsm_tag_cache_free(struct vg_repl_fsm *f)
@@ -448,6 +447,7 @@ void fsm_tag_cache_free(struct vg_repl_fsm *f)
         }
     }
     free(c->slots);
+    free(c->recent);
     free(c);
     f->tag_cache = NULL;
 }
@@ -457,7 +457,7 @@ static size_t cache_slot(const struct vg_repl_tag_cache *c, const char *name,
 {
     unsigned char h[crypto_shorthash_BYTES];
     crypto_shorthash(h, (const unsigned char *)name, len, c->key);
-    return (size_t)get_u64(h) & (c->cap - 1);
+    return (size_t)fsm_get_u64(h) & (c->cap - 1);
 }
 
 static struct cached_tag *cache_find(struct vg_repl_tag_cache *c,
@@ -667,195 +667,206 @@ static int row_cmp(const void *a, const void *b)
     return x->pos < y->pos ? -1 : x->pos > y->pos;
 }
 
-/* Rows are inserted by two statements. A row older than or as old as its
- * tag's newest stored sample may meet a stored one and goes alone, so that
- * sqlite3_changes() tells whether it was stored. A newer row cannot meet
- * one (duplicates within the batch are skipped before), and nearly every
- * row is such an append: those go CHUNK at a time, which halves the cost
- * per row, and the chunk's sqlite3_changes() must say all were stored. */
-#define CHUNK 32
-#define ROW_SQL "(?, ?, ?, ?)"
+/* What becomes of each sorted row of a batch. */
+enum row_fate { FATE_NEW, FATE_LATE, FATE_SKIP };
 
-struct inserter {
-    struct vg_repl_fsm *f;
-    struct batch *b;
-    struct summary *sum;
-    sqlite3_stmt *one;    /* INSERT OR IGNORE of one row */
-    sqlite3_stmt *many;   /* the same of CHUNK rows */
-    sqlite3_stmt *newest; /* a tag's newest stored time */
-    const struct batch_row *chunk[CHUNK];
-    size_t n_chunk;
-};
-
-static void bind_row(struct inserter *in, sqlite3_stmt *st, int col,
-                     const struct batch_row *r, struct sample *s)
+/* Is (ID, T) in archive_samples? */
+static int settled_has(struct vg_repl_fsm *f, int64_t id, uint64_t t, bool *has)
 {
-    sample_read(in->b->raw, r->pos, s);
-    sqlite3_bind_int64(st, col, r->id);
-    sqlite3_bind_int64(st, col + 1, (int64_t)r->t);
-    sqlite3_bind_double(st, col + 2, s->value);
-    sqlite3_bind_int(st, col + 3, (int)s->bad);
-}
-
-static void count_row(struct inserter *in, const struct batch_row *r,
-                      const struct sample *s)
-{
-    const struct batch_tag *t = &in->b->tags[r->tag];
-    in->sum->samples++;
-    in->sum->hash_sum += row_hash(t->name, t->len, r->t, s->value, (int)s->bad);
-}
-
-static int insert_one(struct inserter *in, const struct batch_row *r)
-{
-    struct sample s;
+    sqlite3_stmt *st = fsm_stmt(f, FSM_STMT_ARCHIVE_EXISTS,
+                                "SELECT 1 FROM archive_samples WHERE tag = ?"
+                                " AND t = ?");
     int rc;
 
-    bind_row(in, in->one, 1, r, &s);
-    rc = sqlite3_step(in->one);
-    sqlite3_reset(in->one);
-    if (rc != SQLITE_DONE) {
-        return fsm_db_fail(in->f, "archive insert");
-    }
-    if (sqlite3_changes(in->f->db) > 0) {
-        count_row(in, r, &s);
-    }
-    return VG_OK;
-}
-
-/* Insert the gathered appends: a full chunk in one statement, a partial one
- * (the batch's last rows) one by one. */
-static int flush_chunk(struct inserter *in)
-{
-    struct sample s[CHUNK];
-    size_t n = in->n_chunk;
-    int rc;
-
-    in->n_chunk = 0;
-    if (n < CHUNK) {
-        for (size_t i = 0; i < n; i++) {
-            int rv = insert_one(in, in->chunk[i]);
-            if (rv != VG_OK) {
-                return rv;
-            }
-        }
-        return VG_OK;
-    }
-    for (size_t i = 0; i < CHUNK; i++) {
-        bind_row(in, in->many, (int)(4 * i + 1), in->chunk[i], &s[i]);
-    }
-    rc = sqlite3_step(in->many);
-    sqlite3_reset(in->many);
-    if (rc != SQLITE_DONE) {
-        return fsm_db_fail(in->f, "archive insert");
-    }
-    if (sqlite3_changes(in->f->db) != CHUNK) {
-        vg_errf(in->f->errmsg,
-                "archive insert: %d of %d rows newer than any stored were"
-                " stored (%s)",
-                sqlite3_changes(in->f->db), CHUNK, in->f->path);
+    if (st == NULL) {
         return VG_EDB;
     }
-    for (size_t i = 0; i < CHUNK; i++) {
-        count_row(in, in->chunk[i], &s[i]);
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, (int64_t)t);
+    rc = sqlite3_step(st);
+    *has = rc == SQLITE_ROW;
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? VG_OK
+                                                 : fsm_db_fail(f, "archive lookup");
+}
+
+/* Tag ID's newest recent time into *T (-1: none), from the cache's copy of
+ * fsm_recent_newest, read once per cache. */
+static int recent_newest(struct vg_repl_fsm *f, int64_t id, int64_t *t)
+{
+    struct vg_repl_tag_cache *c = f->tag_cache;
+    struct fsm_recent_rec *v = NULL;
+    size_t n = 0, lo = 0, hi;
+    int rv = VG_OK;
+
+    if (c != NULL && c->recent_ok) {
+        v = c->recent;
+        n = c->n_recent;
+    } else if ((rv = fsm_recent_newest(f, &v, &n)) != VG_OK) {
+        return rv;
+    } else if (c != NULL) {
+        c->recent = v;
+        c->n_recent = n;
+        c->recent_ok = true;
+    }
+    for (hi = n; lo < hi;) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (v[mid].id < id) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    *t = lo < n && v[lo].id == id ? (int64_t)v[lo].t : -1;
+    if (c == NULL || v != c->recent) {
+        free(v);
     }
     return VG_OK;
 }
 
-static int append(struct inserter *in, const struct batch_row *r)
-{
-    in->chunk[in->n_chunk++] = r;
-    return in->n_chunk == CHUNK ? flush_chunk(in) : VG_OK;
-}
-
-/* Tag ID's newest stored time into *T (-1 when it has none), or a time not
- * older from the cache entry C (may be NULL). */
-static int newest_time(struct inserter *in, struct cached_tag *c, int64_t id,
+/* Tag ID's newest time, settled or recent, into *T (-1 when it has none),
+ * or a time not older from its cache entry C (may be NULL). */
+static int newest_time(struct vg_repl_fsm *f, struct cached_tag *c, int64_t id,
                        int64_t *t)
 {
-    int rc;
+    sqlite3_stmt *st;
+    int64_t recent;
+    int rc, rv;
 
     if (c != NULL && c->newest != UNKNOWN) {
         *t = c->newest;
         return VG_OK;
     }
-    sqlite3_reset(in->newest);
-    sqlite3_bind_int64(in->newest, 1, id);
-    rc = sqlite3_step(in->newest);
-    *t = rc == SQLITE_ROW && sqlite3_column_type(in->newest, 0) != SQLITE_NULL
-             ? sqlite3_column_int64(in->newest, 0)
+    st = fsm_stmt(f, FSM_STMT_ARCHIVE_NEWEST,
+                  "SELECT max(t) FROM archive_samples WHERE tag = ?");
+    if (st == NULL) {
+        return VG_EDB;
+    }
+    sqlite3_bind_int64(st, 1, id);
+    rc = sqlite3_step(st);
+    *t = rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL
+             ? sqlite3_column_int64(st, 0)
              : -1;
-    sqlite3_reset(in->newest);
-    if (c != NULL && rc == SQLITE_ROW) {
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW) {
+        return fsm_db_fail(f, "archive newest");
+    }
+    if ((rv = recent_newest(f, id, &recent)) != VG_OK) {
+        return rv;
+    }
+    *t = recent > *t ? recent : *t;
+    if (c != NULL) {
         c->newest = *t;
-    }
-    return rc == SQLITE_ROW ? VG_OK : fsm_db_fail(in->f, "archive newest");
-}
-
-static int inserter_prepare(struct inserter *in)
-{
-    char sql[128 + CHUNK * sizeof ", " ROW_SQL];
-    size_t n = (size_t)snprintf(sql, sizeof sql,
-                                "INSERT OR IGNORE INTO archive_samples(tag,"
-                                " t, value, bad) VALUES " ROW_SQL);
-
-    if ((in->one = fsm_stmt(in->f, FSM_STMT_ARCHIVE_ONE, sql)) == NULL) {
-        return VG_EDB;
-    }
-    for (int i = 1; i < CHUNK; i++) {
-        n += (size_t)snprintf(sql + n, sizeof sql - n, ", " ROW_SQL);
-    }
-    if ((in->many = fsm_stmt(in->f, FSM_STMT_ARCHIVE_MANY, sql)) == NULL ||
-        (in->newest = fsm_stmt(in->f, FSM_STMT_ARCHIVE_NEWEST,
-                               "SELECT max(t) FROM archive_samples WHERE tag = ?")) ==
-            NULL) {
-        return VG_EDB;
     }
     return VG_OK;
 }
 
-/* Insert the rows in key order; add what was really stored to SUM. */
-static int store_rows(struct vg_repl_fsm *f, struct batch *b,
-                      struct summary *sum)
+/* Decide each row's fate: a later duplicate within the batch is skipped; a
+ * row newer than everything its tag holds is new; an older one is new only
+ * if neither archive_samples nor a recent row holds its (tag, time). */
+static int rows_judge(struct vg_repl_fsm *f, struct batch *b, unsigned char *fate)
 {
-    struct inserter in = {.f = f, .b = b, .sum = sum};
+    struct fsm_recent_rec *late = NULL;
+    size_t *late_row = NULL, n_late = 0;
+    bool *found = NULL;
     int64_t newest = -1;
-    int rv;
+    int rv = VG_OK;
 
-    for (size_t i = 0; i < b->n_rows; i++) {
-        b->rows[i].id = b->tags[b->rows[i].tag].id;
-    }
-    qsort(b->rows, b->n_rows, sizeof *b->rows, row_cmp);
-    rv = inserter_prepare(&in);
     for (size_t i = 0; i < b->n_rows && rv == VG_OK; i++) {
         const struct batch_row *r = &b->rows[i];
         struct cached_tag *c = b->tags[r->tag].cached;
         bool first = i == 0 || r->id != r[-1].id;
-        if (first) {
-            rv = newest_time(&in, c, r->id, &newest);
+        bool has;
+
+        if (first && (rv = newest_time(f, c, r->id, &newest)) != VG_OK) {
+            break;
+        }
+        if (c == NULL && f->tag_cache != NULL) {
+            /* Staged without a cache entry: the cached copy of the
+             * recent newest times would miss it. */
+            f->tag_cache->recent_ok = false;
+            free(f->tag_cache->recent);
+            f->tag_cache->recent = NULL;
         }
         /* The last row of its tag has the tag's newest time in the batch. */
-        if (rv == VG_OK && c != NULL && c->newest != UNKNOWN &&
+        if (c != NULL && c->newest != UNKNOWN &&
             (i + 1 == b->n_rows || b->rows[i + 1].id != r->id) &&
             (int64_t)r->t > c->newest) {
             c->newest = (int64_t)r->t;
         }
         if (!first && r->t == r[-1].t) {
-            continue; /* a later duplicate within the batch: ignored */
-        }
-        if (rv == VG_OK) {
-            rv = (int64_t)r->t > newest ? append(&in, r) : insert_one(&in, r);
+            fate[i] = FATE_SKIP;
+        } else if ((int64_t)r->t > newest) {
+            fate[i] = FATE_NEW;
+        } else if ((rv = settled_has(f, r->id, r->t, &has)) == VG_OK) {
+            fate[i] = has ? FATE_SKIP : FATE_LATE;
+            if (!has) {
+                if (late == NULL &&
+                    ((late = malloc(b->n_rows * sizeof *late)) == NULL ||
+                     (late_row = malloc(b->n_rows * sizeof *late_row)) == NULL)) {
+                    rv = nomem(f, "a history batch");
+                    break;
+                }
+                late[n_late] = (struct fsm_recent_rec){.id = r->id, .t = r->t};
+                late_row[n_late++] = i;
+            }
         }
     }
-    if (rv == VG_OK) {
-        rv = flush_chunk(&in);
+    if (rv == VG_OK && n_late > 0) {
+        if ((found = malloc(n_late * sizeof *found)) == NULL) {
+            rv = nomem(f, "a history batch");
+        } else if ((rv = fsm_recent_find(f, late, n_late, found)) == VG_OK) {
+            for (size_t k = 0; k < n_late; k++) {
+                fate[late_row[k]] = found[k] ? FATE_SKIP : FATE_NEW;
+            }
+        }
     }
+    free(late);
+    free(late_row);
+    free(found);
     return rv;
 }
 
-/* Store a parsed batch B (its samples checked). */
+/* Stage the new rows of B (sorted, judged) as one recent row; add them to
+ * SUM; how many into *STAGED. */
+static int rows_stage(struct vg_repl_fsm *f, struct batch *b,
+                      const unsigned char *fate, struct summary *sum,
+                      size_t *staged)
+{
+    struct fsm_recent_rec *recs = malloc(b->n_rows * sizeof *recs);
+    size_t n = 0;
+    int rv;
+
+    *staged = 0;
+    if (recs == NULL) {
+        return nomem(f, "a history batch");
+    }
+    for (size_t i = 0; i < b->n_rows; i++) {
+        const struct batch_row *r = &b->rows[i];
+        const struct batch_tag *t = &b->tags[r->tag];
+        struct sample s;
+        if (fate[i] != FATE_NEW) {
+            continue;
+        }
+        sample_read(b->raw, r->pos, &s);
+        recs[n++] = (struct fsm_recent_rec){
+            .id = r->id, .t = r->t, .value = s.value, .bad = s.bad != 0};
+        sum->samples++;
+        sum->hash_sum += row_hash(t->name, t->len, r->t, s.value, (int)s.bad);
+    }
+    rv = fsm_recent_stage(f, recs, n);
+    free(recs);
+    *staged = n;
+    return rv;
+}
+
+/* Store a parsed batch B (its samples checked): its new samples become a
+ * recent row, and the settling of recent rows takes its next step. */
 static int batch_store(struct vg_repl_fsm *f, struct batch *b)
 {
+    unsigned char *fate = NULL;
     struct summary sum;
+    size_t staged = 0;
     uint64_t before;
     int rv;
 
@@ -867,10 +878,24 @@ static int batch_store(struct vg_repl_fsm *f, struct batch *b)
         return VG_OK; /* every sample is older than the watermark */
     }
     before = sum.samples;
-    if ((rv = map_tags(f, b)) != VG_OK || (rv = store_rows(f, b, &sum)) != VG_OK) {
+    if ((rv = map_tags(f, b)) != VG_OK) {
         return rv;
     }
-    return sum.samples != before ? summary_put(f, &sum) : VG_OK;
+    for (size_t i = 0; i < b->n_rows; i++) {
+        b->rows[i].id = b->tags[b->rows[i].tag].id;
+    }
+    qsort(b->rows, b->n_rows, sizeof *b->rows, row_cmp);
+    if ((fate = malloc(b->n_rows)) == NULL) {
+        return nomem(f, "a history batch");
+    }
+    if ((rv = rows_judge(f, b, fate)) == VG_OK) {
+        rv = rows_stage(f, b, fate, &sum, &staged);
+    }
+    free(fate);
+    if (rv == VG_OK && sum.samples != before) {
+        rv = summary_put(f, &sum);
+    }
+    return rv == VG_OK ? fsm_recent_settle(f, staged) : rv;
 }
 
 int fsm_apply_history_batch(struct vg_repl_fsm *f, uint64_t index,
@@ -965,12 +990,77 @@ static int cut_tags_prepare(struct vg_repl_fsm *f, const char *cls,
     return VG_OK;
 }
 
+/* The tags a cut walks, by id (ascending), for the recent rows' part. */
+struct cut_tags {
+    int64_t *ids;
+    char **names;
+    size_t n, cap;
+    struct summary *sum;
+    bool lost; /* a recent sample of a tag not in the list (a broken state) */
+};
+
+static int cut_tags_add(struct cut_tags *c, int64_t id, const char *name, size_t len)
+{
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 256;
+        int64_t *ids = realloc(c->ids, cap * sizeof *ids);
+        char **names;
+        if (ids == NULL) {
+            return VG_ENOMEM;
+        }
+        c->ids = ids;
+        if ((names = realloc(c->names, cap * sizeof *names)) == NULL) {
+            return VG_ENOMEM;
+        }
+        c->names = names;
+        c->cap = cap;
+    }
+    if ((c->names[c->n] = malloc(len + 1)) == NULL) {
+        return VG_ENOMEM;
+    }
+    memcpy(c->names[c->n], name, len);
+    c->names[c->n][len] = '\0';
+    c->ids[c->n++] = id;
+    return VG_OK;
+}
+
+static void cut_tags_free(struct cut_tags *c)
+{
+    for (size_t i = 0; i < c->n; i++) {
+        free(c->names[i]);
+    }
+    free(c->ids);
+    free(c->names);
+}
+
+/* A recent sample the cut drops: out of the summary. */
+static void cut_dropped(void *arg, const struct fsm_recent_rec *r)
+{
+    struct cut_tags *c = arg;
+    size_t lo = 0, hi = c->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (c->ids[mid] < r->id) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    if (lo == c->n || c->ids[lo] != r->id) {
+        c->lost = true;
+        return;
+    }
+    c->sum->hash_sum -= row_hash(c->names[lo], strlen(c->names[lo]), r->t, r->value,
+                                 r->bad);
+}
+
 int fsm_archive_cut(struct vg_repl_fsm *f, const char *cls, uint64_t before,
                     bool *changed)
 {
     sqlite3_stmt *tags = NULL, *sel = NULL, *del = NULL;
+    struct cut_tags ct = {0};
     struct summary sum;
-    uint64_t samples;
+    uint64_t samples, dropped = 0;
     int rc = SQLITE_DONE;
     int rv;
 
@@ -982,6 +1072,7 @@ int fsm_archive_cut(struct vg_repl_fsm *f, const char *cls, uint64_t before,
         return VG_OK;
     }
     samples = sum.samples;
+    ct.sum = &sum;
     /* One range of the primary key per tag: (tag = ? AND t < ?) is a prefix
      * of (tag, t), where a bare t < ? would scan the whole table. */
     if ((rv = cut_tags_prepare(f, cls, &tags)) != VG_OK) {
@@ -998,12 +1089,27 @@ int fsm_archive_cut(struct vg_repl_fsm *f, const char *cls, uint64_t before,
         goto out;
     }
     while (rv == VG_OK && (rc = sqlite3_step(tags)) == SQLITE_ROW) {
-        rv = cut_tag(f, sel, del, sqlite3_column_int64(tags, 0),
-                     (const char *)sqlite3_column_text(tags, 1),
-                     (size_t)sqlite3_column_bytes(tags, 1), before, &sum);
+        int64_t id = sqlite3_column_int64(tags, 0);
+        const char *name = (const char *)sqlite3_column_text(tags, 1);
+        size_t len = (size_t)sqlite3_column_bytes(tags, 1);
+        rv = cut_tag(f, sel, del, id, name, len, before, &sum);
+        if (rv == VG_OK && cut_tags_add(&ct, id, name, len) != VG_OK) {
+            rv = nomem(f, "a retention cut");
+        }
     }
     if (rv == VG_OK && rc != SQLITE_DONE) {
         rv = fsm_db_fail(f, "archive cut tags");
+    }
+    /* The same tags' recent samples (the tags come in id order). */
+    if (rv == VG_OK &&
+        (rv = fsm_recent_cut(f, cls == NULL, ct.ids, ct.n, before, cut_dropped,
+                             &ct, &dropped)) == VG_OK) {
+        if (ct.lost) {
+            vg_errf(f->errmsg, "archive cut: a recent sample of a tag that is not"
+                               " archived (%s)", f->path);
+            rv = VG_EDB;
+        }
+        sum.samples -= dropped;
     }
     /* A cut of every tag moves the watermark (and creates the summary, as
      * it always has); a cut of one archive touches the summary only when
@@ -1020,6 +1126,7 @@ out:
     sqlite3_finalize(tags);
     sqlite3_finalize(sel);
     sqlite3_finalize(del);
+    cut_tags_free(&ct);
     return rv;
 }
 
@@ -1222,22 +1329,92 @@ static int tag_lookup(struct vg_repl_fsm *f, const char *tag, int64_t *id)
                : fsm_db_fail(f, "archive tag lookup");
 }
 
-/* [time_ms, value, bad] of the row ST is on (columns t, value, bad). */
-static json_t *sample_json(sqlite3_stmt *st)
+/* [time_ms, value, bad] of R. */
+static json_t *sample_json(const struct fsm_recent_rec *r)
 {
     json_t *a = json_array();
-    json_array_append_new(a, json_integer(sqlite3_column_int64(st, 0)));
-    json_array_append_new(a, json_real(sqlite3_column_double(st, 1)));
-    json_array_append_new(a, json_integer(sqlite3_column_int(st, 2)));
+    json_array_append_new(a, json_integer((json_int_t)r->t));
+    json_array_append_new(a, json_real(r->value));
+    json_array_append_new(a, json_integer(r->bad ? 1 : 0));
     return a;
+}
+
+/* ID's samples in a time range, oldest first: the settled ones (a walk of
+ * archive_samples' key) merged with the recent ones (never the same time:
+ * a sample is either). */
+struct cursor {
+    sqlite3_stmt *st;
+    int rc; /* of the last sqlite3_step */
+    struct fsm_recent_rec *recent;
+    size_t n_recent, i_recent;
+};
+
+static int range_open(struct vg_repl_fsm *f, int64_t id, uint64_t from,
+                      uint64_t to, int64_t limit, sqlite3_stmt **st);
+
+static int cursor_open(struct vg_repl_fsm *f, int64_t id, uint64_t from,
+                       uint64_t to, int64_t limit, struct cursor *c)
+{
+    int rv;
+
+    memset(c, 0, sizeof *c);
+    if ((rv = range_open(f, id, from, to, limit, &c->st)) != VG_OK) {
+        return rv;
+    }
+    if ((rv = fsm_recent_range(f, id, from, to, &c->recent, &c->n_recent)) != VG_OK) {
+        sqlite3_finalize(c->st);
+        c->st = NULL;
+        return rv;
+    }
+    c->rc = sqlite3_step(c->st);
+    return VG_OK;
+}
+
+/* The next sample into *R; false at the end or on an error (then c->rc is
+ * neither SQLITE_ROW nor SQLITE_DONE). */
+static bool cursor_next(struct cursor *c, struct fsm_recent_rec *r)
+{
+    bool settled = c->rc == SQLITE_ROW;
+    if (c->rc != SQLITE_ROW && c->rc != SQLITE_DONE) {
+        return false;
+    }
+    if (settled && c->i_recent < c->n_recent &&
+        c->recent[c->i_recent].t < (uint64_t)sqlite3_column_int64(c->st, 0)) {
+        settled = false;
+    }
+    if (settled) {
+        r->t = (uint64_t)sqlite3_column_int64(c->st, 0);
+        r->value = sqlite3_column_double(c->st, 1);
+        r->bad = sqlite3_column_int(c->st, 2) != 0;
+        c->rc = sqlite3_step(c->st);
+        return true;
+    }
+    if (c->i_recent < c->n_recent) {
+        *r = c->recent[c->i_recent++];
+        return true;
+    }
+    return false;
+}
+
+/* Finish C: VG_OK, or fsm_db_fail's VG_EDB when the walk failed. */
+static int cursor_close(struct vg_repl_fsm *f, struct cursor *c, const char *what)
+{
+    int rc = c->rc;
+    sqlite3_finalize(c->st);
+    free(c->recent);
+    memset(c, 0, sizeof *c);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? VG_OK : fsm_db_fail(f, what);
 }
 
 /* The newest sample of ID before FROM into *OUT (JSON null when none). */
 static int before_sample(struct vg_repl_fsm *f, int64_t id, uint64_t from,
                          json_t **out)
 {
+    struct fsm_recent_rec newest = {0}, *recent = NULL;
+    bool have = false;
     sqlite3_stmt *st;
-    int rc;
+    size_t n = 0;
+    int rc, rv;
 
     *out = NULL;
     if (id == 0) {
@@ -1253,13 +1430,27 @@ static int before_sample(struct vg_repl_fsm *f, int64_t id, uint64_t from,
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_int64(st, 2, (int64_t)from);
     rc = sqlite3_step(st);
-    *out = rc == SQLITE_ROW ? sample_json(st) : json_null();
+    if (rc == SQLITE_ROW) {
+        newest = (struct fsm_recent_rec){
+            .t = (uint64_t)sqlite3_column_int64(st, 0),
+            .value = sqlite3_column_double(st, 1),
+            .bad = sqlite3_column_int(st, 2) != 0};
+        have = true;
+    }
     sqlite3_finalize(st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        json_decref(*out);
-        *out = NULL;
         return fsm_db_fail(f, "history before");
     }
+    /* A recent sample may be newer (sorted by time: the last one). */
+    if (from > 0 && (rv = fsm_recent_range(f, id, 0, from, &recent, &n)) != VG_OK) {
+        return rv;
+    }
+    if (n > 0 && (!have || recent[n - 1].t > newest.t)) {
+        newest = recent[n - 1];
+        have = true;
+    }
+    free(recent);
+    *out = have ? sample_json(&newest) : json_null();
     return VG_OK;
 }
 
@@ -1286,10 +1477,8 @@ int vg_repl_fsm_history_raw(struct vg_repl_fsm *f, const char *tag,
                             uint64_t from_ms, uint64_t to_ms, size_t limit,
                             json_t **out)
 {
-    sqlite3_stmt *st;
     json_t *samples, *before, *next = NULL;
     int64_t id;
-    int rc = SQLITE_DONE;
     int rv;
 
     *out = NULL;
@@ -1305,24 +1494,25 @@ int vg_repl_fsm_history_raw(struct vg_repl_fsm *f, const char *tag,
     }
     samples = json_array();
     if (id != 0) {
+        struct cursor c;
+        struct fsm_recent_rec r;
         /* One row more than asked says whether there is more, and where. */
-        if ((rv = range_open(f, id, from_ms, to_ms, (int64_t)limit + 1, &st)) != VG_OK) {
+        if ((rv = cursor_open(f, id, from_ms, to_ms, (int64_t)limit + 1, &c)) != VG_OK) {
             json_decref(samples);
             return rv;
         }
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        while (next == NULL && cursor_next(&c, &r)) {
             if (json_array_size(samples) == limit) {
-                next = json_integer(sqlite3_column_int64(st, 0));
+                next = json_integer((json_int_t)r.t);
                 continue;
             }
-            json_array_append_new(samples, sample_json(st));
+            json_array_append_new(samples, sample_json(&r));
         }
-        sqlite3_finalize(st);
-    }
-    if (rc != SQLITE_DONE) {
-        json_decref(samples);
-        json_decref(next);
-        return fsm_db_fail(f, "history range");
+        if ((rv = cursor_close(f, &c, "history range")) != VG_OK) {
+            json_decref(samples);
+            json_decref(next);
+            return rv;
+        }
     }
     if ((rv = before_sample(f, id, from_ms, &before)) != VG_OK) {
         json_decref(samples);
@@ -1388,16 +1578,16 @@ static int aggregate_rows(struct vg_repl_fsm *f, int64_t id, uint64_t from,
                           uint64_t to, uint64_t width, json_t *list)
 {
     struct bucket cur = {0};
+    struct fsm_recent_rec r;
+    struct cursor c;
     bool open = false;
-    sqlite3_stmt *st;
-    int rc;
     int rv;
 
-    if ((rv = range_open(f, id, from, to, -1, &st)) != VG_OK) {
+    if ((rv = cursor_open(f, id, from, to, -1, &c)) != VG_OK) {
         return rv;
     }
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        uint64_t t = (uint64_t)sqlite3_column_int64(st, 0);
+    while (cursor_next(&c, &r)) {
+        uint64_t t = r.t;
         uint64_t start = from + (t - from) / width * width;
         if (!open || start != cur.start) {
             if (open) {
@@ -1406,11 +1596,10 @@ static int aggregate_rows(struct vg_repl_fsm *f, int64_t id, uint64_t from,
             cur = (struct bucket){.start = start};
             open = true;
         }
-        bucket_add(&cur, sqlite3_column_double(st, 1), sqlite3_column_int(st, 2));
+        bucket_add(&cur, r.value, r.bad);
     }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
-        return fsm_db_fail(f, "history aggregate");
+    if ((rv = cursor_close(f, &c, "history aggregate")) != VG_OK) {
+        return rv;
     }
     if (open) {
         json_array_append_new(list, bucket_json(&cur));
@@ -1460,13 +1649,18 @@ int vg_repl_fsm_archive_info(struct vg_repl_fsm *f,
                              struct vg_repl_archive_info *out)
 {
     /* Per tag, min(t) and max(t) of a (tag, t) prefix are single B-tree
-     * seeks; min(t) over the whole table would read every row. */
+     * seeks; min(t) over the whole table would read every row. A tag with
+     * no settled sample may still hold recent ones. */
     static const char sql[] =
-        "SELECT count(lo), min(lo), max(hi) FROM (SELECT"
-        " (SELECT min(t) FROM archive_samples WHERE tag = a.id) AS lo,"
-        " (SELECT max(t) FROM archive_samples WHERE tag = a.id) AS hi"
-        " FROM archive_tags a)";
+        "SELECT a.id,"
+        " (SELECT min(t) FROM archive_samples WHERE tag = a.id),"
+        " (SELECT max(t) FROM archive_samples WHERE tag = a.id)"
+        " FROM archive_tags a ORDER BY a.id";
     struct summary sum;
+    int64_t *unsettled = NULL;
+    size_t n_unsettled = 0, cap = 0;
+    bool any = false, *held = NULL;
+    uint64_t r_old, r_new;
     sqlite3_stmt *st;
     int rc;
     int rv;
@@ -1480,12 +1674,120 @@ int vg_repl_fsm_archive_info(struct vg_repl_fsm *f,
     if (sqlite3_prepare_v2(f->db, sql, -1, &st, NULL) != SQLITE_OK) {
         return fsm_db_fail(f, "prepare archive info");
     }
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        out->tags = (uint64_t)sqlite3_column_int64(st, 0);
-        out->oldest_ms = (uint64_t)sqlite3_column_int64(st, 1);
-        out->newest_ms = (uint64_t)sqlite3_column_int64(st, 2);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (sqlite3_column_type(st, 1) == SQLITE_NULL) {
+            if (n_unsettled == cap) {
+                size_t nc = cap ? cap * 2 : 64;
+                int64_t *v = realloc(unsettled, nc * sizeof *v);
+                if (v == NULL) {
+                    break;
+                }
+                unsettled = v;
+                cap = nc;
+            }
+            unsettled[n_unsettled++] = sqlite3_column_int64(st, 0);
+            continue;
+        }
+        uint64_t lo = (uint64_t)sqlite3_column_int64(st, 1);
+        uint64_t hi = (uint64_t)sqlite3_column_int64(st, 2);
+        out->oldest_ms = out->tags == 0 || lo < out->oldest_ms ? lo : out->oldest_ms;
+        out->newest_ms = hi > out->newest_ms ? hi : out->newest_ms;
+        out->tags++;
     }
     sqlite3_finalize(st);
-    return rc == SQLITE_ROW ? VG_OK : fsm_db_fail(f, "archive info");
+    if (rc != SQLITE_DONE) {
+        free(unsettled);
+        return rc == SQLITE_ROW ? nomem(f, "archive info")
+                                : fsm_db_fail(f, "archive info");
+    }
+    if ((rv = fsm_recent_bounds(f, &any, &r_old, &r_new)) == VG_OK && any) {
+        out->oldest_ms = out->tags == 0 || r_old < out->oldest_ms ? r_old : out->oldest_ms;
+        out->newest_ms = r_new > out->newest_ms ? r_new : out->newest_ms;
+        if (n_unsettled > 0 && (held = calloc(n_unsettled, sizeof *held)) == NULL) {
+            rv = nomem(f, "archive info");
+        } else if ((rv = fsm_recent_holds(f, unsettled, n_unsettled, held)) == VG_OK) {
+            for (size_t i = 0; i < n_unsettled; i++) {
+                out->tags += held[i];
+            }
+        }
+    }
+    free(held);
+    free(unsettled);
+    return rv;
+}
+
+/* vg_repl_fsm_archive_each over the recent records: names by id. */
+struct each_ctx {
+    int (*cb)(void *arg, const char *tag, size_t len, uint64_t t_ms, double value,
+              bool bad);
+    void *arg;
+    struct cut_tags tags;
+};
+
+static int each_recent(void *arg, const struct fsm_recent_rec *r)
+{
+    struct each_ctx *e = arg;
+    size_t lo = 0, hi = e->tags.n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (e->tags.ids[mid] < r->id) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    if (lo == e->tags.n || e->tags.ids[lo] != r->id) {
+        return VG_EDB; /* a sample of no archived tag: a broken state */
+    }
+    return e->cb(e->arg, e->tags.names[lo], strlen(e->tags.names[lo]), r->t,
+                 r->value, r->bad);
+}
+
+int vg_repl_fsm_archive_each(struct vg_repl_fsm *f,
+                             int (*cb)(void *arg, const char *tag, size_t len,
+                                       uint64_t t_ms, double value, bool bad),
+                             void *arg)
+{
+    struct each_ctx e = {.cb = cb, .arg = arg};
+    sqlite3_stmt *st;
+    int rc, rv = VG_OK;
+
+    if (sqlite3_prepare_v2(f->db, "SELECT id, name FROM archive_tags ORDER BY id",
+                           -1, &st, NULL) != SQLITE_OK) {
+        return fsm_db_fail(f, "prepare archive tags");
+    }
+    while (rv == VG_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (cut_tags_add(&e.tags, sqlite3_column_int64(st, 0),
+                         (const char *)sqlite3_column_text(st, 1),
+                         (size_t)sqlite3_column_bytes(st, 1)) != VG_OK) {
+            rv = nomem(f, "archive tags");
+        }
+    }
+    sqlite3_finalize(st);
+    if (rv == VG_OK && rc != SQLITE_DONE) {
+        rv = fsm_db_fail(f, "archive tags");
+    }
+    if (rv == VG_OK &&
+        sqlite3_prepare_v2(f->db,
+                           "SELECT a.name, s.t, s.value, s.bad FROM archive_samples s"
+                           " JOIN archive_tags a ON a.id = s.tag",
+                           -1, &st, NULL) != SQLITE_OK) {
+        rv = fsm_db_fail(f, "prepare archive samples");
+    } else if (rv == VG_OK) {
+        while (rv == VG_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+            rv = cb(arg, (const char *)sqlite3_column_text(st, 0),
+                    (size_t)sqlite3_column_bytes(st, 0),
+                    (uint64_t)sqlite3_column_int64(st, 1),
+                    sqlite3_column_double(st, 2), sqlite3_column_int(st, 3) != 0);
+        }
+        sqlite3_finalize(st);
+        if (rv == VG_OK && rc != SQLITE_DONE) {
+            rv = fsm_db_fail(f, "archive samples");
+        }
+    }
+    if (rv == VG_OK) {
+        rv = fsm_recent_each(f, each_recent, &e);
+    }
+    cut_tags_free(&e.tags);
+    return rv;
 }

@@ -68,6 +68,12 @@ static const struct {
      * order-independent sum of per-row hashes, maintained by apply. */
     {"archive_tags", "id", "*", true},
     {"archive_summary", "slot", "*", true},
+    /* The recent rows' samples are in archive_summary already; these say
+     * how each replica has split them between the rows and archive_samples
+     * (archive_recent.c), without hashing megabytes of blobs. */
+    {"archive_recent", "seq", "seq, n, t_min, t_max, id_min, id_max, length(data)",
+     true},
+    {"archive_settle", "slot", "*", true},
     {"alarm_states", "name", "*", true},
     {"archive_classes", "name", "*", true},
     {"retention_marks", "what", "*", true},
@@ -109,6 +115,12 @@ static const char schema[] =
     "CREATE TABLE IF NOT EXISTS archive_samples(tag INTEGER NOT NULL,"
     "  t INTEGER NOT NULL, value REAL NOT NULL, bad INTEGER NOT NULL,"
     "  PRIMARY KEY(tag, t)) WITHOUT ROWID;"
+    /* archive_recent.c */
+    "CREATE TABLE IF NOT EXISTS archive_recent(seq INTEGER PRIMARY KEY,"
+    "  n INTEGER NOT NULL, t_min INTEGER NOT NULL, t_max INTEGER NOT NULL,"
+    "  id_min INTEGER NOT NULL, id_max INTEGER NOT NULL, data BLOB NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS archive_settle(slot INTEGER PRIMARY KEY"
+    "  CHECK (slot = 0), upto INTEGER NOT NULL, next INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS archive_summary(slot INTEGER PRIMARY KEY"
     "  CHECK (slot = 0), samples INTEGER NOT NULL, hash_sum INTEGER NOT NULL,"
     "  watermark_ms INTEGER NOT NULL);"

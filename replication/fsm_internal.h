@@ -35,6 +35,10 @@ enum fsm_stmt_slot {
     FSM_STMT_ARCHIVE_TAG_ADD,
     FSM_STMT_ARCHIVE_SUMMARY_GET,
     FSM_STMT_ARCHIVE_SUMMARY_PUT,
+    FSM_STMT_ARCHIVE_EXISTS,
+    FSM_STMT_RECENT_ADD,
+    FSM_STMT_RECENT_STATS,
+    FSM_STMT_SETTLE_GET,
     FSM_STMT_MAX
 };
 
@@ -92,6 +96,71 @@ int fsm_apply_history_samples(struct vg_repl_fsm *f, uint64_t index,
 /* retention.c: VG_CMD_RETENTION_CUT. */
 int fsm_apply_retention_cut(struct vg_repl_fsm *f, uint64_t index,
                             const struct vg_cmd *cmd, json_t *body);
+
+/* Little-endian integers of the binary forms. */
+static inline uint64_t fsm_get_u64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) {
+        v = v << 8 | p[i];
+    }
+    return v;
+}
+
+static inline void fsm_put_u64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) {
+        p[i] = (unsigned char)(v >> (8 * i));
+    }
+}
+
+/* archive_recent.c: the archive's recent samples, staged one row per
+ * history command and settled into archive_samples in rounds (see there).
+ * "Live" records are the staged ones not settled yet. */
+#define FSM_RECENT_REC_SIZE 25
+struct fsm_recent_rec {
+    int64_t id; /* archive_tags id */
+    uint64_t t;
+    double value;
+    bool bad;
+};
+
+/* Stage RECS (N, sorted by (id, t), each distinct from every sample stored
+ * or staged) as one row. */
+int fsm_recent_stage(struct vg_repl_fsm *f, const struct fsm_recent_rec *recs,
+                     size_t n);
+/* Begin a round if one is due, and take one step of the running one;
+ * STAGED is how many records the command being applied staged. */
+int fsm_recent_settle(struct vg_repl_fsm *f, size_t staged);
+/* Tag ID's live records with FROM <= t < TO, sorted by t, into a new array
+ * *OUT (the caller frees it; NULL when there are none). */
+int fsm_recent_range(struct vg_repl_fsm *f, int64_t id, uint64_t from,
+                     uint64_t to, struct fsm_recent_rec **out, size_t *n);
+/* One record per id with live records, sorted by id, t its newest time. */
+int fsm_recent_newest(struct vg_repl_fsm *f, struct fsm_recent_rec **out,
+                      size_t *n);
+/* Is each of KEYS (N, sorted by (id, t)) a live record? into FOUND[N]. */
+int fsm_recent_find(struct vg_repl_fsm *f, const struct fsm_recent_rec *keys,
+                    size_t n, bool *found);
+/* Does a live record have each of IDS (N, sorted ascending)? into HELD[N]. */
+int fsm_recent_holds(struct vg_repl_fsm *f, const int64_t *ids, size_t n,
+                     bool *held);
+/* The range of times the rows hold, *ANY false when there are none. Every
+ * live record is in it, and every time in it is held by a live or a
+ * settled sample (a cut trims the rows too). */
+int fsm_recent_bounds(struct vg_repl_fsm *f, bool *any, uint64_t *oldest,
+                      uint64_t *newest);
+/* CB for every live record until it returns other than VG_OK, which is then
+ * returned. */
+int fsm_recent_each(struct vg_repl_fsm *f,
+                    int (*cb)(void *arg, const struct fsm_recent_rec *r), void *arg);
+/* Drop the live records older than BEFORE of every tag (EVERY) or of the
+ * tags in IDS (N_IDS, sorted ascending), calling DROPPED for each; how many
+ * into *N_DROPPED. */
+int fsm_recent_cut(struct vg_repl_fsm *f, bool every, const int64_t *ids,
+                   size_t n_ids, uint64_t before,
+                   void (*dropped)(void *arg, const struct fsm_recent_rec *r),
+                   void *arg, uint64_t *n_dropped);
 
 /* archive.c: drop the cache of tag ids and newest times (after a rollback
  * or a restore; harmless at any time). */

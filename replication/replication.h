@@ -406,8 +406,12 @@ struct vg_repl_fsm {
     /* Private to replication/: apply's statements, prepared once per
      * connection (fsm_internal.h, fsm_stmt), and the archive's cache of tag
      * ids and newest times (archive.c). */
-    struct sqlite3_stmt *stmts[16];
+    struct sqlite3_stmt *stmts[24];
     struct vg_repl_tag_cache *tag_cache;
+    /* archive_recent.c's thresholds; 0: the built-in ones. */
+    struct {
+        uint32_t round_records, round_rows, step_min;
+    } archive_settle;
     struct fsm_ckpt *ckpt; /* the WAL checkpointer (wal_checkpointer.c) */
 };
 
@@ -559,6 +563,27 @@ struct vg_repl_archive_info {
 };
 int vg_repl_fsm_archive_info(struct vg_repl_fsm *f,
                              struct vg_repl_archive_info *out);
+
+/* CB for every sample the archive holds (settled or recent), in no
+ * particular order, with its tag's name (LEN bytes, not NUL-terminated),
+ * until CB returns other than VG_OK, which is then returned. For checks and
+ * tools: it reads the whole archive. */
+int vg_repl_fsm_archive_each(struct vg_repl_fsm *f,
+                             int (*cb)(void *arg, const char *tag, size_t len,
+                                       uint64_t t_ms, double value, bool bad),
+                             void *arg);
+
+/* How a history command's samples are settled from the recent rows into
+ * archive_samples (replication/archive_recent.c): a round begins at
+ * ROUND_RECORDS recent samples or ROUND_ROWS rows, and each step moves at
+ * least STEP_MIN samples; 0 keeps the built-in value. For tests and
+ * benchmarks, after vg_repl_fsm_open: every replica must use the same
+ * values, or they split their archives differently and their digests
+ * differ. (1, 1, UINT32_MAX) settles every batch in the command that
+ * brings it, as nodes before the recent rows stored it. */
+void vg_repl_fsm_archive_settle_limits(struct vg_repl_fsm *f,
+                                       uint32_t round_records,
+                                       uint32_t round_rows, uint32_t step_min);
 
 /* The stored assignment of tags to named archives as a new JSON object
  * {tag: archive} (tags of the default archive are absent). */

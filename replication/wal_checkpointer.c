@@ -10,9 +10,17 @@
  * through its own connection in PASSIVE mode: it never blocks the writer,
  * and a writer that finds the WAL wholly checkpointed starts it over.
  *
- * Should the thread fall far behind (the WAL past HARD_LIMIT pages), the
- * hook checkpoints on the writer's connection as SQLite would have, so the
- * WAL stays bounded whatever happens to the thread. Restoring a snapshot
+ * But a writer that never pauses for as long as the thread's checkpoint
+ * takes (apply under a steady archive load) never finds the WAL wholly
+ * checkpointed, so the WAL never starts over: it grew to hundreds of MB,
+ * every read of a page not cached searched a WAL index that large, and
+ * applying a batch took three times as long. So once the WAL holds
+ * RESTART_PAGES pages and the thread, idle, has left at most TAIL_PAGES of
+ * them unchecked, the hook checkpoints that tail itself (a few MB copied
+ * and synced, once per RESTART_PAGES), and the next commit starts the WAL
+ * over. Should the thread fall far behind (the WAL past HARD_LIMIT pages),
+ * the hook checkpoints on the writer's connection as SQLite would have, so
+ * the WAL stays bounded whatever happens to the thread. Restoring a snapshot
  * (a backup into the database) pauses the thread: fsm_ckpt_pause waits for
  * a checkpoint in progress and holds the next one back. */
 #include <pthread.h>
@@ -23,6 +31,8 @@
 
 /* SQLite's own threshold for its automatic checkpoint. */
 #define SOFT_LIMIT 1000
+#define RESTART_PAGES 4096
+#define TAIL_PAGES 1024
 #define HARD_LIMIT 50000
 
 struct fsm_ckpt {
@@ -32,8 +42,10 @@ struct fsm_ckpt {
     pthread_mutex_t run;  /* held during a checkpoint, and by a pause */
     sqlite3 *db;          /* the thread's connection */
     bool due, stop;
+    bool running;         /* the thread is checkpointing */
+    int backfilled;       /* WAL frames its last checkpoint left copied */
     /* Counters, for tests and status. */
-    uint64_t done, failed;
+    uint64_t done, failed, tails;
 };
 
 static void *ckpt_main(void *arg)
@@ -48,15 +60,19 @@ static void *ckpt_main(void *arg)
             break;
         }
         c->due = false;
+        c->running = true;
         pthread_mutex_unlock(&c->lock);
 
+        int log = 0, copied = 0;
         pthread_mutex_lock(&c->run);
         int rc = sqlite3_wal_checkpoint_v2(c->db, "main", SQLITE_CHECKPOINT_PASSIVE,
-                                           NULL, NULL);
+                                           &log, &copied);
         pthread_mutex_unlock(&c->run);
 
         pthread_mutex_lock(&c->lock);
+        c->running = false;
         if (rc == SQLITE_OK) {
+            c->backfilled = copied;
             c->done++;
         } else {
             c->failed++; /* busy or an I/O error: the next commit asks again */
@@ -70,8 +86,27 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
 {
     struct vg_repl_fsm *f = arg;
     struct fsm_ckpt *c = f->ckpt;
+    bool tail = false;
     if (pages >= HARD_LIMIT) {
         sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        return SQLITE_OK;
+    }
+    if (pages >= RESTART_PAGES) {
+        pthread_mutex_lock(&c->lock);
+        /* A count from before the WAL last started over is above PAGES. */
+        int left = c->backfilled <= pages ? pages - c->backfilled : pages;
+        tail = !c->running && !c->due && left <= TAIL_PAGES;
+        pthread_mutex_unlock(&c->lock);
+    }
+    if (tail) {
+        /* PASSIVE: should the thread start meanwhile, this returns busy at
+         * once and the next commit tries again. */
+        if (sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL,
+                                      NULL) == SQLITE_OK) {
+            pthread_mutex_lock(&c->lock);
+            c->tails++;
+            pthread_mutex_unlock(&c->lock);
+        }
         return SQLITE_OK;
     }
     if (pages >= SOFT_LIMIT) {

@@ -1,0 +1,850 @@
+/* The archive's recent samples: staged by archive.c as one row per history
+ * command, settled here into archive_samples in rounds.
+ *
+ * Why. archive_samples is keyed by (tag, t), so that one tag's range is one
+ * walk of the B-tree, which is what trends read. But a history batch holds
+ * about one sample of each of thousands of tags, and each goes to the end
+ * of its own tag's range: another leaf page per sample. With 20 000 tags a
+ * batch of 16 384 samples rewrote some 16 000 pages (64 MB of WAL) and took
+ * 0.4 s to apply once the table held a few million rows, on every node and
+ * on the node's loop, and the leader lost its followers.
+ *
+ * So apply first stores a batch as it comes: one archive_recent row whose
+ * blob holds the batch's accepted samples sorted by (tag id, t). That
+ * writes the blob's own pages and nothing else. Once the recent rows hold
+ * ROUND_RECORDS samples or ROUND_ROWS rows, a round begins: it takes every
+ * row present then (seq <= upto) and moves their samples into
+ * archive_samples, whole tags at a time in id order, one step per history
+ * command applied afterwards. A step moves at least STEP_MIN samples and at
+ * least twice what that command staged, so the rows drain faster than they
+ * fill. A round writes each tag's last page once for all the samples it
+ * holds of that tag (about 25 at 20 000 tags), not once per sample. When
+ * its last tag is moved, the round's rows are deleted.
+ *
+ * State. archive_recent(seq, n, t_min, t_max, id_min, id_max, data) and,
+ * while a round runs, archive_settle(slot 0, upto, next): the rows with
+ * seq <= upto have had the samples of tag ids below next moved. A row's
+ * samples are sorted by id, so the ones still recent ("live") are always a
+ * suffix of its blob: from the first of id >= next in a row of the round,
+ * the whole blob otherwise. The bounds columns describe the whole blob and
+ * only serve to skip rows. Everything is decided by the replicated state
+ * and constants every replica shares, so every replica splits its archive
+ * the same way. Both tables are digested (lazily: empty, they add nothing,
+ * and a node that settles a batch at once, as the tests configure it,
+ * digests exactly what an older node does).
+ *
+ * A staged sample differs in (tag, t) from every sample stored or staged
+ * (archive.c makes sure before staging), so a move is a plain INSERT: a
+ * conflict would be a broken invariant and fails the apply (fatal).
+ *
+ * A record of the blob: u64 tag id, u64 t, u64 IEEE bits of the value,
+ * u8 bad, little-endian: RECENT_REC_SIZE bytes. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "fsm_internal.h"
+
+#define ROUND_RECORDS 524288u
+#define ROUND_ROWS 128u
+#define STEP_MIN 32768u
+
+#define REC_SIZE FSM_RECENT_REC_SIZE
+#define CHUNK 32
+#define ROW_SQL "(?, ?, ?, ?)"
+
+/* One archive_recent row, loaded: its blob (owned) and where its live
+ * records begin. */
+struct row {
+    int64_t seq;
+    unsigned char *data;
+    size_t n;  /* records in data */
+    size_t lo; /* the first live one */
+};
+
+struct rows {
+    struct row *v;
+    size_t n;
+};
+
+struct settle {
+    bool running;
+    int64_t upto;
+    int64_t next;
+};
+
+static void limits(const struct vg_repl_fsm *f, uint64_t *records,
+                   uint64_t *rows, uint64_t *step)
+{
+    *records = f->archive_settle.round_records ? f->archive_settle.round_records
+                                               : ROUND_RECORDS;
+    *rows = f->archive_settle.round_rows ? f->archive_settle.round_rows : ROUND_ROWS;
+    *step = f->archive_settle.step_min ? f->archive_settle.step_min : STEP_MIN;
+}
+
+void vg_repl_fsm_archive_settle_limits(struct vg_repl_fsm *f,
+                                       uint32_t round_records,
+                                       uint32_t round_rows, uint32_t step_min)
+{
+    f->archive_settle.round_records = round_records;
+    f->archive_settle.round_rows = round_rows;
+    f->archive_settle.step_min = step_min;
+}
+
+/* ----------------------------------------------------------------- records */
+
+static int64_t rec_id(const unsigned char *data, size_t i)
+{
+    return (int64_t)fsm_get_u64(data + i * REC_SIZE);
+}
+
+static uint64_t rec_t(const unsigned char *data, size_t i)
+{
+    return fsm_get_u64(data + i * REC_SIZE + 8);
+}
+
+static void rec_get(const unsigned char *data, size_t i, struct fsm_recent_rec *r)
+{
+    const unsigned char *p = data + i * REC_SIZE;
+    uint64_t bits = fsm_get_u64(p + 16);
+    r->id = (int64_t)fsm_get_u64(p);
+    r->t = fsm_get_u64(p + 8);
+    memcpy(&r->value, &bits, sizeof r->value);
+    r->bad = p[24] != 0;
+}
+
+static void rec_put(unsigned char *p, const struct fsm_recent_rec *r)
+{
+    uint64_t bits;
+    memcpy(&bits, &r->value, sizeof bits);
+    fsm_put_u64(p, (uint64_t)r->id);
+    fsm_put_u64(p + 8, r->t);
+    fsm_put_u64(p + 16, bits);
+    p[24] = r->bad ? 1 : 0;
+}
+
+/* The first record of DATA (N records sorted by id) whose id is >= ID. */
+static size_t lower_id(const unsigned char *data, size_t n, int64_t id)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (rec_id(data, mid) < id) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+/* ------------------------------------------------------------------- state */
+
+static int settle_get(struct vg_repl_fsm *f, struct settle *s)
+{
+    sqlite3_stmt *st = fsm_stmt(f, FSM_STMT_SETTLE_GET,
+                                "SELECT upto, next FROM archive_settle"
+                                " WHERE slot = 0");
+    int rc;
+
+    memset(s, 0, sizeof *s);
+    if (st == NULL) {
+        return VG_EDB;
+    }
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        s->running = true;
+        s->upto = sqlite3_column_int64(st, 0);
+        s->next = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? VG_OK
+                                                 : fsm_db_fail(f, "archive settle state");
+}
+
+/* Run SQL with its N_ARGS (1 or 2) parameters bound to A and B. */
+static int exec_ints(struct vg_repl_fsm *f, const char *sql, int n_args,
+                     int64_t a, int64_t b, const char *what)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if (sqlite3_prepare_v2(f->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        return fsm_db_fail(f, what);
+    }
+    sqlite3_bind_int64(st, 1, a);
+    if (n_args > 1) {
+        sqlite3_bind_int64(st, 2, b);
+    }
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? VG_OK : fsm_db_fail(f, what);
+}
+
+static int settle_put(struct vg_repl_fsm *f, int64_t upto, int64_t next)
+{
+    return exec_ints(f,
+                     "INSERT OR REPLACE INTO archive_settle(slot, upto, next)"
+                     " VALUES(0, ?, ?)",
+                     2, upto, next, "archive settle update");
+}
+
+/* The round is over: its rows and the state go. */
+static int settle_end(struct vg_repl_fsm *f, int64_t upto)
+{
+    int rv = exec_ints(f, "DELETE FROM archive_recent WHERE seq <= ?", 1, upto, 0,
+                       "archive recent delete");
+    if (rv != VG_OK) {
+        return rv;
+    }
+    if (sqlite3_exec(f->db, "DELETE FROM archive_settle", NULL, NULL, NULL) !=
+        SQLITE_OK) {
+        return fsm_db_fail(f, "archive settle end");
+    }
+    return VG_OK;
+}
+
+/* ------------------------------------------------------------------- rows */
+
+static void rows_free(struct rows *r)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        free(r->v[i].data);
+    }
+    free(r->v);
+    r->v = NULL;
+    r->n = 0;
+}
+
+/* The rows with seq <= UPTO whose bounds admit a record with an id in
+ * [ID_LO, ID_HI] and a time in [T_LO, T_HI), oldest first, each with where
+ * its live suffix begins. Rows without a live record are left out unless
+ * SETTLED_TOO. */
+static int rows_load(struct vg_repl_fsm *f, int64_t upto, int64_t id_lo,
+                     int64_t id_hi, uint64_t t_lo, uint64_t t_hi, bool settled_too,
+                     struct rows *out)
+{
+    struct settle s;
+    sqlite3_stmt *st;
+    size_t cap = 0;
+    int rc, rv;
+
+    memset(out, 0, sizeof *out);
+    if ((rv = settle_get(f, &s)) != VG_OK) {
+        return rv;
+    }
+    if (sqlite3_prepare_v2(f->db,
+                           "SELECT seq, data FROM archive_recent WHERE seq <= ?"
+                           " AND id_max >= ? AND id_min <= ? AND t_max >= ?"
+                           " AND t_min < ? ORDER BY seq",
+                           -1, &st, NULL) != SQLITE_OK) {
+        return fsm_db_fail(f, "prepare archive recent");
+    }
+    sqlite3_bind_int64(st, 1, upto);
+    sqlite3_bind_int64(st, 2, id_lo);
+    sqlite3_bind_int64(st, 3, id_hi);
+    sqlite3_bind_int64(st, 4, (int64_t)t_lo);
+    sqlite3_bind_int64(st, 5, (int64_t)t_hi);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct row r = {.seq = sqlite3_column_int64(st, 0)};
+        size_t bytes = (size_t)sqlite3_column_bytes(st, 1);
+        const void *blob = sqlite3_column_blob(st, 1);
+
+        if (bytes % REC_SIZE != 0 || (bytes > 0 && blob == NULL)) {
+            sqlite3_finalize(st);
+            rows_free(out);
+            vg_errf(f->errmsg, "archive recent row %lld is %zu bytes, not a"
+                               " whole number of samples (%s)",
+                    (long long)r.seq, bytes, f->path);
+            return VG_EDB;
+        }
+        r.n = bytes / REC_SIZE;
+        if (r.n == 0) {
+            continue;
+        }
+        if ((r.data = malloc(bytes)) == NULL) {
+            break;
+        }
+        memcpy(r.data, blob, bytes);
+        r.lo = s.running && r.seq <= s.upto ? lower_id(r.data, r.n, s.next) : 0;
+        if (r.lo == r.n && !settled_too) {
+            free(r.data);
+            continue;
+        }
+        if (out->n == cap) {
+            size_t nc = cap ? cap * 2 : 16;
+            struct row *v = realloc(out->v, nc * sizeof *v);
+            if (v == NULL) {
+                free(r.data);
+                break;
+            }
+            out->v = v;
+            cap = nc;
+        }
+        out->v[out->n++] = r;
+    }
+    sqlite3_finalize(st);
+    if (rc == SQLITE_ROW) {
+        rows_free(out);
+        vg_errf(f->errmsg, "out of memory reading the archive's recent samples");
+        return VG_EDB;
+    }
+    if (rc != SQLITE_DONE) {
+        rows_free(out);
+        return fsm_db_fail(f, "archive recent");
+    }
+    return VG_OK;
+}
+
+static int rows_load_all(struct vg_repl_fsm *f, struct rows *out)
+{
+    return rows_load(f, INT64_MAX, INT64_MIN, INT64_MAX, 0, FSM_TIME_END, false, out);
+}
+
+/* ------------------------------------------------------------------- stage */
+
+int fsm_recent_stage(struct vg_repl_fsm *f, const struct fsm_recent_rec *recs,
+                     size_t n)
+{
+    sqlite3_stmt *st;
+    unsigned char *data;
+    uint64_t t_min = UINT64_MAX, t_max = 0;
+    int rc;
+
+    if (n == 0) {
+        return VG_OK;
+    }
+    if ((data = malloc(n * REC_SIZE)) == NULL) {
+        vg_errf(f->errmsg, "out of memory staging %zu archive samples", n);
+        return VG_EDB;
+    }
+    for (size_t i = 0; i < n; i++) {
+        rec_put(data + i * REC_SIZE, &recs[i]);
+        t_min = recs[i].t < t_min ? recs[i].t : t_min;
+        t_max = recs[i].t > t_max ? recs[i].t : t_max;
+    }
+    st = fsm_stmt(f, FSM_STMT_RECENT_ADD,
+                  "INSERT INTO archive_recent(n, t_min, t_max, id_min, id_max,"
+                  " data) VALUES(?, ?, ?, ?, ?, ?)");
+    if (st == NULL) {
+        free(data);
+        return VG_EDB;
+    }
+    sqlite3_bind_int64(st, 1, (int64_t)n);
+    sqlite3_bind_int64(st, 2, (int64_t)t_min);
+    sqlite3_bind_int64(st, 3, (int64_t)t_max);
+    sqlite3_bind_int64(st, 4, recs[0].id);
+    sqlite3_bind_int64(st, 5, recs[n - 1].id);
+    sqlite3_bind_blob(st, 6, data, (int)(n * REC_SIZE), SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    free(data);
+    return rc == SQLITE_DONE ? VG_OK : fsm_db_fail(f, "archive recent insert");
+}
+
+/* ------------------------------------------------------------------ settle */
+
+/* Inserts into archive_samples, CHUNK rows to a statement. */
+struct mover {
+    struct vg_repl_fsm *f;
+    sqlite3_stmt *one, *many;
+    struct fsm_recent_rec chunk[CHUNK];
+    size_t n_chunk;
+};
+
+static void bind_rec(sqlite3_stmt *st, int col, const struct fsm_recent_rec *r)
+{
+    sqlite3_bind_int64(st, col, r->id);
+    sqlite3_bind_int64(st, col + 1, (int64_t)r->t);
+    sqlite3_bind_double(st, col + 2, r->value);
+    sqlite3_bind_int(st, col + 3, r->bad ? 1 : 0);
+}
+
+static int step_done(struct mover *m, sqlite3_stmt *st, int rows)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc == SQLITE_CONSTRAINT) {
+        vg_errf(m->f->errmsg,
+                "settling the archive: a recent sample is already stored (%s)",
+                m->f->path);
+        return VG_EDB;
+    }
+    if (rc != SQLITE_DONE || sqlite3_changes(m->f->db) != rows) {
+        return fsm_db_fail(m->f, "archive settle insert");
+    }
+    return VG_OK;
+}
+
+static int mover_flush(struct mover *m)
+{
+    size_t n = m->n_chunk;
+    m->n_chunk = 0;
+    if (n == CHUNK) {
+        for (size_t i = 0; i < CHUNK; i++) {
+            bind_rec(m->many, (int)(4 * i + 1), &m->chunk[i]);
+        }
+        return step_done(m, m->many, CHUNK);
+    }
+    for (size_t i = 0; i < n; i++) {
+        int rv;
+        bind_rec(m->one, 1, &m->chunk[i]);
+        if ((rv = step_done(m, m->one, 1)) != VG_OK) {
+            return rv;
+        }
+    }
+    return VG_OK;
+}
+
+static int mover_prepare(struct mover *m)
+{
+    char sql[96 + CHUNK * sizeof ", " ROW_SQL];
+    size_t n = (size_t)snprintf(sql, sizeof sql,
+                                "INSERT INTO archive_samples(tag, t, value, bad)"
+                                " VALUES " ROW_SQL);
+
+    if ((m->one = fsm_stmt(m->f, FSM_STMT_ARCHIVE_ONE, sql)) == NULL) {
+        return VG_EDB;
+    }
+    for (int i = 1; i < CHUNK; i++) {
+        n += (size_t)snprintf(sql + n, sizeof sql - n, ", " ROW_SQL);
+    }
+    m->many = fsm_stmt(m->f, FSM_STMT_ARCHIVE_MANY, sql);
+    return m->many != NULL ? VG_OK : VG_EDB;
+}
+
+/* Live records of the round with an id below E. */
+static uint64_t count_below(const struct rows *r, int64_t e)
+{
+    uint64_t c = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        size_t k = lower_id(r->v[i].data, r->v[i].n, e);
+        c += k > r->v[i].lo ? k - r->v[i].lo : 0;
+    }
+    return c;
+}
+
+/* The smallest id E such that at least TARGET live records have ids below
+ * it, or INT64_MAX when there are no more than TARGET: the step moves the
+ * ids below E, whole tags. */
+static int64_t step_end(const struct rows *r, uint64_t target)
+{
+    int64_t lo = INT64_MAX, hi = INT64_MIN;
+    uint64_t total = 0;
+
+    for (size_t i = 0; i < r->n; i++) {
+        const struct row *w = &r->v[i];
+        total += w->n - w->lo;
+        lo = rec_id(w->data, w->lo) < lo ? rec_id(w->data, w->lo) : lo;
+        hi = rec_id(w->data, w->n - 1) > hi ? rec_id(w->data, w->n - 1) : hi;
+    }
+    if (total <= target || hi == INT64_MAX) {
+        return INT64_MAX;
+    }
+    /* count_below(lo) is 0 < target and count_below(hi + 1) is total >=
+     * target: search (lo, hi + 1]. */
+    hi += 1;
+    while (hi - lo > 1) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (count_below(r, mid) >= target) {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    return hi;
+}
+
+int fsm_recent_settle(struct vg_repl_fsm *f, size_t staged)
+{
+    uint64_t round_records, round_rows, step_min, target;
+    struct mover m = {.f = f};
+    struct settle s;
+    struct rows r;
+    int64_t end;
+    bool left = false;
+    int rv;
+
+    limits(f, &round_records, &round_rows, &step_min);
+    if ((rv = settle_get(f, &s)) != VG_OK) {
+        return rv;
+    }
+    if (!s.running) {
+        sqlite3_stmt *st = fsm_stmt(f, FSM_STMT_RECENT_STATS,
+                                    "SELECT count(*), total(n), max(seq)"
+                                    " FROM archive_recent");
+        int rc;
+        if (st == NULL) {
+            return VG_EDB;
+        }
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW && sqlite3_column_int64(st, 0) > 0 &&
+            ((uint64_t)sqlite3_column_int64(st, 0) >= round_rows ||
+             sqlite3_column_double(st, 1) >= (double)round_records)) {
+            s.running = true;
+            s.upto = sqlite3_column_int64(st, 2);
+            s.next = INT64_MIN;
+        }
+        sqlite3_reset(st);
+        if (rc != SQLITE_ROW) {
+            return fsm_db_fail(f, "archive recent stats");
+        }
+        if (!s.running) {
+            return VG_OK;
+        }
+        if ((rv = settle_put(f, s.upto, s.next)) != VG_OK) {
+            return rv;
+        }
+    }
+    target = (uint64_t)staged * 2 > step_min ? (uint64_t)staged * 2 : step_min;
+    if ((rv = rows_load(f, s.upto, INT64_MIN, INT64_MAX, 0, FSM_TIME_END, false,
+                        &r)) != VG_OK) {
+        return rv;
+    }
+    end = step_end(&r, target);
+    rv = r.n > 0 ? mover_prepare(&m) : VG_OK;
+    for (size_t i = 0; i < r.n && rv == VG_OK; i++) {
+        struct row *w = &r.v[i];
+        size_t k = w->lo;
+        for (; k < w->n && rec_id(w->data, k) < end && rv == VG_OK; k++) {
+            rec_get(w->data, k, &m.chunk[m.n_chunk++]);
+            if (m.n_chunk == CHUNK) {
+                rv = mover_flush(&m);
+            }
+        }
+        left = left || k < w->n;
+    }
+    if (rv == VG_OK) {
+        rv = mover_flush(&m);
+    }
+    rows_free(&r);
+    if (rv != VG_OK) {
+        return rv;
+    }
+    return left ? settle_put(f, s.upto, end) : settle_end(f, s.upto);
+}
+
+/* ------------------------------------------------------------------ queries */
+
+static int rec_t_cmp(const void *a, const void *b)
+{
+    const struct fsm_recent_rec *x = a, *y = b;
+    return x->t < y->t ? -1 : x->t > y->t;
+}
+
+int fsm_recent_range(struct vg_repl_fsm *f, int64_t id, uint64_t from,
+                     uint64_t to, struct fsm_recent_rec **out, size_t *n_out)
+{
+    struct fsm_recent_rec *v = NULL;
+    size_t n = 0, cap = 0;
+    struct rows r;
+    int rv;
+
+    *out = NULL;
+    *n_out = 0;
+    if ((rv = rows_load(f, INT64_MAX, id, id, from, to, false, &r)) != VG_OK) {
+        return rv;
+    }
+    for (size_t i = 0; i < r.n; i++) {
+        struct row *w = &r.v[i];
+        size_t k = lower_id(w->data, w->n, id);
+        k = k < w->lo ? w->lo : k;
+        for (; k < w->n && rec_id(w->data, k) == id; k++) {
+            uint64_t t = rec_t(w->data, k);
+            if (t < from || t >= to) {
+                continue;
+            }
+            if (n == cap) {
+                size_t nc = cap ? cap * 2 : 64;
+                struct fsm_recent_rec *nv = realloc(v, nc * sizeof *nv);
+                if (nv == NULL) {
+                    free(v);
+                    rows_free(&r);
+                    vg_errf(f->errmsg, "out of memory reading recent samples");
+                    return VG_ENOMEM;
+                }
+                v = nv;
+                cap = nc;
+            }
+            rec_get(w->data, k, &v[n++]);
+        }
+    }
+    rows_free(&r);
+    if (n > 1) {
+        qsort(v, n, sizeof *v, rec_t_cmp);
+    }
+    *out = v;
+    *n_out = n;
+    return VG_OK;
+}
+
+int fsm_recent_each(struct vg_repl_fsm *f,
+                    int (*cb)(void *arg, const struct fsm_recent_rec *r), void *arg)
+{
+    struct rows r;
+    int rv;
+
+    if ((rv = rows_load_all(f, &r)) != VG_OK) {
+        return rv;
+    }
+    for (size_t i = 0; i < r.n && rv == VG_OK; i++) {
+        for (size_t k = r.v[i].lo; k < r.v[i].n && rv == VG_OK; k++) {
+            struct fsm_recent_rec rec;
+            rec_get(r.v[i].data, k, &rec);
+            rv = cb(arg, &rec);
+        }
+    }
+    rows_free(&r);
+    return rv;
+}
+
+static int rec_key_cmp(const void *a, const void *b)
+{
+    const struct fsm_recent_rec *x = a, *y = b;
+    if (x->id != y->id) {
+        return x->id < y->id ? -1 : 1;
+    }
+    return x->t < y->t ? -1 : x->t > y->t;
+}
+
+int fsm_recent_newest(struct vg_repl_fsm *f, struct fsm_recent_rec **out,
+                      size_t *n_out)
+{
+    struct fsm_recent_rec *v = NULL;
+    size_t n = 0, total = 0, k = 0;
+    struct rows r;
+    int rv;
+
+    *out = NULL;
+    *n_out = 0;
+    if ((rv = rows_load_all(f, &r)) != VG_OK) {
+        return rv;
+    }
+    for (size_t i = 0; i < r.n; i++) {
+        total += r.v[i].n - r.v[i].lo;
+    }
+    if (total > 0 && (v = malloc(total * sizeof *v)) == NULL) {
+        rows_free(&r);
+        vg_errf(f->errmsg, "out of memory reading recent samples");
+        return VG_ENOMEM;
+    }
+    for (size_t i = 0; i < r.n; i++) {
+        for (size_t j = r.v[i].lo; j < r.v[i].n; j++) {
+            rec_get(r.v[i].data, j, &v[k++]);
+        }
+    }
+    rows_free(&r);
+    if (total > 1) {
+        qsort(v, total, sizeof *v, rec_key_cmp);
+    }
+    /* Keep the last (newest) of each id. */
+    for (size_t i = 0; i < total; i++) {
+        if (i + 1 == total || v[i + 1].id != v[i].id) {
+            v[n++] = v[i];
+        }
+    }
+    *out = v;
+    *n_out = n;
+    return VG_OK;
+}
+
+int fsm_recent_find(struct vg_repl_fsm *f, const struct fsm_recent_rec *keys,
+                    size_t n, bool *found)
+{
+    struct rows r;
+    int rv;
+
+    memset(found, 0, n * sizeof *found);
+    if (n == 0) {
+        return VG_OK;
+    }
+    if ((rv = rows_load(f, INT64_MAX, keys[0].id, keys[n - 1].id, 0, FSM_TIME_END,
+                        false, &r)) != VG_OK) {
+        return rv;
+    }
+    for (size_t i = 0; i < r.n; i++) {
+        const struct row *w = &r.v[i];
+        for (size_t j = 0; j < n; j++) {
+            size_t k = lower_id(w->data, w->n, keys[j].id);
+            k = k < w->lo ? w->lo : k;
+            for (; !found[j] && k < w->n && rec_id(w->data, k) == keys[j].id; k++) {
+                found[j] = rec_t(w->data, k) == keys[j].t;
+            }
+        }
+    }
+    rows_free(&r);
+    return VG_OK;
+}
+
+int fsm_recent_holds(struct vg_repl_fsm *f, const int64_t *ids, size_t n,
+                     bool *held)
+{
+    struct rows r;
+    int rv;
+
+    memset(held, 0, n * sizeof *held);
+    if (n == 0) {
+        return VG_OK;
+    }
+    if ((rv = rows_load(f, INT64_MAX, ids[0], ids[n - 1], 0, FSM_TIME_END, false,
+                        &r)) != VG_OK) {
+        return rv;
+    }
+    for (size_t i = 0; i < r.n; i++) {
+        const struct row *w = &r.v[i];
+        for (size_t j = 0; j < n; j++) {
+            size_t k = lower_id(w->data, w->n, ids[j]);
+            k = k < w->lo ? w->lo : k;
+            held[j] = held[j] || (k < w->n && rec_id(w->data, k) == ids[j]);
+        }
+    }
+    rows_free(&r);
+    return VG_OK;
+}
+
+int fsm_recent_bounds(struct vg_repl_fsm *f, bool *any, uint64_t *oldest,
+                      uint64_t *newest)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    *any = false;
+    *oldest = *newest = 0;
+    if (sqlite3_prepare_v2(f->db,
+                           "SELECT count(*), min(t_min), max(t_max)"
+                           " FROM archive_recent",
+                           -1, &st, NULL) != SQLITE_OK) {
+        return fsm_db_fail(f, "prepare archive recent bounds");
+    }
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW && sqlite3_column_int64(st, 0) > 0) {
+        *any = true;
+        *oldest = (uint64_t)sqlite3_column_int64(st, 1);
+        *newest = (uint64_t)sqlite3_column_int64(st, 2);
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? VG_OK : fsm_db_fail(f, "archive recent bounds");
+}
+
+/* ---------------------------------------------------------------------- cut */
+
+static bool id_in(const int64_t *ids, size_t n, int64_t id)
+{
+    size_t lo = 0, hi = n;
+    if (ids == NULL) {
+        return true;
+    }
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (ids[mid] < id) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo < n && ids[lo] == id;
+}
+
+/* Write row W back with the records KEEP[k] says to keep, or delete it when
+ * none is left. */
+static int row_rewrite(struct vg_repl_fsm *f, const struct row *w, const bool *keep)
+{
+    unsigned char *data = malloc(w->n * REC_SIZE);
+    uint64_t t_min = UINT64_MAX, t_max = 0;
+    sqlite3_stmt *st;
+    size_t n = 0;
+    int rc;
+
+    if (data == NULL) {
+        vg_errf(f->errmsg, "out of memory cutting recent samples");
+        return VG_EDB;
+    }
+    for (size_t k = 0; k < w->n; k++) {
+        if (keep[k]) {
+            uint64_t t = rec_t(w->data, k);
+            memcpy(data + n * REC_SIZE, w->data + k * REC_SIZE, REC_SIZE);
+            n++;
+            t_min = t < t_min ? t : t_min;
+            t_max = t > t_max ? t : t_max;
+        }
+    }
+    if (n == 0) {
+        free(data);
+        return exec_ints(f, "DELETE FROM archive_recent WHERE seq = ?", 1, w->seq,
+                         0, "archive recent cut");
+    }
+    if (sqlite3_prepare_v2(f->db,
+                           "UPDATE archive_recent SET n = ?, t_min = ?, t_max = ?,"
+                           " id_min = ?, id_max = ?, data = ? WHERE seq = ?",
+                           -1, &st, NULL) != SQLITE_OK) {
+        free(data);
+        return fsm_db_fail(f, "prepare archive recent cut");
+    }
+    sqlite3_bind_int64(st, 1, (int64_t)n);
+    sqlite3_bind_int64(st, 2, (int64_t)t_min);
+    sqlite3_bind_int64(st, 3, (int64_t)t_max);
+    sqlite3_bind_int64(st, 4, rec_id(data, 0));
+    sqlite3_bind_int64(st, 5, rec_id(data, n - 1));
+    sqlite3_bind_blob(st, 6, data, (int)(n * REC_SIZE), SQLITE_STATIC);
+    sqlite3_bind_int64(st, 7, w->seq);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    free(data);
+    return rc == SQLITE_DONE ? VG_OK : fsm_db_fail(f, "archive recent cut");
+}
+
+/* Settled records of a round's rows are dropped too (the cut of
+ * archive_samples has deleted their copies), so that no row holds a sample
+ * older than the cut and the rows' t_min bounds what the archive holds. */
+int fsm_recent_cut(struct vg_repl_fsm *f, bool every, const int64_t *ids,
+                   size_t n_ids, uint64_t before,
+                   void (*dropped)(void *arg, const struct fsm_recent_rec *r),
+                   void *arg, uint64_t *n_dropped)
+{
+    struct rows r;
+    bool *keep = NULL;
+    int rv;
+
+    *n_dropped = 0;
+    if (every) {
+        ids = NULL; /* id_in: every id */
+    } else if (n_ids == 0) {
+        return VG_OK;
+    }
+    if (before == 0) {
+        return VG_OK;
+    }
+    rv = rows_load(f, INT64_MAX, ids != NULL ? ids[0] : INT64_MIN,
+                   ids != NULL ? ids[n_ids - 1] : INT64_MAX, 0, before, true, &r);
+    if (rv != VG_OK) {
+        return rv;
+    }
+    for (size_t i = 0; i < r.n && rv == VG_OK; i++) {
+        const struct row *w = &r.v[i];
+        size_t cut = 0;
+        bool *k = realloc(keep, w->n * sizeof *k);
+        if (k == NULL) {
+            vg_errf(f->errmsg, "out of memory cutting recent samples");
+            rv = VG_EDB;
+            break;
+        }
+        keep = k;
+        for (size_t j = 0; j < w->n; j++) {
+            struct fsm_recent_rec rec;
+            rec_get(w->data, j, &rec);
+            keep[j] = rec.t >= before || !id_in(ids, n_ids, rec.id);
+            if (!keep[j]) {
+                cut++;
+                if (j >= w->lo) {
+                    dropped(arg, &rec);
+                    (*n_dropped)++;
+                }
+            }
+        }
+        if (cut > 0) {
+            rv = row_rewrite(f, w, keep);
+        }
+    }
+    free(keep);
+    rows_free(&r);
+    return rv;
+}
