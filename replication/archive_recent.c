@@ -681,10 +681,10 @@ int fsm_recent_holds(struct vg_repl_fsm *f, const int64_t *ids, size_t n,
     struct rows r;
     int rv;
 
-    memset(held, 0, n * sizeof *held);
     if (n == 0) {
-        return VG_OK;
+        return VG_OK; /* HELD may be NULL then, and memset wants a pointer */
     }
+    memset(held, 0, n * sizeof *held);
     if ((rv = rows_load(f, INT64_MAX, ids[0], ids[n - 1], 0, FSM_TIME_END, false,
                         &r)) != VG_OK) {
         return rv;

@@ -422,10 +422,17 @@ int vg_repl_fsm_open(struct vg_repl_fsm *f, const char *path);
 void vg_repl_fsm_close(struct vg_repl_fsm *f);
 
 /* The WAL of the database is checkpointed on a thread of its own, not by the
- * commits of apply on the caller's thread (wal_checkpointer.c): how many
- * checkpoints it has done and how many failed (busy or I/O; retried at the
- * next commit). Both 0 for a database that is not in WAL mode. */
-void vg_repl_fsm_wal_stats(struct vg_repl_fsm *f, uint64_t *done, uint64_t *failed);
+ * commits of apply on the caller's thread (wal_checkpointer.c). All 0 for a
+ * database that is not in WAL mode. */
+struct vg_repl_wal_stats {
+    uint64_t done;       /* checkpoints of the thread */
+    uint64_t failed;     /* busy or I/O; retried at the next commit */
+    uint64_t copied;     /* WAL frames the thread copied into the database */
+    uint64_t tails;      /* tail checkpoints by the writer (at RESTART_PAGES) */
+    uint64_t restarts;   /* times a commit found the WAL started over */
+    uint64_t wal_frames; /* frames in the WAL at the last commit */
+};
+void vg_repl_fsm_wal_stats(struct vg_repl_fsm *f, struct vg_repl_wal_stats *out);
 
 /* Digest of the replicated state (every replicated table, in key order).
  * Deterministic across replicas that applied the same commands. */

@@ -22,7 +22,15 @@
  * the hook checkpoints on the writer's connection as SQLite would have, so
  * the WAL stays bounded whatever happens to the thread. Restoring a snapshot
  * (a backup into the database) pauses the thread: fsm_ckpt_pause waits for
- * a checkpoint in progress and holds the next one back. */
+ * a checkpoint in progress and holds the next one back.
+ *
+ * The thread's connection must have read the database once before it can
+ * checkpoint: until then its pager has not opened the WAL, and SQLite
+ * 3.40 (Debian 12) answers a checkpoint there with SQLITE_OK and -1 frames,
+ * having done nothing. That went unnoticed for a while (the hard limit kept
+ * the WAL bounded, on the loop); so the connection reads at start, a -1
+ * answer makes it read again, and the counters report the frames the
+ * thread really copied. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,8 +53,15 @@ struct fsm_ckpt {
     bool running;         /* the thread is checkpointing */
     int backfilled;       /* WAL frames its last checkpoint left copied */
     /* Counters, for tests and status. */
-    uint64_t done, failed, tails;
+    uint64_t done, failed, tails, copied, restarts;
+    int last_log;         /* WAL frames at the last commit the hook saw */
 };
+
+/* A read of the database through DB, which opens its pager's WAL. */
+static int wal_open(sqlite3 *db)
+{
+    return sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL);
+}
 
 static void *ckpt_main(void *arg)
 {
@@ -67,11 +82,21 @@ static void *ckpt_main(void *arg)
         pthread_mutex_lock(&c->run);
         int rc = sqlite3_wal_checkpoint_v2(c->db, "main", SQLITE_CHECKPOINT_PASSIVE,
                                            &log, &copied);
+        if (rc == SQLITE_OK && log < 0 && wal_open(c->db) == SQLITE_OK) {
+            rc = sqlite3_wal_checkpoint_v2(c->db, "main", SQLITE_CHECKPOINT_PASSIVE,
+                                           &log, &copied);
+        }
         pthread_mutex_unlock(&c->run);
 
         pthread_mutex_lock(&c->lock);
         c->running = false;
-        if (rc == SQLITE_OK) {
+        if (rc == SQLITE_OK && log >= 0) {
+            /* COPIED counts the frames backfilled so far, by anyone. */
+            if (copied > c->backfilled) {
+                c->copied += (uint64_t)(copied - c->backfilled);
+            } else if (copied < c->backfilled) {
+                c->copied += (uint64_t)copied; /* the WAL started over */
+            }
             c->backfilled = copied;
             c->done++;
         } else {
@@ -87,6 +112,12 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
     struct vg_repl_fsm *f = arg;
     struct fsm_ckpt *c = f->ckpt;
     bool tail = false;
+    pthread_mutex_lock(&c->lock);
+    if (pages < c->last_log) {
+        c->restarts++;
+    }
+    c->last_log = pages;
+    pthread_mutex_unlock(&c->lock);
     if (pages >= HARD_LIMIT) {
         sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
         return SQLITE_OK;
@@ -136,6 +167,13 @@ int fsm_ckpt_start(struct vg_repl_fsm *f)
         return VG_EDB;
     }
     sqlite3_busy_timeout(c->db, 100);
+    if (wal_open(c->db) != SQLITE_OK) {
+        vg_errf(f->errmsg, "cannot read database %s for checkpoints: %s", f->path,
+                sqlite3_errmsg(c->db));
+        sqlite3_close(c->db);
+        free(c);
+        return VG_EDB;
+    }
     pthread_mutex_init(&c->lock, NULL);
     pthread_mutex_init(&c->run, NULL);
     pthread_cond_init(&c->wake, NULL);
@@ -189,13 +227,17 @@ void fsm_ckpt_resume(struct vg_repl_fsm *f)
     }
 }
 
-void vg_repl_fsm_wal_stats(struct vg_repl_fsm *f, uint64_t *done, uint64_t *failed)
+void vg_repl_fsm_wal_stats(struct vg_repl_fsm *f, struct vg_repl_wal_stats *out)
 {
-    *done = *failed = 0;
+    memset(out, 0, sizeof *out);
     if (f->ckpt != NULL) {
         pthread_mutex_lock(&f->ckpt->lock);
-        *done = f->ckpt->done;
-        *failed = f->ckpt->failed;
+        out->done = f->ckpt->done;
+        out->failed = f->ckpt->failed;
+        out->copied = f->ckpt->copied;
+        out->tails = f->ckpt->tails;
+        out->restarts = f->ckpt->restarts;
+        out->wal_frames = (uint64_t)f->ckpt->last_log;
         pthread_mutex_unlock(&f->ckpt->lock);
     }
 }

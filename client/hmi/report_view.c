@@ -653,6 +653,7 @@ static void on_run(GtkButton *b, gpointer p)
     data_drop(v);
     preview_clear(v);
     gtk_label_set_text(GTK_LABEL(v->summary), _("Fetching the data…"));
+    hmi_note(v->h, "report_preview", "%s: fetching", r->spec.name);
     g_object_ref(v->root);
     hmi_net_job(v->h->net, run_job, r, NULL, run_done, r);
 }

@@ -452,7 +452,14 @@ def main():
         a.click_widget("hmi-tool-reports")
         a.wait(lambda s: s.get("view") == "reports" and
                "hmi-report-run" in s.get("widgets", {}), 5)
-        a.click_widget("hmi-report-run")
+        # A click can land while the view is still being laid out (seen on
+        # a loaded machine): the run note says it started; click again,
+        # three times at most.
+        for _ in range(3):
+            a.click_widget("hmi-report-run")
+            st, good = a.wait(lambda s: s.get("notes", {}).get("report_preview"), 3)
+            if good:
+                break
         st, good = a.wait(lambda s: "rows" in s.get("notes", {}).get("report_preview", ""), 15)
         ok(good, "report previewed on A: %s" % st.get("notes", {}).get("report_preview"))
         pdf = os.path.join(args.shots, "daily-flows.pdf")

@@ -251,8 +251,10 @@ static void m_cut_tag(struct model *m, int tag, uint64_t before)
 {
     struct mtag *g = &m->tag[tag];
     size_t k = m_lower(g, before);
-    memmove(g->v, g->v + k, (g->n - k) * sizeof *g->v);
-    g->n -= k;
+    if (k > 0) { /* an empty tag has no array at all */
+        memmove(g->v, g->v + k, (g->n - k) * sizeof *g->v);
+        g->n -= k;
+    }
 }
 
 /* A cut of every archive; true when it changes anything. */
