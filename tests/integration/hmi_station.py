@@ -216,9 +216,21 @@ class Station:
 
     def click_widget(self, name):
         g = self.state().get("widgets", {}).get(name)
-        if not g:
+        if not g or g[2] < 2 or g[3] < 2:  # not laid out yet
             return None
         return self.click_at(g[0] + g[2] / 2, g[1] + g[3] / 2)
+
+    def click_until(self, name, pred, timeout=3, tries=3):
+        """Click widget NAME until PRED holds for the state (each try waits
+        TIMEOUT s): on a loaded machine a click can land while a view is
+        still being laid out, and is lost. Returns (state, PRED held)."""
+        st, good = {}, False
+        for _ in range(tries):
+            self.click_widget(name)
+            st, good = self.wait(pred, timeout)
+            if good:
+                break
+        return st, good
 
     def key(self, *keys):
         xid = self.state()["window"]["xid"]
@@ -433,11 +445,11 @@ def main():
         sa, good_a = a.wait(lambda s: s.get("alarms", {}).get(FAULT_ALARM) == "unack_active", 10)
         sb, good_b = b.wait(lambda s: s.get("alarms", {}).get(FAULT_ALARM) == "unack_active", 10)
         ok(good_a and good_b, "the forced pump fault is unacknowledged on both stations")
-        a.click_widget("hmi-tool-alarms")
-        st, good = a.wait(lambda s: s.get("view") == "alarms" and
-                          "hmi-ack-all" in s.get("widgets", {}), 5)
+        st, good = a.click_until("hmi-tool-alarms",
+                                 lambda s: s.get("view") == "alarms" and
+                                 "hmi-ack-all" in s.get("widgets", {}))
         ok(good, "A's alarm view is open (toolbar button)")
-        a.click_widget("hmi-ack-all")
+        a.click_until("hmi-ack-all", lambda s: s.get("notes", {}).get("dialog_xid"))
         a.dialog_type(["Return"])
         sa, good_a = a.wait(lambda s: s.get("alarms", {}).get(FAULT_ALARM) == "ack_active", 10)
         t_ack = time.monotonic()
@@ -449,23 +461,15 @@ def main():
 
         # 5b. Reports view: run the project's first report (daily flows),
         # preview it, save it as PDF through the file chooser; pdfinfo reads it.
-        a.click_widget("hmi-tool-reports")
-        a.wait(lambda s: s.get("view") == "reports" and
-               "hmi-report-run" in s.get("widgets", {}), 5)
-        # A click can land while the view is still being laid out (seen on
-        # a loaded machine): the run note says it started; click again,
-        # three times at most.
-        for _ in range(3):
-            a.click_widget("hmi-report-run")
-            st, good = a.wait(lambda s: s.get("notes", {}).get("report_preview"), 3)
-            if good:
-                break
+        a.click_until("hmi-tool-reports", lambda s: s.get("view") == "reports" and
+                      "hmi-report-run" in s.get("widgets", {}))
+        a.click_until("hmi-report-run", lambda s: s.get("notes", {}).get("report_preview"))
         st, good = a.wait(lambda s: "rows" in s.get("notes", {}).get("report_preview", ""), 15)
         ok(good, "report previewed on A: %s" % st.get("notes", {}).get("report_preview"))
         pdf = os.path.join(args.shots, "daily-flows.pdf")
         if os.path.exists(pdf):
             os.unlink(pdf)
-        a.click_widget("hmi-report-save-pdf")
+        a.click_until("hmi-report-save-pdf", lambda s: s.get("notes", {}).get("dialog_xid"))
         a.dialog_type(["ctrl+a", (pdf,), "Return"])
         st, good = a.wait(lambda s: s.get("notes", {}).get("last_report", "").startswith(
             "pdf"), 20)
