@@ -33,7 +33,9 @@ Prints one JSON object per measurement:
       the leader's committed samples (history_info) and a follower's stored
       samples over the measuring window; same_term whether the measured
       node led in one term throughout (else the figures mean little), and
-      loop_max_ms its longest loop iteration over the last 10 s.
+      loop_max_ms its longest loop iteration over the last 10 s,
+      loop_max_cpu_ms / loop_max_apply_ms the most CPU / apply time of one
+      iteration there (status "loop").
 
 Machines are shared and noisy: compare medians of several runs.
 
@@ -207,7 +209,9 @@ def archive_bench(args, addr, follower, cluster):
         "follower_applied_per_s": round((f1["samples"] - f0["samples"]) / dt),
         "dropped": i1["dropped"], "failed_batches": i1["failed_batches"],
         "same_term": st1.get("term") == term0 and bool(st1.get("ready")),
-        "loop_max_ms": st1.get("loop", {}).get("max_ms")}))
+        "loop_max_ms": st1.get("loop", {}).get("max_ms"),
+        "loop_max_cpu_ms": st1.get("loop", {}).get("max_cpu_ms"),
+        "loop_max_apply_ms": st1.get("loop", {}).get("max_apply_ms")}))
     sys.stdout.flush()
 
 

@@ -77,18 +77,25 @@ struct op {
  * loop did in between, raft callbacks, client requests and leader duties
  * alike. A stalled iteration delays heartbeats, so tests and benchmarks
  * check the longest one. Kept per second for the last LOOP_WINDOW_S
- * seconds, each with a histogram for the 99th percentile. */
+ * seconds, each with a histogram for the 99th percentile. Beside the wall
+ * time, the longest time on the CPU and the longest time in the state
+ * machine's apply of one iteration: on a loaded host a thread waiting for a
+ * CPU looks busy, and apply is the one large piece of work. */
 #define LOOP_WINDOW_S 10u
 #define LOOP_BINS 40u
 struct loop_second {
     uint64_t second;           /* monotonic second this slot counts */
     uint64_t max_us;
+    uint64_t max_cpu_us;       /* the thread's CPU time, longest iteration */
+    uint64_t max_apply_us;     /* in fsm apply, longest iteration */
     uint32_t count;
     uint32_t bins[LOOP_BINS];  /* see node.c, loop_bin */
 };
 struct loop_stats {
     uint64_t last_ns;          /* uv_hrtime at the previous prepare; 0: none */
     uint64_t last_idle_ns;     /* uv_metrics_idle_time then */
+    uint64_t last_cpu_ns;      /* the loop thread's CPU time then */
+    uint64_t last_apply_ns;    /* fsm.apply_ns then */
     uint64_t iterations;       /* since start */
     uint64_t max_us;           /* since start */
     struct loop_second win[LOOP_WINDOW_S];
