@@ -38,8 +38,12 @@
  * they bound how long one iteration can spend applying history (8 batches
  * of up to 300 000 samples were seconds, and leadership went). A batch of
  * 16 384 samples of 20 000 tags applies in about 0.1 s on a small machine
- * (bench/archive_apply_bench), so three stay below the election timeout. */
-#define ARCHIVE_IN_FLIGHT 3u
+ * (bench/archive_apply_bench, its settle step included). With three in
+ * flight a 3-node cluster on 2 cores at 150k samples/s had iterations of
+ * 330-400 ms, almost all apply (status "loop" max_apply_ms), above the
+ * 300 ms election timeout; with two 227-237 ms, and as many samples
+ * committed (records_bench: 153-159k against 146-155k/s). */
+#define ARCHIVE_IN_FLIGHT 2u
 #define ARCHIVE_BATCH_MAX 16384u
 #define ARCHIVE_BUFFER_MAX 1000000u
 #define CUT_EVERY_MS 60000u
