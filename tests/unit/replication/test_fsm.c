@@ -1499,6 +1499,22 @@ static void test_wal_checkpointed_in_background(void **state)
     assert_int_equal(x->a.applied_index, (uint64_t)n);
 }
 
+/* The connection's settings apply relies on: WAL, and statement journals
+ * in memory (a multi-row INSERT of the archive otherwise writes every page
+ * it changes to a temporary file first; fsm.c, vg_repl_fsm_open). */
+static void test_connection_settings(void **state)
+{
+    struct fx *x = *state;
+    sqlite3_stmt *st;
+
+    assert_int_equal(sql_int(&x->a, "PRAGMA temp_store"), 2); /* MEMORY */
+    assert_int_equal(sqlite3_prepare_v2(x->a.db, "PRAGMA journal_mode", -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "wal");
+    sqlite3_finalize(st);
+}
+
 static int apply_in_term(struct fx *x, struct vg_repl_fsm *f, unsigned type,
                          uint64_t term, const char *body)
 {
@@ -1935,6 +1951,7 @@ int main(void)
         T(test_record_summary_added_to_old_databases),
         T(test_checkpoints_table_bounded),
         T(test_wal_checkpointed_in_background),
+        T(test_connection_settings),
         T(test_setpoint_action_and_outcome),
         T(test_setpoint_malformed_is_rejected),
         T(test_actions_digest_and_snapshot),
