@@ -21,6 +21,7 @@
  *
  * usage: archive_apply_bench [--batches N] [--batch-samples N] [--tags N]
  *                            [--dir PARENT] */
+#include <errno.h>
 #include <ftw.h>
 #include <jansson.h>
 #include <math.h>
@@ -274,26 +275,41 @@ static int rm_cb(const char *path, const struct stat *sb, int flag,
 
 static int parse_args(int argc, char **argv, struct opts *o)
 {
-    for (int i = 1; i < argc; i++) {
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        long n = v != NULL ? strtol(v, NULL, 10) : 0;
+    for (int i = 1; i < argc; i += 2) {
+        const char *name = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        char *end;
+        long n;
+
         if (v == NULL) {
+            fprintf(stderr, "%s: a value is missing\n", name);
             return -1;
         }
-        if (strcmp(argv[i], "--dir") == 0) {
+        if (strcmp(name, "--dir") == 0) {
             o->parent = v;
-        } else if (n < 1 || n > VG_HISTORY_BATCH_MAX) {
+            continue;
+        }
+        errno = 0;
+        n = strtol(v, &end, 10);
+        if (errno != 0 || end == v || *end != '\0' || n < 1 ||
+            n > VG_HISTORY_BATCH_MAX) {
+            fprintf(stderr, "%s: '%s' is not a whole number of 1..%d\n", name, v,
+                    VG_HISTORY_BATCH_MAX);
             return -1;
-        } else if (strcmp(argv[i], "--batches") == 0) {
+        }
+        if (strcmp(name, "--batches") == 0) {
             o->batches = (unsigned)n;
-        } else if (strcmp(argv[i], "--batch-samples") == 0) {
+        } else if (strcmp(name, "--batch-samples") == 0) {
             o->batch_samples = (unsigned)n;
-        } else if (strcmp(argv[i], "--tags") == 0 && n <= 65536) {
+        } else if (strcmp(name, "--tags") == 0) {
+            if (n > 65536) {
+                fprintf(stderr, "--tags: at most 65536\n");
+                return -1;
+            }
             o->tags = (unsigned)n;
         } else {
+            fprintf(stderr, "unknown option '%s'\n", name);
             return -1;
         }
-        i++;
     }
     return 0;
 }

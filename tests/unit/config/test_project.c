@@ -518,8 +518,8 @@ static void test_garbage_yaml(void **state)
         "", "\x01\x02\x03", "[", "- - - -", "a: b: c", "{{{{{{{{{{",
         "project: [", "\xff\xfe\xfd", "sections: 5", "languages: {a: b}",
         "project: x\nlanguages: [en]\nsections: [[[]]]",
-        "project: x\nlanguages: [en]\nsections:\n  - name: a\n    title: t\n"
-        "    children: 7",
+        ("project: x\nlanguages: [en]\nsections:\n  - name: a\n    title: t\n"
+         "    children: 7"),
     };
     for (size_t i = 0; i < sizeof garbage / sizeof garbage[0]; i++) {
         struct vg_project_files fs = {0};

@@ -863,7 +863,7 @@ static void observe_mixed(struct vg_repl_fsm *a, const struct model *m, struct s
 static void reopen_a(struct fx *x)
 {
     unsigned char before[VG_DIGEST_SIZE], after[VG_DIGEST_SIZE];
-    long long u1, n1, u2, n2;
+    long long u1 = 0, n1 = 0, u2 = 0, n2 = 0;
     bool r1 = settle_state(x->f[0], &u1, &n1);
     uint64_t applied = x->f[0]->applied_index;
 
@@ -886,7 +886,7 @@ static void restore_a(struct fx *x)
 {
     struct raft_buffer *bufs = NULL;
     unsigned n_bufs = 0;
-    long long u1, n1, u2, n2;
+    long long u1 = 0, n1 = 0, u2 = 0, n2 = 0;
     struct vg_repl_fsm *t;
     char path[128];
     int rv;

@@ -1834,8 +1834,8 @@ static void test_alarm_state_malformed_is_rejected(void **state)
         "{\"cause\":\"raised\",\"from\":\"normal\",\"to\":\"normal\","
         "\"at_ms\":-1}}]}",
         /* One bad change spoils the whole command. */
-        "{\"changes\":[{\"alarm\":\"ok\",\"state\":null},{\"alarm\":7,"
-        "\"state\":null}]}",
+        ("{\"changes\":[{\"alarm\":\"ok\",\"state\":null},{\"alarm\":7,"
+         "\"state\":null}]}"),
     };
     json_t *states;
     unsigned char before[VG_DIGEST_SIZE], after[VG_DIGEST_SIZE];
