@@ -1463,7 +1463,7 @@ static void test_wal_checkpointed_in_background(void **state)
     memset(value, 'v', sizeof value - 1);
     value[sizeof value - 1] = '\0';
     /* Until the WAL started over: at least 4000 commits, at most 60 000
-     * (each a few pages; the thread gets a ms now and then). */
+     * (each a few pages). */
     for (; n < 60000 && (n < 4000 || ws.restarts == 0); n++) {
         char *body;
         snprintf(key, sizeof key, "k%d", n);
@@ -1471,9 +1471,6 @@ static void test_wal_checkpointed_in_background(void **state)
                              value) > 0);
         assert_int_equal(apply_cmd(x, &x->a, VG_CMD_PUT, body), VG_OK);
         free(body);
-        if (n % 500 == 499) {
-            usleep(1000);
-        }
         vg_repl_fsm_wal_stats(&x->a, &ws);
     }
     for (int i = 0; i < 1000 && ws.copied == 0; i++) { /* at most 10 s */
