@@ -40,6 +40,7 @@ import vigil_cluster as vc  # noqa: E402
 tap = vc.Tap()
 ok = tap.ok
 SP = "area01.unit00001.speed_sp"  # plc001 hr:4, 20..95 %
+MAX_FRAME = 1 << 20  # VG_PROTO_MAX_FRAME
 
 
 def generate(tmp, ports):
@@ -94,7 +95,7 @@ def main():
         cluster.wait_ready_leader(timeout=15)
         rc, out, err = vc.ctl(args.vigilctl, cluster, "project", "load", project)
         ok(rc == 0, "project loaded: %s" % (out + err).strip()[-200:])
-        leader, _ = vc.polling_leader(cluster, timeout=30)
+        leader, term = vc.polling_leader(cluster, timeout=30)
 
         fast = vc.Conn(leader.client_address)
         writer = vc.Conn(leader.client_address)
@@ -112,9 +113,11 @@ def main():
         slow.settimeout(5)
         slow.connect((host, int(port)))
         slow.sendall(frame({"type": "tags_subscribe", "id": 1, "all": True}))
-        first = slow.recv(4096)
-        ok(len(first) > 0, "the slow client subscribed to every tag and read "
-           "%d bytes, then stops reading" % len(first))
+        # What the first read holds may run past the answer into the image;
+        # it stays in BUF, the stream is parsed from its start.
+        buf = slow.recv(4096)
+        ok(len(buf) > 0, "the slow client subscribed to every tag and read "
+           "%d bytes, then stops reading" % len(buf))
 
         pid = leader.proc.pid
         base = rss_kb(pid)
@@ -148,26 +151,38 @@ def main():
            [round(x * 1e3, 1) if x is not None else None for x in lat])
 
         # The slow client reads again.
-        buf = b""
         seen = []
         frames = 0
+        answer = None
         slow.settimeout(1.0)
-        end = time.monotonic() + 30
+        resumed = time.monotonic()
+        got = 0
+        end = resumed + 30
         done_at = None
+        ended = "30 s without the newest value"
         while time.monotonic() < end:
             try:
                 chunk = slow.recv(1 << 16)
             except socket.timeout:
                 continue
             if not chunk:
+                ended = "the node closed the connection after %.1f s (%d bytes " \
+                        "of a frame unread)" % (time.monotonic() - resumed, len(buf))
                 break
             buf += chunk
+            got += len(chunk)
             while len(buf) >= 4:
                 n = struct.unpack(">I", buf[:4])[0]
+                if n > MAX_FRAME:
+                    raise ValueError("a frame of %d bytes (the stream is out "
+                                     "of step)" % n)
                 if len(buf) < 4 + n:
                     break
                 m = json.loads(buf[4:4 + n])
                 buf = buf[4 + n:]
+                if answer is None:
+                    answer = m.get("type")
+                    continue
                 frames += 1
                 for e in m.get("values", []):
                     if e["tag"] == SP:
@@ -176,9 +191,25 @@ def main():
                 done_at = time.monotonic() + 1.0  # a little more, then stop
             if done_at is not None and time.monotonic() > done_at:
                 break
-        ok(frames > 0 and done_at is not None,
-           "the slow client's connection survived; reading again it got %d "
-           "frames" % frames)
+        survived = answer == "tags_subscribed" and frames > 0 and \
+            done_at is not None
+        if not survived:
+            # Tell a leadership change (the node says bye to subscribers)
+            # from a connection dropped for being slow.
+            st = {i: (s.get("state"), s.get("term"), s.get("ready"))
+                  for i, s in cluster.statuses(1.0).items()}
+            print("# %s; read %d bytes; leader was node %d in term %d, now "
+                  "(state, term, ready): %s" % (ended, got, leader.id, term, st))
+            try:
+                ss = subprocess.run(["ss", "-tmeio", "sport", "=", ":" + port],
+                                    capture_output=True, text=True, timeout=5)
+                for line in ss.stdout.splitlines():
+                    print("# ss: " + line.strip())
+            except (OSError, subprocess.SubprocessError) as e:
+                print("# ss: %s" % e)
+            cluster.dump_logs()
+        ok(survived, "the slow client's connection survived; reading again it "
+           "got the answer (%s) and %d frames" % (answer, frames))
         tail = seen[seen.index(values[-1]):] if values[-1] in seen else []
         ok(tail and all(v == values[-1] for v in tail),
            "its values of %s end with the newest (%s), none older after it: "
