@@ -24,10 +24,22 @@ Prints one JSON object per measurement:
       raised twice). The killed node is restarted before the next round. A
       summary line {"bench":"alarm_takeover_summary", …} gives the medians.
 
-  {"bench":"alarm_acks", "acks":N, "connections":C, "seconds":…, "acks_per_s":…}
+  {"bench":"alarm_raise_storm", "alarms":N, "archived":M, "raised_s":…,
+   "loop_max_ms":…, "loop_max_apply_ms":…}
+      every alarm raised at once after the project load: how long until all
+      N raises were committed (as seen by polling, every 0.2 s), and the
+      longest loop iteration / apply time of one iteration on any node over
+      the last 10 s (status "loop"; with M > 0 the archive's load is in it).
+
+  {"bench":"alarm_acks", "acks":N, "connections":C, "seconds":…, "acks_per_s":…,
+   "log_entries":…, "leader_cpu_s":…, "follower_cpu_s":…}
       C connections each send their share of single-alarm alarm_ack
       requests back to back without waiting (pipelined), then read the
       answers; every answer comes after its ack was committed on a majority.
+      log_entries is how many raft entries carried them; leader_cpu_s the
+      CPU time (user + system) the leader used meanwhile, follower_cpu_s
+      the most one follower used: on a machine with fewer cores than
+      processes they tell what one ack costs a node.
   {"bench":"archive_sustained", "seconds":…, "offered_per_s":…,
    "committed_per_s":…, "follower_applied_per_s":…, "dropped":…}
       the leader's committed samples (history_info) and a follower's stored
@@ -50,6 +62,7 @@ import json
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -215,6 +228,13 @@ def archive_bench(args, addr, follower, cluster):
     sys.stdout.flush()
 
 
+def cpu_s(pid):
+    """CPU seconds (user + system) process PID has used so far."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def unacknowledged(addr):
     """Names of the alarms that are unack_active at ADDR (every page)."""
     unack, after = [], None
@@ -240,11 +260,23 @@ def ack_bench(args, addr, unack, cluster):
     errors = []
     start = threading.Barrier(len(shares) + 1)
 
+    # Each connection's requests are encoded before the clock starts and
+    # written in one go: the same frames on the wire as one send per ack,
+    # without the generator's per-message cost competing with the nodes for
+    # the two cores.
+    def frames(k):
+        out = []
+        for i, name in enumerate(shares[k]):
+            data = json.dumps({"v": 1, "type": "alarm_ack", "id": i + 1,
+                               "alarms": [name], "user": "bench"}).encode()
+            out.append(struct.pack(">I", len(data)) + data)
+        return b"".join(out)
+    wire = [frames(k) for k in range(len(shares))]
+
     def run(k):
         c, names = conns[k], shares[k]
         start.wait()
-        for name in names:
-            c.send({"type": "alarm_ack", "alarms": [name], "user": "bench"})
+        c.send_raw(wire[k])
         got = 0
         while got < len(names):
             m = c.recv()
@@ -265,11 +297,17 @@ def ack_bench(args, addr, unack, cluster):
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1.0)
     idx0 = vc.call(addr, {"type": "status"}, timeout=5).get("applied_index", 0)
+    leader = [n for n in cluster.nodes if n.client_address == addr][0]
+    others = [n for n in cluster.nodes if n is not leader and n.alive()]
+    cpu0 = {n.id: cpu_s(n.proc.pid) for n in [leader] + others}
+    me0 = cpu_s(os.getpid())
     start.wait()
     t0 = time.monotonic()
     for t in threads:
         t.join()
     dt = time.monotonic() - t0
+    cpu = {n.id: cpu_s(n.proc.pid) - cpu0[n.id] for n in [leader] + others}
+    me = cpu_s(os.getpid()) - me0
     entries = vc.call(addr, {"type": "status"}, timeout=5).get("applied_index", 0) - idx0
     if rec is not None:
         rec.send_signal(signal.SIGINT)
@@ -277,7 +315,11 @@ def ack_bench(args, addr, unack, cluster):
     print(json.dumps({"bench": "alarm_acks", "acks": sum(results),
                       "connections": len(shares), "seconds": round(dt, 3),
                       "acks_per_s": round(sum(results) / dt),
-                      "log_entries": entries}))
+                      "log_entries": entries,
+                      "leader_cpu_s": round(cpu[leader.id], 2),
+                      "follower_cpu_s": round(max(cpu[n.id] for n in others), 2)
+                      if others else None,
+                      "generator_cpu_s": round(me, 2)}))
     for c in conns:
         c.close()
     if sum(results) != len(unack):
@@ -334,14 +376,23 @@ def main():
 
         # Wait until every alarm is raised and committed (at whichever node
         # leads now).
-        deadline = time.monotonic() + 120
+        t_load = time.monotonic()
+        deadline = t_load + 120
         while True:
             addr = cluster.wait_ready_leader(timeout=15)[0].client_address
             if count_raised(addr) >= args.alarms:
                 break
             if time.monotonic() > deadline:
                 raise SystemExit("not all %d alarms raised" % args.alarms)
-            time.sleep(0.5)
+            time.sleep(0.2)
+        storm = [s.get("loop") or {} for s in cluster.statuses(2.0).values()]
+        print(json.dumps({
+            "bench": "alarm_raise_storm", "alarms": args.alarms,
+            "archived": args.archived,
+            "raised_s": round(time.monotonic() - t_load, 2),
+            "loop_max_ms": max((x.get("max_ms") or 0) for x in storm),
+            "loop_max_apply_ms": max((x.get("max_apply_ms") or 0) for x in storm)}))
+        sys.stdout.flush()
 
         if args.takeover > 0:
             rounds = [takeover_round(cluster, args.alarms, k, args.perf)

@@ -61,13 +61,15 @@
 #include "internal.h"
 #include "plc/plc.h"
 
-/* Changes per ALARM_CHANGES command. Applying one cost about 60 us per
- * change on every node with JSON bodies (parsing the body, the state row,
- * the journal row; less since the binary form), and ALARMS_IN_FLIGHT
- * commands are applied in one loop iteration: 1024 made that 120-170 ms on
- * a follower during an alarm storm, 256 makes it about 35 ms, for 4 % more
- * apply time in all. Apply accepts up to 1024. */
-#define CHANGES_PER_CMD 256
+/* Changes per ALARM_CHANGES command (apply accepts up to 1024).
+ * ALARMS_IN_FLIGHT commands are applied in one loop iteration, so this
+ * bounds an iteration's apply time during a storm; with JSON bodies 1024
+ * made that 120-170 ms on a follower and 256 was chosen. Since the binary
+ * form, 1024 costs 43-57 ms of apply in the iteration (loop 52-61 ms, 20 000
+ * alarms raised at once; 256: 25 ms, loop 42-50 ms), and acknowledgments
+ * travel in a quarter of the entries: 12.0-14.5k acks/s against 10.5-11.7k
+ * (bench/records_bench.py --archived 0, 3 runs each). */
+#define CHANGES_PER_CMD 1024
 /* ALARM_CHANGES commands proposed and not yet applied, at most (see flush). */
 #define ALARMS_IN_FLIGHT 2u
 #define NAME_MAX_BYTES 256u
@@ -415,6 +417,7 @@ static struct sys_alarm *find_sys(struct alarm_duty *d, const char *name)
 static void ops_answer(struct alarm_duty *d, uint64_t seq_end, uint64_t index,
                        const char *code, const char *why)
 {
+    node_cork(d->n);
     while (d->ops_head != NULL && d->ops_head->seq_end <= seq_end) {
         struct alarm_op *op = d->ops_head;
         d->ops_head = op->next;
@@ -432,6 +435,7 @@ static void ops_answer(struct alarm_duty *d, uint64_t seq_end, uint64_t index,
         node_conn_unref(op->c);
         free(op);
     }
+    node_uncork(d->n);
 }
 
 static void stored_free(struct alarm_duty *d)

@@ -55,6 +55,11 @@ struct conn {
     struct tag_sub *tag_sub; /* live-value subscription (tags.c), or NULL */
     struct alarm_sub *alarm_sub; /* alarm subscription (alarm_duty.c), or NULL */
     struct conn *prev, *next;
+    /* Frames held back while the node is corked (node_cork): written with
+     * one uv_write at node_uncork. Counted in QUEUED already. */
+    char *held;
+    size_t held_len, held_cap;
+    struct conn *held_next; /* on the node's list of connections holding */
 };
 
 /* A client request waiting for raft (commit, membership change, transfer). */
@@ -117,6 +122,8 @@ struct node {
     uv_timer_t timer;
     uv_signal_t sigterm, sigint;
     struct conn *conns;
+    unsigned corked;          /* node_cork depth */
+    struct conn *holding;     /* connections with held frames */
     bool stopping;
     bool raft_started;
     int last_state;
@@ -157,6 +164,13 @@ void node_log(struct node *n, const char *fmt, ...)
 
 /* Queue MSG (reference taken over) for C; dropped if C is closing. */
 void node_send(struct conn *c, json_t *msg);
+/* Between node_cork and node_uncork (nested), what node_send queues for a
+ * connection is held and then written with one uv_write per connection: a
+ * committed command answers up to a thousand pipelined requests, which were
+ * a write system call each. Cork only around code that sends a batch and
+ * returns; node_conn_close writes what a closing connection holds. */
+void node_cork(struct node *n);
+void node_uncork(struct node *n);
 void node_send_error(struct conn *c, long long id, const char *code,
                      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* {"type":TYPE,"id":ID} (no id when ID < 0): a new reference. */

@@ -113,10 +113,11 @@ static void write_cb(uv_write_t *req, int status)
     (void)status;
 }
 
+static void write_out(struct conn *c, char *data, size_t len);
+static void hold(struct conn *c, char *data, size_t len);
+
 void node_send(struct conn *c, json_t *msg)
 {
-    struct write_req *w;
-    uv_buf_t buf;
     char *data;
     size_t len;
 
@@ -142,7 +143,20 @@ void node_send(struct conn *c, json_t *msg)
         node_conn_close(c);
         return;
     }
-    w = malloc(sizeof *w);
+    if (c->n->corked > 0) {
+        hold(c, data, len);
+        return;
+    }
+    write_out(c, data, len);
+}
+
+/* Write LEN bytes of DATA (taken over) to C, counted in QUEUED until
+ * written; a failure closes C. */
+static void write_out(struct conn *c, char *data, size_t len)
+{
+    struct write_req *w = malloc(sizeof *w);
+    uv_buf_t buf;
+
     if (w == NULL) {
         free(data);
         node_conn_close(c);
@@ -160,6 +174,70 @@ void node_send(struct conn *c, json_t *msg)
         free(data);
         free(w);
         node_conn_close(c);
+    }
+}
+
+/* Append a frame (DATA, taken over) to what C holds while corked. */
+static void hold(struct conn *c, char *data, size_t len)
+{
+    if (c->held_len + len > c->held_cap) {
+        size_t cap = c->held_cap > 0 ? c->held_cap : 4096;
+        char *p;
+        while (cap < c->held_len + len) {
+            cap *= 2;
+        }
+        p = realloc(c->held, cap);
+        if (p == NULL) {
+            free(data);
+            node_conn_close(c);
+            return;
+        }
+        c->held = p;
+        c->held_cap = cap;
+    }
+    memcpy(c->held + c->held_len, data, len);
+    free(data);
+    if (c->held_len == 0) {
+        c->held_next = c->n->holding;
+        c->n->holding = c;
+        c->refs++; /* until node_uncork has written it */
+    }
+    c->held_len += len;
+    c->queued += len;
+}
+
+/* Write what C holds (one uv_write), leaving it holding nothing. */
+static void release(struct conn *c)
+{
+    char *data = c->held;
+    size_t len = c->held_len;
+
+    c->held = NULL;
+    c->held_len = c->held_cap = 0;
+    c->queued -= len;
+    if (len > 0 && !c->closing) {
+        write_out(c, data, len);
+    } else {
+        free(data);
+    }
+}
+
+void node_cork(struct node *n)
+{
+    n->corked++;
+}
+
+void node_uncork(struct node *n)
+{
+    if (n->corked == 0 || --n->corked > 0) {
+        return;
+    }
+    while (n->holding != NULL) {
+        struct conn *c = n->holding;
+        n->holding = c->held_next;
+        c->held_next = NULL;
+        release(c); /* nothing if it closed meanwhile (it wrote then) */
+        node_conn_unref(c);
     }
 }
 
@@ -884,6 +962,7 @@ static void conn_free_cb(uv_handle_t *h)
 {
     struct conn *c = h->data;
     vg_proto_decoder_close(&c->dec);
+    free(c->held);
     free(c);
 }
 
@@ -902,6 +981,15 @@ void node_conn_close(struct conn *c)
     struct node *n = c->n;
     if (c->closing) {
         return;
+    }
+    if (c->held_len > 0) {
+        /* Frames sent before the close (a bye) go out before it. The
+         * connection stays on the holding list, holding nothing, and
+         * keeps its reference until node_uncork drops it. */
+        release(c);
+        if (c->closing) {
+            return; /* the write failed, and closed C */
+        }
     }
     c->closing = true;
     uv_read_stop((uv_stream_t *)&c->tcp);
@@ -951,6 +1039,8 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     /* Leadership may have changed since the last iteration began. */
     vg_repl_leadership_poll(&n->lead);
+    /* Answers to requests pipelined in one read leave in one write. */
+    node_cork(n);
     while (!c->closing) {
         msg = NULL;
         rv = vg_proto_decoder_next(&c->dec, &msg, &id, errmsg);
@@ -967,6 +1057,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         handle(n, c, msg);
         json_decref(msg);
     }
+    node_uncork(n);
 }
 
 static void accept_cb(uv_stream_t *server, int status)

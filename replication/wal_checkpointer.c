@@ -142,7 +142,12 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
     }
     if (pages >= SOFT_LIMIT) {
         pthread_mutex_lock(&c->lock);
-        if (!c->due) {
+        /* Frames not yet copied, not the WAL's length: a WAL that does not
+         * start over stays past SOFT_LIMIT, and the thread woke on every
+         * commit to copy the few frames it added, the same hot pages
+         * (alarm states, index roots) again and again. */
+        int left = c->backfilled <= pages ? pages - c->backfilled : pages;
+        if (!c->due && left >= SOFT_LIMIT) {
             c->due = true;
             pthread_cond_signal(&c->wake);
         }
