@@ -501,7 +501,9 @@ static json_t *loop_json(struct node *n)
 
 /* ------------------------------------------------------------- requests */
 
-static json_t *status_json(struct node *n)
+/* BRIEF leaves out what costs a query of the archive (see "status" in
+ * MESSAGES.md): the leader asks every member that often. */
+static json_t *status_json(struct node *n, bool brief)
 {
     struct raft *r = &n->raft;
     raft_id leader_id = 0;
@@ -564,7 +566,9 @@ static json_t *status_json(struct node *n)
     json_object_set_new(o, "members", members);
     json_object_set_new(o, "project", node_project_status(n));
     json_object_set_new(o, "plc", node_plc_status(n));
-    json_object_set_new(o, "archive", node_archive_status(n));
+    if (!brief) {
+        json_object_set_new(o, "archive", node_archive_status(n));
+    }
     json_object_set_new(o, "alarms", node_alarms_status(n));
     json_object_set_new(o, "loop", loop_json(n));
     vg_hex(n->fsm.checkpoint_digest, VG_DIGEST_SIZE, hex);
@@ -774,7 +778,7 @@ static void handle(struct node *n, struct conn *c, json_t *msg)
         json_object_set_new(a, "ready", json_boolean(n->lead.ready));
         node_send(c, a);
     } else if (strcmp(type, "status") == 0) {
-        json_t *a = status_json(n);
+        json_t *a = status_json(n, json_is_true(json_object_get(msg, "brief")));
         json_object_set_new(a, "type", json_string("status"));
         if (id >= 0) {
             json_object_set_new(a, "id", json_integer(id));

@@ -184,7 +184,7 @@ class FakeMember:
         self.sock.listen(4)
         self.sock.settimeout(0.2)
         self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
-        self.questions = []  # (connection, type)
+        self.questions = []  # (connection, type, brief)
         self.closed = set()  # connections the leader closed
         self.conns = 0
         self.running = True
@@ -212,7 +212,7 @@ class FakeMember:
                 while len(buf) >= 4 and len(buf) >= 4 + struct.unpack(">I", buf[:4])[0]:
                     n = struct.unpack(">I", buf[:4])[0]
                     q, buf = json.loads(buf[4:4 + n]), buf[4 + n:]
-                    self.questions.append((no, q.get("type")))
+                    self.questions.append((no, q.get("type"), q.get("brief")))
                     if len(self.questions) == 1:
                         continue
                     a = json.dumps({"v": 1, "type": "status", "id": q.get("id"),
@@ -252,11 +252,20 @@ def fake_member(ctl, cluster):
         ok(mc and mc["message"] == "fake member" and isinstance(mc["answered_ms"], int),
            "once it answers, its verdict is known: %s" % mc)
         last = fake.conns
-        reused = vc.wait_for(lambda: sum(1 for c, t in fake.questions
+        reused = vc.wait_for(lambda: sum(1 for c, t, _ in fake.questions
                                          if c == last and t == "status") >= 2, 5)
         ok(reused and fake.conns == last,
            "the next question comes on the same connection (%d connections, "
            "%d questions)" % (fake.conns, len(fake.questions)))
+        ok(all(b is True for _, t, b in fake.questions if t == "status"),
+           "every question is a brief status (no archive query on the member): "
+           "%s" % sorted(set(b for _, t, b in fake.questions)))
+        full, brief = leader.status(), vc.call(leader.client_address,
+                                               {"type": "status", "brief": True})
+        ok("archive" in full and "archive" not in brief and
+           brief.get("consistency") == full.get("consistency") and
+           brief.get("members") is not None,
+           "a brief status has all but the archive: %s" % sorted(set(full) - set(brief)))
         rc, out, err = vigilctl(ctl, cluster, "cluster", "remove", "9")
         closed = vc.wait_for(lambda: last in fake.closed, 5)
         ok(rc == 0 and closed, "removed, the leader closed its connection to it")
