@@ -42,8 +42,12 @@
  * flight a 3-node cluster on 2 cores at 150k samples/s had iterations of
  * 330-400 ms, almost all apply (status "loop" max_apply_ms), above the
  * 300 ms election timeout; with two 227-237 ms, and as many samples
- * committed (records_bench: 153-159k against 146-155k/s). */
-#define ARCHIVE_IN_FLIGHT 2u
+ * committed (records_bench: 153-159k against 146-155k/s). With one, the
+ * leader's longest iteration is 88-94 ms at 20 000 tags (two: 148 ms, same
+ * day) and 112-139 ms at 25 000 (two: 158-276 ms), and the cluster still
+ * commits 174-175k and 181-197k samples/s (two: 173k, 170-198k): the
+ * second batch in flight bought no throughput here, only longer loops. */
+#define ARCHIVE_IN_FLIGHT 1u
 #define ARCHIVE_BATCH_MAX 16384u
 #define ARCHIVE_BUFFER_MAX 1000000u
 #define CUT_EVERY_MS 60000u
