@@ -146,8 +146,7 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
          * start over stays past SOFT_LIMIT, and the thread woke on every
          * commit to copy the few frames it added, the same hot pages
          * (alarm states, index roots) again and again. */
-        int left = c->backfilled <= pages ? pages - c->backfilled : pages;
-        if (!c->due && left >= SOFT_LIMIT) {
+        if (!c->due) {
             c->due = true;
             pthread_cond_signal(&c->wake);
         }
