@@ -142,10 +142,9 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
     }
     if (pages >= SOFT_LIMIT) {
         pthread_mutex_lock(&c->lock);
-        /* Frames not yet copied, not the WAL's length: a WAL that does not
-         * start over stays past SOFT_LIMIT, and the thread woke on every
-         * commit to copy the few frames it added, the same hot pages
-         * (alarm states, index roots) again and again. */
+        /* On the WAL's length, so while it does not start over the thread
+         * is woken by every commit. Waking it only once 1000 frames were
+         * not yet copied was tried and measured no faster (4caa01a). */
         if (!c->due) {
             c->due = true;
             pthread_cond_signal(&c->wake);
