@@ -18,6 +18,12 @@
  *   {"bench":"history_aggregate_24h","buckets":500,"samples":86400,
  *    "median_ms":…,"p99_ms":…}
  *       20 aggregations of one tag's 24 h series at 1 s into 500 buckets.
+ *   {"bench":"history_aggregate_loaded_tag","buckets":…,"samples":…,
+ *    "median_ms":…,"p99_ms":…}
+ *       20 aggregations into 100 buckets (those holding samples are
+ *       counted) of the whole range of one tag the
+ *       binary batches wrote (about BATCHES * BATCH_SAMPLES / TAGS samples),
+ *       read from archive_samples and the recent rows not yet settled.
  * Machines are shared and noisy: compare medians and ratios, not single runs.
  *
  * usage: archive_apply_bench [--batches N] [--batch-samples N] [--tags N]
@@ -267,6 +273,41 @@ out:
     return rv;
 }
 
+/* QUERIES aggregations into 100 buckets of the whole range of a tag the
+ * batches wrote: its samples are settled or still in the recent rows, and
+ * a query reads both (every recent row holds a sample of every tag). */
+static int bench_loaded_tag(struct vg_repl_fsm *f, const struct opts *o,
+                            uint64_t clock)
+{
+    const uint64_t from = 1700000000000ull;
+    double ms[QUERIES];
+    size_t points = 0;
+
+    for (int q = 0; q < QUERIES; q++) {
+        json_t *res = NULL;
+        double start = now_s();
+        if (vg_repl_fsm_history_aggregate(f, "plant.section00.tag00000", from,
+                                          clock + 1, 100, &res) != VG_OK) {
+            fprintf(stderr, "aggregate: %s\n", f->errmsg);
+            return -1;
+        }
+        ms[q] = (now_s() - start) * 1e3;
+        points = json_array_size(json_object_get(res, "buckets"));
+        json_decref(res);
+        if (points == 0) {
+            fprintf(stderr, "aggregate of a loaded tag: no bucket\n");
+            return -1;
+        }
+    }
+    qsort(ms, QUERIES, sizeof ms[0], cmp_double);
+    printf("{\"bench\":\"history_aggregate_loaded_tag\",\"buckets\":%zu,"
+           "\"samples\":%u,\"median_ms\":%.2f,\"p99_ms\":%.2f}\n",
+           points, (unsigned)(((uint64_t)o->batches * o->batch_samples) / o->tags),
+           (ms[QUERIES / 2 - 1] + ms[QUERIES / 2]) / 2,
+           ms[(QUERIES * 99 + 99) / 100 - 1]);
+    return 0;
+}
+
 static int rm_cb(const char *path, const struct stat *sb, int flag,
                  struct FTW *ftw)
 {
@@ -345,6 +386,9 @@ int main(int argc, char **argv)
             break;
         }
         rv = bench_apply(&f, &o, binary, &clock);
+        if (rv == 0 && binary) {
+            rv = bench_loaded_tag(&f, &o, clock);
+        }
         if (rv == 0 && binary) {
             rv = bench_aggregate(&f);
         }
