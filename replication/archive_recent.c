@@ -48,7 +48,11 @@
  * costs once the archive is large: archive_apply_bench --batches 600
  * --batch-samples 16384 --tags 20000 (9.8 M samples), 3 alternating pairs,
  * 412-453k against 248-315k samples/s, 379k against 647k WAL frames
- * checkpointed, longest batch 223-233 against 231-332 ms. The recent rows
+ * checkpointed, longest batch 223-233 against 231-332 ms. In the 3-node
+ * cluster on 2 cores (records_bench, 20 000 tags) it made no difference
+ * that stands out of the noise: 167k against 173k samples/s committed
+ * over 15 s (2 pairs), 119k against 116k over 60 s (1 pair, where both
+ * fell behind and dropped samples). The recent rows
  * then hold up to about 2 Mi samples (50 MB of blobs), which history
  * queries search in place (fsm_recent_range), and a settle step loads its
  * round's rows (up to 25 MB). Every replica must use the same value: it
