@@ -968,6 +968,19 @@ static void pause_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
+/* A status question without the archive's part: the full answer queries
+ * the node's archive (30-90 ms of its loop once it holds millions of
+ * samples), and these questions only look for the leader and the members.
+ * `cluster status` asks the full one. */
+static json_t *brief_status_request(void)
+{
+    json_t *q = vg_proto_request("status", -1);
+    if (q != NULL) {
+        json_object_set_new(q, "brief", json_true());
+    }
+    return q;
+}
+
 /* Find the ready leader's status: ask any node, then the leader it names.
  * "status" needs no leader, so the library does not redirect it for us. */
 static int leader_status(struct vg_client *c, const struct cmd *cmd,
@@ -983,7 +996,7 @@ static int leader_status(struct vg_client *c, const struct cmd *cmd,
         const char *addr;
         char errmsg[VG_ERRMSG_SIZE];
 
-        if ((rv = call(c, cmd, vg_proto_request("status", -1), &st)) != 0) {
+        if ((rv = call(c, cmd, brief_status_request(), &st)) != 0) {
             return rv;
         }
         if (is_error(st)) {
@@ -998,7 +1011,7 @@ static int leader_status(struct vg_client *c, const struct cmd *cmd,
         addr = vg_proto_get_str(st, "leader_client_address", NULL);
         if (addr != NULL) {
             json_t *ls = NULL;
-            json_t *req = vg_proto_request("status", -1);
+            json_t *req = brief_status_request();
             if (req != NULL &&
                 vg_client_call_at(c, addr, req, &ls, errmsg) == VG_OK &&
                 is_ready_leader(ls)) {
@@ -1421,7 +1434,7 @@ static int cmd_members(struct vg_client *c, const struct opts *o,
 /* Where is node ID reachable? Best effort, for messages. */
 static char *member_address(struct vg_client *c, long long id)
 {
-    json_t *req = vg_proto_request("status", -1);
+    json_t *req = brief_status_request();
     json_t *st = NULL;
     char *addr = NULL;
 
@@ -1471,7 +1484,7 @@ static json_t *build_request(const struct cmd *cmd)
 static int leader_call(struct vg_client *c, const struct cmd *cmd, json_t *req,
                        json_t **answer)
 {
-    json_t *sreq = vg_proto_request("status", -1);
+    json_t *sreq = brief_status_request();
     json_t *st = NULL;
     const char *leader = NULL;
 

@@ -230,6 +230,41 @@ class FakeMember:
         self.sock.close()
 
 
+def vigilctl_status_questions(ctl):
+    """vigilctl's commands look for the leader with a brief status (no
+    archive query on the node); `cluster status` asks the full one."""
+    fake = FakeMember(9)
+    try:
+        first = vc.Conn(fake.addr)  # takes the question it leaves unanswered
+        first.send({"type": "status"})
+        vc.wait_for(lambda: len(fake.questions) >= 1, 5)
+        first.close()
+        env = dict(os.environ)
+        env.pop("VIGIL_CLUSTER", None)
+        seen = len(fake.questions)
+        rc, out, err = run([ctl, "--cluster", fake.addr, "--timeout", "600",
+                            "cluster", "members"], env=env)
+        asked = fake.questions[seen:]
+        ok(rc != 0 and asked and all(t == "status" and b is True for _, t, b in asked),
+           "vigilctl cluster members asked %d brief status question(s) of a node "
+           "that never leads (exit %d)" % (len(asked), rc))
+        seen = len(fake.questions)
+        rc, out, err = run([ctl, "--cluster", fake.addr, "--timeout", "600",
+                            "project", "history"], env=env)
+        asked = [b for _, t, b in fake.questions[seen:] if t == "status"]
+        ok(asked and all(b is True for b in asked),
+           "vigilctl project history looked for the leader with brief questions "
+           "(%d, exit %d)" % (len(asked), rc))
+        seen = len(fake.questions)
+        rc, out, err = run([ctl, "--cluster", fake.addr, "--timeout", "600",
+                            "cluster", "status"], env=env)
+        asked = fake.questions[seen:]
+        ok(asked and all(t == "status" and b is None for _, t, b in asked),
+           "vigilctl cluster status asks the full status (%d question(s))" % len(asked))
+    finally:
+        fake.close()
+
+
 def fake_member(ctl, cluster):
     """The leader asks a member that does not answer, reports why it has no
     verdict, reconnects, learns the verdict, asks again on the same
@@ -317,6 +352,7 @@ def admin(vigild, ctl):
         n4.kill()
         cluster.nodes.remove(n4)
         fake_member(ctl, cluster)
+        vigilctl_status_questions(ctl)
 
         # Transfer: to a named node, then let the leader choose.
         leader, _ = cluster.wait_ready_leader(timeout=10)
