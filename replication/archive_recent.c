@@ -53,9 +53,10 @@
  * that stands out of the noise: 167k against 173k samples/s committed
  * over 15 s (2 pairs), 119k against 116k over 60 s (1 pair, where both
  * fell behind and dropped samples). The recent rows
- * hold a round's samples plus what arrives while it drains (by the step
- * rule, less than as many again: up to 2 Mi samples, 50 MB of blobs at 25
- * bytes a sample), which history queries search in place
+ * hold a round's samples plus what arrives while it drains (a step moves
+ * at least twice what its command staged, so at most half as many again:
+ * about 1.5 Mi samples, 38 MB of blobs at 25 bytes a sample; derived, not
+ * measured), which history queries search in place
  * (fsm_recent_range); a settle step loads its round's rows whole (up to
  * 25 MB). Every replica must use the same value: it
  * decides how each splits its archive, which the digest covers. */
