@@ -63,6 +63,8 @@
 #define ROUND_RECORDS 1048576u
 #define ROUND_ROWS 128u
 #define STEP_MIN 32768u
+/* Records read from each row beyond its share of a step (step_end). */
+#define WINDOW_MARGIN 64u
 
 #define REC_SIZE FSM_RECENT_REC_SIZE
 #define CHUNK 32
@@ -104,6 +106,11 @@ void vg_repl_fsm_archive_settle_limits(struct vg_repl_fsm *f,
     f->archive_settle.round_records = round_records;
     f->archive_settle.round_rows = round_rows;
     f->archive_settle.step_min = step_min;
+}
+
+void vg_repl_fsm_archive_settle_window(struct vg_repl_fsm *f, uint32_t margin)
+{
+    f->archive_settle.window_margin = margin;
 }
 
 /* ----------------------------------------------------------------- records */
@@ -428,46 +435,235 @@ static int mover_prepare(struct mover *m)
     return m->many != NULL ? VG_OK : VG_EDB;
 }
 
-/* Live records of the round with an id below E. */
-static uint64_t count_below(const struct rows *r, int64_t e)
+/* A row of the round being settled and the part of it loaded: records
+ * [lo, end) of its n, in data (owned). */
+struct win {
+    int64_t seq;
+    size_t n, lo, end;
+    unsigned char *data;
+};
+
+/* The round's rows with live records, oldest first, and a blob handle
+ * open on one of them. */
+struct wins {
+    struct vg_repl_fsm *f;
+    struct win *v;
+    size_t n;
+    int64_t id_max; /* the largest id any of them holds */
+    uint64_t live;  /* their live records */
+    sqlite3_blob *blob;
+};
+
+static void wins_free(struct wins *w)
+{
+    for (size_t i = 0; i < w->n; i++) {
+        free(w->v[i].data);
+    }
+    free(w->v);
+    sqlite3_blob_close(w->blob);
+    memset(w, 0, sizeof *w);
+}
+
+/* Point the handle at row SEQ, of N records. */
+static int wins_seek(struct wins *w, int64_t seq, size_t n)
+{
+    int rc = w->blob == NULL ? sqlite3_blob_open(w->f->db, "main", "archive_recent",
+                                                 "data", seq, 0, &w->blob)
+                             : sqlite3_blob_reopen(w->blob, seq);
+    if (rc != SQLITE_OK) {
+        return fsm_db_fail(w->f, "open an archive recent row");
+    }
+    if ((size_t)sqlite3_blob_bytes(w->blob) != n * REC_SIZE) {
+        vg_errf(w->f->errmsg, "archive recent row %lld holds %d bytes, not its"
+                              " %zu samples (%s)",
+                (long long)seq, sqlite3_blob_bytes(w->blob), n, w->f->path);
+        return VG_EDB;
+    }
+    return VG_OK;
+}
+
+/* The first record of the blob the handle is on (N records) whose id is
+ * >= ID, read where it lies. */
+static int blob_lower_id(struct vg_repl_fsm *f, sqlite3_blob *b, size_t n,
+                         int64_t id, size_t *out)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        unsigned char p[8];
+        if (sqlite3_blob_read(b, p, sizeof p, (int)(mid * REC_SIZE)) != SQLITE_OK) {
+            return fsm_db_fail(f, "read an archive recent row");
+        }
+        if ((int64_t)fsm_get_u64(p) < id) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    *out = lo;
+    return VG_OK;
+}
+
+/* The rows of the round (seq <= UPTO) that still hold live records (ids
+ * from NEXT on), each with nothing loaded yet. */
+static int wins_open(struct vg_repl_fsm *f, int64_t upto, int64_t next,
+                     struct wins *w)
+{
+    sqlite3_stmt *st;
+    size_t cap = 0;
+    int rc, rv = VG_OK;
+
+    memset(w, 0, sizeof *w);
+    w->f = f;
+    w->id_max = INT64_MIN;
+    st = fsm_stmt(f, FSM_STMT_SETTLE_ROWS,
+                  "SELECT seq, n, id_max FROM archive_recent WHERE seq <= ?"
+                  " ORDER BY seq");
+    if (st == NULL) {
+        return VG_EDB;
+    }
+    sqlite3_bind_int64(st, 1, upto);
+    while (rv == VG_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct win r = {.seq = sqlite3_column_int64(st, 0)};
+        int64_t n = sqlite3_column_int64(st, 1), id_max = sqlite3_column_int64(st, 2);
+
+        if (n <= 0 || (uint64_t)n > SIZE_MAX / REC_SIZE) {
+            continue; /* wins_seek would reject a non-empty blob */
+        }
+        r.n = (size_t)n;
+        if ((rv = wins_seek(w, r.seq, r.n)) != VG_OK ||
+            (next != INT64_MIN &&
+             (rv = blob_lower_id(f, w->blob, r.n, next, &r.lo)) != VG_OK)) {
+            break;
+        }
+        if (r.lo == r.n) {
+            continue;
+        }
+        r.end = r.lo;
+        if (w->n == cap) {
+            size_t nc = cap ? cap * 2 : 16;
+            struct win *v = realloc(w->v, nc * sizeof *v);
+            if (v == NULL) {
+                vg_errf(f->errmsg, "out of memory settling the archive");
+                rv = VG_EDB;
+                break;
+            }
+            w->v = v;
+            cap = nc;
+        }
+        w->v[w->n++] = r;
+        w->live += r.n - r.lo;
+        w->id_max = id_max > w->id_max ? id_max : w->id_max;
+    }
+    if (rv == VG_OK && rc != SQLITE_DONE) {
+        rv = fsm_db_fail(f, "archive recent rows");
+    }
+    sqlite3_reset(st);
+    if (rv != VG_OK) {
+        wins_free(w);
+    }
+    return rv;
+}
+
+/* Load row R up to record END (at most its n). */
+static int win_extend(struct wins *w, struct win *r, size_t end)
+{
+    unsigned char *data;
+
+    end = end < r->n ? end : r->n;
+    if (end <= r->end) {
+        return VG_OK;
+    }
+    if ((data = realloc(r->data, (end - r->lo) * REC_SIZE)) == NULL) {
+        vg_errf(w->f->errmsg, "out of memory settling the archive");
+        return VG_EDB;
+    }
+    r->data = data;
+    if (wins_seek(w, r->seq, r->n) != VG_OK) {
+        return VG_EDB;
+    }
+    if (sqlite3_blob_read(w->blob, data + (r->end - r->lo) * REC_SIZE,
+                          (int)((end - r->end) * REC_SIZE),
+                          (int)(r->end * REC_SIZE)) != SQLITE_OK) {
+        return fsm_db_fail(w->f, "read an archive recent row");
+    }
+    r->end = end;
+    return VG_OK;
+}
+
+/* Live records with an id below E, counted in the loaded parts. */
+static uint64_t count_below(const struct wins *w, int64_t e)
 {
     uint64_t c = 0;
-    for (size_t i = 0; i < r->n; i++) {
-        size_t k = lower_id(r->v[i].data, r->v[i].n, e);
-        c += k > r->v[i].lo ? k - r->v[i].lo : 0;
+    for (size_t i = 0; i < w->n; i++) {
+        c += lower_id(w->v[i].data, w->v[i].end - w->v[i].lo, e);
     }
     return c;
 }
 
-/* The smallest id E such that at least TARGET live records have ids below
- * it, or INT64_MAX when there are no more than TARGET: the step moves the
- * ids below E, whole tags. */
-static int64_t step_end(const struct rows *r, uint64_t target)
+/* The smallest id E such that at least TARGET live records of the round
+ * have ids below it, or INT64_MAX when there are no more than TARGET (or
+ * the largest id is INT64_MAX): the step moves the ids below E, whole tags.
+ *
+ * A step moves a few percent of the round, and loading every row whole
+ * for it (25 MB at 1 Mi samples) cost more than the moves: a quarter of a
+ * node's CPU under a sustained archive load (perf, records_bench 60 s). So
+ * only a window of each row is read, in proportion to the row's share of
+ * the live records, with a margin. Ids below the last one loaded of every
+ * row cut short are complete in the windows, so the count there is exact;
+ * when it does not reach TARGET, the windows double. E is the same as with
+ * the rows whole, which the replicas' split of their archive depends on. */
+static int step_end(struct wins *w, uint64_t target, int64_t *end)
 {
-    int64_t lo = INT64_MAX, hi = INT64_MIN;
-    uint64_t total = 0;
+    uint64_t scale = 1, margin = w->f->archive_settle.window_margin
+                                     ? w->f->archive_settle.window_margin
+                                     : WINDOW_MARGIN;
 
-    for (size_t i = 0; i < r->n; i++) {
-        const struct row *w = &r->v[i];
-        total += w->n - w->lo;
-        lo = rec_id(w->data, w->lo) < lo ? rec_id(w->data, w->lo) : lo;
-        hi = rec_id(w->data, w->n - 1) > hi ? rec_id(w->data, w->n - 1) : hi;
-    }
-    if (total <= target || hi == INT64_MAX) {
-        return INT64_MAX;
-    }
-    /* count_below(lo) is 0 < target and count_below(hi + 1) is total >=
-     * target: search (lo, hi + 1]. */
-    hi += 1;
-    while (hi - lo > 1) {
-        int64_t mid = lo + (hi - lo) / 2;
-        if (count_below(r, mid) >= target) {
-            hi = mid;
-        } else {
-            lo = mid;
+    *end = INT64_MAX;
+    if (w->live <= target || w->id_max == INT64_MAX || margin == UINT32_MAX) {
+        for (size_t i = 0; i < w->n; i++) {
+            if (win_extend(w, &w->v[i], w->v[i].n) != VG_OK) {
+                return VG_EDB;
+            }
+        }
+        if (w->live <= target || w->id_max == INT64_MAX) {
+            return VG_OK;
         }
     }
-    return hi;
+    for (;;) {
+        int64_t lo = INT64_MAX, hi = w->id_max + 1;
+        bool cut_short = false;
+
+        for (size_t i = 0; i < w->n; i++) {
+            struct win *r = &w->v[i];
+            uint64_t live = r->n - r->lo;
+            uint64_t want = (live * target / w->live + margin) * scale * 5 / 4;
+            if (win_extend(w, r, r->lo + (want < live ? want : live)) != VG_OK) {
+                return VG_EDB;
+            }
+            lo = rec_id(r->data, 0) < lo ? rec_id(r->data, 0) : lo;
+            if (r->end < r->n) {
+                int64_t last = rec_id(r->data, r->end - r->lo - 1);
+                hi = last < hi ? last : hi;
+                cut_short = true;
+            }
+        }
+        /* count_below(lo) is 0 < target; count_below(hi) is exact, and is
+         * all of them (>= target) when nothing was cut short. */
+        if (!cut_short || count_below(w, hi) >= target) {
+            while (hi - lo > 1) {
+                int64_t mid = lo + (hi - lo) / 2;
+                if (count_below(w, mid) >= target) {
+                    hi = mid;
+                } else {
+                    lo = mid;
+                }
+            }
+            *end = hi;
+            return VG_OK;
+        }
+        scale *= 2;
+    }
 }
 
 int fsm_recent_settle(struct vg_repl_fsm *f, size_t staged)
@@ -475,7 +671,7 @@ int fsm_recent_settle(struct vg_repl_fsm *f, size_t staged)
     uint64_t round_records, round_rows, step_min, target;
     struct mover m = {.f = f};
     struct settle s;
-    struct rows r;
+    struct wins w;
     int64_t end;
     bool left = false;
     int rv;
@@ -512,27 +708,27 @@ int fsm_recent_settle(struct vg_repl_fsm *f, size_t staged)
         }
     }
     target = (uint64_t)staged * 2 > step_min ? (uint64_t)staged * 2 : step_min;
-    if ((rv = rows_load(f, s.upto, INT64_MIN, INT64_MAX, 0, FSM_TIME_END, false,
-                        &r)) != VG_OK) {
+    if ((rv = wins_open(f, s.upto, s.next, &w)) != VG_OK) {
         return rv;
     }
-    end = step_end(&r, target);
-    rv = r.n > 0 ? mover_prepare(&m) : VG_OK;
-    for (size_t i = 0; i < r.n && rv == VG_OK; i++) {
-        struct row *w = &r.v[i];
-        size_t k = w->lo;
-        for (; k < w->n && rec_id(w->data, k) < end && rv == VG_OK; k++) {
-            rec_get(w->data, k, &m.chunk[m.n_chunk++]);
+    if ((rv = step_end(&w, target, &end)) == VG_OK && w.n > 0) {
+        rv = mover_prepare(&m);
+    }
+    for (size_t i = 0; i < w.n && rv == VG_OK; i++) {
+        const struct win *r = &w.v[i];
+        size_t k = 0, loaded = r->end - r->lo;
+        for (; k < loaded && rec_id(r->data, k) < end && rv == VG_OK; k++) {
+            rec_get(r->data, k, &m.chunk[m.n_chunk++]);
             if (m.n_chunk == CHUNK) {
                 rv = mover_flush(&m);
             }
         }
-        left = left || k < w->n;
+        left = left || r->lo + k < r->n;
     }
     if (rv == VG_OK) {
         rv = mover_flush(&m);
     }
-    rows_free(&r);
+    wins_free(&w);
     if (rv != VG_OK) {
         return rv;
     }

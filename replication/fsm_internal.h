@@ -39,6 +39,7 @@ enum fsm_stmt_slot {
     FSM_STMT_RECENT_ADD,
     FSM_STMT_RECENT_STATS,
     FSM_STMT_SETTLE_GET,
+    FSM_STMT_SETTLE_ROWS,
     FSM_STMT_MAX
 };
 

@@ -411,7 +411,7 @@ struct vg_repl_fsm {
     struct vg_repl_tag_cache *tag_cache;
     /* archive_recent.c's thresholds; 0: the built-in ones. */
     struct {
-        uint32_t round_records, round_rows, step_min;
+        uint32_t round_records, round_rows, step_min, window_margin;
     } archive_settle;
     struct fsm_ckpt *ckpt; /* the WAL checkpointer (wal_checkpointer.c) */
 };
@@ -592,6 +592,13 @@ int vg_repl_fsm_archive_each(struct vg_repl_fsm *f,
 void vg_repl_fsm_archive_settle_limits(struct vg_repl_fsm *f,
                                        uint32_t round_records,
                                        uint32_t round_rows, uint32_t step_min);
+
+/* How much of each row a settle step reads: its share of the step plus
+ * MARGIN records, more if that does not decide the step (0: the built-in
+ * 64; UINT32_MAX: every row whole). Unlike the limits above it changes
+ * only what is read, never what is settled, so replicas may differ; tests
+ * set it to compare a replica reading little with one reading everything. */
+void vg_repl_fsm_archive_settle_window(struct vg_repl_fsm *f, uint32_t margin);
 
 /* The stored assignment of tags to named archives as a new JSON object
  * {tag: archive} (tags of the default archive are absent). */
