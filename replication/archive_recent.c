@@ -436,11 +436,12 @@ static int mover_prepare(struct mover *m)
 }
 
 /* A row of the round being settled and the part of it loaded: records
- * [lo, end) of its n, in data (owned). */
+ * [lo, end) of its n, in data (owned), and how far the step has moved. */
 struct win {
     int64_t seq;
     size_t n, lo, end;
     unsigned char *data;
+    size_t at; /* in data: the next record to move */
 };
 
 /* The round's rows with live records, oldest first, and a blob handle
@@ -714,16 +715,33 @@ int fsm_recent_settle(struct vg_repl_fsm *f, size_t staged)
     if ((rv = step_end(&w, target, &end)) == VG_OK && w.n > 0) {
         rv = mover_prepare(&m);
     }
-    for (size_t i = 0; i < w.n && rv == VG_OK; i++) {
-        const struct win *r = &w.v[i];
-        size_t k = 0, loaded = r->end - r->lo;
-        for (; k < loaded && rec_id(r->data, k) < end && rv == VG_OK; k++) {
-            rec_get(r->data, k, &m.chunk[m.n_chunk++]);
-            if (m.n_chunk == CHUNK) {
-                rv = mover_flush(&m);
+    /* Tag by tag, each tag's records in row order: the inserts for one
+     * tag follow each other into its last leaf page. */
+    for (;;) {
+        int64_t id = end;
+        for (size_t i = 0; i < w.n; i++) {
+            const struct win *r = &w.v[i];
+            if (r->at < r->end - r->lo && rec_id(r->data, r->at) < id) {
+                id = rec_id(r->data, r->at);
             }
         }
-        left = left || r->lo + k < r->n;
+        if (id == end || rv != VG_OK) {
+            break;
+        }
+        for (size_t i = 0; i < w.n && rv == VG_OK; i++) {
+            struct win *r = &w.v[i];
+            for (; r->at < r->end - r->lo && rec_id(r->data, r->at) == id &&
+                   rv == VG_OK;
+                 r->at++) {
+                rec_get(r->data, r->at, &m.chunk[m.n_chunk++]);
+                if (m.n_chunk == CHUNK) {
+                    rv = mover_flush(&m);
+                }
+            }
+        }
+    }
+    for (size_t i = 0; i < w.n; i++) {
+        left = left || w.v[i].lo + w.v[i].at < w.v[i].n;
     }
     if (rv == VG_OK) {
         rv = mover_flush(&m);
