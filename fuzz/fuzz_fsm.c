@@ -122,8 +122,10 @@ static void db_open(void)
         abort();
     }
     /* Small rounds, so that inputs of a few batches reach every state of
-     * the recent rows: between rounds, in one, and its end. */
+     * the recent rows: between rounds, in one, and its end; and steps that
+     * read rows in small windows, which grow when they do not suffice. */
     vg_repl_fsm_archive_settle_limits(&g.f, 8, 3, 4);
+    vg_repl_fsm_archive_settle_window(&g.f, 1);
     g.open = true;
     g.inputs = 0;
 }

@@ -52,13 +52,18 @@
  * cluster on 2 cores (records_bench, 20 000 tags) it made no difference
  * that stands out of the noise: 167k against 173k samples/s committed
  * over 15 s (2 pairs), 119k against 116k over 60 s (1 pair, where both
- * fell behind and dropped samples). The recent rows
+ * fell behind and dropped samples). 2 Mi, tried once steps read windows
+ * and moved tag by tag: archive_apply_bench 767-770k against 647-672k
+ * samples/s (2 pairs), but in the cluster 200.4k against 198.6k over 60 s
+ * at 25 000 tags (1 pair), and the recent part of a query 2-3 times
+ * slower (history_aggregate_loaded_tag 0.79-1.02 against 0.31-0.34 ms):
+ * not taken. The recent rows
  * hold a round's samples plus what arrives while it drains (a step moves
  * at least twice what its command staged, so at most half as many again:
  * about 1.5 Mi samples, 38 MB of blobs at 25 bytes a sample; derived, not
  * measured), which history queries search in place
- * (fsm_recent_range); a settle step loads its round's rows whole (up to
- * 25 MB). Every replica must use the same value: it
+ * (fsm_recent_range) and settle steps read in windows (step_end). Every
+ * replica must use the same value: it
  * decides how each splits its archive, which the digest covers. */
 #define ROUND_RECORDS 1048576u
 #define ROUND_ROWS 128u
@@ -822,7 +827,7 @@ int fsm_recent_range(struct vg_repl_fsm *f, int64_t id, uint64_t from,
     while (rv == VG_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         int64_t seq = sqlite3_column_int64(st, 0);
         int64_t count = sqlite3_column_int64(st, 1);
-        size_t lo = 0, hi;
+        size_t lo = 0;
         struct fsm_recent_rec r;
 
         if (s.running && seq <= s.upto && id < s.next) {
@@ -842,15 +847,8 @@ int fsm_recent_range(struct vg_repl_fsm *f, int64_t id, uint64_t from,
             rv = VG_EDB;
             break;
         }
-        for (hi = (size_t)count; lo < hi && rv == VG_OK;) {
-            size_t mid = lo + (hi - lo) / 2;
-            if ((rv = blob_rec(b, mid, &r)) == VG_OK) {
-                if (r.id < id) {
-                    lo = mid + 1;
-                } else {
-                    hi = mid;
-                }
-            }
+        if ((rv = blob_lower_id(f, b, (size_t)count, id, &lo)) != VG_OK) {
+            break;
         }
         for (; rv == VG_OK && lo < (size_t)count; lo++) {
             if ((rv = blob_rec(b, lo, &r)) != VG_OK || r.id != id) {
