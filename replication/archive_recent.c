@@ -470,19 +470,19 @@ static void wins_free(struct wins *w)
     memset(w, 0, sizeof *w);
 }
 
-/* Point the handle at row SEQ, of N records. */
-static int wins_seek(struct wins *w, int64_t seq, size_t n)
+/* Point *B (opened if NULL) at row SEQ, which must hold N records. */
+static int blob_seek(struct vg_repl_fsm *f, sqlite3_blob **b, int64_t seq, size_t n)
 {
-    int rc = w->blob == NULL ? sqlite3_blob_open(w->f->db, "main", "archive_recent",
-                                                 "data", seq, 0, &w->blob)
-                             : sqlite3_blob_reopen(w->blob, seq);
+    int rc = *b == NULL ? sqlite3_blob_open(f->db, "main", "archive_recent", "data",
+                                            seq, 0, b)
+                        : sqlite3_blob_reopen(*b, seq);
     if (rc != SQLITE_OK) {
-        return fsm_db_fail(w->f, "open an archive recent row");
+        return fsm_db_fail(f, "open an archive recent row");
     }
-    if ((size_t)sqlite3_blob_bytes(w->blob) != n * REC_SIZE) {
-        vg_errf(w->f->errmsg, "archive recent row %lld holds %d bytes, not its"
-                              " %zu samples (%s)",
-                (long long)seq, sqlite3_blob_bytes(w->blob), n, w->f->path);
+    if ((size_t)sqlite3_blob_bytes(*b) != n * REC_SIZE) {
+        vg_errf(f->errmsg, "archive recent row %lld holds %d bytes, not its"
+                           " %zu samples (%s)",
+                (long long)seq, sqlite3_blob_bytes(*b), n, f->path);
         return VG_EDB;
     }
     return VG_OK;
@@ -533,11 +533,17 @@ static int wins_open(struct vg_repl_fsm *f, int64_t upto, int64_t next,
         struct win r = {.seq = sqlite3_column_int64(st, 0)};
         int64_t n = sqlite3_column_int64(st, 1), id_max = sqlite3_column_int64(st, 2);
 
-        if (n <= 0 || (uint64_t)n > SIZE_MAX / REC_SIZE) {
-            continue; /* wins_seek would reject a non-empty blob */
+        if (n < 0 || (uint64_t)n > SIZE_MAX / REC_SIZE) {
+            vg_errf(f->errmsg, "archive recent row %lld claims %lld samples (%s)",
+                    (long long)r.seq, (long long)n, f->path);
+            rv = VG_EDB;
+            break;
+        }
+        if (n == 0) {
+            continue; /* staging never writes one; nothing to move */
         }
         r.n = (size_t)n;
-        if ((rv = wins_seek(w, r.seq, r.n)) != VG_OK ||
+        if ((rv = blob_seek(f, &w->blob, r.seq, r.n)) != VG_OK ||
             (next != INT64_MIN &&
              (rv = blob_lower_id(f, w->blob, r.n, next, &r.lo)) != VG_OK)) {
             break;
@@ -585,7 +591,7 @@ static int win_extend(struct wins *w, struct win *r, size_t end)
         return VG_EDB;
     }
     r->data = data;
-    if (wins_seek(w, r->seq, r->n) != VG_OK) {
+    if (blob_seek(w->f, &w->blob, r->seq, r->n) != VG_OK) {
         return VG_EDB;
     }
     if (sqlite3_blob_read(w->blob, data + (r->end - r->lo) * REC_SIZE,
@@ -833,18 +839,13 @@ int fsm_recent_range(struct vg_repl_fsm *f, int64_t id, uint64_t from,
         if (s.running && seq <= s.upto && id < s.next) {
             continue; /* the round moved this tag's samples of the row */
         }
-        rc = b == NULL ? sqlite3_blob_open(f->db, "main", "archive_recent", "data",
-                                           seq, 0, &b)
-                       : sqlite3_blob_reopen(b, seq);
-        if (rc != SQLITE_OK) {
-            rv = fsm_db_fail(f, "open an archive recent row");
+        if (count < 0 || (uint64_t)count > SIZE_MAX / REC_SIZE) {
+            vg_errf(f->errmsg, "archive recent row %lld claims %lld samples (%s)",
+                    (long long)seq, (long long)count, f->path);
+            rv = VG_EDB;
             break;
         }
-        if (count < 0 || (int64_t)sqlite3_blob_bytes(b) != count * (int64_t)REC_SIZE) {
-            vg_errf(f->errmsg, "archive recent row %lld holds %d bytes, not its"
-                               " %lld samples (%s)",
-                    (long long)seq, sqlite3_blob_bytes(b), (long long)count, f->path);
-            rv = VG_EDB;
+        if ((rv = blob_seek(f, &b, seq, (size_t)count)) != VG_OK) {
             break;
         }
         if ((rv = blob_lower_id(f, b, (size_t)count, id, &lo)) != VG_OK) {
