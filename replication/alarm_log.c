@@ -293,10 +293,18 @@ static int stmts_prepare(struct vg_repl_fsm *f, struct stmts *s)
                       "DELETE FROM alarm_states WHERE name = ?");
     s->put = s->del == NULL ? NULL
                             : fsm_stmt(f, FSM_STMT_ALARM_PUT,
-                                       "INSERT OR REPLACE INTO alarm_states(name,"
+                                       "INSERT INTO alarm_states(name,"
                                        " status, state, tag, section, priority,"
                                        " message, idx)"
-                                       " VALUES(?, ?, ?, ?, ?, ?, ?, ?)");
+                                       " VALUES(?, ?, ?, ?, ?, ?, ?, ?)"
+                                       " ON CONFLICT(name) DO UPDATE SET"
+                                       " status = excluded.status,"
+                                       " state = excluded.state,"
+                                       " tag = excluded.tag,"
+                                       " section = excluded.section,"
+                                       " priority = excluded.priority,"
+                                       " message = excluded.message,"
+                                       " idx = excluded.idx");
     s->journal =
         s->put == NULL
             ? NULL
@@ -359,38 +367,39 @@ static int journal_add(struct vg_repl_fsm *f, struct stmts *ss, uint64_t id,
                        const struct vg_cmd *cmd,
                        const struct vg_repl_alarm_change *ch, const char *message)
 {
-    sqlite3_stmt *st = ss->journal;
-    int rc;
+    struct fsm_row r;
 
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    sqlite3_bind_int64(st, 1, (int64_t)id);
-    sqlite3_bind_int64(st, 2, (int64_t)ch->transition.at_ms);
-    bind_str(st, 3, ch->alarm);
-    bind_str(st, 4, ch->tag);
-    bind_str(st, 5, ch->section);
-    bind_opt_prio(st, 6, ch->priority);
-    bind_str(st, 7, vg_repl_alarm_cause_name(ch->transition.cause));
-    bind_str(st, 8, vg_repl_alarm_status_name(ch->transition.from));
-    bind_str(st, 9, vg_repl_alarm_status_name(ch->transition.to));
-    /* A removed alarm's journal row shows no flags (its state is null). */
-    sqlite3_bind_int(st, 10, !ch->removed && ch->state.active);
-    sqlite3_bind_int(st, 11, !ch->removed && ch->state.shelved);
-    sqlite3_bind_int(st, 12, !ch->removed && ch->state.out_of_service);
-    if (ch->transition.has_value) {
-        sqlite3_bind_double(st, 13, ch->transition.value);
+    /* Every column in the table's order (fsm_row_*). */
+    fsm_row_begin(&r, ss->journal);
+    fsm_row_int(&r, (int64_t)id);
+    fsm_row_int(&r, (int64_t)ch->transition.at_ms);
+    fsm_row_text(&r, ch->alarm);
+    fsm_row_text(&r, ch->tag);
+    fsm_row_text(&r, ch->section);
+    if (ch->priority > 0) {
+        fsm_row_int(&r, (int64_t)ch->priority);
     } else {
-        sqlite3_bind_null(st, 13);
+        fsm_row_null(&r);
     }
-    bind_str(st, 14, ch->transition.user);
-    bind_str(st, 15, ch->transition.station);
-    bind_str(st, 16, ch->transition.reason);
-    bind_str(st, 17, message);
-    sqlite3_bind_int64(st, 18, (int64_t)cmd->term);
-    sqlite3_bind_int64(st, 19, (int64_t)cmd->proposer);
-    rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    return rc == SQLITE_DONE ? VG_OK : fsm_db_fail(f, "alarm journal");
+    fsm_row_text(&r, vg_repl_alarm_cause_name(ch->transition.cause));
+    fsm_row_text(&r, vg_repl_alarm_status_name(ch->transition.from));
+    fsm_row_text(&r, vg_repl_alarm_status_name(ch->transition.to));
+    /* A removed alarm's journal row shows no flags (its state is null). */
+    fsm_row_int(&r, !ch->removed && ch->state.active);
+    fsm_row_int(&r, !ch->removed && ch->state.shelved);
+    fsm_row_int(&r, !ch->removed && ch->state.out_of_service);
+    if (ch->transition.has_value) {
+        fsm_row_real(&r, ch->transition.value);
+    } else {
+        fsm_row_null(&r);
+    }
+    fsm_row_text(&r, ch->transition.user);
+    fsm_row_text(&r, ch->transition.station);
+    fsm_row_text(&r, ch->transition.reason);
+    fsm_row_text(&r, message);
+    fsm_row_int(&r, (int64_t)cmd->term);
+    fsm_row_int(&r, (int64_t)cmd->proposer);
+    return fsm_row_insert(f, &r, FSM_SUMMED_JOURNAL, "alarm journal");
 }
 
 /* Causes that a person brings about are audited. */

@@ -25,51 +25,48 @@ static bool value_ok(json_t *v)
     return json_is_number(v) && isfinite(json_number_value(v));
 }
 
-static void bind_value(sqlite3_stmt *st, int col, json_t *v)
-{
-    if (v == NULL || json_is_null(v)) {
-        sqlite3_bind_null(st, col);
-    } else if (json_is_string(v)) {
-        sqlite3_bind_text(st, col, json_string_value(v), -1, SQLITE_TRANSIENT);
-    } else if (json_is_integer(v)) {
-        sqlite3_bind_int64(st, col, (int64_t)json_integer_value(v));
-    } else {
-        sqlite3_bind_double(st, col, json_number_value(v));
-    }
-}
+/* The old and the new value of a record: JSON values (null, string or
+ * number), or with TEXT set, strings (NULL for null). */
+struct audit_values {
+    bool text;
+    json_t *old_json, *new_json;
+    const char *old_text, *new_text;
+};
 
-/* The audit statement with everything but the two values bound; NULL
- * after fsm_db_fail. */
-static sqlite3_stmt *audit_stmt(struct vg_repl_fsm *f, uint64_t id,
-                                const struct vg_cmd *cmd, const char *kind,
-                                const char *object, const char *user,
-                                const char *station, const char *detail)
+/* Insert one record, every column in the table's order (fsm_row_*). */
+static int audit_insert(struct vg_repl_fsm *f, uint64_t id, const struct vg_cmd *cmd,
+                        const char *kind, const char *object,
+                        const struct audit_values *v, const char *user,
+                        const char *station, const char *detail)
 {
     sqlite3_stmt *st = fsm_stmt(f, FSM_STMT_AUDIT,
                                 "INSERT INTO audit(id, time_ms, kind, object,"
                                 " old_value, new_value, user, station, detail,"
                                 " term, node) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?,"
                                 " ?, ?)");
-    if (st == NULL) {
-        return NULL;
-    }
-    sqlite3_bind_int64(st, 1, (int64_t)id);
-    sqlite3_bind_int64(st, 2, (int64_t)cmd->time_ms);
-    sqlite3_bind_text(st, 3, kind, -1, SQLITE_TRANSIENT);
-    fsm_bind_opt_text(st, 4, object);
-    fsm_bind_opt_text(st, 7, user);
-    fsm_bind_opt_text(st, 8, station);
-    fsm_bind_opt_text(st, 9, detail);
-    sqlite3_bind_int64(st, 10, (int64_t)cmd->term);
-    sqlite3_bind_int64(st, 11, (int64_t)cmd->proposer);
-    return st;
-}
+    struct fsm_row r;
 
-static int audit_step(struct vg_repl_fsm *f, sqlite3_stmt *st)
-{
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    return rc == SQLITE_DONE ? VG_OK : fsm_db_fail(f, "audit");
+    if (st == NULL) {
+        return VG_EDB;
+    }
+    fsm_row_begin(&r, st);
+    fsm_row_int(&r, (int64_t)id);
+    fsm_row_int(&r, (int64_t)cmd->time_ms);
+    fsm_row_text(&r, kind);
+    fsm_row_text(&r, object);
+    if (v->text) {
+        fsm_row_text(&r, v->old_text);
+        fsm_row_text(&r, v->new_text);
+    } else {
+        fsm_row_json(&r, v->old_json);
+        fsm_row_json(&r, v->new_json);
+    }
+    fsm_row_text(&r, user);
+    fsm_row_text(&r, station);
+    fsm_row_text(&r, detail);
+    fsm_row_int(&r, (int64_t)cmd->term);
+    fsm_row_int(&r, (int64_t)cmd->proposer);
+    return fsm_row_insert(f, &r, FSM_SUMMED_AUDIT, "audit");
 }
 
 int fsm_audit_add(struct vg_repl_fsm *f, uint64_t id, const struct vg_cmd *cmd,
@@ -77,13 +74,8 @@ int fsm_audit_add(struct vg_repl_fsm *f, uint64_t id, const struct vg_cmd *cmd,
                   json_t *new_value, const char *user, const char *station,
                   const char *detail)
 {
-    sqlite3_stmt *st = audit_stmt(f, id, cmd, kind, object, user, station, detail);
-    if (st == NULL) {
-        return VG_EDB;
-    }
-    bind_value(st, 5, old_value);
-    bind_value(st, 6, new_value);
-    return audit_step(f, st);
+    struct audit_values v = {.old_json = old_value, .new_json = new_value};
+    return audit_insert(f, id, cmd, kind, object, &v, user, station, detail);
 }
 
 int fsm_audit_add_text(struct vg_repl_fsm *f, uint64_t id, const struct vg_cmd *cmd,
@@ -91,13 +83,9 @@ int fsm_audit_add_text(struct vg_repl_fsm *f, uint64_t id, const struct vg_cmd *
                        const char *new_value, const char *user, const char *station,
                        const char *detail)
 {
-    sqlite3_stmt *st = audit_stmt(f, id, cmd, kind, object, user, station, detail);
-    if (st == NULL) {
-        return VG_EDB;
-    }
-    fsm_bind_opt_text(st, 5, old_value);
-    fsm_bind_opt_text(st, 6, new_value);
-    return audit_step(f, st);
+    struct audit_values v = {.text = true, .old_text = old_value,
+                             .new_text = new_value};
+    return audit_insert(f, id, cmd, kind, object, &v, user, station, detail);
 }
 
 static bool short_opt(json_t *body, const char *key, size_t max,

@@ -63,7 +63,7 @@ static const struct {
      * are not hashed row by row either (that was 30-150 ms per checkpoint
      * after a day of acks, and unbounded): triggers keep their count and
      * an order-independent sum of row hashes in record_summary (see
-     * summaries_ensure). */
+     * record_summary.c). */
     {"record_summary", "tbl", "*", true},
     /* The archive's samples are not hashed row by row (millions of rows at
      * every checkpoint): archive_summary keeps their count and an
@@ -345,23 +345,13 @@ static int load_meta(struct vg_repl_fsm *f)
     return VG_OK;
 }
 
-/* The digest's input, gathered and handed to BLAKE2b a few KiB at a time:
- * the hash of a stream does not depend on how it is cut, and one call per
- * column value (two per value, 19 columns a journal row) cost more than the
- * hashing itself. */
-struct hash_buf {
-    crypto_generichash_state *h;
-    size_t n;
-    unsigned char b[8192];
-};
-
-static void hb_put(struct hash_buf *hb, const void *p, size_t len)
+void fsm_hb_put(struct fsm_hash_buf *hb, const void *p, size_t len)
 {
     if (hb->n + len > sizeof hb->b) {
-        crypto_generichash_update(hb->h, hb->b, hb->n);
+        crypto_generichash_update(&hb->h, hb->b, hb->n);
         hb->n = 0;
         if (len > sizeof hb->b) {
-            crypto_generichash_update(hb->h, p, len);
+            crypto_generichash_update(&hb->h, p, len);
             return;
         }
     }
@@ -369,18 +359,18 @@ static void hb_put(struct hash_buf *hb, const void *p, size_t len)
     hb->n += len;
 }
 
-static void hb_flush(struct hash_buf *hb)
+void fsm_hb_flush(struct fsm_hash_buf *hb)
 {
     if (hb->n > 0) {
-        crypto_generichash_update(hb->h, hb->b, hb->n);
+        crypto_generichash_update(&hb->h, hb->b, hb->n);
         hb->n = 0;
     }
 }
 
-static void hash_value(struct hash_buf *h, sqlite3_stmt *st, int c)
+static void hash_value(struct fsm_hash_buf *h, sqlite3_stmt *st, int c)
 {
     unsigned char tag = (unsigned char)sqlite3_column_type(st, c);
-    hb_put(h, &tag, 1);
+    fsm_hb_put(h, &tag, 1);
     switch (tag) {
     case SQLITE_INTEGER: {
         int64_t v = sqlite3_column_int64(st, c);
@@ -388,12 +378,12 @@ static void hash_value(struct hash_buf *h, sqlite3_stmt *st, int c)
         for (int i = 0; i < 8; i++) {
             b[i] = (unsigned char)((uint64_t)v >> (8 * i));
         }
-        hb_put(h, b, 8);
+        fsm_hb_put(h, b, 8);
         break;
     }
     case SQLITE_FLOAT: {
         double v = sqlite3_column_double(st, c);
-        hb_put(h, &v, 8);
+        fsm_hb_put(h, &v, 8);
         break;
     }
     case SQLITE_NULL:
@@ -404,9 +394,9 @@ static void hash_value(struct hash_buf *h, sqlite3_stmt *st, int c)
         unsigned char b[4] = {(unsigned char)len, (unsigned char)(len >> 8),
                               (unsigned char)(len >> 16),
                               (unsigned char)(len >> 24)};
-        hb_put(h, b, 4);
+        fsm_hb_put(h, b, 4);
         if (len > 0) {
-            hb_put(h, p, len);
+            fsm_hb_put(h, p, len);
         }
     }
     }
@@ -414,17 +404,15 @@ static void hash_value(struct hash_buf *h, sqlite3_stmt *st, int c)
 
 int vg_repl_fsm_digest(struct vg_repl_fsm *f, unsigned char out[VG_DIGEST_SIZE])
 {
-    crypto_generichash_state h;
-    struct hash_buf *hb = malloc(sizeof *hb);
+    struct fsm_hash_buf *hb = malloc(sizeof *hb);
     char sql[320];
 
     if (hb == NULL) {
         vg_errf(f->errmsg, "out of memory computing the digest");
         return VG_EDB;
     }
-    hb->h = &h;
     hb->n = 0;
-    crypto_generichash_init(&h, NULL, 0, VG_DIGEST_SIZE);
+    crypto_generichash_init(&hb->h, NULL, 0, VG_DIGEST_SIZE);
     for (size_t t = 0; t < sizeof digest_tables / sizeof digest_tables[0]; t++) {
         sqlite3_stmt *st;
         bool hashed_query = false;
@@ -437,13 +425,13 @@ int vg_repl_fsm_digest(struct vg_repl_fsm *f, unsigned char out[VG_DIGEST_SIZE])
             return fsm_db_fail(f, "digest");
         }
         if (!digest_tables[t].lazy) {
-            hb_put(hb, sql, strlen(sql));
+            fsm_hb_put(hb, sql, strlen(sql));
             hashed_query = true;
         }
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
             int n = sqlite3_column_count(st);
             if (!hashed_query) {
-                hb_put(hb, sql, strlen(sql));
+                fsm_hb_put(hb, sql, strlen(sql));
                 hashed_query = true;
             }
             for (int c = 0; c < n; c++) {
@@ -456,9 +444,9 @@ int vg_repl_fsm_digest(struct vg_repl_fsm *f, unsigned char out[VG_DIGEST_SIZE])
             return fsm_db_fail(f, "digest step");
         }
     }
-    hb_flush(hb);
+    fsm_hb_flush(hb);
+    crypto_generichash_final(&hb->h, out, VG_DIGEST_SIZE);
     free(hb);
-    crypto_generichash_final(&h, out, VG_DIGEST_SIZE);
     return VG_OK;
 }
 
@@ -625,8 +613,6 @@ static int apply_announce(struct vg_repl_fsm *f, uint64_t index,
 }
 
 #define CHECKPOINTS_KEPT "64"
-
-static int summaries_ensure(struct vg_repl_fsm *f);
 
 /* A checkpoint first compares the leader's digest of an earlier checkpoint
  * with ours, then records our digest at this point of the log. Comparing
@@ -1028,16 +1014,23 @@ static int apply_one(struct raft_fsm *fsm, const struct raft_buffer *buf,
         goto fatal;
     }
     if (outcome == VG_OK) {
+        fsm_summary_discard(f);
         outcome = dispatch(f, index, &cmd);
+        if ((outcome == VG_OK || outcome == VG_REPL_UNCHANGED) &&
+            fsm_summary_flush(f) != VG_OK) {
+            outcome = VG_EDB;
+        }
         if (outcome == VG_EDB) {
             exec(f, "ROLLBACK");
+            fsm_summary_discard(f);
             fsm_tag_cache_free(f);
             goto fatal;
         }
         if (outcome != VG_OK && outcome != VG_REPL_UNCHANGED) {
             /* A rejected command must leave no partial effect, nor a cached
-             * tag id that the rollback took away. */
+             * tag id or pending summary that the rollback took away. */
             exec(f, "ROLLBACK");
+            fsm_summary_discard(f);
             fsm_tag_cache_free(f);
             if (exec(f, "BEGIN IMMEDIATE") != VG_OK) {
                 goto fatal;
@@ -1205,7 +1198,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
     fsm_ckpt_resume(f);
     /* An image written by an older vigild lacks the tables (and the
      * summary triggers) added since. */
-    if (exec(f, schema) != VG_OK || summaries_ensure(f) != VG_OK ||
+    if (exec(f, schema) != VG_OK || fsm_summary_ensure(f) != VG_OK ||
         load_meta(f) != VG_OK) {
         f->fatal = 1;
         rv = RAFT_IOERR;
@@ -1226,203 +1219,6 @@ out:
 }
 
 /* ------------------------------------------------------------ lifecycle */
-
-/* ------------------------------------------------------ record summaries */
-
-/* The tables that record_summary stands for in the digest. */
-static const char *const summarized[] = {"operator_actions", "alarm_journal",
-                                         "audit"};
-
-/* vg_row_hash(v, ...): 64 bits of BLAKE2b over each value's type and
- * content, as hash_value serializes them, with -0.0 as +0.0 (a REAL column
- * may give back +0.0 for a stored -0.0, and a row must hash the same when
- * inserted and when deleted). */
-static void fn_row_hash(sqlite3_context *ctx, int argc, sqlite3_value **argv)
-{
-    crypto_generichash_state h;
-    unsigned char out[8];
-    uint64_t v = 0;
-
-    crypto_generichash_init(&h, NULL, 0, sizeof out);
-    for (int i = 0; i < argc; i++) {
-        unsigned char tag = (unsigned char)sqlite3_value_type(argv[i]);
-        unsigned char b[8];
-        crypto_generichash_update(&h, &tag, 1);
-        if (tag == SQLITE_INTEGER) {
-            uint64_t x = (uint64_t)sqlite3_value_int64(argv[i]);
-            for (int k = 0; k < 8; k++) {
-                b[k] = (unsigned char)(x >> (8 * k));
-            }
-            crypto_generichash_update(&h, b, 8);
-        } else if (tag == SQLITE_FLOAT) {
-            double d = sqlite3_value_double(argv[i]);
-            uint64_t x;
-            if (d == 0.0) {
-                d = 0.0;
-            }
-            memcpy(&x, &d, 8);
-            for (int k = 0; k < 8; k++) {
-                b[k] = (unsigned char)(x >> (8 * k));
-            }
-            crypto_generichash_update(&h, b, 8);
-        } else if (tag != SQLITE_NULL) {
-            const void *p = sqlite3_value_blob(argv[i]);
-            uint32_t len = (uint32_t)sqlite3_value_bytes(argv[i]);
-            for (int k = 0; k < 4; k++) {
-                b[k] = (unsigned char)(len >> (8 * k));
-            }
-            crypto_generichash_update(&h, b, 4);
-            if (len > 0) {
-                crypto_generichash_update(&h, p, len);
-            }
-        }
-    }
-    crypto_generichash_final(&h, out, sizeof out);
-    for (int k = 0; k < 8; k++) {
-        v |= (uint64_t)out[k] << (8 * k);
-    }
-    sqlite3_result_int64(ctx, (int64_t)v);
-}
-
-/* vg_add64(a, b) and vg_sub64(a, b): wrapping 64-bit arithmetic (SQLite's
- * own turns an overflowing sum into a float). */
-static void fn_add64(sqlite3_context *ctx, int argc, sqlite3_value **argv)
-{
-    (void)argc;
-    sqlite3_result_int64(ctx, (int64_t)((uint64_t)sqlite3_value_int64(argv[0]) +
-                                        (uint64_t)sqlite3_value_int64(argv[1])));
-}
-
-static void fn_sub64(sqlite3_context *ctx, int argc, sqlite3_value **argv)
-{
-    (void)argc;
-    sqlite3_result_int64(ctx, (int64_t)((uint64_t)sqlite3_value_int64(argv[0]) -
-                                        (uint64_t)sqlite3_value_int64(argv[1])));
-}
-
-/* vg_sum64(x): the wrapping sum of a column, for the first summary. */
-static void fn_sum64_step(sqlite3_context *ctx, int argc, sqlite3_value **argv)
-{
-    uint64_t *acc = sqlite3_aggregate_context(ctx, sizeof *acc);
-    (void)argc;
-    if (acc != NULL) {
-        *acc += (uint64_t)sqlite3_value_int64(argv[0]);
-    }
-}
-
-static void fn_sum64_final(sqlite3_context *ctx)
-{
-    uint64_t *acc = sqlite3_aggregate_context(ctx, 0);
-    sqlite3_result_int64(ctx, acc != NULL ? (int64_t)*acc : 0);
-}
-
-static int functions_register(struct vg_repl_fsm *f)
-{
-    const int fl = SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS;
-    if (sqlite3_create_function(f->db, "vg_row_hash", -1, fl, NULL, fn_row_hash,
-                                NULL, NULL) != SQLITE_OK ||
-        sqlite3_create_function(f->db, "vg_add64", 2, fl, NULL, fn_add64, NULL,
-                                NULL) != SQLITE_OK ||
-        sqlite3_create_function(f->db, "vg_sub64", 2, fl, NULL, fn_sub64, NULL,
-                                NULL) != SQLITE_OK ||
-        sqlite3_create_function(f->db, "vg_sum64", 1, fl, NULL, NULL,
-                                fn_sum64_step, fn_sum64_final) != SQLITE_OK) {
-        return fsm_db_fail(f, "register SQL functions");
-    }
-    return VG_OK;
-}
-
-/* Make sure every summarized table has its triggers, and a summary that
- * matches its rows. A database (or a snapshot image) from before the
- * triggers gets them here and its summary computed once from the rows;
- * from then on every insert, update and delete keeps the summary in the
- * same transaction. The triggers list the table's columns as they are at
- * creation; a column added later needs new trigger names (…_v2). */
-static int summaries_ensure(struct vg_repl_fsm *f)
-{
-    for (size_t t = 0; t < sizeof summarized / sizeof summarized[0]; t++) {
-        const char *tbl = summarized[t];
-        char *sql = NULL, *cols_new = NULL, *cols_old = NULL, *cols = NULL;
-        sqlite3_stmt *st;
-        bool have = false;
-        int rc, rv = VG_OK;
-
-        sql = sqlite3_mprintf("SELECT 1 FROM sqlite_master WHERE type = 'trigger'"
-                              " AND name = 'vg_sum_%s_ins_v1'", tbl);
-        if (sql == NULL || sqlite3_prepare_v2(f->db, sql, -1, &st, NULL) != SQLITE_OK) {
-            sqlite3_free(sql);
-            return fsm_db_fail(f, "summary triggers");
-        }
-        sqlite3_free(sql);
-        have = sqlite3_step(st) == SQLITE_ROW;
-        sqlite3_finalize(st);
-        if (have) {
-            continue;
-        }
-        sql = sqlite3_mprintf("PRAGMA table_info(%s)", tbl);
-        if (sql == NULL || sqlite3_prepare_v2(f->db, sql, -1, &st, NULL) != SQLITE_OK) {
-            sqlite3_free(sql);
-            return fsm_db_fail(f, "summary columns");
-        }
-        sqlite3_free(sql);
-        cols_new = sqlite3_mprintf("");
-        cols_old = sqlite3_mprintf("");
-        cols = sqlite3_mprintf("");
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW && cols_new != NULL &&
-               cols_old != NULL && cols != NULL) {
-            const char *c = (const char *)sqlite3_column_text(st, 1);
-            const char *sep = *cols == '\0' ? "" : ", ";
-            char *a = sqlite3_mprintf("%s%sNEW.\"%w\"", cols_new, sep, c);
-            char *b = sqlite3_mprintf("%s%sOLD.\"%w\"", cols_old, sep, c);
-            char *d = sqlite3_mprintf("%s%s\"%w\"", cols, sep, c);
-            sqlite3_free(cols_new);
-            sqlite3_free(cols_old);
-            sqlite3_free(cols);
-            cols_new = a;
-            cols_old = b;
-            cols = d;
-        }
-        sqlite3_finalize(st);
-        if (cols_new == NULL || cols_old == NULL || cols == NULL || *cols == '\0') {
-            rv = fsm_db_fail(f, "summary columns");
-            goto next;
-        }
-        sql = sqlite3_mprintf(
-            "SAVEPOINT summaries;"
-            "CREATE TRIGGER vg_sum_%s_ins_v1 AFTER INSERT ON %s BEGIN"
-            " INSERT INTO record_summary(tbl, n, hash_sum)"
-            "  VALUES('%s', 1, vg_row_hash(%s))"
-            "  ON CONFLICT(tbl) DO UPDATE SET n = n + 1,"
-            "  hash_sum = vg_add64(hash_sum, excluded.hash_sum); END;"
-            "CREATE TRIGGER vg_sum_%s_del_v1 AFTER DELETE ON %s BEGIN"
-            " UPDATE record_summary SET n = n - 1,"
-            "  hash_sum = vg_sub64(hash_sum, vg_row_hash(%s)) WHERE tbl = '%s'; END;"
-            "CREATE TRIGGER vg_sum_%s_upd_v1 AFTER UPDATE ON %s BEGIN"
-            " UPDATE record_summary SET hash_sum = vg_add64(vg_sub64(hash_sum,"
-            "  vg_row_hash(%s)), vg_row_hash(%s)) WHERE tbl = '%s'; END;"
-            "DELETE FROM record_summary WHERE tbl = '%s';"
-            "INSERT INTO record_summary(tbl, n, hash_sum)"
-            " SELECT '%s', count(*), vg_sum64(vg_row_hash(%s)) FROM %s"
-            " HAVING count(*) > 0;"
-            "RELEASE summaries;",
-            tbl, tbl, tbl, cols_new, tbl, tbl, cols_old, tbl, tbl, tbl, cols_old,
-            cols_new, tbl, tbl, tbl, cols, tbl);
-        if (sql == NULL) {
-            rv = fsm_db_fail(f, "summary triggers");
-        } else if ((rv = exec(f, sql)) != VG_OK) {
-            exec(f, "ROLLBACK TO summaries; RELEASE summaries");
-        }
-    next:
-        sqlite3_free(sql);
-        sqlite3_free(cols_new);
-        sqlite3_free(cols_old);
-        sqlite3_free(cols);
-        if (rv != VG_OK) {
-            return rv;
-        }
-    }
-    return VG_OK;
-}
 
 /* Whether the database ended up in WAL mode (a path SQLite cannot give a
  * WAL, such as ":memory:", stays in its own mode). */
@@ -1487,8 +1283,8 @@ int vg_repl_fsm_open(struct vg_repl_fsm *f, const char *path)
          * at 20 000 tags: 616k against 296k samples/s). In memory it is
          * bounded by one statement's pages. */
         (rv = exec(f, "PRAGMA temp_store=MEMORY")) != VG_OK ||
-        (rv = functions_register(f)) != VG_OK ||
-        (rv = exec(f, schema)) != VG_OK || (rv = summaries_ensure(f)) != VG_OK ||
+        (rv = fsm_summary_functions(f)) != VG_OK ||
+        (rv = exec(f, schema)) != VG_OK || (rv = fsm_summary_ensure(f)) != VG_OK ||
         (rv = load_meta(f)) != VG_OK ||
         (wal_mode(f) && (rv = fsm_ckpt_start(f)) != VG_OK)) {
         stmts_finalize(f);

@@ -5,6 +5,7 @@
 #define VG_REPL_FSM_INTERNAL_H
 
 #include <jansson.h>
+#include <sodium.h>
 #include <sqlite3.h>
 
 #include "replication.h"
@@ -40,6 +41,7 @@ enum fsm_stmt_slot {
     FSM_STMT_RECENT_STATS,
     FSM_STMT_SETTLE_GET,
     FSM_STMT_SETTLE_ROWS,
+    FSM_STMT_SUMMARY_ADD,
     FSM_STMT_MAX
 };
 
@@ -52,6 +54,57 @@ sqlite3_stmt *fsm_stmt(struct vg_repl_fsm *f, enum fsm_stmt_slot slot,
 
 /* Bind S, or NULL when S is NULL. */
 void fsm_bind_opt_text(sqlite3_stmt *st, int col, const char *s);
+
+/* Input to BLAKE2b gathered in B and handed over a few hundred bytes at a
+ * time: the hash of a stream does not depend on how it is cut, and one
+ * call per column value cost more than the hashing itself. */
+struct fsm_hash_buf {
+    crypto_generichash_state h;
+    size_t n;
+    unsigned char b[512];
+};
+void fsm_hb_put(struct fsm_hash_buf *hb, const void *p, size_t len);
+void fsm_hb_flush(struct fsm_hash_buf *hb);
+
+/* record_summary.c: the count and hash sum of each record table's rows,
+ * which the digest hashes in place of the rows. */
+enum fsm_summed {
+    FSM_SUMMED_ACTIONS, /* operator_actions */
+    FSM_SUMMED_JOURNAL, /* alarm_journal */
+    FSM_SUMMED_AUDIT,   /* audit */
+    FSM_SUMMED_MAX
+};
+/* Register vg_row_hash, vg_add64, vg_sub64 and vg_sum64 on F's connection. */
+int fsm_summary_functions(struct vg_repl_fsm *f);
+/* The file's summary triggers (and a summary computed from the rows where
+ * they were missing), and this connection's own; after every open and
+ * every restore. VG_OK or VG_EDB. */
+int fsm_summary_ensure(struct vg_repl_fsm *f);
+
+/* An insert into alarm_journal or audit, bound column by column in the
+ * table's order (every column, ?1 first) by fsm_row_*, which also hash
+ * what they bind as vg_row_hash would hash the stored row. Strings are
+ * bound SQLITE_STATIC: they must outlive fsm_row_insert. */
+struct fsm_row {
+    sqlite3_stmt *st;
+    int col;
+    struct fsm_hash_buf hb;
+};
+void fsm_row_begin(struct fsm_row *r, sqlite3_stmt *st);
+void fsm_row_int(struct fsm_row *r, int64_t v);
+void fsm_row_real(struct fsm_row *r, double v); /* NaN binds null */
+void fsm_row_text(struct fsm_row *r, const char *s); /* NULL binds null */
+void fsm_row_null(struct fsm_row *r);
+void fsm_row_json(struct fsm_row *r, json_t *v); /* null, string or number */
+/* Step the insert (WHAT names it in an error) and count its row as pending
+ * for table T. VG_OK or VG_EDB. */
+int fsm_row_insert(struct vg_repl_fsm *f, struct fsm_row *r, enum fsm_summed t,
+                   const char *what);
+/* Add the pending rows to record_summary: at the end of every command that
+ * was applied. VG_OK or VG_EDB. */
+int fsm_summary_flush(struct vg_repl_fsm *f);
+/* Forget the pending rows: the command was rolled back. */
+void fsm_summary_discard(struct vg_repl_fsm *f);
 
 /* actions.c: apply VG_CMD_SETPOINT / VG_CMD_SETPOINT_RESULT at INDEX
  * (inside fsm.c's transaction). Return VG_OK, VG_REPL_UNCHANGED, VG_EINVAL

@@ -414,6 +414,11 @@ struct vg_repl_fsm {
         uint32_t round_records, round_rows, step_min, window_margin;
     } archive_settle;
     struct fsm_ckpt *ckpt; /* the WAL checkpointer (wal_checkpointer.c) */
+    /* Rows the current command inserted into each record table and the sum
+     * of their hashes, not yet in record_summary (record_summary.c). */
+    struct {
+        uint64_t n, hash_sum;
+    } summary_pending[3];
 };
 
 /* Open (create if needed) the SQLite database at PATH and load the last

@@ -1426,6 +1426,17 @@ static void test_record_summary_added_to_old_databases(void **state)
         assert_memory_equal(da, db, VG_DIGEST_SIZE);
         audit_n(x, &c, 3, "p");
         assert_summary_matches(&c, "audit", AUDIT_COLS);
+        /* Deletes and updates are still counted after the restore (the
+         * connection's own triggers outlive the image it copied in). */
+        sql(&c, "DELETE FROM audit WHERE id = (SELECT min(id) FROM audit)");
+        sql(&c, "UPDATE audit SET detail = 'edited' WHERE id = (SELECT max(id) FROM audit)");
+        assert_summary_matches(&c, "audit", AUDIT_COLS);
+        assert_int_equal(sql_int(&c, "SELECT n FROM record_summary WHERE tbl = 'audit'"),
+                         9);
+        /* The file keeps the triggers an older vigild counts with. */
+        assert_int_equal(sql_int(&c, "SELECT count(*) FROM sqlite_master"
+                                     " WHERE type = 'trigger' AND name LIKE 'vg_sum_%'"),
+                         9);
         vg_repl_fsm_close(&c);
     }
 }
