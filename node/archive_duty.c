@@ -71,7 +71,15 @@ struct archive_duty {
     uint64_t last_flush_ms;
     uint64_t next_cut_ms;
     unsigned in_flight;
-    uint64_t *cyclic_last;  /* per tag: period slot last archived */
+    /* The tags archived cyclically, and the period slot each one was last
+     * archived in: the loop looks at these every iteration, not at every
+     * tag of the project (a scan of 20 000 tags per iteration was 3 % of a
+     * leader's time acknowledging alarms, with no tag archived cyclically). */
+    struct cyclic_tag {
+        uint32_t tag;
+        uint64_t last;
+    } *cyclic;
+    size_t n_cyclic;
     uint32_t *batch_index;  /* per tag: index in the batch being built */
     uint64_t *batch_stamp;  /* per tag: which batch that index belongs to */
     uint64_t batch_no;
@@ -85,10 +93,11 @@ struct archive_duty {
 
 static void duty_reset(struct archive_duty *d)
 {
-    free(d->cyclic_last);
+    free(d->cyclic);
     free(d->batch_index);
     free(d->batch_stamp);
-    d->cyclic_last = NULL;
+    d->cyclic = NULL;
+    d->n_cyclic = 0;
     d->batch_index = NULL;
     d->batch_stamp = NULL;
     d->pr = NULL;
@@ -131,13 +140,18 @@ static bool start(struct node *n, struct archive_duty *d,
                   const struct vg_project *pr, uint64_t version)
 {
     duty_reset(d);
-    d->cyclic_last = calloc(pr->n_tags + 1, sizeof *d->cyclic_last);
+    d->cyclic = calloc(pr->n_tags + 1, sizeof *d->cyclic);
     d->batch_index = calloc(pr->n_tags + 1, sizeof *d->batch_index);
     d->batch_stamp = calloc(pr->n_tags + 1, sizeof *d->batch_stamp);
-    if (d->cyclic_last == NULL || d->batch_index == NULL || d->batch_stamp == NULL) {
+    if (d->cyclic == NULL || d->batch_index == NULL || d->batch_stamp == NULL) {
         duty_reset(d);
         node_log(n, "archive: out of memory");
         return false;
+    }
+    for (size_t i = 0; i < pr->n_tags; i++) {
+        if (pr->tags[i].archive == VG_ARCHIVE_CYCLIC && pr->tags[i].archive_period_s > 0) {
+            d->cyclic[d->n_cyclic++].tag = (uint32_t)i;
+        }
     }
     d->pr = pr;
     d->version = version;
@@ -174,18 +188,18 @@ void node_archive_changed(struct node *n, const struct vg_plc_change *v,
 static void cyclic(struct archive_duty *d, const struct node_tag_value *values,
                    uint64_t now)
 {
-    for (size_t i = 0; i < d->pr->n_tags; i++) {
-        const struct vg_tag *t = &d->pr->tags[i];
+    for (size_t k = 0; k < d->n_cyclic; k++) {
+        struct cyclic_tag *c = &d->cyclic[k];
+        const struct vg_tag *t = &d->pr->tags[c->tag];
         uint64_t slot;
-        if (t->archive != VG_ARCHIVE_CYCLIC || t->archive_period_s == 0 ||
-            values[i].quality < 0) {
+        if (values[c->tag].quality < 0) {
             continue;
         }
         slot = now / ((uint64_t)t->archive_period_s * 1000u);
-        if (slot != d->cyclic_last[i]) {
-            d->cyclic_last[i] = slot;
-            push(d, (uint32_t)i, now, values[i].value,
-                 values[i].quality != VG_PLC_GOOD);
+        if (slot != c->last) {
+            c->last = slot;
+            push(d, c->tag, now, values[c->tag].value,
+                 values[c->tag].quality != VG_PLC_GOOD);
         }
     }
 }

@@ -17,7 +17,6 @@
  * its inverse, state_read_canonical, share one table of members, so the
  * restore does not build and free a JSON object per alarm. Text in any
  * other form (a string with an escape) is read with jansson. */
-#include <inttypes.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -186,11 +185,23 @@ static void text_string(struct text *t, const char *s)
     text_put(t, "\"", 1);
 }
 
-static char *state_text(const struct vg_repl_alarm_change *ch)
+/* V in decimal, as jansson writes an integer. */
+static void text_u64(struct text *t, uint64_t v)
+{
+    char num[20];
+    size_t i = sizeof num;
+    do {
+        num[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    text_put(t, num + i, sizeof num - i);
+}
+
+/* The state of CH as text into T (emptied first); false when out of
+ * memory. */
+static bool state_text(const struct vg_repl_alarm_change *ch, struct text *t)
 {
     struct vg_repl_alarm_row r;
-    struct text t = {0};
-    char num[24];
 
     /* The members by their place in a row, so that one table (state_members)
      * serves the writer and the reader. */
@@ -207,42 +218,38 @@ static char *state_text(const struct vg_repl_alarm_change *ch)
     r.shelved_ms = ch->state.shelved_ms;
     r.shelved_until_ms = ch->state.shelved_until_ms;
     r.out_of_service_ms = ch->state.out_of_service_ms;
-    text_put(&t, "{", 1);
+    t->len = 0;
+    text_put(t, "{", 1);
     for (size_t i = 0; i < N_MEMBERS; i++) {
         const struct state_member *m = &state_members[i];
         const void *field = (const char *)&r + m->off;
-        text_key(&t, m->key);
+        text_key(t, m->key);
         if (m->kind == 'b') {
             bool b = *(const bool *)field;
-            text_put(&t, b ? "true" : "false", b ? 4 : 5);
+            text_put(t, b ? "true" : "false", b ? 4 : 5);
         } else if (m->kind == 'i') {
-            int n = snprintf(num, sizeof num, "%" PRIu64, *(const uint64_t *)field);
-            text_put(&t, num, (size_t)n);
+            text_u64(t, *(const uint64_t *)field);
         } else if (m->off == offsetof(struct vg_repl_alarm_row, status)) {
-            text_string(&t, vg_repl_alarm_status_name(ch->state.status));
+            text_string(t, vg_repl_alarm_status_name(ch->state.status));
         } else if (m->off == offsetof(struct vg_repl_alarm_row, shelve_reason)) {
-            text_string(&t, ch->state.shelve_reason);
+            text_string(t, ch->state.shelve_reason);
         } else {
-            text_string(&t, ch->state.shelve_user);
+            text_string(t, ch->state.shelve_user);
         }
     }
-    text_put(&t, "}", 1);
-    if (t.nomem) {
-        free(t.p);
-        return NULL;
-    }
-    return t.p;
+    text_put(t, "}", 1);
+    return !t->nomem;
 }
 
 /* The message as json_dumps(JSON_COMPACT | JSON_SORT_KEYS) writes an object
- * of its languages: in strcmp order of the language. NULL with *NOMEM
- * false: the change has none. */
-static char *message_text(const struct vg_repl_alarm_change *ch, bool *nomem)
+ * of its languages (in strcmp order of the language) into T, emptied first;
+ * NULL when the change has none, or (with T->nomem set) when out of
+ * memory. */
+static const char *message_text(const struct vg_repl_alarm_change *ch,
+                                struct text *t)
 {
     unsigned order[VG_REPL_ALARM_LANGS_MAX];
-    struct text t = {0};
 
-    *nomem = false;
     if (!ch->has_message) {
         return NULL;
     }
@@ -254,22 +261,18 @@ static char *message_text(const struct vg_repl_alarm_change *ch, bool *nomem)
         }
         order[k] = i;
     }
-    text_put(&t, "{", 1);
+    t->len = 0;
+    text_put(t, "{", 1);
     for (unsigned i = 0; i < ch->n_message; i++) {
         if (i > 0) {
-            text_put(&t, ",", 1);
+            text_put(t, ",", 1);
         }
-        text_string(&t, ch->lang[order[i]]);
-        text_put(&t, ":", 1);
-        text_string(&t, ch->text[order[i]]);
+        text_string(t, ch->lang[order[i]]);
+        text_put(t, ":", 1);
+        text_string(t, ch->text[order[i]]);
     }
-    text_put(&t, "}", 1);
-    if (t.nomem) {
-        free(t.p);
-        *nomem = true;
-        return NULL;
-    }
-    return t.p;
+    text_put(t, "}", 1);
+    return t->nomem ? NULL : t->p;
 }
 
 static void bind_opt_prio(sqlite3_stmt *st, int col, unsigned priority)
@@ -328,29 +331,20 @@ static void bind_str(sqlite3_stmt *st, int col, const char *s)
     }
 }
 
+/* STATE: the state's text (state_text), or NULL for a removed alarm. */
 static int store_state(struct vg_repl_fsm *f, struct stmts *ss, uint64_t index,
-                       const struct vg_repl_alarm_change *ch, const char *message)
+                       const struct vg_repl_alarm_change *ch, const char *state,
+                       const char *message)
 {
-    sqlite3_stmt *st;
-    char *text = NULL;
+    sqlite3_stmt *st = ch->removed ? ss->del : ss->put;
     int rc;
 
-    if (ch->removed) {
-        st = ss->del;
-    } else {
-        text = state_text(ch);
-        if (text == NULL) {
-            vg_errf(f->errmsg, "out of memory storing an alarm state");
-            return VG_EDB;
-        }
-        st = ss->put;
-    }
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     bind_str(st, 1, ch->alarm);
-    if (text != NULL) {
+    if (!ch->removed) {
         bind_str(st, 2, vg_repl_alarm_status_name(ch->state.status));
-        bind_str(st, 3, text);
+        bind_str(st, 3, state);
         bind_str(st, 4, ch->tag);
         bind_str(st, 5, ch->section);
         bind_opt_prio(st, 6, ch->priority);
@@ -359,7 +353,6 @@ static int store_state(struct vg_repl_fsm *f, struct stmts *ss, uint64_t index,
     }
     rc = sqlite3_step(st);
     sqlite3_reset(st);
-    free(text);
     return rc == SQLITE_DONE ? VG_OK : fsm_db_fail(f, "alarm state");
 }
 
@@ -438,27 +431,32 @@ static int store_changes(struct vg_repl_fsm *f, uint64_t index,
     struct stmts ss;
     int rv;
 
+    /* One buffer for every state text of the command and one for every
+     * message: a malloc and reallocs per change were a tenth of it. */
+    struct text state = {0}, message = {0};
+
     if ((rv = stmts_prepare(f, &ss)) != VG_OK) {
         return rv;
     }
     for (size_t i = 0; i < c->n && rv == VG_OK; i++) {
         const struct vg_repl_alarm_change *ch = &c->v[i];
         uint64_t id = index * 1024 + i;
-        bool nomem;
-        char *message = message_text(ch, &nomem);
-        if (nomem) {
-            vg_errf(f->errmsg, "out of memory storing an alarm message");
-            return VG_EDB;
+        const char *msg = message_text(ch, &message);
+        if ((!ch->removed && !state_text(ch, &state)) || message.nomem) {
+            rv = VG_EDB;
+            vg_errf(f->errmsg, "out of memory storing an alarm state");
+            break;
         }
-        rv = store_state(f, &ss, index, ch, message);
+        rv = store_state(f, &ss, index, ch, ch->removed ? NULL : state.p, msg);
         if (rv == VG_OK && ch->has_transition) {
-            rv = journal_add(f, &ss, id, cmd, ch, message);
+            rv = journal_add(f, &ss, id, cmd, ch, msg);
             if (rv == VG_OK) {
                 rv = audit_transition(f, id, cmd, ch);
             }
         }
-        free(message);
     }
+    free(state.p);
+    free(message.p);
     return rv;
 }
 
