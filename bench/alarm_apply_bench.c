@@ -8,7 +8,7 @@
  * Prints one JSON object per phase:
  *   {"bench":"alarm_apply","phase":"raise"|"ack","changes":…,"per_cmd":…,
  *    "changes_per_s":…,"cpu_us_per_change":…,"wal_copied":…,
- *    "longest_cmd_ms":…}
+ *    "wal_writes":…,"wal_file_writes":…,"longest_cmd_ms":…}
  *       raise: ALARMS alarms raised (a journal row each, no audit record);
  *       ack: all of them acknowledged by a user (a journal row and an audit
  *       record each), in name order as a station's "acknowledge all" or
@@ -16,7 +16,10 @@
  *       changes_per_s is apply wall time only (encoding not counted);
  *       cpu_us_per_change the process CPU time (the WAL checkpointer thread
  *       included) per change; wal_copied the WAL frames the checkpointer
- *       copied during the phase: pages written twice per change.
+ *       copied during the phase: pages written twice per change;
+ *       wal_writes the writes SQLite made to the WAL (two per frame),
+ *       wal_file_writes how many of those reached the file once gathered
+ *       (replication/wal_writes.c).
  * Machines are shared and noisy: compare medians and ratios, not single runs.
  *
  * usage: alarm_apply_bench [--alarms N] [--per-cmd N] [--dir PARENT] */
@@ -148,10 +151,14 @@ static int phase(struct vg_repl_fsm *f, const struct opts *o, bool ack,
     vg_repl_fsm_wal_stats(f, &ws1);
     printf("{\"bench\":\"alarm_apply\",\"phase\":\"%s\",\"changes\":%u,"
            "\"per_cmd\":%u,\"changes_per_s\":%.0f,\"cpu_us_per_change\":%.1f,"
-           "\"wal_copied\":%llu,\"longest_cmd_ms\":%.1f}\n",
+           "\"wal_copied\":%llu,\"wal_writes\":%llu,\"wal_file_writes\":%llu,"
+           "\"longest_cmd_ms\":%.1f}\n",
            ack ? "ack" : "raise", o->alarms, o->per_cmd, o->alarms / wall,
            (clock_s(CLOCK_PROCESS_CPUTIME_ID) - cpu0) * 1e6 / o->alarms,
-           (unsigned long long)(ws1.copied - ws0.copied), longest * 1e3);
+           (unsigned long long)(ws1.copied - ws0.copied),
+           (unsigned long long)(ws1.wal_writes - ws0.wal_writes),
+           (unsigned long long)(ws1.wal_file_writes - ws0.wal_file_writes),
+           longest * 1e3);
     fflush(stdout);
     return 0;
 }

@@ -1257,10 +1257,14 @@ int vg_repl_fsm_open(struct vg_repl_fsm *f, const char *path)
         return VG_EIO;
     }
     snprintf(f->path, sizeof f->path, "%s", path);
+    if (fsm_wal_vfs_register() != VG_OK) {
+        vg_errf(f->errmsg, "cannot register SQLite VFS %s", FSM_WAL_VFS);
+        return VG_EDB;
+    }
     if (sqlite3_open_v2(path, &f->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
                             SQLITE_OPEN_NOMUTEX,
-                        NULL) != SQLITE_OK) {
+                        FSM_WAL_VFS) != SQLITE_OK) {
         vg_errf(f->errmsg, "cannot open database %s: %s", path,
                 f->db ? sqlite3_errmsg(f->db) : "out of memory");
         sqlite3_close(f->db);

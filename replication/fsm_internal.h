@@ -66,6 +66,14 @@ struct fsm_hash_buf {
 void fsm_hb_put(struct fsm_hash_buf *hb, const void *p, size_t len);
 void fsm_hb_flush(struct fsm_hash_buf *hb);
 
+/* wal_writes.c: the VFS the fsm's connection is opened with (its WAL's
+ * writes gathered per commit). Registered once per process; VG_OK or
+ * VG_EDB. fsm_wal_writes gives the writes SQLite made to F's WAL and those
+ * that reached the file (both 0 for a connection of another VFS). */
+#define FSM_WAL_VFS "vigil-wal"
+int fsm_wal_vfs_register(void);
+void fsm_wal_writes(struct vg_repl_fsm *f, uint64_t *writes, uint64_t *flushes);
+
 /* record_summary.c: the count and hash sum of each record table's rows,
  * which the digest hashes in place of the rows. */
 enum fsm_summed {

@@ -243,4 +243,5 @@ void vg_repl_fsm_wal_stats(struct vg_repl_fsm *f, struct vg_repl_wal_stats *out)
         out->wal_frames = (uint64_t)f->ckpt->last_log;
         pthread_mutex_unlock(&f->ckpt->lock);
     }
+    fsm_wal_writes(f, &out->wal_writes, &out->wal_file_writes);
 }
