@@ -70,8 +70,18 @@
  * travel in a quarter of the entries: 12.0-14.5k acks/s against 10.5-11.7k
  * (bench/records_bench.py --archived 0, 3 runs each). */
 #define CHANGES_PER_CMD 1024
-/* ALARM_CHANGES commands proposed and not yet applied, at most (see flush). */
-#define ALARMS_IN_FLIGHT 2u
+/* ALARM_CHANGES commands proposed and not yet applied, at most (see flush).
+ * 2 while an acknowledgment's apply cost 17 us; since the record summaries,
+ * the state text buffers and the gathered WAL writes it is ~10 us, and 4
+ * commands of 1024 changes apply in about what 2 took then. Measured
+ * (records_bench.py, pairs interleaved): acks alone 20.3-22.6k/s with 2
+ * against 20.8-24.1k with 4 (raise storm: longest loop iteration 45-59 ms
+ * against 54-92 ms); acks while the archive takes 190k samples/s, 9.9k and
+ * 11.4k with 2 against 18.1k and 19.7k with 4 (longest iteration of the
+ * storm 146-176 ms against 125-154 ms, the archive's 110-131 ms against
+ * 84-93 ms, one term throughout): alarm commands wait behind history
+ * batches in the log, and 2 in flight left the pipeline empty. */
+#define ALARMS_IN_FLIGHT 4u
 #define NAME_MAX_BYTES 256u
 #define WHO_MAX 128u
 #define REASON_MAX 127u
