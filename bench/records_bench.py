@@ -25,11 +25,14 @@ Prints one JSON object per measurement:
       summary line {"bench":"alarm_takeover_summary", …} gives the medians.
 
   {"bench":"alarm_raise_storm", "alarms":N, "archived":M, "raised_s":…,
-   "loop_max_ms":…, "loop_max_apply_ms":…}
+   "loop_max_ms":…, "loop_max_apply_ms":…, "wal_hard":…, "wal_writer_max_ms":…}
       every alarm raised at once after the project load: how long until all
       N raises were committed (as seen by polling, every 0.2 s), and the
       longest loop iteration / apply time of one iteration on any node over
-      the last 10 s (status "loop"; with M > 0 the archive's load is in it).
+      the last 10 s (status "loop"; with M > 0 the archive's load is in it),
+      and the most WAL checkpoints any node ran on its loop at the hard
+      limit since it started / its longest checkpoint on the loop (status
+      "wal").
 
   {"bench":"alarm_acks", "acks":N, "connections":C, "seconds":…, "acks_per_s":…,
    "log_entries":…, "leader_cpu_s":…, "follower_cpu_s":…}
@@ -47,7 +50,9 @@ Prints one JSON object per measurement:
       node led in one term throughout (else the figures mean little), and
       loop_max_ms its longest loop iteration over the last 10 s,
       loop_max_cpu_ms / loop_max_apply_ms the most CPU / apply time of one
-      iteration there (status "loop").
+      iteration there (status "loop"); wal its WAL's checkpoint counters
+      (status "wal": hard and writer_max_ms tell checkpoints that ran on the
+      loop because the checkpointer thread fell behind).
 
 Machines are shared and noisy: compare medians of several runs.
 
@@ -224,7 +229,8 @@ def archive_bench(args, addr, follower, cluster):
         "same_term": st1.get("term") == term0 and bool(st1.get("ready")),
         "loop_max_ms": st1.get("loop", {}).get("max_ms"),
         "loop_max_cpu_ms": st1.get("loop", {}).get("max_cpu_ms"),
-        "loop_max_apply_ms": st1.get("loop", {}).get("max_apply_ms")}))
+        "loop_max_apply_ms": st1.get("loop", {}).get("max_apply_ms"),
+        "wal": st1.get("wal")}))
     sys.stdout.flush()
 
 
@@ -385,13 +391,17 @@ def main():
             if time.monotonic() > deadline:
                 raise SystemExit("not all %d alarms raised" % args.alarms)
             time.sleep(0.2)
-        storm = [s.get("loop") or {} for s in cluster.statuses(2.0).values()]
+        statuses = list(cluster.statuses(2.0).values())
+        storm = [s.get("loop") or {} for s in statuses]
+        wal = [s.get("wal") or {} for s in statuses]
         print(json.dumps({
             "bench": "alarm_raise_storm", "alarms": args.alarms,
             "archived": args.archived,
             "raised_s": round(time.monotonic() - t_load, 2),
             "loop_max_ms": max((x.get("max_ms") or 0) for x in storm),
-            "loop_max_apply_ms": max((x.get("max_apply_ms") or 0) for x in storm)}))
+            "loop_max_apply_ms": max((x.get("max_apply_ms") or 0) for x in storm),
+            "wal_hard": max((x.get("hard") or 0) for x in wal),
+            "wal_writer_max_ms": max((x.get("writer_max_ms") or 0) for x in wal)}))
         sys.stdout.flush()
 
         if args.takeover > 0:

@@ -571,6 +571,20 @@ static json_t *status_json(struct node *n, bool brief)
     }
     json_object_set_new(o, "alarms", node_alarms_status(n));
     json_object_set_new(o, "loop", loop_json(n));
+    {
+        /* The WAL's health: a checkpointer thread that falls behind shows
+         * as checkpoints on the loop (writer_max_ms, hard). */
+        struct vg_repl_wal_stats ws;
+        vg_repl_fsm_wal_stats(&n->fsm, &ws);
+        json_object_set_new(
+            o, "wal",
+            json_pack("{sIsIsIsIsIsIsIsf}", "frames", (json_int_t)ws.wal_frames,
+                      "checkpoints", (json_int_t)ws.done, "failed",
+                      (json_int_t)ws.failed, "copied", (json_int_t)ws.copied,
+                      "tails", (json_int_t)ws.tails, "restarts",
+                      (json_int_t)ws.restarts, "hard", (json_int_t)ws.hard,
+                      "writer_max_ms", ws.writer_max_ms));
+    }
     vg_hex(n->fsm.checkpoint_digest, VG_DIGEST_SIZE, hex);
     vg_hex(n->fsm.chain, VG_DIGEST_SIZE, chain);
     json_object_set_new(

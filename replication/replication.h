@@ -437,6 +437,8 @@ struct vg_repl_wal_stats {
     uint64_t tails;      /* tail checkpoints by the writer (at RESTART_PAGES) */
     uint64_t restarts;   /* times a commit found the WAL started over */
     uint64_t wal_frames; /* frames in the WAL at the last commit */
+    uint64_t hard;       /* checkpoints on the writer's thread at HARD_LIMIT */
+    double writer_max_ms; /* longest checkpoint on the writer's thread */
     /* Writes SQLite made to the WAL (two per frame) and writes that went
      * to the file, gathered (wal_writes.c). */
     uint64_t wal_writes, wal_file_writes;

@@ -34,6 +34,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "fsm_internal.h"
 
@@ -54,6 +55,9 @@ struct fsm_ckpt {
     int backfilled;       /* WAL frames its last checkpoint left copied */
     /* Counters, for tests and status. */
     uint64_t done, failed, tails, copied, restarts;
+    /* Checkpoints the hook ran on the writer's thread (tails and the hard
+     * limit's): how many past HARD_LIMIT, and the longest of them. */
+    uint64_t hard, writer_max_us;
     int last_log;         /* WAL frames at the last commit the hook saw */
 };
 
@@ -107,6 +111,23 @@ static void *ckpt_main(void *arg)
     return NULL;
 }
 
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* A checkpoint on the writer's thread, begun at T0, ended. */
+static void writer_took(struct fsm_ckpt *c, uint64_t t0, bool hard)
+{
+    uint64_t us = now_us() - t0;
+    pthread_mutex_lock(&c->lock);
+    c->hard += hard;
+    c->writer_max_us = us > c->writer_max_us ? us : c->writer_max_us;
+    pthread_mutex_unlock(&c->lock);
+}
+
 static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
 {
     struct vg_repl_fsm *f = arg;
@@ -119,7 +140,9 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
     c->last_log = pages;
     pthread_mutex_unlock(&c->lock);
     if (pages >= HARD_LIMIT) {
+        uint64_t t0 = now_us();
         sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        writer_took(c, t0, true);
         return SQLITE_OK;
     }
     if (pages >= RESTART_PAGES) {
@@ -132,8 +155,11 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
     if (tail) {
         /* PASSIVE: should the thread start meanwhile, this returns busy at
          * once and the next commit tries again. */
-        if (sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL,
-                                      NULL) == SQLITE_OK) {
+        uint64_t t0 = now_us();
+        int rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL,
+                                           NULL);
+        writer_took(c, t0, false);
+        if (rc == SQLITE_OK) {
             pthread_mutex_lock(&c->lock);
             c->tails++;
             pthread_mutex_unlock(&c->lock);
@@ -241,6 +267,8 @@ void vg_repl_fsm_wal_stats(struct vg_repl_fsm *f, struct vg_repl_wal_stats *out)
         out->tails = f->ckpt->tails;
         out->restarts = f->ckpt->restarts;
         out->wal_frames = (uint64_t)f->ckpt->last_log;
+        out->hard = f->ckpt->hard;
+        out->writer_max_ms = (double)f->ckpt->writer_max_us / 1000.0;
         pthread_mutex_unlock(&f->ckpt->lock);
     }
     fsm_wal_writes(f, &out->wal_writes, &out->wal_file_writes);
