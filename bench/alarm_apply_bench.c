@@ -24,7 +24,6 @@
  *
  * usage: alarm_apply_bench [--alarms N] [--per-cmd N] [--dir PARENT] */
 #include <errno.h>
-#include <ftw.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -163,15 +162,6 @@ static int phase(struct vg_repl_fsm *f, const struct opts *o, bool ack,
     return 0;
 }
 
-static int rm_cb(const char *path, const struct stat *sb, int flag,
-                 struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int parse_args(int argc, char **argv, struct opts *o)
 {
     for (int i = 1; i < argc; i += 2) {
@@ -239,6 +229,6 @@ int main(int argc, char **argv)
         }
         vg_repl_fsm_close(&f);
     }
-    nftw(dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+    vg_remove_tree(dir);
     return rv == 0 ? 0 : 1;
 }

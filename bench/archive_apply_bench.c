@@ -29,7 +29,6 @@
  * usage: archive_apply_bench [--batches N] [--batch-samples N] [--tags N]
  *                            [--dir PARENT] */
 #include <errno.h>
-#include <ftw.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdbool.h>
@@ -308,15 +307,6 @@ static int bench_loaded_tag(struct vg_repl_fsm *f, const struct opts *o,
     return 0;
 }
 
-static int rm_cb(const char *path, const struct stat *sb, int flag,
-                 struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int parse_args(int argc, char **argv, struct opts *o)
 {
     for (int i = 1; i < argc; i += 2) {
@@ -394,6 +384,6 @@ int main(int argc, char **argv)
         }
         vg_repl_fsm_close(&f);
     }
-    nftw(dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+    vg_remove_tree(dir);
     return rv == 0 ? 0 : 1;
 }

@@ -11,7 +11,6 @@
  * Machines are shared and noisy: compare medians and ratios.
  *
  * usage: digest_bench [--rows N[,N…]] [--dir PARENT] */
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,15 +26,6 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int rm_cb(const char *path, const struct stat *sb, int flag,
-                 struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -94,7 +84,7 @@ int main(int argc, char **argv)
     memset(&f, 0, sizeof f);
     if (vg_repl_fsm_open(&f, path) != VG_OK) {
         fprintf(stderr, "open: %s\n", f.errmsg);
-        nftw(dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+        vg_remove_tree(dir);
         return 1;
     }
     for (const char *p = rows; *p != '\0';) {
@@ -131,6 +121,6 @@ int main(int argc, char **argv)
     }
 out:
     vg_repl_fsm_close(&f);
-    nftw(dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+    vg_remove_tree(dir);
     return 0;
 }

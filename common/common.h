@@ -1,5 +1,6 @@
 /* Vigil common definitions: error codes shared by every module, and small
- * helpers that every program needs (monotonic time, "host:port" parsing).
+ * helpers that every program needs (monotonic time, "host:port" parsing,
+ * removing a directory tree).
  *
  * Library code returns one of the VG_E… codes below (0 means success) and,
  * where the caller needs details, writes a sentence into an errmsg buffer of
@@ -44,6 +45,11 @@ uint64_t vg_now_wall_ms(void);
  * with a sentence in ERRMSG when the text is not of that form. */
 int vg_addr_parse(const char *text, char *host, size_t host_size, int *port,
                   char *errmsg);
+
+/* Remove PATH and everything below it, without following symbolic links
+ * (the temporary directories of tests and benchmarks). 0, or -1 with errno
+ * set by the first removal that failed. */
+int vg_remove_tree(const char *path);
 
 /* snprintf into a VG_ERRMSG_SIZE buffer; ERRMSG may be NULL. */
 void vg_errf(char *errmsg, const char *fmt, ...)

@@ -27,7 +27,6 @@
 #include <string.h>
 
 #include <cmocka.h>
-#include <ftw.h>
 #include <raft/fixture.h>
 #include <sqlite3.h>
 
@@ -193,15 +192,6 @@ static unsigned add_node(struct cluster *c)
     return i;
 }
 
-static int rm_cb(const char *path, const struct stat *sb, int flag,
-                 struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 /* N servers, all voters, bootstrapped and started. */
 static int setup_n(void **state, unsigned n)
 {
@@ -245,7 +235,7 @@ static int teardown(void **state)
             vg_repl_fsm_close(&c->nodes[i].fsm);
         }
     }
-    nftw(c->dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+    vg_remove_tree(c->dir);
     free(c);
     return 0;
 }

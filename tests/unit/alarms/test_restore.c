@@ -20,7 +20,6 @@
 #include <string.h>
 
 #include <cmocka.h>
-#include <ftw.h>
 #include <jansson.h>
 #include <sqlite3.h>
 #include <unistd.h>
@@ -50,20 +49,11 @@ static int setup(void **state)
     return 0;
 }
 
-static int rm_cb(const char *path, const struct stat *sb, int flag,
-                 struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int teardown(void **state)
 {
     struct fx *x = *state;
     vg_repl_fsm_close(&x->f);
-    nftw(x->dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+    vg_remove_tree(x->dir);
     free(x);
     return 0;
 }

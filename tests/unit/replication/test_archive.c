@@ -21,7 +21,6 @@
 #include <string.h>
 
 #include <cmocka.h>
-#include <ftw.h>
 #include <jansson.h>
 #include <math.h>
 #include <sodium.h>
@@ -67,21 +66,12 @@ static int setup(void **state)
     return 0;
 }
 
-static int rm_cb(const char *path, const struct stat *sb, int flag,
-                 struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int teardown(void **state)
 {
     struct fx *x = *state;
     vg_repl_fsm_close(&x->a);
     vg_repl_fsm_close(&x->b);
-    nftw(x->dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+    vg_remove_tree(x->dir);
     free(x);
     return 0;
 }

@@ -27,7 +27,6 @@
 #include <string.h>
 
 #include <cmocka.h>
-#include <ftw.h>
 #include <jansson.h>
 #include <math.h>
 #include <sodium.h>
@@ -127,14 +126,6 @@ static int setup(void **state)
     return 0;
 }
 
-static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int teardown(void **state)
 {
     struct fx *x = *state;
@@ -142,7 +133,7 @@ static int teardown(void **state)
         close_slot(x, i);
         free(x->f[i]);
     }
-    nftw(x->dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+    vg_remove_tree(x->dir);
     free(x);
     return 0;
 }

@@ -19,7 +19,6 @@
 #include <string.h>
 
 #include <cmocka.h>
-#include <ftw.h>
 #include <jansson.h>
 #include <sodium.h>
 #include <sqlite3.h>
@@ -67,15 +66,6 @@ static int setup(void **state)
     return 0;
 }
 
-static int rm_cb(const char *path, const struct stat *sb, int flag,
-                 struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int teardown(void **state)
 {
     struct fx *x = *state;
@@ -85,7 +75,7 @@ static int teardown(void **state)
     if (x->b_open) {
         vg_repl_fsm_close(&x->b);
     }
-    nftw(x->dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+    vg_remove_tree(x->dir);
     free(x);
     return 0;
 }

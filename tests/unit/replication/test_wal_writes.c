@@ -19,7 +19,6 @@
 #include <string.h>
 
 #include <cmocka.h>
-#include <ftw.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <sys/resource.h>
@@ -54,20 +53,12 @@ static int setup(void **state)
     return 0;
 }
 
-static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int teardown(void **state)
 {
     struct fx *x = *state;
     sqlite3_close(x->plain);
     vg_repl_fsm_close(&x->f);
-    nftw(x->dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+    vg_remove_tree(x->dir);
     free(x);
     return 0;
 }

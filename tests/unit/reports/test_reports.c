@@ -33,7 +33,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -946,12 +945,6 @@ static void test_unwritable(void **state)
 
 /* -------------------------------------------------------------- setup */
 
-static int rm_cb(const char *path, const struct stat *st, int flag,
-                 struct FTW *ftw)
-{
-    return remove(path);
-}
-
 static int setup(void **state)
 {
     /* Central European time, without needing tzdata. */
@@ -978,7 +971,7 @@ static int teardown(void **state)
     if (getenv("VG_REPORTS_KEEP") != NULL) {
         print_message("# kept %s\n", tmpdir);
     } else {
-        rv = nftw(tmpdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+        rv = vg_remove_tree(tmpdir);
     }
 
     /* Free cairo's font caches and then fontconfig's configuration, which
