@@ -1599,6 +1599,17 @@ static void test_setpoint_action_and_outcome(void **state)
     assert_int_equal(apply_in_term(x, f, VG_CMD_SETPOINT_RESULT, 5,
                                    "{\"action\":99,\"outcome\":\"written\"}"),
                      VG_EINVAL);
+    /* The actions' summary (kept by this connection's own insert and
+     * update triggers) and the setpoints' audit records' (counted by the
+     * binder) are what their rows give. */
+    assert_summary_matches(f, "operator_actions",
+                           "idx, kind, tag, value, project_version, user, station,"
+                           " time_ms, term, node, outcome, message, outcome_ms,"
+                           " outcome_idx");
+    assert_int_equal(sql_int(f, "SELECT n FROM record_summary"
+                                " WHERE tbl = 'operator_actions'"),
+                     2);
+    assert_summary_matches(f, "audit", AUDIT_COLS);
     assert_int_equal(vg_repl_fsm_actions_open(f, 9, open, 4, &n), VG_OK);
     assert_int_equal(n, 0);
     list = actions_of(f, "P101.run", 10);
