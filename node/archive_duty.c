@@ -81,6 +81,7 @@ struct archive_duty {
     } *cyclic;
     size_t n_cyclic;
     uint32_t *batch_index;  /* per tag: index in the batch being built */
+    uint32_t *name_rank;    /* per tag: its place in the tags sorted by name */
     uint64_t *batch_stamp;  /* per tag: which batch that index belongs to */
     uint64_t batch_no;
     /* The stored assignment of tags to archives matches the project's
@@ -96,6 +97,8 @@ static void duty_reset(struct archive_duty *d)
     free(d->cyclic);
     free(d->batch_index);
     free(d->batch_stamp);
+    free(d->name_rank);
+    d->name_rank = NULL;
     d->cyclic = NULL;
     d->n_cyclic = 0;
     d->batch_index = NULL;
@@ -136,6 +139,36 @@ static void push(struct archive_duty *d, uint32_t tag, uint64_t t, double v,
     d->archived++;
 }
 
+static int name_cmp(const void *a, const void *b, void *arg)
+{
+    const struct vg_project *pr = arg;
+    return strcmp(pr->tags[*(const uint32_t *)a].name,
+                  pr->tags[*(const uint32_t *)b].name);
+}
+
+/* Each tag's place among PR's tags sorted by name (strcmp, as the state
+ * machine compares them), malloc'd; NULL when out of memory. */
+static uint32_t *name_ranks(const struct vg_project *pr)
+{
+    uint32_t *order = malloc((pr->n_tags + 1) * sizeof *order);
+    uint32_t *rank = malloc((pr->n_tags + 1) * sizeof *rank);
+
+    if (order == NULL || rank == NULL) {
+        free(order);
+        free(rank);
+        return NULL;
+    }
+    for (size_t i = 0; i < pr->n_tags; i++) {
+        order[i] = (uint32_t)i;
+    }
+    qsort_r(order, pr->n_tags, sizeof *order, name_cmp, (void *)pr);
+    for (size_t i = 0; i < pr->n_tags; i++) {
+        rank[order[i]] = (uint32_t)i;
+    }
+    free(order);
+    return rank;
+}
+
 static bool start(struct node *n, struct archive_duty *d,
                   const struct vg_project *pr, uint64_t version)
 {
@@ -143,7 +176,9 @@ static bool start(struct node *n, struct archive_duty *d,
     d->cyclic = calloc(pr->n_tags + 1, sizeof *d->cyclic);
     d->batch_index = calloc(pr->n_tags + 1, sizeof *d->batch_index);
     d->batch_stamp = calloc(pr->n_tags + 1, sizeof *d->batch_stamp);
-    if (d->cyclic == NULL || d->batch_index == NULL || d->batch_stamp == NULL) {
+    d->name_rank = name_ranks(pr);
+    if (d->cyclic == NULL || d->batch_index == NULL || d->batch_stamp == NULL ||
+        d->name_rank == NULL) {
         duty_reset(d);
         node_log(n, "archive: out of memory");
         return false;
@@ -227,32 +262,49 @@ static void batch_cb(struct vg_repl_proposal *p, int status, uint64_t index,
 /* Propose up to ARCHIVE_BATCH_MAX buffered samples as one HISTORY_SAMPLES
  * command (replication.h): t0, the names of the tags they refer to (each
  * numbered by its first sample), then the packed samples. */
+static int u64_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
 static void flush_batch(struct node *n, struct archive_duty *d)
 {
     size_t k = d->n < ARCHIVE_BATCH_MAX ? d->n : ARCHIVE_BATCH_MAX;
     uint64_t t0 = UINT64_MAX;
     size_t n_tags = 0, len;
     const char **names = malloc(k * sizeof *names);
+    uint64_t *ranked = malloc(k * sizeof *ranked); /* rank << 32 | tag */
     unsigned char *packed = malloc(k * VG_HISTORY_SAMPLE_SIZE), *body = NULL;
     struct batch_prop *bp = calloc(1, sizeof *bp);
     int rv;
 
-    if (names == NULL || packed == NULL || bp == NULL) {
+    if (names == NULL || ranked == NULL || packed == NULL || bp == NULL) {
         goto fail;
     }
     d->batch_no++;
     for (size_t i = 0; i < k; i++) {
+        const struct sample *s = &d->buf[i];
         if (d->buf[i].t_ms < t0) {
             t0 = d->buf[i].t_ms;
         }
+        if (d->batch_stamp[s->tag] != d->batch_no) {
+            d->batch_stamp[s->tag] = d->batch_no;
+            ranked[n_tags++] = (uint64_t)d->name_rank[s->tag] << 32 | s->tag;
+        }
+    }
+    /* The batch lists its tags sorted by name: every node checks that they
+     * are distinct, in one pass when they rise (archive.c tags_distinct)
+     * instead of sorting them; sorting here is one sort of integers on
+     * one node. */
+    qsort(ranked, n_tags, sizeof *ranked, u64_cmp);
+    for (size_t j = 0; j < n_tags; j++) {
+        uint32_t tag = (uint32_t)ranked[j];
+        d->batch_index[tag] = (uint32_t)j;
+        names[j] = d->pr->tags[tag].name;
     }
     for (size_t i = 0; i < k; i++) {
         const struct sample *s = &d->buf[i];
-        if (d->batch_stamp[s->tag] != d->batch_no) {
-            d->batch_stamp[s->tag] = d->batch_no;
-            d->batch_index[s->tag] = (uint32_t)n_tags;
-            names[n_tags++] = d->pr->tags[s->tag].name;
-        }
         vg_repl_history_sample_pack(packed + i * VG_HISTORY_SAMPLE_SIZE,
                                     d->batch_index[s->tag], (uint32_t)(s->t_ms - t0),
                                     s->value, s->bad);
@@ -276,6 +328,7 @@ fail:
     memmove(d->buf, d->buf + k, (d->n - k) * sizeof *d->buf);
     d->n -= k;
     free(names);
+    free(ranked);
     free(packed);
     free(body);
     free(bp);

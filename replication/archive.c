@@ -218,10 +218,8 @@ bool fsm_time_ok(json_t *v)
            (uint64_t)json_integer_value(v) < TIME_END;
 }
 
-static int name_cmp(const void *a, const void *b)
+static int name_order(const struct batch_tag *x, const struct batch_tag *y)
 {
-    const struct batch_tag *x = *(const struct batch_tag *const *)a;
-    const struct batch_tag *y = *(const struct batch_tag *const *)b;
     int c = memcmp(x->name, y->name, x->len < y->len ? x->len : y->len);
     if (c != 0) {
         return c;
@@ -229,11 +227,30 @@ static int name_cmp(const void *a, const void *b)
     return x->len < y->len ? -1 : x->len > y->len;
 }
 
-/* Are the names distinct? Sorted pointers make it O(n log n) for 65536. */
+static int name_cmp(const void *a, const void *b)
+{
+    return name_order(*(const struct batch_tag *const *)a,
+                      *(const struct batch_tag *const *)b);
+}
+
+/* Are the names distinct? Names in strictly rising order are (the leader
+ * lists a batch's tags in project order, often sorted): one pass. Otherwise
+ * sorted pointers make it O(n log n) for 65536. A hash set was tried
+ * instead of the sort: SipHash and its scattered slots cost more than
+ * sorting 16 384 names that were nearly in order (perf of
+ * archive_apply_bench: 3.7 % against 1.3 %). */
 static int tags_distinct(struct vg_repl_fsm *f, struct batch *b, bool *ok)
 {
-    struct batch_tag **v = malloc(b->n_tags * sizeof *v);
-    if (v == NULL) {
+    struct batch_tag **v;
+
+    *ok = true;
+    for (size_t i = 1; i < b->n_tags && *ok; i++) {
+        *ok = name_order(&b->tags[i - 1], &b->tags[i]) < 0;
+    }
+    if (*ok) {
+        return VG_OK;
+    }
+    if ((v = malloc(b->n_tags * sizeof *v)) == NULL) {
         return nomem(f, "a history batch");
     }
     for (size_t i = 0; i < b->n_tags; i++) {
@@ -667,6 +684,62 @@ static int row_cmp(const void *a, const void *b)
     return x->pos < y->pos ? -1 : x->pos > y->pos;
 }
 
+/* B's rows in row_cmp's order, (id, t, pos). They arrive in batch order
+ * (pos), and a batch is time-major: each tag's times rise with pos. So a
+ * stable counting sort by id alone, RADIX_BITS of the id per pass, gives
+ * (id, t, pos) order; the result is checked, and should a tag's times go
+ * back within the batch (or an id be negative) qsort sorts instead. qsort
+ * with row_cmp was 5 % of each node's CPU with 25 000 tags archived
+ * (perf of records_bench). VG_OK or VG_ENOMEM. */
+#define RADIX_BITS 11
+static int rows_sort(struct batch *b)
+{
+    struct batch_row *v = b->rows, *tmp;
+    size_t n = b->n_rows;
+    int64_t max = 0;
+    bool sorted = true;
+
+    for (size_t i = 0; i < n && sorted; i++) {
+        sorted = v[i].id >= 0 && (i == 0 || v[i].pos > v[i - 1].pos);
+        max = v[i].id > max ? v[i].id : max;
+    }
+    if (sorted && n > 1) {
+        if ((tmp = malloc(n * sizeof *tmp)) == NULL) {
+            return VG_ENOMEM;
+        }
+        for (unsigned shift = 0; shift < 64 && (max >> shift) > 0;
+             shift += RADIX_BITS) {
+            size_t count[(1u << RADIX_BITS) + 1] = {0};
+            struct batch_row *x;
+            for (size_t i = 0; i < n; i++) {
+                count[(((uint64_t)v[i].id >> shift) & ((1u << RADIX_BITS) - 1)) + 1]++;
+            }
+            for (size_t d = 1; d <= (1u << RADIX_BITS); d++) {
+                count[d] += count[d - 1];
+            }
+            for (size_t i = 0; i < n; i++) {
+                tmp[count[((uint64_t)v[i].id >> shift) & ((1u << RADIX_BITS) - 1)]++] =
+                    v[i];
+            }
+            x = v;
+            v = tmp;
+            tmp = x;
+        }
+        if (v != b->rows) {
+            memcpy(b->rows, v, n * sizeof *v);
+            tmp = v;
+        }
+        free(tmp);
+        for (size_t i = 1; i < n && sorted; i++) {
+            sorted = row_cmp(&b->rows[i - 1], &b->rows[i]) < 0;
+        }
+    }
+    if (!sorted) {
+        qsort(b->rows, n, sizeof *b->rows, row_cmp);
+    }
+    return VG_OK;
+}
+
 /* What becomes of each sorted row of a batch. */
 enum row_fate { FATE_NEW, FATE_LATE, FATE_SKIP };
 
@@ -884,8 +957,7 @@ static int batch_store(struct vg_repl_fsm *f, struct batch *b)
     for (size_t i = 0; i < b->n_rows; i++) {
         b->rows[i].id = b->tags[b->rows[i].tag].id;
     }
-    qsort(b->rows, b->n_rows, sizeof *b->rows, row_cmp);
-    if ((fate = malloc(b->n_rows)) == NULL) {
+    if (rows_sort(b) != VG_OK || (fate = malloc(b->n_rows)) == NULL) {
         return nomem(f, "a history batch");
     }
     if ((rv = rows_judge(f, b, fate)) == VG_OK) {
