@@ -74,7 +74,7 @@
  * 2 while an acknowledgment's apply cost 17 us; since the record summaries,
  * the state text buffers and the gathered WAL writes it is ~10 us, and 4
  * commands of 1024 changes apply in about what 2 took then. Measured
- * (records_bench.py, pairs interleaved): acks alone 20.3-22.6k/s with 2
+ * (records_bench.py, pairs interleaved): acks alone 18.0-22.6k/s with 2
  * against 20.8-24.1k with 4 (raise storm: longest loop iteration 45-59 ms
  * against 54-92 ms); acks while the archive takes 190k samples/s, 9.9k and
  * 11.4k with 2 against 18.1k and 19.7k with 4 (longest iteration of the
