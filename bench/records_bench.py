@@ -25,11 +25,13 @@ Prints one JSON object per measurement:
       summary line {"bench":"alarm_takeover_summary", …} gives the medians.
 
   {"bench":"alarm_raise_storm", "alarms":N, "archived":M, "raised_s":…,
-   "loop_max_ms":…, "loop_max_apply_ms":…, "wal_hard":…, "wal_writer_max_ms":…}
+   "loop_max_ms":…, "loop_max_apply_ms":…, "loop_max_apply_commands":…,
+   "wal_hard":…, "wal_writer_max_ms":…}
       every alarm raised at once after the project load: how long until all
       N raises were committed (as seen by polling, every 0.2 s), and the
       longest loop iteration / apply time of one iteration on any node over
-      the last 10 s (status "loop"; with M > 0 the archive's load is in it),
+      the last 10 s (status "loop"; with M > 0 the archive's load is in it)
+      and how many commands that longest apply was,
       and the most WAL checkpoints any node ran on its loop at the hard
       limit since it started / its longest checkpoint on the loop (status
       "wal").
@@ -230,6 +232,7 @@ def archive_bench(args, addr, follower, cluster):
         "loop_max_ms": st1.get("loop", {}).get("max_ms"),
         "loop_max_cpu_ms": st1.get("loop", {}).get("max_cpu_ms"),
         "loop_max_apply_ms": st1.get("loop", {}).get("max_apply_ms"),
+        "loop_max_apply_commands": st1.get("loop", {}).get("max_apply_commands"),
         "wal": st1.get("wal")}))
     sys.stdout.flush()
 
@@ -400,6 +403,8 @@ def main():
             "raised_s": round(time.monotonic() - t_load, 2),
             "loop_max_ms": max((x.get("max_ms") or 0) for x in storm),
             "loop_max_apply_ms": max((x.get("max_apply_ms") or 0) for x in storm),
+            "loop_max_apply_commands": max(storm, key=lambda x: x.get("max_apply_ms") or 0)
+            .get("max_apply_commands"),
             "wal_hard": max((x.get("hard") or 0) for x in wal),
             "wal_writer_max_ms": max((x.get("writer_max_ms") or 0) for x in wal)}))
         sys.stdout.flush()

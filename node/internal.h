@@ -93,6 +93,7 @@ struct loop_second {
     uint64_t max_us;
     uint64_t max_cpu_us;       /* the thread's CPU time, longest iteration */
     uint64_t max_apply_us;     /* in fsm apply, longest iteration */
+    uint64_t max_apply_cmds;   /* commands that iteration applied */
     uint32_t count;
     uint32_t bins[LOOP_BINS];  /* see node.c, loop_bin */
 };
@@ -101,6 +102,7 @@ struct loop_stats {
     uint64_t last_idle_ns;     /* uv_metrics_idle_time then */
     uint64_t last_cpu_ns;      /* the loop thread's CPU time then */
     uint64_t last_apply_ns;    /* fsm.apply_ns then */
+    uint64_t last_applied;     /* fsm.n_applied then */
     uint64_t iterations;       /* since start */
     uint64_t max_us;           /* since start */
     struct loop_second win[LOOP_WINDOW_S];

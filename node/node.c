@@ -439,6 +439,7 @@ static void loop_account(struct node *n)
         }
         if (apply_us > w->max_apply_us) {
             w->max_apply_us = apply_us;
+            w->max_apply_cmds = n->fsm.n_applied - ls->last_applied;
         }
         if (busy_us > ls->max_us) {
             ls->max_us = busy_us;
@@ -449,6 +450,7 @@ static void loop_account(struct node *n)
     ls->last_idle_ns = idle;
     ls->last_cpu_ns = cpu;
     ls->last_apply_ns = applied;
+    ls->last_applied = n->fsm.n_applied;
 }
 
 static json_t *ms_json(uint64_t us)
@@ -457,15 +459,16 @@ static json_t *ms_json(uint64_t us)
 }
 
 /* {"window_s","iterations","max_ms","p99_ms","max_cpu_ms","max_apply_ms",
- * "iterations_all","max_ms_all"}: the last LOOP_WINDOW_S seconds and
- * everything since start. p99_ms is the top of the histogram bin holding
- * the 99th percentile, at most max_ms; max_cpu_ms and max_apply_ms the
- * longest CPU and apply time of one iteration in the window. */
+ * "max_apply_commands","iterations_all","max_ms_all"}: the last
+ * LOOP_WINDOW_S seconds and everything since start. p99_ms is the top of
+ * the histogram bin holding the 99th percentile, at most max_ms; max_cpu_ms
+ * and max_apply_ms the longest CPU and apply time of one iteration in the
+ * window, max_apply_commands how many commands that apply was. */
 static json_t *loop_json(struct node *n)
 {
     const struct loop_stats *ls = &n->loop_stats;
     uint64_t second = uv_hrtime() / 1000000000u, max_us = 0, count = 0, seen = 0;
-    uint64_t max_cpu_us = 0, max_apply_us = 0;
+    uint64_t max_cpu_us = 0, max_apply_us = 0, max_apply_cmds = 0;
     uint64_t p99_us = 0;
     uint32_t bins[LOOP_BINS] = {0};
 
@@ -477,7 +480,10 @@ static json_t *loop_json(struct node *n)
         count += w->count;
         max_us = w->max_us > max_us ? w->max_us : max_us;
         max_cpu_us = w->max_cpu_us > max_cpu_us ? w->max_cpu_us : max_cpu_us;
-        max_apply_us = w->max_apply_us > max_apply_us ? w->max_apply_us : max_apply_us;
+        if (w->max_apply_us > max_apply_us) {
+            max_apply_us = w->max_apply_us;
+            max_apply_cmds = w->max_apply_cmds;
+        }
         for (unsigned b = 0; b < LOOP_BINS; b++) {
             bins[b] += w->bins[b];
         }
@@ -490,11 +496,12 @@ static json_t *loop_json(struct node *n)
             break;
         }
     }
-    return json_pack("{s:I, s:I, s:o, s:o, s:o, s:o, s:I, s:o}", "window_s",
+    return json_pack("{s:I, s:I, s:o, s:o, s:o, s:o, s:I, s:I, s:o}", "window_s",
                      (json_int_t)LOOP_WINDOW_S, "iterations", (json_int_t)count,
                      "max_ms", ms_json(max_us), "p99_ms", ms_json(p99_us),
                      "max_cpu_ms", ms_json(max_cpu_us), "max_apply_ms",
-                     ms_json(max_apply_us),
+                     ms_json(max_apply_us), "max_apply_commands",
+                     (json_int_t)max_apply_cmds,
                      "iterations_all", (json_int_t)ls->iterations, "max_ms_all",
                      ms_json(ls->max_us));
 }

@@ -261,10 +261,12 @@ def takeover_case(args):
         # One thread cannot use more CPU than wall time, and apply is a part
         # of the iteration (1 ms of rounding either way).
         ok(0 < loop.get("max_cpu_ms", -1) <= loop.get("max_ms", 0) + 1 and
-           0 < loop.get("max_apply_ms", -1) <= loop.get("max_ms", 0) + 1,
+           0 < loop.get("max_apply_ms", -1) <= loop.get("max_ms", 0) + 1 and
+           loop.get("max_apply_commands", 0) >= 1,
            "takeover: in one iteration at most %s ms on the CPU and %s ms "
-           "applying, none longer than %s ms" % (loop.get("max_cpu_ms"), loop.get("max_apply_ms"),
-                                  loop.get("max_ms")))
+           "applying (%s commands), none longer than %s ms"
+           % (loop.get("max_cpu_ms"), loop.get("max_apply_ms"),
+              loop.get("max_apply_commands"), loop.get("max_ms")))
     except Exception as e:  # report, then clean up
         import traceback
         traceback.print_exc()
