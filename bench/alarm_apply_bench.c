@@ -23,13 +23,13 @@
  * Machines are shared and noisy: compare medians and ratios, not single runs.
  *
  * usage: alarm_apply_bench [--alarms N] [--per-cmd N] [--dir PARENT] */
-#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "bench_args.h"
 #include "replication.h"
 
 struct opts {
@@ -162,44 +162,6 @@ static int phase(struct vg_repl_fsm *f, const struct opts *o, bool ack,
     return 0;
 }
 
-static int parse_args(int argc, char **argv, struct opts *o)
-{
-    for (int i = 1; i < argc; i += 2) {
-        const char *name = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        char *end;
-        long n;
-
-        if (v == NULL) {
-            fprintf(stderr, "%s: a value is missing\n", name);
-            return -1;
-        }
-        if (strcmp(name, "--dir") == 0) {
-            o->parent = v;
-            continue;
-        }
-        errno = 0;
-        n = strtol(v, &end, 10);
-        if (errno != 0 || end == v || *end != '\0' || n < 1 || n > 1000000) {
-            fprintf(stderr, "%s: '%s' is not a whole number of 1..1000000\n", name,
-                    v);
-            return -1;
-        }
-        if (strcmp(name, "--alarms") == 0) {
-            o->alarms = (unsigned)n;
-        } else if (strcmp(name, "--per-cmd") == 0) {
-            if (n > VG_REPL_ALARM_CHANGES_MAX) {
-                fprintf(stderr, "--per-cmd: at most %d\n", VG_REPL_ALARM_CHANGES_MAX);
-                return -1;
-            }
-            o->per_cmd = (unsigned)n;
-        } else {
-            fprintf(stderr, "unknown option '%s'\n", name);
-            return -1;
-        }
-    }
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     struct opts o = {.alarms = 20000, .per_cmd = 1000, .parent = "/tmp"};
@@ -208,7 +170,14 @@ int main(int argc, char **argv)
     uint64_t t = 1700000000000ull;
     int rv;
 
-    if (parse_args(argc, argv, &o) != 0) {
+    const struct bench_opt opts[] = {
+        {"--alarms", &o.alarms, NULL, 1000000},
+        {"--per-cmd", &o.per_cmd, NULL, VG_REPL_ALARM_CHANGES_MAX},
+        {"--dir", NULL, &o.parent, 0},
+        {NULL, NULL, NULL, 0},
+    };
+
+    if (bench_args(argc, argv, opts) != 0) {
         fprintf(stderr, "usage: %s [--alarms N] [--per-cmd N (<= %d)] [--dir PARENT]\n",
                 argv[0], VG_REPL_ALARM_CHANGES_MAX);
         return 2;

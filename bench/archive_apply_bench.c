@@ -28,7 +28,6 @@
  *
  * usage: archive_apply_bench [--batches N] [--batch-samples N] [--tags N]
  *                            [--dir PARENT] */
-#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdbool.h>
@@ -39,6 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_args.h"
 #include "replication.h"
 
 #define QUERIES 20
@@ -307,47 +307,6 @@ static int bench_loaded_tag(struct vg_repl_fsm *f, const struct opts *o,
     return 0;
 }
 
-static int parse_args(int argc, char **argv, struct opts *o)
-{
-    for (int i = 1; i < argc; i += 2) {
-        const char *name = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        char *end;
-        long n;
-
-        if (v == NULL) {
-            fprintf(stderr, "%s: a value is missing\n", name);
-            return -1;
-        }
-        if (strcmp(name, "--dir") == 0) {
-            o->parent = v;
-            continue;
-        }
-        errno = 0;
-        n = strtol(v, &end, 10);
-        if (errno != 0 || end == v || *end != '\0' || n < 1 ||
-            n > VG_HISTORY_BATCH_MAX) {
-            fprintf(stderr, "%s: '%s' is not a whole number of 1..%d\n", name, v,
-                    VG_HISTORY_BATCH_MAX);
-            return -1;
-        }
-        if (strcmp(name, "--batches") == 0) {
-            o->batches = (unsigned)n;
-        } else if (strcmp(name, "--batch-samples") == 0) {
-            o->batch_samples = (unsigned)n;
-        } else if (strcmp(name, "--tags") == 0) {
-            if (n > 65536) {
-                fprintf(stderr, "--tags: at most 65536\n");
-                return -1;
-            }
-            o->tags = (unsigned)n;
-        } else {
-            fprintf(stderr, "unknown option '%s'\n", name);
-            return -1;
-        }
-    }
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     struct opts o = {.batches = 40, .batch_samples = 50000, .tags = 1000,
@@ -356,7 +315,15 @@ int main(int argc, char **argv)
     char dir[256], path[300];
     int rv;
 
-    if (parse_args(argc, argv, &o) != 0) {
+    const struct bench_opt opts[] = {
+        {"--batches", &o.batches, NULL, VG_HISTORY_BATCH_MAX},
+        {"--batch-samples", &o.batch_samples, NULL, VG_HISTORY_BATCH_MAX},
+        {"--tags", &o.tags, NULL, 65536},
+        {"--dir", NULL, &o.parent, 0},
+        {NULL, NULL, NULL, 0},
+    };
+
+    if (bench_args(argc, argv, opts) != 0) {
         fprintf(stderr, "usage: %s [--batches N] [--batch-samples N]"
                         " [--tags N (<= 65536)] [--dir PARENT]\n", argv[0]);
         return 2;
