@@ -41,6 +41,7 @@
  * u8 bad, little-endian: RECENT_REC_SIZE bytes. */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "fsm_internal.h"
 
@@ -68,6 +69,12 @@
 #define ROUND_RECORDS 1048576u
 #define ROUND_ROWS 128u
 #define STEP_MIN 32768u
+/* Records a step moves at level 2, where each node settles in slices of
+ * its own between commands (vg_repl_fsm_archive_settle_some): the unit
+ * within which a slice cannot stop, so small enough to keep a slice near
+ * its budget on a busy machine, large enough that finding the step's end
+ * in every row of the round is not most of the work. */
+#define SLICE_STEP 8192u
 /* Records read from each row beyond its share of a step (step_end). */
 #define WINDOW_MARGIN 64u
 
@@ -678,49 +685,49 @@ static int step_end(struct wins *w, uint64_t target, int64_t *end)
     }
 }
 
-int fsm_recent_settle(struct vg_repl_fsm *f, size_t staged)
+/* Begin a round into *S unless one runs or none is due (S->running tells). */
+static int round_begin(struct vg_repl_fsm *f, uint64_t round_records,
+                       uint64_t round_rows, struct settle *s)
 {
-    uint64_t round_records, round_rows, step_min, target;
+    sqlite3_stmt *st;
+    int rc, rv;
+
+    if ((rv = settle_get(f, s)) != VG_OK || s->running) {
+        return rv;
+    }
+    st = fsm_stmt(f, FSM_STMT_RECENT_STATS,
+                  "SELECT count(*), total(n), max(seq) FROM archive_recent");
+    if (st == NULL) {
+        return VG_EDB;
+    }
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW && sqlite3_column_int64(st, 0) > 0 &&
+        ((uint64_t)sqlite3_column_int64(st, 0) >= round_rows ||
+         sqlite3_column_double(st, 1) >= (double)round_records)) {
+        s->running = true;
+        s->upto = sqlite3_column_int64(st, 2);
+        s->next = INT64_MIN;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW) {
+        return fsm_db_fail(f, "archive recent stats");
+    }
+    return s->running ? settle_put(f, s->upto, s->next) : VG_OK;
+}
+
+/* One step of the running round S: move whole tags, at least TARGET
+ * records unless the round ends first, adding how many to *MOVED; ends the
+ * round or records how far it got. */
+static int round_step(struct vg_repl_fsm *f, const struct settle *s,
+                      uint64_t target, uint64_t *moved)
+{
     struct mover m = {.f = f};
-    struct settle s;
     struct wins w;
     int64_t end;
     bool left = false;
     int rv;
 
-    limits(f, &round_records, &round_rows, &step_min);
-    if ((rv = settle_get(f, &s)) != VG_OK) {
-        return rv;
-    }
-    if (!s.running) {
-        sqlite3_stmt *st = fsm_stmt(f, FSM_STMT_RECENT_STATS,
-                                    "SELECT count(*), total(n), max(seq)"
-                                    " FROM archive_recent");
-        int rc;
-        if (st == NULL) {
-            return VG_EDB;
-        }
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW && sqlite3_column_int64(st, 0) > 0 &&
-            ((uint64_t)sqlite3_column_int64(st, 0) >= round_rows ||
-             sqlite3_column_double(st, 1) >= (double)round_records)) {
-            s.running = true;
-            s.upto = sqlite3_column_int64(st, 2);
-            s.next = INT64_MIN;
-        }
-        sqlite3_reset(st);
-        if (rc != SQLITE_ROW) {
-            return fsm_db_fail(f, "archive recent stats");
-        }
-        if (!s.running) {
-            return VG_OK;
-        }
-        if ((rv = settle_put(f, s.upto, s.next)) != VG_OK) {
-            return rv;
-        }
-    }
-    target = (uint64_t)staged * 2 > step_min ? (uint64_t)staged * 2 : step_min;
-    if ((rv = wins_open(f, s.upto, s.next, &w)) != VG_OK) {
+    if ((rv = wins_open(f, s->upto, s->next, &w)) != VG_OK) {
         return rv;
     }
     if ((rv = step_end(&w, target, &end)) == VG_OK && w.n > 0) {
@@ -745,6 +752,7 @@ int fsm_recent_settle(struct vg_repl_fsm *f, size_t staged)
                    rv == VG_OK;
                  r->at++) {
                 rec_get(r->data, r->at, &m.chunk[m.n_chunk++]);
+                (*moved)++;
                 if (m.n_chunk == CHUNK) {
                     rv = mover_flush(&m);
                 }
@@ -761,7 +769,108 @@ int fsm_recent_settle(struct vg_repl_fsm *f, size_t staged)
     if (rv != VG_OK) {
         return rv;
     }
-    return left ? settle_put(f, s.upto, end) : settle_end(f, s.upto);
+    return left ? settle_put(f, s->upto, end) : settle_end(f, s->upto);
+}
+
+int fsm_recent_settle(struct vg_repl_fsm *f, size_t staged)
+{
+    uint64_t round_records, round_rows, step_min, target, moved = 0;
+    struct settle s;
+    uint32_t level;
+    int rv;
+
+    if ((rv = fsm_cluster_level(f, &level)) != VG_OK) {
+        return rv;
+    }
+    if (level >= 2) {
+        f->archive_settle.idle = false;
+        return VG_OK;
+    }
+    limits(f, &round_records, &round_rows, &step_min);
+    if ((rv = round_begin(f, round_records, round_rows, &s)) != VG_OK ||
+        !s.running) {
+        return rv;
+    }
+    target = (uint64_t)staged * 2 > step_min ? (uint64_t)staged * 2 : step_min;
+    return round_step(f, &s, target, &moved);
+}
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* Outside apply, so nothing else opens, commits or rolls back this
+ * transaction. The tag cache needs nothing: moving a sample changes no
+ * tag's newest time, and a stale copy of the recent newest times is never
+ * below the real one, which is all the cache promises (archive.c). */
+int vg_repl_fsm_archive_settle_some(struct vg_repl_fsm *f, uint64_t budget_us,
+                                    uint64_t *moved)
+{
+    uint64_t round_records, round_rows, step_min, done = 0;
+    uint64_t start = now_us();
+    uint32_t level;
+    bool stepped = false;
+    int rv;
+
+    if (moved != NULL) {
+        *moved = 0;
+    }
+    if (f->fatal || f->archive_settle.idle) {
+        return f->fatal ? VG_EDB : VG_OK;
+    }
+    if ((rv = fsm_cluster_level(f, &level)) != VG_OK) {
+        goto fatal;
+    }
+    if (level < 2) {
+        f->archive_settle.idle = true; /* apply settles; CLUSTER_LEVEL wakes us */
+        return VG_OK;
+    }
+    limits(f, &round_records, &round_rows, &step_min);
+    if (f->archive_settle.step_min == 0) {
+        step_min = SLICE_STEP;
+    }
+    if (sqlite3_exec(f->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        rv = fsm_db_fail(f, "archive settle begin");
+        goto fatal;
+    }
+    for (;;) {
+        struct settle s;
+        if ((rv = round_begin(f, round_records, round_rows, &s)) != VG_OK) {
+            break;
+        }
+        if (!s.running) {
+            f->archive_settle.idle = true;
+            break;
+        }
+        if (stepped && now_us() - start >= budget_us) {
+            break;
+        }
+        if ((rv = round_step(f, &s, step_min, &done)) != VG_OK) {
+            break;
+        }
+        stepped = true;
+    }
+    if (rv != VG_OK) {
+        sqlite3_exec(f->db, "ROLLBACK", NULL, NULL, NULL);
+        goto fatal;
+    }
+    if (sqlite3_exec(f->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        rv = fsm_db_fail(f, "archive settle commit");
+        sqlite3_exec(f->db, "ROLLBACK", NULL, NULL, NULL);
+        goto fatal;
+    }
+    if (moved != NULL) {
+        *moved = done;
+    }
+    return VG_OK;
+
+fatal:
+    f->archive_settle.idle = false;
+    f->fatal = 1;
+    return VG_EDB;
 }
 
 /* ------------------------------------------------------------------ queries */

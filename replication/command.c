@@ -75,6 +75,7 @@ static const char *const type_names[VG_CMD_TYPE_MAX] = {
     [VG_CMD_ARCHIVE_CLASSES] = "archive_classes",
     [VG_CMD_ALARM_CHANGES] = "alarm_changes",
     [VG_CMD_HISTORY_SAMPLES] = "history_samples",
+    [VG_CMD_CLUSTER_LEVEL] = "cluster_level",
 };
 
 const char *vg_cmd_type_name(unsigned type)

@@ -49,36 +49,41 @@ static const struct {
     const char *order;
     const char *columns;
     bool lazy;
+    /* Digested only below this apply level (0: always); see
+     * replication.h, "Apply levels". */
+    uint32_t below_level;
 } digest_tables[] = {
-    {"kv", "key", "*", false},
-    {"nodes", "id", "*", false},
-    {"leaders", "term", "*", false},
-    {"checkpoints", "idx", "*", false},
+    {"kv", "key", "*", false, 0},
+    {"nodes", "id", "*", false, 0},
+    {"leaders", "term", "*", false, 0},
+    {"checkpoints", "idx", "*", false, 0},
     {"project_versions", "version",
      "version, name, label, digest, bundle_hash, length(bundle), loaded_at,"
      " loaded_by, station, comment, summary, term, log_index",
-     true},
-    {"project_active", "slot", "*", true},
+     true, 0},
+    {"project_active", "slot", "*", true, 0},
     /* operator_actions, alarm_journal and audit grow with every action and
      * are not hashed row by row either (that was 30-150 ms per checkpoint
      * after a day of acks, and unbounded): triggers keep their count and
      * an order-independent sum of row hashes in record_summary (see
      * record_summary.c). */
-    {"record_summary", "tbl", "*", true},
+    {"record_summary", "tbl", "*", true, 0},
     /* The archive's samples are not hashed row by row (millions of rows at
      * every checkpoint): archive_summary keeps their count and an
      * order-independent sum of per-row hashes, maintained by apply. */
-    {"archive_tags", "id", "*", true},
-    {"archive_summary", "slot", "*", true},
+    {"archive_tags", "id", "*", true, 0},
+    {"archive_summary", "slot", "*", true, 0},
     /* The recent rows' samples are in archive_summary already; these say
      * how each replica has split them between the rows and archive_samples
-     * (archive_recent.c), without hashing megabytes of blobs. */
+     * (archive_recent.c), without hashing megabytes of blobs. From level 2
+     * on each node splits them in its own time: not replicated state. */
     {"archive_recent", "seq", "seq, n, t_min, t_max, id_min, id_max, length(data)",
-     true},
-    {"archive_settle", "slot", "*", true},
-    {"alarm_states", "name", "*", true},
-    {"archive_classes", "name", "*", true},
-    {"retention_marks", "what", "*", true},
+     true, 2},
+    {"archive_settle", "slot", "*", true, 2},
+    {"alarm_states", "name", "*", true, 0},
+    {"archive_classes", "name", "*", true, 0},
+    {"retention_marks", "what", "*", true, 0},
+    {"cluster_level", "slot", "*", true, 0},
 };
 
 /* Schema of a fresh database. Every statement is idempotent: it also runs on
@@ -153,7 +158,10 @@ static const char schema[] =
     "CREATE TABLE IF NOT EXISTS retention_marks(what TEXT PRIMARY KEY,"
     "  before_ms INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS record_summary(tbl TEXT PRIMARY KEY,"
-    "  n INTEGER NOT NULL, hash_sum INTEGER NOT NULL);";
+    "  n INTEGER NOT NULL, hash_sum INTEGER NOT NULL);"
+    /* cluster_level.c */
+    "CREATE TABLE IF NOT EXISTS cluster_level(slot INTEGER PRIMARY KEY"
+    "  CHECK (slot = 0), level INTEGER NOT NULL, log_index INTEGER NOT NULL);";
 
 void vg_hex(const unsigned char *bytes, size_t n, char *out)
 {
@@ -404,10 +412,15 @@ static void hash_value(struct fsm_hash_buf *h, sqlite3_stmt *st, int c)
 
 int vg_repl_fsm_digest(struct vg_repl_fsm *f, unsigned char out[VG_DIGEST_SIZE])
 {
-    struct fsm_hash_buf *hb = malloc(sizeof *hb);
+    struct fsm_hash_buf *hb;
     char sql[320];
+    uint32_t level;
+    int rv;
 
-    if (hb == NULL) {
+    if ((rv = fsm_cluster_level(f, &level)) != VG_OK) {
+        return rv;
+    }
+    if ((hb = malloc(sizeof *hb)) == NULL) {
         vg_errf(f->errmsg, "out of memory computing the digest");
         return VG_EDB;
     }
@@ -417,6 +430,10 @@ int vg_repl_fsm_digest(struct vg_repl_fsm *f, unsigned char out[VG_DIGEST_SIZE])
         sqlite3_stmt *st;
         bool hashed_query = false;
         int rc;
+        if (digest_tables[t].below_level != 0 &&
+            level >= digest_tables[t].below_level) {
+            continue;
+        }
         snprintf(sql, sizeof sql, "SELECT %s FROM %s ORDER BY %s",
                  digest_tables[t].columns, digest_tables[t].table,
                  digest_tables[t].order);
@@ -960,6 +977,9 @@ static int dispatch(struct vg_repl_fsm *f, uint64_t index,
         break;
     case VG_CMD_ARCHIVE_CLASSES:
         rv = fsm_apply_archive_classes(f, index, cmd, body);
+        break;
+    case VG_CMD_CLUSTER_LEVEL:
+        rv = fsm_apply_cluster_level(f, index, body);
         break;
     default:
         rv = VG_EUNSUPPORTED;

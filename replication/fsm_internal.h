@@ -42,6 +42,7 @@ enum fsm_stmt_slot {
     FSM_STMT_SETTLE_GET,
     FSM_STMT_SETTLE_ROWS,
     FSM_STMT_SUMMARY_ADD,
+    FSM_STMT_LEVEL_GET,
     FSM_STMT_MAX
 };
 
@@ -191,8 +192,10 @@ struct fsm_recent_rec {
  * or staged) as one row. */
 int fsm_recent_stage(struct vg_repl_fsm *f, const struct fsm_recent_rec *recs,
                      size_t n);
-/* Begin a round if one is due, and take one step of the running one;
- * STAGED is how many records the command being applied staged. */
+/* At level 1: begin a round if one is due, and take one step of the
+ * running one; STAGED is how many records the command being applied
+ * staged. From level 2 on it only notes that there may be work for
+ * vg_repl_fsm_archive_settle_some. */
 int fsm_recent_settle(struct vg_repl_fsm *f, size_t staged);
 /* Tag ID's live records with FROM <= t < TO, sorted by t, into a new array
  * *OUT (the caller frees it; NULL when there are none). */
@@ -223,6 +226,11 @@ int fsm_recent_cut(struct vg_repl_fsm *f, bool every, const int64_t *ids,
                    size_t n_ids, uint64_t before,
                    void (*dropped)(void *arg, const struct fsm_recent_rec *r),
                    void *arg, uint64_t *n_dropped);
+
+/* cluster_level.c: the stored apply level (1 when none is) into *OUT, and
+ * VG_CMD_CLUSTER_LEVEL. */
+int fsm_cluster_level(struct vg_repl_fsm *f, uint32_t *out);
+int fsm_apply_cluster_level(struct vg_repl_fsm *f, uint64_t index, json_t *body);
 
 /* archive.c: drop the cache of tag ids and newest times (after a rollback
  * or a restore; harmless at any time). */

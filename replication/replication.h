@@ -52,6 +52,7 @@ enum vg_cmd_type {
     VG_CMD_ARCHIVE_CLASSES = 13, /* which archive each tag belongs to */
     VG_CMD_ALARM_CHANGES = 14, /* ALARM_STATE in binary form, see below */
     VG_CMD_HISTORY_SAMPLES = 15, /* HISTORY_BATCH in binary form, see below */
+    VG_CMD_CLUSTER_LEVEL = 16, /* raise the cluster's apply level, see below */
     VG_CMD_TYPE_MAX
 };
 
@@ -173,6 +174,34 @@ int vg_repl_history_samples_body(uint64_t t0, const char *const *names,
                                  size_t n_tags, const unsigned char *packed,
                                  size_t n, unsigned char **out, size_t *out_len);
 #define VG_HISTORY_BATCH_MAX 300000
+
+/* Apply levels. A change to what apply does with the same commands (how
+ * replicas store the same state, or what the digest covers) cannot start on
+ * one node before the others: replicas that apply the same command
+ * differently report a divergence. So such a change is a level, and a
+ * cluster applies at the level its replicated state names (cluster_level;
+ * 1 when absent, which is what every vigild before levels applied). The
+ * ready leader raises it by committing CLUSTER_LEVEL once every member of
+ * the configuration reports (status "apply_level") that its vigild applies
+ * that level; nodes of an older vigild must not join a cluster afterwards.
+ *
+ *   1  archive_recent rows are settled by each history command in steps
+ *      decided by replicated constants; the rows and archive_settle are in
+ *      the digest.
+ *   2  history commands only stage their samples; each node settles its
+ *      recent rows on its own, in slices bounded in time between commands
+ *      (vg_repl_fsm_archive_settle_some), and the split between the rows and
+ *      archive_samples, which is node-local now, leaves the digest. What the
+ *      archive holds is digested as before (archive_summary).
+ *
+ * VG_REPL_APPLY_LEVEL is the highest level this vigild applies. */
+#define VG_REPL_APPLY_LEVEL 2u
+
+/* Body of VG_CMD_CLUSTER_LEVEL (JSON object): {level: N}, 1 <= N < 2^31.
+ * Outcome VG_OK when N is above the stored level (which becomes N),
+ * VG_REPL_UNCHANGED when not, VG_EINVAL when malformed. A node that does
+ * not apply level N fail-stops (VG_EDB): applying later commands at a
+ * lower level than its peers would make its replica diverge silently. */
 
 /* Body of VG_CMD_ALARM_STATE (JSON object): changes of alarm states that the
  * leader's alarm engine made in one loop iteration, in order:
@@ -412,6 +441,9 @@ struct vg_repl_fsm {
     /* archive_recent.c's thresholds; 0: the built-in ones. */
     struct {
         uint32_t round_records, round_rows, step_min, window_margin;
+        /* Level 2: the last slice found no round to run and no command
+         * staged a row since (vg_repl_fsm_archive_settle_some). */
+        bool idle;
     } archive_settle;
     struct fsm_ckpt *ckpt; /* the WAL checkpointer (wal_checkpointer.c) */
     /* Rows the current command inserted into each record table and the sum
@@ -609,6 +641,21 @@ void vg_repl_fsm_archive_settle_limits(struct vg_repl_fsm *f,
  * only what is read, never what is settled, so replicas may differ; tests
  * set it to compare a replica reading little with one reading everything. */
 void vg_repl_fsm_archive_settle_window(struct vg_repl_fsm *f, uint32_t margin);
+
+/* The level this replica applies at (see VG_REPL_APPLY_LEVEL) into *OUT. */
+int vg_repl_fsm_cluster_level(struct vg_repl_fsm *f, uint32_t *out);
+
+/* At cluster level 2 and above: settle recent archive rows into
+ * archive_samples for about BUDGET_US microseconds (at least one step when
+ * there is work), in a transaction of its own; the node calls it between
+ * commands (its loop), never during apply. *MOVED (may be NULL) gets the
+ * samples moved. A round begins as in level 1 (ROUND_RECORDS samples or
+ * ROUND_ROWS rows, vg_repl_fsm_archive_settle_limits) and its steps
+ * move SLICE_STEP samples (or the limits' STEP_MIN when set). VG_OK also when there was nothing to do or the
+ * level is 1; VG_EDB with f->errmsg (and f->fatal set, as for a failed
+ * apply) when SQLite failed or the archive broke an invariant. */
+int vg_repl_fsm_archive_settle_some(struct vg_repl_fsm *f, uint64_t budget_us,
+                                    uint64_t *moved);
 
 /* The stored assignment of tags to named archives as a new JSON object
  * {tag: archive} (tags of the default archive are absent). */

@@ -89,6 +89,7 @@ static void test_round_trip_every_type(void **state)
         "{\"classes\":{\"fast\":[\"FIC201.pv\"]}}",
         "\x01\x02\x03binary", /* ALARM_CHANGES: the envelope does not read it */
         "\x04\x05\x06samples", /* HISTORY_SAMPLES, likewise */
+        "{\"level\":2}",
     };
     (void)state;
     /* A new command type needs a body here too. */
