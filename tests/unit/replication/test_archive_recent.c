@@ -823,7 +823,42 @@ static size_t gen_batch(const struct model *m, uint64_t *clock, int *tags,
     return n;
 }
 
-enum { OPT_REOPEN = 1, OPT_SNAPSHOT = 2 };
+enum { OPT_REOPEN = 1, OPT_SNAPSHOT = 2, OPT_LEVEL2 = 4 };
+
+/* CLUSTER_LEVEL {level: LEVEL} to the N fsms FS; the outcome. */
+static int apply_level(struct fx *x, struct vg_repl_fsm *const *fs, size_t n,
+                       int level)
+{
+    char body[32];
+    int len = snprintf(body, sizeof body, "{\"level\":%d}", level);
+    return apply_to(x, fs, n, VG_CMD_CLUSTER_LEVEL, body, (size_t)len);
+}
+
+static uint64_t settle_some(struct vg_repl_fsm *f, uint64_t budget_us)
+{
+    uint64_t moved = UINT64_MAX;
+    if (vg_repl_fsm_archive_settle_some(f, budget_us, &moved) != VG_OK) {
+        fail_msg("%s: settle: %s", ctx, f->errmsg);
+    }
+    EXPECT(moved != UINT64_MAX);
+    return moved;
+}
+
+/* At level 2 each replica settles on its own schedule: A one step after
+ * every command, A2 none to three steps or now and then everything, B
+ * (whose step is unbounded) everything after every command. */
+static void settle_level2(struct fx *x)
+{
+    unsigned k = (unsigned)rnd(4);
+    settle_some(x->f[0], 0);
+    if (rnd(10) == 0) {
+        settle_some(x->f[1], UINT64_C(1) << 40);
+    }
+    while (k-- > 0) {
+        settle_some(x->f[1], 0);
+    }
+    settle_some(x->f[2], 0);
+}
 
 /* What A went through, so that the run cannot pass vacuously. */
 struct seen {
@@ -921,6 +956,7 @@ static void run_random(struct fx *x, uint64_t seed, unsigned n_cmds, unsigned op
     uint64_t clock[NTAGS];
     struct gs *s = calloc(64, sizeof *s);
     bool was_running = false, want_reopen = false, want_restore = false;
+    bool level2 = false;
     int tags[NTAGS];
     size_t n_tags;
 
@@ -957,6 +993,10 @@ static void run_random(struct fx *x, uint64_t seed, unsigned n_cmds, unsigned op
                 apply_cut(x, x->f, 3, &m, rnd(2) ? before - 500 : 0, (int)rnd(3),
                           before + rnd(600));
             }
+        } else if ((opts & OPT_LEVEL2) && c == n_cmds / 3) {
+            /* Most likely in the middle of a round: it goes on in slices. */
+            EXPECT_EQ(apply_level(x, x->f, 3, 2), VG_OK);
+            level2 = true;
         } else if (c == n_cmds / 2) {
             /* Tags move between archives. */
             for (int i = 0; i < 6; i++) {
@@ -975,7 +1015,14 @@ static void run_random(struct fx *x, uint64_t seed, unsigned n_cmds, unsigned op
             free(body);
         } else {
             size_t n = gen_batch(&m, clock, tags, &n_tags, s);
+            long long settled = sql_int(a, "SELECT count(*) FROM archive_samples");
             apply_batch(x, x->f, 3, &m, tags, n_tags, s, n, kind < 13);
+            /* At level 2 a command only stages. */
+            EXPECT(!level2 ||
+                   sql_int(a, "SELECT count(*) FROM archive_samples") == settled);
+        }
+        if (level2) {
+            settle_level2(x);
         }
 
         observe(a, &o, &was_running);
@@ -992,6 +1039,14 @@ static void run_random(struct fx *x, uint64_t seed, unsigned n_cmds, unsigned op
             rng_state = saved;
             check_all(b, &m);
             expect_same_digest(a, x->f[1]);
+            if (level2) {
+                /* A2 lags A by a varying number of steps and B never
+                 * keeps a recent row: the splits differ, the archives
+                 * and their digests do not. */
+                rng_state = saved;
+                check_all(x->f[1], &m);
+                expect_same_digest(a, b);
+            }
             observe_mixed(a, &m, &o);
         }
         if ((opts & OPT_REOPEN) && c % 40 == 20) {
@@ -1056,6 +1111,59 @@ static void test_reopen_mid_round(void **state)
 static void test_snapshot_mid_round(void **state)
 {
     run_random(*state, 4242, 300, OPT_SNAPSHOT);
+}
+
+/* Level 2 from a third of the way on, with reopens and snapshots. */
+static void test_level2_slices(void **state)
+{
+    run_random(*state, 9090, 300, OPT_LEVEL2 | OPT_REOPEN | OPT_SNAPSHOT);
+}
+
+/* CLUSTER_LEVEL: malformed bodies are rejected, a level not above the
+ * stored one changes nothing, one above what this vigild applies stops the
+ * replica (apply fails, fatal) rather than let it apply the wrong way. */
+static void test_level_command(void **state)
+{
+    struct fx *x = *state;
+    static const char *const bad[] = {
+        "{}", "{\"level\":\"2\"}", "{\"level\":0}", "{\"level\":-1}",
+        "{\"level\":2147483648}", "{\"level\":2.0}", "{\"level\":2,\"x\":1}",
+        "[2]",
+    };
+    unsigned char d1[VG_DIGEST_SIZE], d2[VG_DIGEST_SIZE];
+    struct vg_cmd cmd = {.type = VG_CMD_CLUSTER_LEVEL, .term = 2, .proposer = 1,
+                         .body = "{\"level\":3}", .body_len = 11};
+    struct raft_buffer buf;
+    void *result = NULL;
+    uint32_t level = 0;
+
+    snprintf(ctx, sizeof ctx, "level command");
+    assert_int_equal(vg_repl_fsm_cluster_level(x->f[0], &level), VG_OK);
+    assert_int_equal(level, 1);
+    digest_of(x->f[0], d1);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        EXPECT_EQ(apply_to(x, x->f, 1, VG_CMD_CLUSTER_LEVEL, bad[i], strlen(bad[i])),
+                  VG_EINVAL);
+    }
+    EXPECT_EQ(apply_level(x, x->f, 1, 1), VG_REPL_UNCHANGED);
+    digest_of(x->f[0], d2);
+    EXPECT(memcmp(d1, d2, VG_DIGEST_SIZE) == 0); /* a level-1 node's digest */
+    EXPECT_EQ(apply_level(x, x->f, 1, 2), VG_OK);
+    assert_int_equal(vg_repl_fsm_cluster_level(x->f[0], &level), VG_OK);
+    assert_int_equal(level, 2);
+    digest_of(x->f[0], d2);
+    EXPECT(memcmp(d1, d2, VG_DIGEST_SIZE) != 0); /* the level is replicated */
+    EXPECT_EQ(apply_level(x, x->f, 1, 2), VG_REPL_UNCHANGED);
+    EXPECT_EQ(apply_level(x, x->f, 1, 1), VG_REPL_UNCHANGED);
+
+    assert_int_equal(vg_cmd_encode(&cmd, &buf), VG_OK);
+    assert_int_not_equal(x->f[0]->fsm.apply(&x->f[0]->fsm, &buf, &result), 0);
+    raft_free(buf.base);
+    EXPECT(x->f[0]->fatal);
+    EXPECT(strstr(x->f[0]->errmsg, "level 3") != NULL);
+    assert_int_equal(vg_repl_fsm_cluster_level(x->f[0], &level), VG_OK);
+    assert_int_equal(level, 2);
+    EXPECT(vg_repl_fsm_archive_settle_some(x->f[0], 0, NULL) == VG_EDB);
 }
 
 /* ---- cuts while a round runs -------------------------------------------- */
@@ -1213,6 +1321,8 @@ int main(void)
         T(test_cut_during_round),
         T(test_reopen_mid_round),
         T(test_snapshot_mid_round),
+        T(test_level2_slices),
+        T(test_level_command),
     };
     return cmocka_run_group_tests_name("archive-recent", tests, NULL, NULL);
 }
