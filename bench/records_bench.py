@@ -54,7 +54,9 @@ Prints one JSON object per measurement:
       loop_max_cpu_ms / loop_max_apply_ms the most CPU / apply time of one
       iteration there (status "loop"); wal its WAL's checkpoint counters
       (status "wal": hard and writer_max_ms tell checkpoints that ran on the
-      loop because the checkpointer thread fell behind).
+      loop because the checkpointer thread fell behind); nodes, for every
+      node, the same loop figures, its cluster level and what it settled
+      (status "settle": from level 2 on nodes settle between commands).
 
 Machines are shared and noisy: compare medians of several runs.
 
@@ -217,6 +219,18 @@ def archive_bench(args, addr, follower, cluster):
     time.sleep(args.seconds)
     i1, f1, t1 = info(addr), info(follower.client_address), time.monotonic()
     st1 = vc.call(addr, {"type": "status"}, timeout=5)
+    per_node = []
+    for n in cluster.nodes:
+        try:
+            s = n.status(2.0)
+        except (OSError, vc.ProtocolError, ValueError):
+            continue
+        lp = s.get("loop") or {}
+        per_node.append({"id": s.get("node_id"), "loop_max_ms": lp.get("max_ms"),
+                         "max_apply_ms": lp.get("max_apply_ms"),
+                         "max_apply_commands": lp.get("max_apply_commands"),
+                         "cluster_level": (s.get("cluster_level") or {}).get("committed"),
+                         "settle": s.get("settle")})
     if rec is not None:
         rec.send_signal(signal.SIGINT)
         rec.wait(timeout=60)
@@ -233,7 +247,7 @@ def archive_bench(args, addr, follower, cluster):
         "loop_max_cpu_ms": st1.get("loop", {}).get("max_cpu_ms"),
         "loop_max_apply_ms": st1.get("loop", {}).get("max_apply_ms"),
         "loop_max_apply_commands": st1.get("loop", {}).get("max_apply_commands"),
-        "wal": st1.get("wal")}))
+        "wal": st1.get("wal"), "nodes": per_node}))
     sys.stdout.flush()
 
 

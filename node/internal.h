@@ -158,6 +158,17 @@ struct node {
     struct archive_duty *archive;
     /* peers.c */
     struct node_peers *peers;
+    /* cluster_level.c */
+    struct {
+        bool in_flight;      /* a CLUSTER_LEVEL proposal waits for its apply */
+        uint64_t next_ms;    /* when to look again (monotonic) */
+        uint64_t waiting_for; /* a member that does not apply the level yet */
+    } level;
+    /* settle.c */
+    struct {
+        uint64_t next_ms;    /* no slice before (monotonic) */
+        uint64_t slices, moved, busy_us, max_us;
+    } settle;
 };
 
 /* A log line on stderr with time and node id. */
@@ -356,9 +367,31 @@ void node_peers_leadership_lost(struct node *n);
  * since this node became the ready leader; VG_VERDICT_UNKNOWN when it has
  * not answered (or reported unknown). */
 int node_peers_verdict(struct node *n, uint64_t id);
+/* The apply level (replication.h) member ID's vigild reported in its
+ * latest answer since this node became the ready leader (1 when the answer
+ * had none: a vigild before levels); 0 when it has not answered. */
+unsigned node_peers_apply_level(struct node *n, uint64_t id);
 /* {"verdict","checked_index","applied_index","message","answered_ms",
- * "reachable","error"} for member ID (a new reference), or NULL when this
+ * "reachable","error","apply_level"} for member ID (a new reference), or NULL when this
  * node does not ask ID (not the ready leader, ID itself, not a member). */
 json_t *node_peers_member_json(struct node *n, uint64_t id);
+
+/* ---- cluster_level.c: raising the cluster's apply level ---------------- */
+
+/* node.c, every iteration: while the ready leader, propose CLUSTER_LEVEL
+ * VG_REPL_APPLY_LEVEL once the stored level is lower and every member of
+ * the configuration reports applying it (peers.c). Never blocks. */
+void node_cluster_level_update(struct node *n);
+/* {"applies","committed","waiting_for"} (a new reference). */
+json_t *node_cluster_level_status(struct node *n);
+
+/* ---- settle.c: the archive's recent rows, settled between commands ----- */
+
+/* node.c, every iteration: from cluster level 2 on, settle recent rows for
+ * a bounded slice of time, with a pause between slices. A failure sets
+ * n->fsm.fatal (the next iteration fail-stops). */
+void node_settle_update(struct node *n);
+/* {"slices","moved","max_slice_ms","busy_ms"} (a new reference). */
+json_t *node_settle_status(struct node *n);
 
 #endif /* VG_NODE_INTERNAL_H */

@@ -578,6 +578,9 @@ static json_t *status_json(struct node *n, bool brief)
     }
     json_object_set_new(o, "alarms", node_alarms_status(n));
     json_object_set_new(o, "loop", loop_json(n));
+    json_object_set_new(o, "apply_level", json_integer(VG_REPL_APPLY_LEVEL));
+    json_object_set_new(o, "cluster_level", node_cluster_level_status(n));
+    json_object_set_new(o, "settle", node_settle_status(n));
     {
         /* The WAL's health: a checkpointer thread that falls behind shows
          * as checkpoints on the loop (writer_max_ms, hard). */
@@ -1240,6 +1243,8 @@ static void iterate(struct node *n)
     node_alarms_update(n);
     node_archive_update(n);
     node_peers_update(n);
+    node_cluster_level_update(n);
+    node_settle_update(n);
     if (n->fsm.checked_index != n->checked_logged) {
         n->checked_logged = n->fsm.checked_index;
         if (n->fsm.verdict == VG_VERDICT_DIVERGED) {

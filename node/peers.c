@@ -96,6 +96,7 @@ struct peer {
     int verdict;                 /* enum vg_verdict */
     uint64_t checked_index;
     uint64_t applied_index;
+    unsigned apply_level;        /* 1 when the answer had none */
     uint64_t answered_ms;        /* wall clock of the last answer */
     char message[VG_ERRMSG_SIZE];
     char error[VG_ERRMSG_SIZE];  /* why the last attempt failed; "" if it did not */
@@ -232,6 +233,11 @@ static void peer_answer(struct node_peers *ps, struct peer *p, json_t *msg)
     p->verdict = verdict;
     p->checked_index = (uint64_t)vg_proto_get_int(cons, "checked_index", 0);
     p->applied_index = (uint64_t)vg_proto_get_int(msg, "applied_index", 0);
+    {
+        long long level = vg_proto_get_int(msg, "apply_level", 1);
+        /* Garbage counts as the lowest level: it never raises the cluster. */
+        p->apply_level = level >= 1 && level <= INT32_MAX ? (unsigned)level : 1;
+    }
     p->answered_ms = vg_now_wall_ms();
     snprintf(p->message, sizeof p->message, "%s",
              vg_proto_get_str(cons, "message", ""));
@@ -561,6 +567,12 @@ int node_peers_verdict(struct node *n, uint64_t id)
     return p != NULL && p->answered ? p->verdict : VG_VERDICT_UNKNOWN;
 }
 
+unsigned node_peers_apply_level(struct node *n, uint64_t id)
+{
+    struct peer *p = n->peers != NULL ? find(n->peers, id) : NULL;
+    return p != NULL && p->answered ? p->apply_level : 0;
+}
+
 json_t *node_peers_member_json(struct node *n, uint64_t id)
 {
     struct peer *p = n->peers != NULL ? find(n->peers, id) : NULL;
@@ -584,6 +596,9 @@ json_t *node_peers_member_json(struct node *n, uint64_t id)
                                     : json_null());
     json_object_set_new(o, "error", p->error[0] != '\0' ? json_string(p->error)
                                                         : json_null());
+    json_object_set_new(o, "apply_level", p->answered
+                                              ? json_integer((json_int_t)p->apply_level)
+                                              : json_null());
     return o;
 }
 

@@ -1205,6 +1205,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
         goto out;
     }
     fsm_tag_cache_free(f); /* another database from here on */
+    f->archive_settle.idle = false; /* it may hold recent rows */
     fsm_ckpt_pause(f);
     if (sqlite3_backup_step(bk, -1) != SQLITE_DONE) {
         sqlite3_backup_finish(bk);
