@@ -74,7 +74,7 @@
  * within which a slice cannot stop, so small enough to keep a slice near
  * its budget on a busy machine, large enough that finding the step's end
  * in every row of the round is not most of the work. */
-#define SLICE_STEP 8192u
+#define SLICE_STEP 4096u
 /* Records read from each row beyond its share of a step (step_end). */
 #define WINDOW_MARGIN 64u
 
@@ -810,7 +810,7 @@ int vg_repl_fsm_archive_settle_some(struct vg_repl_fsm *f, uint64_t budget_us,
                                     uint64_t *moved)
 {
     uint64_t round_records, round_rows, step_min, done = 0;
-    uint64_t start = now_us();
+    uint64_t start = now_us(), step_start, last_us = 0;
     uint32_t level;
     bool stepped = false;
     int rv;
@@ -845,12 +845,15 @@ int vg_repl_fsm_archive_settle_some(struct vg_repl_fsm *f, uint64_t budget_us,
             f->archive_settle.idle = true;
             break;
         }
-        if (stepped && now_us() - start >= budget_us) {
+        /* Stop before a step that would likely overrun the budget. */
+        if (stepped && now_us() - start + last_us > budget_us) {
             break;
         }
+        step_start = now_us();
         if ((rv = round_step(f, &s, step_min, &done)) != VG_OK) {
             break;
         }
+        last_us = now_us() - step_start;
         stepped = true;
     }
     if (rv != VG_OK) {
