@@ -218,6 +218,9 @@ def archive_bench(args, addr, follower, cluster):
     i0, f0, t0 = info(addr), info(follower.client_address), time.monotonic()
     time.sleep(args.seconds)
     i1, f1, t1 = info(addr), info(follower.client_address), time.monotonic()
+    a = time.monotonic()
+    info(addr)
+    info_ms = round((time.monotonic() - a) * 1e3, 1)
     st1 = vc.call(addr, {"type": "status"}, timeout=5)
     per_node = []
     for n in cluster.nodes:
@@ -247,7 +250,7 @@ def archive_bench(args, addr, follower, cluster):
         "loop_max_cpu_ms": st1.get("loop", {}).get("max_cpu_ms"),
         "loop_max_apply_ms": st1.get("loop", {}).get("max_apply_ms"),
         "loop_max_apply_commands": st1.get("loop", {}).get("max_apply_commands"),
-        "wal": st1.get("wal"), "nodes": per_node}))
+        "wal": st1.get("wal"), "history_info_ms": info_ms, "nodes": per_node}))
     sys.stdout.flush()
 
 

@@ -13,7 +13,10 @@
  * (so an input meets the state its predecessors left: a SETPOINT_RESULT can
  * find its action, a batch can meet stored samples). Every 1000 inputs the
  * database is deleted and a new one opened, so that a long run does not
- * slow down as it grows.
+ * slow down as it grows. Halfway through each database its cluster level
+ * is raised to 2, and from then on a settle slice of one step runs before
+ * every input (with the history checks below after each batch or cut, and
+ * the digest compared around the input only).
  *
  * Checked, after each input:
  *   - apply returns 0 and f->fatal stays 0: no body may cause an SQLite
@@ -65,6 +68,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *input, size_t input_size);
 
 /* Inputs applied to one database before it is replaced by an empty one. */
 #define INPUTS_PER_DB 1000
+/* Halfway through each database the cluster level rises to 2: from then
+ * on history commands only stage, and a settle slice of one step runs
+ * before each input, as a node's loop runs them between commands. */
+#define LEVEL2_AT 500
 #define TIME_MS UINT64_C(1700000000000)
 #define TIME_END (UINT64_C(1) << 53)
 
@@ -128,6 +135,19 @@ static void db_open(void)
     vg_repl_fsm_archive_settle_window(&g.f, 1);
     g.open = true;
     g.inputs = 0;
+}
+
+static void raise_level(void)
+{
+    static const char body[] = "{\"level\":2}";
+    struct vg_cmd cmd = {.type = VG_CMD_CLUSTER_LEVEL, .term = 1, .time_ms = TIME_MS,
+                         .proposer = 1, .body = body, .body_len = sizeof body - 1};
+    struct raft_buffer buf;
+    void *result = NULL;
+    CHECK(vg_cmd_encode(&cmd, &buf) == VG_OK);
+    CHECK(g.f.fsm.apply(&g.f.fsm, &buf, &result) == 0);
+    raft_free(buf.base);
+    CHECK((int)(intptr_t)result == VG_OK);
 }
 
 static void digest_of(unsigned char out[VG_DIGEST_SIZE])
@@ -450,6 +470,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *input, size_t input_size)
         db_open();
     }
     g.inputs++;
+    if (g.inputs == LEVEL2_AT) {
+        raise_level();
+    }
+    if (g.inputs > LEVEL2_AT &&
+        vg_repl_fsm_archive_settle_some(&g.f, 0, NULL) != VG_OK) {
+        fprintf(stderr, "settle slice failed: %s\n", g.f.errmsg);
+        abort();
+    }
 
     digest_of(before);
     index = g.f.applied_index;

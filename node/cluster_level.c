@@ -15,8 +15,10 @@
  * Happy path: a fresh cluster of the same vigild starts at level 1 and the
  * first ready leader raises it within about one status round (peers.c asks
  * at once on connecting). Every LOOK_EVERY_MS while the ready leader: read
- * the stored level; if lower than VG_REPL_APPLY_LEVEL and every other
- * member's latest answer reports at least that, propose CLUSTER_LEVEL.
+ * the stored level; if lower than the one this node applies
+ * (vg_repl_fsm_max_level: VG_REPL_APPLY_LEVEL unless --max-apply-level)
+ * and every other member's latest answer reports at least that, propose
+ * CLUSTER_LEVEL.
  * A refused or lost proposal is looked at again after LOOK_EVERY_MS.
  *
  * Limit: a node of an older vigild added after the level rose cannot apply
@@ -35,12 +37,12 @@ static void level_cb(struct vg_repl_proposal *p, int status, uint64_t index,
     struct node *n = p->data;
     n->level.in_flight = false;
     if (status == 0 && result == VG_OK) {
-        node_log(n, "cluster level %u committed at index %llu", VG_REPL_APPLY_LEVEL,
-                 (unsigned long long)index);
+        node_log(n, "cluster level %u committed at index %llu",
+                 (unsigned)vg_repl_fsm_max_level(&n->fsm), (unsigned long long)index);
     } else if (status != 0 || result != VG_REPL_UNCHANGED) {
         node_log(n, "cluster level %u not committed (status %d, result %d);"
                     " trying again",
-                 VG_REPL_APPLY_LEVEL, status, result);
+                 (unsigned)vg_repl_fsm_max_level(&n->fsm), status, result);
     }
     free(p);
 }
@@ -63,7 +65,7 @@ void node_cluster_level_update(struct node *n)
 {
     struct vg_repl_proposal *p;
     uint64_t now = vg_now_mono_ms();
-    uint32_t level;
+    uint32_t level, want = vg_repl_fsm_max_level(&n->fsm);
     char body[32];
 
     if (!n->lead.ready || n->level.in_flight || now < n->level.next_ms) {
@@ -74,14 +76,14 @@ void node_cluster_level_update(struct node *n)
         node_log(n, "cluster level: %s", n->fsm.errmsg);
         return;
     }
-    if (level >= VG_REPL_APPLY_LEVEL) {
+    if (level >= want) {
         n->level.waiting_for = 0;
         return;
     }
-    if ((n->level.waiting_for = member_behind(n, VG_REPL_APPLY_LEVEL)) != 0) {
+    if ((n->level.waiting_for = member_behind(n, want)) != 0) {
         return;
     }
-    snprintf(body, sizeof body, "{\"level\":%u}", VG_REPL_APPLY_LEVEL);
+    snprintf(body, sizeof body, "{\"level\":%u}", (unsigned)want);
     if ((p = calloc(1, sizeof *p)) == NULL) {
         return;
     }
@@ -92,14 +94,15 @@ void node_cluster_level_update(struct node *n)
     }
     n->level.in_flight = true;
     node_log(n, "cluster level: every member applies level %u; raising it from %u",
-             VG_REPL_APPLY_LEVEL, (unsigned)level);
+             (unsigned)want, (unsigned)level);
 }
 
 json_t *node_cluster_level_status(struct node *n)
 {
     uint32_t level = 0;
     json_t *o = json_object();
-    json_object_set_new(o, "applies", json_integer(VG_REPL_APPLY_LEVEL));
+    json_object_set_new(o, "applies",
+                        json_integer((json_int_t)vg_repl_fsm_max_level(&n->fsm)));
     json_object_set_new(o, "committed",
                         vg_repl_fsm_cluster_level(&n->fsm, &level) == VG_OK
                             ? json_integer((json_int_t)level)

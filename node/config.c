@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../replication/replication.h"
 #include "node.h"
 
 static const char usage[] =
@@ -29,6 +30,8 @@ static const char usage[] =
     "  --client-idle-timeout MS  drop silent clients (default 30000)\n"
     "  --rebuild-state         discard state.db and rebuild it from the raft\n"
     "                          snapshot and log (for a replica reported diverged)\n"
+    "  --max-apply-level N     apply levels up to N only, as an older vigild\n"
+    "                          would (for rolling-upgrade tests; default: all)\n"
     "  --verbose               log more\n";
 
 static int parse_uint(const char *flag, const char *text, unsigned long long min,
@@ -137,7 +140,8 @@ int vg_node_config_parse(struct vg_node_config *c, int argc, char **argv,
 {
     enum {
         O_ID = 1000, O_RAFT, O_CLIENT, O_DATA, O_BOOT, O_JOIN, O_ET, O_HB,
-        O_ST, O_STR, O_CP, O_IDLE, O_RETENTION, O_VERBOSE, O_REBUILD, O_HELP
+        O_ST, O_STR, O_CP, O_IDLE, O_RETENTION, O_VERBOSE, O_REBUILD, O_LEVEL,
+        O_HELP
     };
     static const struct option opts[] = {
         {"id", required_argument, NULL, O_ID},
@@ -155,6 +159,7 @@ int vg_node_config_parse(struct vg_node_config *c, int argc, char **argv,
         {"archive-retention-days", required_argument, NULL, O_RETENTION},
         {"verbose", no_argument, NULL, O_VERBOSE},
         {"rebuild-state", no_argument, NULL, O_REBUILD},
+        {"max-apply-level", required_argument, NULL, O_LEVEL},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -232,6 +237,11 @@ int vg_node_config_parse(struct vg_node_config *c, int argc, char **argv,
             break;
         case O_REBUILD:
             c->rebuild_state = true;
+            break;
+        case O_LEVEL:
+            rv = parse_uint("--max-apply-level", optarg, 1, VG_REPL_APPLY_LEVEL, &v,
+                            errmsg);
+            c->max_apply_level = (unsigned)v;
             break;
         case O_HELP:
             fputs(usage, stdout);

@@ -578,7 +578,8 @@ static json_t *status_json(struct node *n, bool brief)
     }
     json_object_set_new(o, "alarms", node_alarms_status(n));
     json_object_set_new(o, "loop", loop_json(n));
-    json_object_set_new(o, "apply_level", json_integer(VG_REPL_APPLY_LEVEL));
+    json_object_set_new(o, "apply_level",
+                        json_integer((json_int_t)vg_repl_fsm_max_level(&n->fsm)));
     json_object_set_new(o, "cluster_level", node_cluster_level_status(n));
     json_object_set_new(o, "settle", node_settle_status(n));
     {
@@ -1522,6 +1523,13 @@ int vg_node_run(const struct vg_node_config *cfg, char *errmsg)
     }
     if ((rv = vg_repl_fsm_open(&n->fsm, db_path)) != VG_OK) {
         vg_errf(errmsg, "%s", n->fsm.errmsg);
+        free(n);
+        return rv;
+    }
+    n->fsm.max_level = cfg->max_apply_level;
+    if ((rv = vg_repl_fsm_level_check(&n->fsm)) != VG_OK) {
+        vg_errf(errmsg, "%s", n->fsm.errmsg);
+        vg_repl_fsm_close(&n->fsm);
         free(n);
         return rv;
     }

@@ -44,6 +44,7 @@ struct vg_node_config {
     unsigned client_idle_timeout_ms;
     bool verbose;
     bool rebuild_state;         /* drop state.db and rebuild it from raft */
+    unsigned max_apply_level;   /* 0: every level this vigild implements */
 };
 
 /* Parse vigild's command line. Returns VG_OK, VG_EINVAL with a sentence in

@@ -50,6 +50,27 @@ int vg_repl_fsm_cluster_level(struct vg_repl_fsm *f, uint32_t *out)
     return fsm_cluster_level(f, out);
 }
 
+uint32_t vg_repl_fsm_max_level(const struct vg_repl_fsm *f)
+{
+    return f->max_level != 0 && f->max_level < VG_REPL_APPLY_LEVEL
+               ? f->max_level
+               : VG_REPL_APPLY_LEVEL;
+}
+
+int vg_repl_fsm_level_check(struct vg_repl_fsm *f)
+{
+    uint32_t level;
+    int rv = fsm_cluster_level(f, &level);
+    if (rv == VG_OK && level > vg_repl_fsm_max_level(f)) {
+        vg_errf(f->errmsg,
+                "%s is at cluster level %u; this vigild applies up to level %u:"
+                " run a newer vigild on this node",
+                f->path, (unsigned)level, (unsigned)vg_repl_fsm_max_level(f));
+        return VG_EDB;
+    }
+    return rv;
+}
+
 int fsm_apply_cluster_level(struct vg_repl_fsm *f, uint64_t index, json_t *body)
 {
     json_t *v = json_object_get(body, "level");
@@ -71,11 +92,12 @@ int fsm_apply_cluster_level(struct vg_repl_fsm *f, uint64_t index, json_t *body)
     if ((uint64_t)level <= now) {
         return VG_REPL_UNCHANGED;
     }
-    if ((uint64_t)level > VG_REPL_APPLY_LEVEL) {
+    if ((uint64_t)level > vg_repl_fsm_max_level(f)) {
         vg_errf(f->errmsg,
                 "command %llu raises the cluster to apply level %lld; this vigild"
                 " applies up to level %u: run a newer vigild on this node",
-                (unsigned long long)index, (long long)level, VG_REPL_APPLY_LEVEL);
+                (unsigned long long)index, (long long)level,
+                (unsigned)vg_repl_fsm_max_level(f));
         return VG_EDB;
     }
     if (sqlite3_prepare_v2(f->db,

@@ -1220,7 +1220,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
     /* An image written by an older vigild lacks the tables (and the
      * summary triggers) added since. */
     if (exec(f, schema) != VG_OK || fsm_summary_ensure(f) != VG_OK ||
-        load_meta(f) != VG_OK) {
+        load_meta(f) != VG_OK || vg_repl_fsm_level_check(f) != VG_OK) {
         f->fatal = 1;
         rv = RAFT_IOERR;
         goto out;

@@ -445,6 +445,10 @@ struct vg_repl_fsm {
          * staged a row since (vg_repl_fsm_archive_settle_some). */
         bool idle;
     } archive_settle;
+    /* The highest apply level this replica applies; 0: VG_REPL_APPLY_LEVEL.
+     * Lower only to act as an older vigild (rolling-upgrade tests). Set
+     * after vg_repl_fsm_open. */
+    uint32_t max_level;
     struct fsm_ckpt *ckpt; /* the WAL checkpointer (wal_checkpointer.c) */
     /* Rows the current command inserted into each record table and the sum
      * of their hashes, not yet in record_summary (record_summary.c). */
@@ -644,6 +648,14 @@ void vg_repl_fsm_archive_settle_window(struct vg_repl_fsm *f, uint32_t margin);
 
 /* The level this replica applies at (see VG_REPL_APPLY_LEVEL) into *OUT. */
 int vg_repl_fsm_cluster_level(struct vg_repl_fsm *f, uint32_t *out);
+/* The highest level this replica can apply (f->max_level or
+ * VG_REPL_APPLY_LEVEL). */
+uint32_t vg_repl_fsm_max_level(const struct vg_repl_fsm *f);
+/* VG_OK when this replica can apply at the stored level; VG_EDB with a
+ * sentence in f->errmsg when the state is at a level above
+ * vg_repl_fsm_max_level (a database or snapshot of a cluster that raised
+ * its level, opened by a vigild that cannot apply it). */
+int vg_repl_fsm_level_check(struct vg_repl_fsm *f);
 
 /* At cluster level 2 and above: settle recent archive rows into
  * archive_samples for about BUDGET_US microseconds (at least one step when

@@ -480,6 +480,68 @@ def admin(vigild, ctl):
            "SIGTERM of the leader %d: exit %s and a clean stop" % (landed2.id, code))
 
 
+def levels(st):
+    return {i: (s.get("apply_level"), (s.get("cluster_level") or {}).get("committed"))
+            for i, s in st.items()}
+
+
+def rolling_upgrade(vigild):
+    """Apply levels: a cluster whose nodes all act as an older vigild
+    (--max-apply-level 1) stays at level 1 while they are upgraded one by
+    one (the leader names the member it waits for), rises to level 2 once
+    the last one runs the new vigild, with every replica verified; a node
+    of the older kind started afterwards stops at the level command
+    (exit 70) instead of applying the log the old way."""
+    base = ("--election-timeout", "300", "--heartbeat", "50",
+            "--checkpoint-interval", "300")
+    with vc.Cluster(vigild, node_args=base + ("--max-apply-level", "1")) as cluster:
+        leader, _ = cluster.wait_ready_leader(timeout=10)
+        st = cluster.wait_statuses(
+            lambda st: len(st) == 3 and all(
+                m.get("consistency", {}).get("apply_level") == 1
+                for m in st[leader.id]["members"] if not m.get("self")),
+            lambda s: s.get("members"), timeout=15)
+        ok(set(levels(st).values()) == {(1, 1)},
+           "all nodes at --max-apply-level 1 report apply level 1 and stay at"
+           " cluster level 1: %s" % levels(st))
+        cluster.node_args = base
+        for n in cluster.nodes[:2]:
+            n.kill(signal.SIGTERM)
+            n.start()
+        lead, _ = cluster.wait_ready_leader(timeout=10)
+        st = cluster.wait_statuses(
+            lambda st: len(st) == 3 and
+            (st[lead.id].get("cluster_level") or {}).get("waiting_for") == 3,
+            lambda s: s.get("cluster_level"), timeout=15)
+        ok(all(c == 1 for _, c in levels(st).values()),
+           "nodes 1 and 2 upgraded: the cluster stays at level 1 and the leader"
+           " waits for node 3: %s" % levels(st))
+        old = cluster.nodes[2]
+        old.kill(signal.SIGTERM)
+        old.start()
+        cluster.wait_statuses(
+            lambda st: len(st) == 3 and all(c == 2 for _, c in levels(st).values()),
+            levels, timeout=20)
+        st = cluster.wait_verified(timeout=20)
+        ok({s["consistency"]["verdict"] for s in st.values()} == {"ok"} and
+           all(lv == (2, 2) for lv in levels(st).values()),
+           "node 3 upgraded: level 2 committed on every node, replicas verified"
+           " ok: %s" % levels(st))
+        leader_log = "".join(n.log() for n in cluster.nodes)
+        ok("raising it from 1" in leader_log and "cluster level 2 committed" in
+           leader_log, "the leader logs why and when it raised the level")
+        old.kill(signal.SIGTERM)
+        old.start(["--max-apply-level", "1"])
+        deadline = time.monotonic() + 20
+        while old.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        code = old.proc.poll()
+        ok(code == 70 and "applies up to level 1" in old.log(),
+           "an older vigild on a level-2 cluster stops at the level command:"
+           " exit %s, %r" % (code, [x for x in old.log().splitlines()
+                                    if "level" in x][-1:]))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--vigild", required=True)
@@ -489,6 +551,7 @@ def main():
     try:
         startup_errors(args.vigild, tmp)
         admin(args.vigild, args.vigilctl)
+        rolling_upgrade(args.vigild)
     except Exception as e:
         ok(False, "exception: %r" % (e,))
     finally:
