@@ -29,6 +29,9 @@
  *       counted) of the whole range of one tag the
  *       binary batches wrote (about BATCHES * BATCH_SAMPLES / TAGS samples),
  *       read from archive_samples and the recent rows not yet settled.
+ *   {"bench":"archive_info","tags":…,"samples":…,"median_ms":…,"p99_ms":…}
+ *       20 calls of vg_repl_fsm_archive_info (history_info; status
+ *       without brief) on the archive the binary batches left.
  * Machines are shared and noisy: compare medians and ratios, not single runs.
  *
  * usage: archive_apply_bench [--batches N] [--batch-samples N] [--tags N]
@@ -260,6 +263,30 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* QUERIES calls of vg_repl_fsm_archive_info (history_info, status) on the
+ * archive the binary batches left: a client's question answered on the
+ * node's loop. */
+static int bench_info(struct vg_repl_fsm *f)
+{
+    struct vg_repl_archive_info info;
+    double ms[QUERIES];
+    for (int q = 0; q < QUERIES; q++) {
+        double start = now_s();
+        if (vg_repl_fsm_archive_info(f, &info) != VG_OK) {
+            fprintf(stderr, "archive info: %s\n", f->errmsg);
+            return -1;
+        }
+        ms[q] = (now_s() - start) * 1e3;
+    }
+    qsort(ms, QUERIES, sizeof ms[0], cmp_double);
+    printf("{\"bench\":\"archive_info\",\"tags\":%llu,\"samples\":%llu,"
+           "\"median_ms\":%.2f,\"p99_ms\":%.2f}\n",
+           (unsigned long long)info.tags, (unsigned long long)info.samples,
+           (ms[QUERIES / 2 - 1] + ms[QUERIES / 2]) / 2,
+           ms[(QUERIES * 99 + 99) / 100 - 1]);
+    return 0;
+}
+
 /* One tag's day at 1 s in one batch, then QUERIES aggregations of it. */
 static int bench_aggregate(struct vg_repl_fsm *f)
 {
@@ -395,6 +422,9 @@ int main(int argc, char **argv)
         }
         if (rv == 0 && binary) {
             rv = bench_loaded_tag(&f, &o, clock);
+        }
+        if (rv == 0 && binary) {
+            rv = bench_info(&f);
         }
         if (rv == 0 && binary) {
             rv = bench_aggregate(&f);
