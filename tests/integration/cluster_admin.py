@@ -4,8 +4,8 @@ client input, and the admin commands of vigilctl (membership changes and
 leadership transfer) on a 3-node loopback cluster; then a follower's replica
 tampered with while it is down: it reports itself diverged, the leader
 raises the system alarm $replica.ID on a subscribed station and in
-`alarms list`, and --rebuild-state repairs it and clears the alarm. Prints
-TAP."""
+`alarms list`, and --rebuild-state repairs it and clears the alarm; then a
+rolling upgrade through apply levels (rolling_upgrade). Prints TAP."""
 import argparse
 import json
 import os
@@ -490,8 +490,9 @@ def rolling_upgrade(vigild):
     (--max-apply-level 1) stays at level 1 while they are upgraded one by
     one (the leader names the member it waits for), rises to level 2 once
     the last one runs the new vigild, with every replica verified; a node
-    of the older kind started afterwards stops at the level command
-    (exit 70) instead of applying the log the old way."""
+    of the older kind started afterwards on a fresh data folder stops at
+    the level command (exit 70) instead of applying the log the old way,
+    and does not start on a state already at level 2 (exit 1)."""
     base = ("--election-timeout", "300", "--heartbeat", "50",
             "--checkpoint-interval", "300")
     with vc.Cluster(vigild, node_args=base + ("--max-apply-level", "1")) as cluster:
@@ -509,13 +510,26 @@ def rolling_upgrade(vigild):
             n.kill(signal.SIGTERM)
             n.start()
         lead, _ = cluster.wait_ready_leader(timeout=10)
-        st = cluster.wait_statuses(
-            lambda st: len(st) == 3 and
-            (st[lead.id].get("cluster_level") or {}).get("waiting_for") == 3,
-            lambda s: s.get("cluster_level"), timeout=15)
-        ok(all(c == 1 for _, c in levels(st).values()),
-           "nodes 1 and 2 upgraded: the cluster stays at level 1 and the leader"
-           " waits for node 3: %s" % levels(st))
+
+        def answered(st):
+            """The ready leader has heard every other member's apply level
+            since it became leader."""
+            ls = [s for s in st.values() if s.get("ready")]
+            return len(st) == 3 and len(ls) == 1 and all(
+                m.get("consistency", {}).get("apply_level") is not None
+                for m in ls[0]["members"] if not m.get("self"))
+        st = cluster.wait_statuses(answered, lambda s: s.get("cluster_level"),
+                                   timeout=15)
+        time.sleep(1.5)  # the leader looks at the levels once a second
+        st = cluster.statuses(timeout=2)
+        lead_id = next(i for i, s in st.items() if s.get("ready"))
+        waiting = (st[lead_id].get("cluster_level") or {}).get("waiting_for")
+        # An upgraded leader names node 3; node 3 as leader applies level 1
+        # itself and has nothing to raise.
+        ok(len(st) == 3 and all(c == 1 for _, c in levels(st).values()) and
+           waiting == (3 if lead_id != 3 else None),
+           "nodes 1 and 2 upgraded: the cluster stays at level 1 (leader %d"
+           " waits for %s): %s" % (lead_id, waiting, levels(st)))
         old = cluster.nodes[2]
         old.kill(signal.SIGTERM)
         old.start()
@@ -530,16 +544,23 @@ def rolling_upgrade(vigild):
         leader_log = "".join(n.log() for n in cluster.nodes)
         ok("raising it from 1" in leader_log and "cluster level 2 committed" in
            leader_log, "the leader logs why and when it raised the level")
+        # Node 3 as an older vigild again: with its own state (at level 2)
+        # it refuses to start; with a fresh data folder it catches up from
+        # the log (or a snapshot) and stops when it reaches level 2.
         old.kill(signal.SIGTERM)
-        old.start(["--max-apply-level", "1"])
-        deadline = time.monotonic() + 20
-        while old.alive() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        code = old.proc.poll()
-        ok(code == 70 and "applies up to level 1" in old.log(),
-           "an older vigild on a level-2 cluster stops at the level command:"
-           " exit %s, %r" % (code, [x for x in old.log().splitlines()
-                                    if "level" in x][-1:]))
+        for fresh in (False, True):
+            if fresh:
+                shutil.rmtree(old.data)
+            old.start(["--max-apply-level", "1"])
+            deadline = time.monotonic() + 30
+            while old.alive() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            code = old.proc.poll()
+            said = [x for x in old.log().splitlines() if "up to level 1" in x]
+            ok(code == (70 if fresh else 1) and said,
+               "an older vigild on a level-2 cluster, %s: exit %s, %r"
+               % ("fresh data folder" if fresh else "its own state", code, said[-1:]))
+            old.kill()
 
 
 def main():
