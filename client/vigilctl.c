@@ -968,9 +968,10 @@ static void pause_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-/* A status question without the archive's part: the full answer queries
- * the node's archive (30-90 ms of its loop once it holds millions of
- * samples), and these questions only look for the leader and the members.
+/* A status question without the archive's part: the full answer reads
+ * the node's archive (tens to hundreds of ms of a thread of the node once
+ * it holds millions of samples; at most two such reads at a time), and
+ * these questions only look for the leader and the members.
  * `cluster status` asks the full one. */
 static json_t *brief_status_request(void)
 {

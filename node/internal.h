@@ -156,6 +156,7 @@ struct node {
     struct alarm_duty *alarms;
     /* archive_duty.c */
     struct archive_duty *archive;
+    unsigned info_jobs; /* archive extents being read in the thread pool */
     /* peers.c */
     struct node_peers *peers;
     /* cluster_level.c */
@@ -167,7 +168,10 @@ struct node {
     /* settle.c */
     struct {
         uint64_t next_ms;    /* no slice before (monotonic) */
+        uint64_t seen_ns, seen_idle_ns; /* loop clock and idle time then */
         uint64_t slices, moved, busy_us, max_us;
+        uint64_t deferred;   /* decisions to wait: the loop was busy */
+        uint64_t backlog;    /* recent samples at the last busy decision */
     } settle;
 };
 
@@ -343,9 +347,19 @@ void node_archive_changed(struct node *n, const struct vg_plc_change *v,
                           size_t count);
 /* node.c, every iteration: cyclic samples, batches, retention cuts. */
 void node_archive_update(struct node *n);
-/* {"samples","tags","oldest_ms","newest_ms","watermark_ms","retention_days",
- * "archiving","archived","committed","dropped","buffered","failed_batches"} */
-json_t *node_archive_status(struct node *n);
+/* Answer C's request ID with the archive's status
+ * {"samples","tags","oldest_ms","newest_ms","watermark_ms","retention_days",
+ * "archiving","archived","committed","dropped","buffered","failed_batches",
+ * …}: a history_info answer, or (STATUS) a whole status answer carrying it
+ * (node_send_status). The extent of the archive is read on a thread of the
+ * pool from a read-only connection, not on the loop (a few hundred ms under
+ * load); at most INFO_JOBS_MAX such reads run at once, beyond which C gets
+ * `unavailable` (clients send it again). */
+void node_archive_status_send(struct node *n, struct conn *c, long long id,
+                              bool status);
+/* node.c: send C the status answer to request ID with ARCHIVE (reference
+ * taken over) as its "archive" member. */
+void node_send_status(struct node *n, struct conn *c, long long id, json_t *archive);
 
 /* ---- peers.c: the ready leader's view of the other members' replicas ---- */
 
@@ -388,10 +402,12 @@ json_t *node_cluster_level_status(struct node *n);
 /* ---- settle.c: the archive's recent rows, settled between commands ----- */
 
 /* node.c, every iteration: from cluster level 2 on, settle recent rows for
- * a bounded slice of time, with a pause between slices. A failure sets
+ * a bounded slice of time, with a pause between slices, when the loop has
+ * time to spare or the rows are too full to wait. A failure sets
  * n->fsm.fatal (the next iteration fail-stops). */
 void node_settle_update(struct node *n);
-/* {"slices","moved","max_slice_ms","busy_ms"} (a new reference). */
+/* {"slices","moved","max_slice_ms","busy_ms","deferred","backlog"} (a new
+ * reference). */
 json_t *node_settle_status(struct node *n);
 
 #endif /* VG_NODE_INTERNAL_H */

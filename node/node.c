@@ -508,9 +508,10 @@ static json_t *loop_json(struct node *n)
 
 /* ------------------------------------------------------------- requests */
 
-/* BRIEF leaves out what costs a query of the archive (see "status" in
- * MESSAGES.md): the leader asks every member that often. */
-static json_t *status_json(struct node *n, bool brief)
+/* ARCHIVE (reference taken over; NULL for a brief status) is the archive's
+ * part, which costs a query of the archive off the loop (see "status" in
+ * MESSAGES.md): the leader asks every member for a brief one that often. */
+static json_t *status_json(struct node *n, json_t *archive)
 {
     struct raft *r = &n->raft;
     raft_id leader_id = 0;
@@ -573,8 +574,8 @@ static json_t *status_json(struct node *n, bool brief)
     json_object_set_new(o, "members", members);
     json_object_set_new(o, "project", node_project_status(n));
     json_object_set_new(o, "plc", node_plc_status(n));
-    if (!brief) {
-        json_object_set_new(o, "archive", node_archive_status(n));
+    if (archive != NULL) {
+        json_object_set_new(o, "archive", archive);
     }
     json_object_set_new(o, "alarms", node_alarms_status(n));
     json_object_set_new(o, "loop", loop_json(n));
@@ -606,6 +607,16 @@ static json_t *status_json(struct node *n, bool brief)
                   "state_digest", hex, "chain_hash", chain, "message",
                   n->fsm.verdict_msg));
     return o;
+}
+
+void node_send_status(struct node *n, struct conn *c, long long id, json_t *archive)
+{
+    json_t *a = status_json(n, archive);
+    json_object_set_new(a, "type", json_string("status"));
+    if (id >= 0) {
+        json_object_set_new(a, "id", json_integer(id));
+    }
+    node_send(c, a);
 }
 
 static struct op *op_new(struct node *n, struct conn *c, long long id,
@@ -803,12 +814,11 @@ static void handle(struct node *n, struct conn *c, json_t *msg)
         json_object_set_new(a, "ready", json_boolean(n->lead.ready));
         node_send(c, a);
     } else if (strcmp(type, "status") == 0) {
-        json_t *a = status_json(n, json_is_true(json_object_get(msg, "brief")));
-        json_object_set_new(a, "type", json_string("status"));
-        if (id >= 0) {
-            json_object_set_new(a, "id", json_integer(id));
+        if (json_is_true(json_object_get(msg, "brief"))) {
+            node_send_status(n, c, id, NULL);
+        } else {
+            node_archive_status_send(n, c, id, true);
         }
-        node_send(c, a);
     } else if (strcmp(type, "get") == 0) {
         const char *key = vg_proto_get_str(msg, "key", NULL);
         char *value = NULL;

@@ -9,10 +9,17 @@
  * From level 2 on apply only stages, and each node moves the samples on
  * its own, in slices of about SLICE_US of its loop with at least GAP_MS
  * between them, so that raft, clients and the leader's duties run in
- * between. At most SLICE_US / (SLICE_US + GAP_MS) of the loop goes to
- * settling; the archive needs far less at the rates a cluster commits
- * (figures in README "Measured"), and a node that falls behind only keeps
- * more recent rows, which queries read in place.
+ * between.
+ *
+ * Settling is background work: a loop busy with other things (an
+ * acknowledgment storm on the leader) should not give half of itself to
+ * the archive's index. So a slice runs only when the loop was idle at
+ * least IDLE_MIN_PERCENT of the time since the last decision, at most one
+ * per GAP_MS, unless the recent rows hold more than BACKLOG_HIGH samples:
+ * then one runs in every iteration whatever the load, so that the recent
+ * rows (which apply, queries and slices search, and snapshots carry) stay
+ * bounded. Either way one iteration spends at most about SLICE_US
+ * settling.
  *
  * A slice that fails (SQLite, or a broken invariant of the archive) sets
  * the fsm's fatal flag like a failed apply, and the node fail-stops at its
@@ -21,12 +28,42 @@
 
 #define SLICE_US 10000u
 #define GAP_MS 10u
+#define IDLE_MIN_PERCENT 20u
+/* Two rounds' worth (ROUND_RECORDS in archive_recent.c): a round running
+ * plus what came in meanwhile is below it. */
+#define BACKLOG_HIGH (2u * 1048576u)
+
+/* Whether to run a slice now, and *GAP_MS until the next one: now and at
+ * the next iteration (0) when the recent rows hold more than BACKLOG_HIGH
+ * samples; else when the loop was idle at least IDLE_MIN_PERCENT of the
+ * time since the last decision, and GAP_MS after it. */
+static bool may_settle(struct node *n, uint64_t *gap_ms)
+{
+    uint64_t now_ns = uv_hrtime(), idle_ns = uv_metrics_idle_time(&n->loop);
+    uint64_t span = now_ns - n->settle.seen_ns, idle = idle_ns - n->settle.seen_idle_ns;
+    bool quiet = n->settle.seen_ns != 0 && span > 0 &&
+                 idle * 100u >= span * IDLE_MIN_PERCENT;
+
+    n->settle.seen_ns = now_ns;
+    n->settle.seen_idle_ns = idle_ns;
+    if (vg_repl_fsm_archive_recent_samples(&n->fsm, &n->settle.backlog) != VG_OK) {
+        *gap_ms = GAP_MS;
+        return true; /* the slice reports what is wrong */
+    }
+    *gap_ms = n->settle.backlog > BACKLOG_HIGH ? 0 : GAP_MS;
+    return quiet || *gap_ms == 0;
+}
 
 void node_settle_update(struct node *n)
 {
-    uint64_t now = vg_now_mono_ms(), t0, us, moved = 0;
+    uint64_t now = vg_now_mono_ms(), t0, us, moved = 0, gap_ms;
 
-    if (now < n->settle.next_ms || n->fsm.fatal) {
+    if (now < n->settle.next_ms || n->fsm.fatal || n->fsm.archive_settle.idle) {
+        return;
+    }
+    if (!may_settle(n, &gap_ms)) {
+        n->settle.deferred++;
+        n->settle.next_ms = now + GAP_MS;
         return;
     }
     t0 = uv_hrtime();
@@ -39,13 +76,21 @@ void node_settle_update(struct node *n)
     n->settle.moved += moved;
     n->settle.busy_us += us;
     n->settle.max_us = us > n->settle.max_us ? us : n->settle.max_us;
-    n->settle.next_ms = vg_now_mono_ms() + GAP_MS;
+    n->settle.next_ms = vg_now_mono_ms() + gap_ms;
+    /* The slice's own time is not idle time of the loop. */
+    n->settle.seen_ns = uv_hrtime();
+    n->settle.seen_idle_ns = uv_metrics_idle_time(&n->loop);
 }
 
 json_t *node_settle_status(struct node *n)
 {
-    return json_pack("{sIsIsfsf}", "slices", (json_int_t)n->settle.slices, "moved",
+    if (vg_repl_fsm_archive_recent_samples(&n->fsm, &n->settle.backlog) != VG_OK) {
+        n->settle.backlog = 0;
+    }
+    return json_pack("{sIsIsfsfsIsI}", "slices", (json_int_t)n->settle.slices, "moved",
                      (json_int_t)n->settle.moved, "max_slice_ms",
                      (double)n->settle.max_us / 1000.0, "busy_ms",
-                     (double)n->settle.busy_us / 1000.0);
+                     (double)n->settle.busy_us / 1000.0, "deferred",
+                     (json_int_t)n->settle.deferred, "backlog",
+                     (json_int_t)n->settle.backlog);
 }

@@ -876,6 +876,24 @@ fatal:
     return VG_EDB;
 }
 
+int vg_repl_fsm_archive_recent_samples(struct vg_repl_fsm *f, uint64_t *out)
+{
+    sqlite3_stmt *st = fsm_stmt(f, FSM_STMT_RECENT_STATS,
+                                "SELECT count(*), total(n), max(seq) FROM archive_recent");
+    int rc;
+
+    *out = 0;
+    if (st == NULL) {
+        return VG_EDB;
+    }
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *out = (uint64_t)sqlite3_column_double(st, 1);
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? VG_OK : fsm_db_fail(f, "archive recent stats");
+}
+
 /* ------------------------------------------------------------------ queries */
 
 static int rec_t_cmp(const void *a, const void *b)

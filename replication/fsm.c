@@ -1327,6 +1327,65 @@ int vg_repl_fsm_open(struct vg_repl_fsm *f, const char *path)
     return VG_OK;
 }
 
+int vg_repl_fsm_open_reader(struct vg_repl_fsm *f, const char *path)
+{
+    static pthread_once_t configured = PTHREAD_ONCE_INIT;
+
+    pthread_once(&configured, sqlite_configure);
+    memset(f, 0, sizeof *f);
+    snprintf(f->path, sizeof f->path, "%s", path);
+    /* The plain unix VFS: a reader writes nothing, and the writer's WAL
+     * frames reach the file before their commit is visible
+     * (wal_writes.c). */
+    if (sqlite3_open_v2(path, &f->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
+        vg_errf(f->errmsg, "cannot open database %s to read: %s", path,
+                f->db ? sqlite3_errmsg(f->db) : "out of memory");
+        sqlite3_close(f->db);
+        f->db = NULL;
+        return VG_EDB;
+    }
+    sqlite3_busy_timeout(f->db, 2000);
+    return VG_OK;
+}
+
+int vg_repl_fsm_read_begin(struct vg_repl_fsm *f, uint64_t *applied)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    *applied = 0;
+    if (exec(f, "BEGIN") != VG_OK) {
+        return VG_EDB;
+    }
+    /* The first read fixes the state the transaction sees. */
+    if (sqlite3_prepare_v2(f->db,
+                           "SELECT value FROM vg_meta WHERE key = 'applied_index'",
+                           -1, &st, NULL) != SQLITE_OK) {
+        fsm_db_fail(f, "read applied index");
+        exec(f, "ROLLBACK");
+        return VG_EDB;
+    }
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *applied = (uint64_t)sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        fsm_db_fail(f, "read applied index");
+        exec(f, "ROLLBACK");
+        return VG_EDB;
+    }
+    return VG_OK;
+}
+
+void vg_repl_fsm_read_end(struct vg_repl_fsm *f)
+{
+    if (!sqlite3_get_autocommit(f->db)) {
+        sqlite3_exec(f->db, "ROLLBACK", NULL, NULL, NULL);
+    }
+}
+
 void vg_repl_fsm_close(struct vg_repl_fsm *f)
 {
     fsm_ckpt_stop(f);

@@ -463,6 +463,17 @@ struct vg_repl_fsm {
 int vg_repl_fsm_open(struct vg_repl_fsm *f, const char *path);
 void vg_repl_fsm_close(struct vg_repl_fsm *f);
 
+/* A read-only connection to the database at PATH for queries off the
+ * node's loop (another thread): F answers the query functions below (not
+ * apply, digest or snapshots) from what has been committed. One thread at
+ * a time per reader; vg_repl_fsm_close releases it. VG_OK or VG_EDB with a
+ * sentence in f->errmsg. */
+int vg_repl_fsm_open_reader(struct vg_repl_fsm *f, const char *path);
+/* Between these, every read of F sees one state, the one after command
+ * *APPLIED (a read transaction: the writer goes on meanwhile). */
+int vg_repl_fsm_read_begin(struct vg_repl_fsm *f, uint64_t *applied);
+void vg_repl_fsm_read_end(struct vg_repl_fsm *f);
+
 /* The WAL of the database is checkpointed on a thread of its own, not by the
  * commits of apply on the caller's thread (wal_checkpointer.c). All 0 for a
  * database that is not in WAL mode. */
@@ -668,6 +679,9 @@ int vg_repl_fsm_level_check(struct vg_repl_fsm *f);
  * apply) when SQLite failed or the archive broke an invariant. */
 int vg_repl_fsm_archive_settle_some(struct vg_repl_fsm *f, uint64_t budget_us,
                                     uint64_t *moved);
+/* Samples the recent rows hold, settled parts of the running round's rows
+ * included, into *OUT: how far settling is behind (0 when none). */
+int vg_repl_fsm_archive_recent_samples(struct vg_repl_fsm *f, uint64_t *out);
 
 /* The stored assignment of tags to named archives as a new JSON object
  * {tag: archive} (tags of the default archive are absent). */

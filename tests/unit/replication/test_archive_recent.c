@@ -17,7 +17,10 @@
  * raw, aggregate, the sample before, archive_info, archive_each, the
  * summary) and A's digest against A2's; cuts while a round is in progress,
  * on settled and unsettled tags; a reopen and a snapshot restore in the
- * middle of a round. */
+ * middle of a round. From cluster level 2 (replication.h): apply only
+ * stages, replicas settle on their own schedules in slices, and their
+ * digests agree however they split; the CLUSTER_LEVEL command; a
+ * read-only connection for queries off the loop. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1312,6 +1315,77 @@ static void test_cut_during_round(void **state)
     model_free(&m);
 }
 
+/* ---- readers ------------------------------------------------------------ */
+
+static void expect_same_info(const struct vg_repl_archive_info *a,
+                             const struct vg_repl_archive_info *b)
+{
+    EXPECT_EQ(a->samples, b->samples);
+    EXPECT_EQ(a->tags, b->tags);
+    EXPECT_EQ(a->oldest_ms, b->oldest_ms);
+    EXPECT_EQ(a->newest_ms, b->newest_ms);
+    EXPECT_EQ(a->watermark_ms, b->watermark_ms);
+}
+
+/* A reader (another connection, as the node's thread pool opens one) sees
+ * what A committed, one state per read transaction while A goes on, and
+ * cannot write. */
+static void test_reader(void **state)
+{
+    struct fx *x = *state;
+    static const int tags[] = {0, 1, 2};
+    struct gs s[3];
+    struct vg_repl_archive_info wa, ra;
+    struct vg_repl_fsm *r = calloc(1, sizeof *r);
+    unsigned char *body;
+    uint64_t applied = 0;
+    size_t len;
+    char bad[200];
+
+    assert_non_null(r);
+    names_init();
+    snprintf(ctx, sizeof ctx, "reader");
+    for (int b = 0; b < 2; b++) {
+        for (int i = 0; i < 3; i++) {
+            s[i] = (struct gs){.tag = tags[i], .k = (unsigned)i,
+                               .t = 1000000 + 1000 * (uint64_t)b + (uint64_t)i,
+                               .v = i + 0.5, .bad = false};
+        }
+        body = binary_body(tags, 3, s, 3, &len);
+        EXPECT_EQ(apply_to(x, x->f, 1, VG_CMD_HISTORY_SAMPLES, body, len), VG_OK);
+        free(body);
+        if (b == 0) {
+            assert_int_equal(vg_repl_fsm_open_reader(r, x->path[0]), VG_OK);
+            assert_int_equal(vg_repl_fsm_read_begin(r, &applied), VG_OK);
+            EXPECT_EQ(applied, x->f[0]->applied_index);
+            assert_int_equal(vg_repl_fsm_archive_info(r, &ra), VG_OK);
+            assert_int_equal(vg_repl_fsm_archive_info(x->f[0], &wa), VG_OK);
+            expect_same_info(&ra, &wa);
+            EXPECT_EQ(ra.samples, 3);
+        }
+    }
+    /* Still the state of the first batch until the transaction ends. */
+    assert_int_equal(vg_repl_fsm_archive_info(r, &ra), VG_OK);
+    EXPECT_EQ(ra.samples, 3);
+    EXPECT_EQ(ra.newest_ms, 1000002);
+    vg_repl_fsm_read_end(r);
+    assert_int_equal(vg_repl_fsm_read_begin(r, &applied), VG_OK);
+    EXPECT_EQ(applied, x->f[0]->applied_index);
+    assert_int_equal(vg_repl_fsm_archive_info(r, &ra), VG_OK);
+    assert_int_equal(vg_repl_fsm_archive_info(x->f[0], &wa), VG_OK);
+    expect_same_info(&ra, &wa);
+    EXPECT_EQ(ra.samples, 6);
+    EXPECT(sqlite3_exec(r->db, "DELETE FROM kv", NULL, NULL, NULL) != SQLITE_OK);
+    vg_repl_fsm_read_end(r);
+    vg_repl_fsm_close(r);
+
+    snprintf(bad, sizeof bad, "%s/missing/state.db", x->dir);
+    EXPECT_EQ(vg_repl_fsm_open_reader(r, bad), VG_EDB);
+    EXPECT(strstr(r->errmsg, bad) != NULL);
+    vg_repl_fsm_close(r);
+    free(r);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -1323,6 +1397,7 @@ int main(void)
         T(test_snapshot_mid_round),
         T(test_level2_slices),
         T(test_level_command),
+        T(test_reader),
     };
     return cmocka_run_group_tests_name("archive-recent", tests, NULL, NULL);
 }
