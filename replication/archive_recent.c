@@ -33,6 +33,15 @@
  * and a node that settles a batch at once, as the tests configure it,
  * digests exactly what an older node does).
  *
+ * From cluster level 2 on (replication.h, "Apply levels") a history
+ * command only stages. Rounds and steps are the same, but each node runs
+ * them itself between commands, in slices bounded in time
+ * (vg_repl_fsm_archive_settle_some, called by node/settle.c), each slice a
+ * transaction of its own; the split is then node-local and leaves the
+ * digest. Nothing else reads it: every query and every apply (the checks
+ * that a sample is new, the retention cut) sees the union of the rows and
+ * archive_samples, which does not depend on the split.
+ *
  * A staged sample differs in (tag, t) from every sample stored or staged
  * (archive.c makes sure before staging), so a move is a plain INSERT: a
  * conflict would be a broken invariant and fails the apply (fatal).

@@ -642,10 +642,11 @@ int vg_repl_fsm_archive_each(struct vg_repl_fsm *f,
  * archive_samples (replication/archive_recent.c): a round begins at
  * ROUND_RECORDS recent samples or ROUND_ROWS rows, and each step moves at
  * least STEP_MIN samples; 0 keeps the built-in value. For tests and
- * benchmarks, after vg_repl_fsm_open: every replica must use the same
- * values, or they split their archives differently and their digests
- * differ. (1, 1, UINT32_MAX) settles every batch in the command that
- * brings it, as nodes before the recent rows stored it. */
+ * benchmarks, after vg_repl_fsm_open: at cluster level 1 every replica
+ * must use the same values, or they split their archives differently and
+ * their digests differ (from level 2 on the split is node-local). (1, 1,
+ * UINT32_MAX) settles every batch in the command that brings it, as nodes
+ * before the recent rows stored it (at level 2: in the next slice). */
 void vg_repl_fsm_archive_settle_limits(struct vg_repl_fsm *f,
                                        uint32_t round_records,
                                        uint32_t round_rows, uint32_t step_min);
