@@ -316,9 +316,10 @@ static void ask(struct node_peers *ps, struct peer *p, uint64_t now)
     size_t len = 0;
     uv_buf_t buf;
 
-    /* Brief: the full answer queries the member's archive (30-90 ms of its
-     * loop at 20 000 tags and a few million samples), and after a
-     * checkpoint the member is asked every ASK_SOON_MS. */
+    /* Brief: the full answer reads the member's archive (tens to hundreds
+     * of ms of a thread of its pool at 20 000 tags and a few million
+     * samples, at most two at a time), and after a checkpoint the member
+     * is asked every ASK_SOON_MS. */
     if (q != NULL) {
         json_object_set_new(q, "brief", json_true());
     }

@@ -1266,6 +1266,23 @@ static void sqlite_configure(void)
     (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 }
 
+/* Open f->db on PATH with FLAGS through VFS (NULL: the default one);
+ * VG_OK, or VG_EDB with a sentence in f->errmsg. */
+static int connect_db(struct vg_repl_fsm *f, const char *path, int flags,
+                      const char *vfs)
+{
+    if (sqlite3_open_v2(path, &f->db, flags, vfs) != SQLITE_OK) {
+        vg_errf(f->errmsg, "cannot open database %s%s: %s", path,
+                (flags & SQLITE_OPEN_READONLY) ? " to read" : "",
+                f->db ? sqlite3_errmsg(f->db) : "out of memory");
+        sqlite3_close(f->db);
+        f->db = NULL;
+        return VG_EDB;
+    }
+    sqlite3_busy_timeout(f->db, 2000);
+    return VG_OK;
+}
+
 int vg_repl_fsm_open(struct vg_repl_fsm *f, const char *path)
 {
     static pthread_once_t configured = PTHREAD_ONCE_INIT;
@@ -1282,17 +1299,11 @@ int vg_repl_fsm_open(struct vg_repl_fsm *f, const char *path)
         vg_errf(f->errmsg, "cannot register SQLite VFS %s", FSM_WAL_VFS);
         return VG_EDB;
     }
-    if (sqlite3_open_v2(path, &f->db,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                            SQLITE_OPEN_NOMUTEX,
-                        FSM_WAL_VFS) != SQLITE_OK) {
-        vg_errf(f->errmsg, "cannot open database %s: %s", path,
-                f->db ? sqlite3_errmsg(f->db) : "out of memory");
-        sqlite3_close(f->db);
-        f->db = NULL;
+    if (connect_db(f, path,
+                   SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                   FSM_WAL_VFS) != VG_OK) {
         return VG_EDB;
     }
-    sqlite3_busy_timeout(f->db, 2000);
     /* synchronous=NORMAL in WAL mode: a power cut may lose the last
      * transactions but never corrupts; those are replayed from the raft log,
      * which libraft fsyncs. */
@@ -1337,16 +1348,7 @@ int vg_repl_fsm_open_reader(struct vg_repl_fsm *f, const char *path)
     /* The plain unix VFS: a reader writes nothing, and the writer's WAL
      * frames reach the file before their commit is visible
      * (wal_writes.c). */
-    if (sqlite3_open_v2(path, &f->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
-                        NULL) != SQLITE_OK) {
-        vg_errf(f->errmsg, "cannot open database %s to read: %s", path,
-                f->db ? sqlite3_errmsg(f->db) : "out of memory");
-        sqlite3_close(f->db);
-        f->db = NULL;
-        return VG_EDB;
-    }
-    sqlite3_busy_timeout(f->db, 2000);
-    return VG_OK;
+    return connect_db(f, path, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
 }
 
 int vg_repl_fsm_read_begin(struct vg_repl_fsm *f, uint64_t *applied)
