@@ -14,9 +14,9 @@
  *       charge that to the second form). wal_copied is how many WAL
  *       frames the checkpointer thread copied, wal_frames the WAL's size
  *       at the end (pages), longest_batch_ms the longest apply of one
- *       batch (at level 1 its settle step included: what one entry costs
- *       a node's loop). At LEVEL 2 (the default: what a cluster runs once
- *       every node applies it) the fsm is raised to it first and after
+ *       batch (at level 1, a cluster's default, its settle step included:
+ *       what one entry costs a node's loop). At --level 2 (vigild
+ *       --cluster-level 2) the fsm is raised to it first and after
  *       each batch settle slices of SLICE_US run until the round is done
  *       or they moved twice the batch: samples_per_s counts their time
  *       too, longest_slice_ms is the longest slice, slices_s their total.
@@ -379,7 +379,7 @@ static int bench_loaded_tag(struct vg_repl_fsm *f, const struct opts *o,
 
 int main(int argc, char **argv)
 {
-    struct opts o = {.level = VG_REPL_APPLY_LEVEL, .batches = 40,
+    struct opts o = {.level = 1, .batches = 40,
                      .batch_samples = 50000, .tags = 1000, .parent = "/tmp"};
     struct vg_repl_fsm f;
     char dir[256], path[300];

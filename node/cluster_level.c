@@ -1,6 +1,18 @@
 /* vigild's part of apply levels (replication.h, "Apply levels"): the ready
- * leader raises the cluster's level to the one this vigild applies, once
- * every member does.
+ * leader raises the cluster's level to the one it is told to
+ * (--cluster-level, at most what this vigild applies), once every member
+ * applies it.
+ *
+ * Why not the highest level by default. Level 2 moves the archive's
+ * settling out of apply, which bounds what one history command costs a
+ * node's loop (archive_apply_bench: longest batch 33-35 ms against
+ * 158-182 ms), but on the 2-core machine where three nodes, the PLC
+ * simulator and the load generator share the cores, its slices cost more
+ * in all (the same bench: 592-738k against 871-927k samples/s) and
+ * acknowledgments during a 190k samples/s archive load fell from
+ * 19.6-20.9k to 10.1-14.6k/s (records_bench, interleaved pairs). Until a
+ * cluster of nodes with cores of their own shows it pays, a cluster stays
+ * at level 1 unless its operator raises it.
  *
  * Why the leader asks the members rather than trusting a flag. An
  * operator upgrades a cluster node by node; the level may only rise when
@@ -12,13 +24,13 @@
  * where it is: better to stay at the lower level than to strand a member
  * that cannot apply the higher one (it would fail-stop at the command).
  *
- * Happy path: a fresh cluster of the same vigild starts at level 1 and the
- * first ready leader raises it within about one status round (peers.c asks
- * at once on connecting). Every LOOK_EVERY_MS while the ready leader: read
- * the stored level; if lower than the one this node applies
- * (vg_repl_fsm_max_level: VG_REPL_APPLY_LEVEL unless --max-apply-level)
- * and every other member's latest answer reports at least that, propose
- * CLUSTER_LEVEL.
+ * Happy path: a fresh cluster started with --cluster-level 2 starts at
+ * level 1 and the first ready leader raises it within about one status
+ * round (peers.c asks at once on connecting). Every LOOK_EVERY_MS while
+ * the ready leader: read the stored level; if lower than the wanted one
+ * (--cluster-level, at most vg_repl_fsm_max_level) and every other
+ * member's latest answer reports applying at least that, propose
+ * CLUSTER_LEVEL. A level is never lowered.
  * A refused or lost proposal is looked at again after LOOK_EVERY_MS.
  *
  * Limit: a node of an older vigild added after the level rose cannot apply
@@ -37,12 +49,10 @@ static void level_cb(struct vg_repl_proposal *p, int status, uint64_t index,
     struct node *n = p->data;
     n->level.in_flight = false;
     if (status == 0 && result == VG_OK) {
-        node_log(n, "cluster level %u committed at index %llu",
-                 (unsigned)vg_repl_fsm_max_level(&n->fsm), (unsigned long long)index);
+        node_log(n, "cluster level raised at index %llu", (unsigned long long)index);
     } else if (status != 0 || result != VG_REPL_UNCHANGED) {
-        node_log(n, "cluster level %u not committed (status %d, result %d);"
-                    " trying again",
-                 (unsigned)vg_repl_fsm_max_level(&n->fsm), status, result);
+        node_log(n, "cluster level not raised (status %d, result %d); trying again",
+                 status, result);
     }
     free(p);
 }
@@ -67,6 +77,10 @@ void node_cluster_level_update(struct node *n)
     uint64_t now = vg_now_mono_ms();
     uint32_t level, want = vg_repl_fsm_max_level(&n->fsm);
     char body[32];
+
+    if (n->cfg->cluster_level < want) {
+        want = n->cfg->cluster_level;
+    }
 
     if (!n->lead.ready || n->level.in_flight || now < n->level.next_ms) {
         return;

@@ -32,6 +32,10 @@ static const char usage[] =
     "                          snapshot and log (for a replica reported diverged)\n"
     "  --max-apply-level N     apply levels up to N only, as an older vigild\n"
     "                          would (for rolling-upgrade tests; default: all)\n"
+    "  --cluster-level N       as the ready leader, raise the cluster to apply\n"
+    "                          level N once every member applies it (default 1:\n"
+    "                          stay; 2: nodes settle the archive between\n"
+    "                          commands, see README)\n"
     "  --verbose               log more\n";
 
 static int parse_uint(const char *flag, const char *text, unsigned long long min,
@@ -141,7 +145,7 @@ int vg_node_config_parse(struct vg_node_config *c, int argc, char **argv,
     enum {
         O_ID = 1000, O_RAFT, O_CLIENT, O_DATA, O_BOOT, O_JOIN, O_ET, O_HB,
         O_ST, O_STR, O_CP, O_IDLE, O_RETENTION, O_VERBOSE, O_REBUILD, O_LEVEL,
-        O_HELP
+        O_CLUSTER_LEVEL, O_HELP
     };
     static const struct option opts[] = {
         {"id", required_argument, NULL, O_ID},
@@ -160,6 +164,7 @@ int vg_node_config_parse(struct vg_node_config *c, int argc, char **argv,
         {"verbose", no_argument, NULL, O_VERBOSE},
         {"rebuild-state", no_argument, NULL, O_REBUILD},
         {"max-apply-level", required_argument, NULL, O_LEVEL},
+        {"cluster-level", required_argument, NULL, O_CLUSTER_LEVEL},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -175,6 +180,7 @@ int vg_node_config_parse(struct vg_node_config *c, int argc, char **argv,
     c->checkpoint_interval_ms = 5000;
     c->client_idle_timeout_ms = 30000;
     c->archive_retention_days = 30;
+    c->cluster_level = 1;
 
     opterr = 0;
     optind = 1;
@@ -242,6 +248,11 @@ int vg_node_config_parse(struct vg_node_config *c, int argc, char **argv,
             rv = parse_uint("--max-apply-level", optarg, 1, VG_REPL_APPLY_LEVEL, &v,
                             errmsg);
             c->max_apply_level = (unsigned)v;
+            break;
+        case O_CLUSTER_LEVEL:
+            rv = parse_uint("--cluster-level", optarg, 1, VG_REPL_APPLY_LEVEL, &v,
+                            errmsg);
+            c->cluster_level = (unsigned)v;
             break;
         case O_HELP:
             fputs(usage, stdout);

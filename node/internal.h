@@ -393,8 +393,9 @@ json_t *node_peers_member_json(struct node *n, uint64_t id);
 /* ---- cluster_level.c: raising the cluster's apply level ---------------- */
 
 /* node.c, every iteration: while the ready leader, propose CLUSTER_LEVEL
- * VG_REPL_APPLY_LEVEL once the stored level is lower and every member of
- * the configuration reports applying it (peers.c). Never blocks. */
+ * --cluster-level (at most what this vigild applies) once the stored
+ * level is lower and every member of the configuration reports applying
+ * it (peers.c). Never blocks. */
 void node_cluster_level_update(struct node *n);
 /* {"applies","committed","waiting_for"} (a new reference). */
 json_t *node_cluster_level_status(struct node *n);

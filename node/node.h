@@ -45,6 +45,8 @@ struct vg_node_config {
     bool verbose;
     bool rebuild_state;         /* drop state.db and rebuild it from raft */
     unsigned max_apply_level;   /* 0: every level this vigild implements */
+    unsigned cluster_level;     /* what the ready leader raises the cluster
+                                   to once every member applies it */
 };
 
 /* Parse vigild's command line. Returns VG_OK, VG_EINVAL with a sentence in

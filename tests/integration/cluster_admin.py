@@ -485,8 +485,25 @@ def levels(st):
             for i, s in st.items()}
 
 
+def default_level(vigild):
+    """Without --cluster-level a cluster stays at level 1 though every node
+    applies level 2."""
+    with vc.Cluster(vigild) as cluster:
+        leader, _ = cluster.wait_ready_leader(timeout=10)
+        st = cluster.wait_statuses(
+            lambda st: len(st) == 3 and all(
+                m.get("consistency", {}).get("apply_level") == 2
+                for m in st[leader.id]["members"] if not m.get("self")),
+            lambda s: s.get("members"), timeout=15)
+        time.sleep(1.5)  # the leader looks at the levels once a second
+        st = cluster.statuses(timeout=2)
+        ok(len(st) == 3 and set(levels(st).values()) == {(2, 1)},
+           "by default the cluster stays at level 1: %s" % levels(st))
+
+
 def rolling_upgrade(vigild):
-    """Apply levels: a cluster whose nodes all act as an older vigild
+    """Apply levels: a cluster told to go to level 2 (--cluster-level 2)
+    whose nodes all act as an older vigild
     (--max-apply-level 1) stays at level 1 while they are upgraded one by
     one (the leader names the member it waits for), rises to level 2 once
     the last one runs the new vigild, with every replica verified; a node
@@ -494,7 +511,7 @@ def rolling_upgrade(vigild):
     the level command (exit 70) instead of applying the log the old way,
     and does not start on a state already at level 2 (exit 1)."""
     base = ("--election-timeout", "300", "--heartbeat", "50",
-            "--checkpoint-interval", "300")
+            "--checkpoint-interval", "300", "--cluster-level", "2")
     with vc.Cluster(vigild, node_args=base + ("--max-apply-level", "1")) as cluster:
         leader, _ = cluster.wait_ready_leader(timeout=10)
         st = cluster.wait_statuses(
@@ -542,7 +559,7 @@ def rolling_upgrade(vigild):
            "node 3 upgraded: level 2 committed on every node, replicas verified"
            " ok: %s" % levels(st))
         leader_log = "".join(n.log() for n in cluster.nodes)
-        ok("raising it from 1" in leader_log and "cluster level 2 committed" in
+        ok("raising it from 1" in leader_log and "cluster level raised" in
            leader_log, "the leader logs why and when it raised the level")
         # Node 3 as an older vigild again: with its own state (at level 2)
         # it refuses to start; with a fresh data folder it catches up from
@@ -572,6 +589,7 @@ def main():
     try:
         startup_errors(args.vigild, tmp)
         admin(args.vigild, args.vigilctl)
+        default_level(args.vigild)
         rolling_upgrade(args.vigild)
     except Exception as e:
         ok(False, "exception: %r" % (e,))
