@@ -63,8 +63,12 @@ Machines are shared and noisy: compare medians of several runs.
 usage: bench/records_bench.py [--build build] [--alarms 20000] [--archived 20000]
                               [--poll-ms 100] [--seconds 10] [--connections 8]
                               [--takeover K] [--no-acks] [--perf DIR]
+                              [--cluster-level N]
 
---archived 0 skips the archive measurement; --no-acks the ack measurement.
+--archived 0 skips the archive measurement; --no-acks the ack measurement;
+--cluster-level 2 runs the nodes with `vigild --cluster-level 2` (the
+archive settled between commands, see replication.h "Apply levels"): the
+level is raised before the project is loaded.
 """
 import argparse
 import json
@@ -371,6 +375,8 @@ def main():
                          "into DIR/takeover-K.data, and every node during the "
                          "acks into DIR/acks.data and during the archive "
                          "window into DIR/archive.data")
+    ap.add_argument("--cluster-level", type=int, default=1, choices=(1, 2),
+                    help="the apply level the cluster runs at")
     args = ap.parse_args()
     vigild = os.path.join(args.build, "node", "vigild")
     vigilctl = os.path.join(args.build, "client", "vigilctl")
@@ -388,9 +394,16 @@ def main():
             raise SystemExit("vigil-plcsim did not start: " + sim.stderr()[-500:])
         # vigild's own defaults (the test clusters checkpoint every 300 ms,
         # which a benchmark of production throughput must not inherit).
-        cluster = vc.Cluster(vigild, node_args=())
+        cluster = vc.Cluster(vigild, node_args=(
+            ("--cluster-level", str(args.cluster_level)) if args.cluster_level > 1 else ()))
         cluster.__enter__()
         cluster.wait_ready_leader(timeout=15)
+        if args.cluster_level > 1:
+            cluster.wait_statuses(
+                lambda st: len(st) == 3 and all(
+                    (s.get("cluster_level") or {}).get("committed") == args.cluster_level
+                    for s in st.values()),
+                lambda s: s.get("cluster_level"), timeout=30)
         r, out, err = vc.ctl(vigilctl, cluster, "project", "load", project,
                              timeout=120)
         if r != 0:
