@@ -1265,12 +1265,14 @@ static void sqlite_configure(void)
 {
     (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 }
+static pthread_once_t sqlite_configured = PTHREAD_ONCE_INIT;
 
 /* Open f->db on PATH with FLAGS through VFS (NULL: the default one);
  * VG_OK, or VG_EDB with a sentence in f->errmsg. */
 static int connect_db(struct vg_repl_fsm *f, const char *path, int flags,
                       const char *vfs)
 {
+    pthread_once(&sqlite_configured, sqlite_configure);
     if (sqlite3_open_v2(path, &f->db, flags, vfs) != SQLITE_OK) {
         vg_errf(f->errmsg, "cannot open database %s%s: %s", path,
                 (flags & SQLITE_OPEN_READONLY) ? " to read" : "",
@@ -1285,10 +1287,10 @@ static int connect_db(struct vg_repl_fsm *f, const char *path, int flags,
 
 int vg_repl_fsm_open(struct vg_repl_fsm *f, const char *path)
 {
-    static pthread_once_t configured = PTHREAD_ONCE_INIT;
     int rv;
 
-    pthread_once(&configured, sqlite_configure);
+    /* Before the VFS is registered: that initialises SQLite. */
+    pthread_once(&sqlite_configured, sqlite_configure);
     memset(f, 0, sizeof *f);
     if (sodium_init() < 0) {
         vg_errf(f->errmsg, "libsodium failed to initialise");
@@ -1340,9 +1342,6 @@ int vg_repl_fsm_open(struct vg_repl_fsm *f, const char *path)
 
 int vg_repl_fsm_open_reader(struct vg_repl_fsm *f, const char *path)
 {
-    static pthread_once_t configured = PTHREAD_ONCE_INIT;
-
-    pthread_once(&configured, sqlite_configure);
     memset(f, 0, sizeof *f);
     snprintf(f->path, sizeof f->path, "%s", path);
     /* The plain unix VFS: a reader writes nothing, and the writer's WAL

@@ -485,17 +485,26 @@ def levels(st):
             for i, s in st.items()}
 
 
+def wait_levels_heard(cluster, level=None, timeout=15):
+    """Until the one ready leader has heard every other member's apply level
+    (LEVEL, when given) since it became leader; the statuses."""
+    def heard(st):
+        ls = [s for s in st.values() if s.get("ready")]
+        return len(st) == 3 and len(ls) == 1 and all(
+            m.get("consistency", {}).get("apply_level") is not None and
+            level in (None, m["consistency"]["apply_level"])
+            for m in ls[0]["members"] if not m.get("self"))
+    return cluster.wait_statuses(heard, lambda s: s.get("cluster_level"), timeout)
+
+
 def default_level(vigild):
     """Without --cluster-level a cluster stays at level 1 though every node
     applies level 2."""
     with vc.Cluster(vigild) as cluster:
-        leader, _ = cluster.wait_ready_leader(timeout=10)
-        st = cluster.wait_statuses(
-            lambda st: len(st) == 3 and all(
-                m.get("consistency", {}).get("apply_level") == 2
-                for m in st[leader.id]["members"] if not m.get("self")),
-            lambda s: s.get("members"), timeout=15)
-        time.sleep(1.5)  # the leader looks at the levels once a second
+        cluster.wait_ready_leader(timeout=10)
+        wait_levels_heard(cluster, 2)
+        # Nothing to wait for: give the leader's once-a-second look a chance.
+        time.sleep(1.5)
         st = cluster.statuses(timeout=2)
         ok(len(st) == 3 and set(levels(st).values()) == {(2, 1)},
            "by default the cluster stays at level 1: %s" % levels(st))
@@ -513,12 +522,8 @@ def rolling_upgrade(vigild):
     base = ("--election-timeout", "300", "--heartbeat", "50",
             "--checkpoint-interval", "300", "--cluster-level", "2")
     with vc.Cluster(vigild, node_args=base + ("--max-apply-level", "1")) as cluster:
-        leader, _ = cluster.wait_ready_leader(timeout=10)
-        st = cluster.wait_statuses(
-            lambda st: len(st) == 3 and all(
-                m.get("consistency", {}).get("apply_level") == 1
-                for m in st[leader.id]["members"] if not m.get("self")),
-            lambda s: s.get("members"), timeout=15)
+        cluster.wait_ready_leader(timeout=10)
+        st = wait_levels_heard(cluster, 1)
         ok(set(levels(st).values()) == {(1, 1)},
            "all nodes at --max-apply-level 1 report apply level 1 and stay at"
            " cluster level 1: %s" % levels(st))
@@ -526,18 +531,10 @@ def rolling_upgrade(vigild):
         for n in cluster.nodes[:2]:
             n.kill(signal.SIGTERM)
             n.start()
-        lead, _ = cluster.wait_ready_leader(timeout=10)
-
-        def answered(st):
-            """The ready leader has heard every other member's apply level
-            since it became leader."""
-            ls = [s for s in st.values() if s.get("ready")]
-            return len(st) == 3 and len(ls) == 1 and all(
-                m.get("consistency", {}).get("apply_level") is not None
-                for m in ls[0]["members"] if not m.get("self"))
-        st = cluster.wait_statuses(answered, lambda s: s.get("cluster_level"),
-                                   timeout=15)
-        time.sleep(1.5)  # the leader looks at the levels once a second
+        cluster.wait_ready_leader(timeout=10)
+        wait_levels_heard(cluster)
+        # Nothing to wait for: give the leader's once-a-second look a chance.
+        time.sleep(1.5)
         st = cluster.statuses(timeout=2)
         lead_id = next(i for i, s in st.items() if s.get("ready"))
         waiting = (st[lead_id].get("cluster_level") or {}).get("waiting_for")
