@@ -149,8 +149,8 @@ class Station:
                    GDK_BACKEND="x11")
         env.pop("LANGUAGE", None)
         # In the sanitizer build: report the station's leaks, not fontconfig's
-        # cache (see hmi_lsan.supp); no effect on a normal build.
-        env["LSAN_OPTIONS"] = "suppressions=%s" % os.path.join(HERE, "hmi_lsan.supp")
+        # cache (see fontconfig_lsan.supp); no effect on a normal build.
+        env["LSAN_OPTIONS"] = "suppressions=%s" % os.path.join(HERE, "fontconfig_lsan.supp")
         self.env = env
         seeds = ",".join(n.client_address for n in cluster.nodes)
         with open(self.err_path, "w") as err:
