@@ -37,7 +37,8 @@ def main():
                          "and require it to catch up from a snapshot")
     args = ap.parse_args()
 
-    n_tests = args.rounds * 4 + 1 + (2 if args.lagging_follower else 0)
+    n_tests = args.rounds * (5 if vc.wanted_level() is not None else 4) + 1 + \
+        (2 if args.lagging_follower else 0)
     print("1..%d" % n_tests)
     t = 0
     failover_times = []
@@ -101,6 +102,10 @@ def main():
                 ok(len(digests) == 1 and set(verdicts.values()) == {"ok"},
                    "round %d: checkpoint %s digests agree, verdicts %s"
                    % (r, [d[0] for d in digests], verdicts))
+                if vc.wanted_level() is not None:
+                    reached, levels = vc.level_reached(cluster)
+                    ok(reached, "round %d: every node applies at level %d: %s"
+                       % (r, vc.wanted_level(), levels))
             if args.lagging_follower:
                 leader, _ = cluster.wait_ready_leader(timeout=5)
                 lag = next(n for n in cluster.nodes if n.id != leader.id)

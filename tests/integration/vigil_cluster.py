@@ -217,6 +217,32 @@ class Node:
             return ""
 
 
+def wanted_level():
+    """The apply level VIGIL_NODE_ARGS asks the cluster for
+    (--cluster-level N), or None."""
+    words = os.environ.get("VIGIL_NODE_ARGS", "").split()
+    for i, w in enumerate(words[:-1]):
+        if w == "--cluster-level":
+            return int(words[i + 1])
+    return None
+
+
+def level_reached(cluster, timeout=10.0):
+    """Wait (bounded) until every alive node applies at wanted_level();
+    (True, levels by node) or (False, what the nodes said last)."""
+    want = wanted_level()
+
+    def levels(st):
+        return {i: (s.get("cluster_level") or {}).get("committed")
+                for i, s in st.items()}
+    try:
+        st = cluster.wait_statuses(lambda st: set(levels(st).values()) == {want},
+                                   lambda s: s.get("cluster_level"), timeout)
+        return True, levels(st)
+    except AssertionError as e:
+        return False, str(e)
+
+
 class Cluster:
     """N vigild processes on loopback. Use as a context manager."""
 
@@ -225,7 +251,10 @@ class Cluster:
                                                 "--checkpoint-interval", "300")):
         self.vigild = vigild
         self.dir = tempfile.mkdtemp(prefix="vigil-cluster-")
-        self.node_args = node_args
+        # VIGIL_NODE_ARGS (split on blanks) is added to every node's flags,
+        # e.g. "--cluster-level 2" to run a test at apply level 2.
+        self.node_args = tuple(node_args) + tuple(
+            os.environ.get("VIGIL_NODE_ARGS", "").split())
         ports = free_ports(2 * n)
         self.nodes = [Node(self, i + 1, ports[2 * i], ports[2 * i + 1])
                       for i in range(n)]
