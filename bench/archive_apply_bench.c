@@ -32,6 +32,10 @@
  *   {"bench":"archive_info","tags":…,"samples":…,"median_ms":…,"p99_ms":…}
  *       20 calls of vg_repl_fsm_archive_info (history_info; status
  *       without brief) on the archive the binary batches left.
+ *   {"bench":"snapshot","bytes":…,"ms":…}
+ *       one snapshot of that state machine as libraft takes it on the
+ *       node's loop (the database serialized into memory): once, so read
+ *       it as an order of magnitude.
  * Machines are shared and noisy: compare medians and ratios, not single runs.
  *
  * usage: archive_apply_bench [--batches N] [--batch-samples N] [--tags N]
@@ -287,6 +291,30 @@ static int bench_info(struct vg_repl_fsm *f)
     return 0;
 }
 
+/* One snapshot of the loaded state machine, as libraft takes it on the
+ * node's loop every --snapshot-threshold entries (the whole database
+ * serialized into memory). */
+static int bench_snapshot(struct vg_repl_fsm *f)
+{
+    struct raft_buffer *bufs = NULL;
+    unsigned n_bufs = 0;
+    double start = now_s(), ms;
+    size_t bytes = 0;
+
+    if (f->fsm.snapshot(&f->fsm, &bufs, &n_bufs) != 0) {
+        fprintf(stderr, "snapshot: %s\n", f->errmsg);
+        return -1;
+    }
+    ms = (now_s() - start) * 1e3;
+    for (unsigned i = 0; i < n_bufs; i++) {
+        bytes += bufs[i].len;
+        raft_free(bufs[i].base);
+    }
+    raft_free(bufs);
+    printf("{\"bench\":\"snapshot\",\"bytes\":%zu,\"ms\":%.1f}\n", bytes, ms);
+    return 0;
+}
+
 /* One tag's day at 1 s in one batch, then QUERIES aggregations of it. */
 static int bench_aggregate(struct vg_repl_fsm *f)
 {
@@ -425,6 +453,9 @@ int main(int argc, char **argv)
         }
         if (rv == 0 && binary) {
             rv = bench_info(&f);
+        }
+        if (rv == 0 && binary) {
+            rv = bench_snapshot(&f);
         }
         if (rv == 0 && binary) {
             rv = bench_aggregate(&f);
