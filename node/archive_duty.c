@@ -580,9 +580,10 @@ static json_t *archive_status(struct node *n, const struct vg_repl_archive_info 
 
 /* Why off the loop. The archive's extent (oldest and newest sample, tags
  * holding samples) takes two B-tree seeks per tag and a read of the recent
- * rows: 20 ms for 16 384 tags on a quiet machine (archive_apply_bench),
- * 140-195 ms at 20 000-25 000 tags under a full archive load on 2 cores
- * (records_bench history_info_ms), every node's loop blocked meanwhile. A
+ * rows: on a quiet machine (archive_apply_bench, 16 384 tags) 20 ms with
+ * 2.5 M samples and 62-75 ms with 4.9-9.8 M; 142-196 ms at 20 000-25 000
+ * tags under a full archive load on 2 cores (records_bench
+ * history_info_ms, level 1), every node's loop blocked meanwhile. A
  * read transaction of its own sees one committed state while apply goes
  * on; the answer carries the applied index of that state. */
 #define INFO_JOBS_MAX 2u
