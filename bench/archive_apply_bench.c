@@ -32,9 +32,16 @@
  *   {"bench":"archive_info","tags":…,"samples":…,"median_ms":…,"p99_ms":…}
  *       20 calls of vg_repl_fsm_archive_info (history_info; status
  *       without brief) on the archive the binary batches left.
- *   {"bench":"snapshot","bytes":…,"ms":…}
- *       one snapshot of that state machine as libraft takes it on the
- *       node's loop (the database serialized into memory): once, so read
+ *   {"bench":"snapshot","bytes":…,"loop_ms":…,"pool_ms":…,
+ *    "batches_meanwhile":…,"longest_batch_meanwhile_ms":…}
+ *       one snapshot of that state machine as libraft takes it: loop_ms
+ *       on the node's loop (the state pinned by a read transaction),
+ *       pool_ms on a thread (the database serialized into memory) while
+ *       the caller applies more binary batches, as the loop goes on doing;
+ *       how many it applied meanwhile and the longest of them, the WAL's
+ *       frames and the checkpoints on the writer at its hard limit
+ *       meanwhile; then as many batches again, and the longest of those
+ *       (the WAL that grew meanwhile is checkpointed then). Once, so read
  *       it as an order of magnitude.
  * Machines are shared and noisy: compare medians and ratios, not single runs.
  *
@@ -42,6 +49,9 @@
  *                            [--dir PARENT] [--level N] */
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdbool.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -179,19 +189,29 @@ static int raise_level(struct vg_repl_fsm *f, unsigned level)
     return rv;
 }
 
-/* BATCHES batches of BATCH_SAMPLES over TAGS tags, time-major, 1 ms apart
- * per step; prints the apply rate. */
-static int bench_apply(struct vg_repl_fsm *f, const struct opts *o, bool binary,
-                       uint64_t *clock)
+/* What a run of batches cost. */
+struct run {
+    unsigned batches;      /* applied */
+    double total, longest; /* s: apply and slices; the longest apply */
+    double longest_slice, slice_total;
+};
+
+/* Up to COUNT batches of BATCH_SAMPLES over TAGS tags, time-major, 1 ms
+ * apart per step, from *CLOCK on; stops early once *STOP is set (NULL:
+ * never). */
+static int run_batches(struct vg_repl_fsm *f, const struct opts *o, bool binary,
+                       uint64_t *clock, unsigned count, atomic_bool *stop,
+                       struct run *out)
 {
     unsigned steps = (o->batch_samples + o->tags - 1) / o->tags;
     unsigned char *raw = malloc((size_t)o->batch_samples * VG_HISTORY_SAMPLE_SIZE);
     json_t *names = json_array();
     uint64_t t = *clock;
-    double total = 0, took, longest = 0, longest_slice = 0, slice_total = 0;
+    double took;
     char name[64];
     int rv = -1;
 
+    memset(out, 0, sizeof *out);
     if (raw == NULL || names == NULL) {
         goto out;
     }
@@ -199,7 +219,7 @@ static int bench_apply(struct vg_repl_fsm *f, const struct opts *o, bool binary,
         snprintf(name, sizeof name, "plant.section%02u.tag%05u", i % 23, i);
         json_array_append_new(names, json_string(name));
     }
-    for (unsigned b = 0; b < o->batches; b++) {
+    for (unsigned b = 0; b < count && (stop == NULL || !atomic_load(stop)); b++) {
         struct raft_buffer buf;
         uint64_t t0 = t;
         double start;
@@ -217,13 +237,14 @@ static int bench_apply(struct vg_repl_fsm *f, const struct opts *o, bool binary,
         start = now_s();
         rv = apply(f, &buf);
         took = now_s() - start;
-        total += took;
-        longest = took > longest ? took : longest;
+        out->total += took;
+        out->longest = took > out->longest ? took : out->longest;
         raft_free(buf.base);
         if (rv != 0) {
             goto out;
         }
         rv = -1;
+        out->batches++;
         /* Level 2: the node's slices between commands (node/settle.c),
          * until the round is done or they moved twice what came in. */
         for (uint64_t moved = 0, m = 1; m > 0 && moved < 2ull * o->batch_samples;
@@ -234,24 +255,11 @@ static int bench_apply(struct vg_repl_fsm *f, const struct opts *o, bool binary,
                 goto out;
             }
             took = now_s() - start;
-            total += took;
-            slice_total += took;
-            longest_slice = took > longest_slice ? took : longest_slice;
+            out->total += took;
+            out->slice_total += took;
+            out->longest_slice =
+                took > out->longest_slice ? took : out->longest_slice;
         }
-    }
-    {
-        struct vg_repl_wal_stats ws;
-        vg_repl_fsm_wal_stats(f, &ws);
-        printf("{\"bench\":\"archive_apply\",\"form\":\"%s\",\"level\":%u,"
-               "\"samples_per_s\":%.0f,"
-               "\"batches\":%u,\"batch_samples\":%u,\"tags\":%u,\"wal_copied\":%llu,"
-               "\"wal_frames\":%llu,\"longest_batch_ms\":%.1f,"
-               "\"longest_slice_ms\":%.1f,\"slices_s\":%.2f}\n",
-               binary ? "binary" : "json", o->level,
-               (double)o->batches * o->batch_samples / total,
-               o->batches, o->batch_samples, o->tags, (unsigned long long)ws.copied,
-               (unsigned long long)ws.wal_frames, longest * 1e3, longest_slice * 1e3,
-               slice_total);
     }
     *clock = t;
     rv = 0;
@@ -259,6 +267,30 @@ out:
     json_decref(names);
     free(raw);
     return rv;
+}
+
+/* BATCHES batches; prints the apply rate. */
+static int bench_apply(struct vg_repl_fsm *f, const struct opts *o, bool binary,
+                       uint64_t *clock)
+{
+    struct vg_repl_wal_stats ws;
+    struct run r;
+
+    if (run_batches(f, o, binary, clock, o->batches, NULL, &r) != 0) {
+        return -1;
+    }
+    vg_repl_fsm_wal_stats(f, &ws);
+    printf("{\"bench\":\"archive_apply\",\"form\":\"%s\",\"level\":%u,"
+           "\"samples_per_s\":%.0f,"
+           "\"batches\":%u,\"batch_samples\":%u,\"tags\":%u,\"wal_copied\":%llu,"
+           "\"wal_frames\":%llu,\"longest_batch_ms\":%.1f,"
+           "\"longest_slice_ms\":%.1f,\"slices_s\":%.2f}\n",
+           binary ? "binary" : "json", o->level,
+           (double)o->batches * o->batch_samples / r.total, o->batches,
+           o->batch_samples, o->tags, (unsigned long long)ws.copied,
+           (unsigned long long)ws.wal_frames, r.longest * 1e3,
+           r.longest_slice * 1e3, r.slice_total);
+    return 0;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -291,27 +323,75 @@ static int bench_info(struct vg_repl_fsm *f)
     return 0;
 }
 
-/* One snapshot of the loaded state machine, as libraft takes it on the
- * node's loop every --snapshot-threshold entries (the whole database
- * serialized into memory). */
-static int bench_snapshot(struct vg_repl_fsm *f)
-{
-    struct raft_buffer *bufs = NULL;
-    unsigned n_bufs = 0;
-    double start = now_s(), ms;
-    size_t bytes = 0;
+/* One snapshot of the loaded state machine, as libraft 0.15 takes it with
+ * the fsm's version-3 methods: snapshot() on the node's loop, then
+ * snapshot_async() on a thread of its pool while the loop goes on applying
+ * (here: more batches, for as long as the thread works), then
+ * snapshot_finalize() on the loop. */
+struct snap_job {
+    struct vg_repl_fsm *f;
+    struct raft_buffer *bufs;
+    unsigned n_bufs;
+    int rv;
+    double ms;
+    atomic_bool done;
+};
 
-    if (f->fsm.snapshot(&f->fsm, &bufs, &n_bufs) != 0) {
+static void *snap_thread(void *arg)
+{
+    struct snap_job *j = arg;
+    double start = now_s();
+    j->rv = j->f->fsm.snapshot_async(&j->f->fsm, &j->bufs, &j->n_bufs);
+    j->ms = (now_s() - start) * 1e3;
+    atomic_store(&j->done, true);
+    return NULL;
+}
+
+static int bench_snapshot(struct vg_repl_fsm *f, const struct opts *o,
+                          uint64_t *clock)
+{
+    struct snap_job j = {.f = f};
+    struct vg_repl_wal_stats w0, w1;
+    double start = now_s(), loop_ms;
+    size_t bytes = 0;
+    pthread_t thread;
+    struct run r, after;
+    int rv;
+
+    atomic_init(&j.done, false);
+    vg_repl_fsm_wal_stats(f, &w0);
+    if (f->fsm.snapshot(&f->fsm, &j.bufs, &j.n_bufs) != 0) {
         fprintf(stderr, "snapshot: %s\n", f->errmsg);
         return -1;
     }
-    ms = (now_s() - start) * 1e3;
-    for (unsigned i = 0; i < n_bufs; i++) {
-        bytes += bufs[i].len;
-        raft_free(bufs[i].base);
+    loop_ms = (now_s() - start) * 1e3;
+    if (pthread_create(&thread, NULL, snap_thread, &j) != 0) {
+        fprintf(stderr, "snapshot: cannot start a thread\n");
+        f->fsm.snapshot_finalize(&f->fsm, &j.bufs, &j.n_bufs);
+        return -1;
     }
-    raft_free(bufs);
-    printf("{\"bench\":\"snapshot\",\"bytes\":%zu,\"ms\":%.1f}\n", bytes, ms);
+    rv = run_batches(f, o, true, clock, UINT32_MAX, &j.done, &r);
+    pthread_join(thread, NULL);
+    vg_repl_fsm_wal_stats(f, &w1);
+    for (unsigned i = 0; i < j.n_bufs; i++) {
+        bytes += j.bufs[i].len;
+    }
+    f->fsm.snapshot_finalize(&f->fsm, &j.bufs, &j.n_bufs);
+    if (rv != 0 || j.rv != 0) {
+        fprintf(stderr, "snapshot: %s\n", j.rv != 0 ? "serialization failed" : "apply");
+        return -1;
+    }
+    /* As many again after it: the WAL it let grow is checkpointed now. */
+    if (run_batches(f, o, true, clock, r.batches, NULL, &after) != 0) {
+        return -1;
+    }
+    printf("{\"bench\":\"snapshot\",\"bytes\":%zu,\"loop_ms\":%.2f,"
+           "\"pool_ms\":%.1f,\"batches_meanwhile\":%u,"
+           "\"longest_batch_meanwhile_ms\":%.1f,\"wal_frames_after\":%llu,"
+           "\"wal_hard_meanwhile\":%llu,\"longest_batch_after_ms\":%.1f}\n",
+           bytes, loop_ms, j.ms, r.batches, r.longest * 1e3,
+           (unsigned long long)w1.wal_frames,
+           (unsigned long long)(w1.hard - w0.hard), after.longest * 1e3);
     return 0;
 }
 
@@ -455,7 +535,7 @@ int main(int argc, char **argv)
             rv = bench_info(&f);
         }
         if (rv == 0 && binary) {
-            rv = bench_snapshot(&f);
+            rv = bench_snapshot(&f, &o, &clock);
         }
         if (rv == 0 && binary) {
             rv = bench_aggregate(&f);

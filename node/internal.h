@@ -135,6 +135,7 @@ struct node {
     bool last_cp_verifier;
     uint64_t checked_logged;
     uint64_t restored_logged;
+    uint64_t snapshot_failures_logged;
     int exit_code;
     struct loop_stats loop_stats;
     /* project.c */

@@ -583,6 +583,15 @@ static json_t *status_json(struct node *n, json_t *archive)
                         json_integer((json_int_t)vg_repl_fsm_max_level(&n->fsm)));
     json_object_set_new(o, "cluster_level", node_cluster_level_status(n));
     json_object_set_new(o, "settle", node_settle_status(n));
+    json_object_set_new(
+        o, "snapshots",
+        json_pack("{sIsIsIsIsfsfsf}", "taken", (json_int_t)n->fsm.snapshots.taken,
+                  "failed", (json_int_t)n->fsm.snapshots.failed, "last_index",
+                  (json_int_t)n->fsm.snapshots.last_index, "last_bytes",
+                  (json_int_t)n->fsm.snapshots.last_bytes, "last_loop_ms",
+                  n->fsm.snapshots.last_loop_ms, "max_loop_ms",
+                  n->fsm.snapshots.max_loop_ms, "last_pool_ms",
+                  n->fsm.snapshots.last_pool_ms));
     {
         /* The WAL's health: a checkpointer thread that falls behind shows
          * as checkpoints on the loop (writer_max_ms, hard). */
@@ -1248,6 +1257,10 @@ static void iterate(struct node *n)
         node_log(n, "state restored from a snapshot at index %llu",
                  (unsigned long long)n->fsm.applied_index);
         node_project_check(n);
+    }
+    if (n->fsm.snapshots.failed != n->snapshot_failures_logged) {
+        n->snapshot_failures_logged = n->fsm.snapshots.failed;
+        node_log(n, "%s", n->fsm.errmsg);
     }
     node_plc_update(n);
     node_tags_update(n);

@@ -49,6 +49,7 @@ static void io_close(struct raft_io *io, raft_io_close_cb cb)
 {
     /* The inner io calls CB with itself; libraft's close callback reads the
      * raft pointer from io->data, which the inner io carries too. */
+    WRAP(io)->closing = true;
     WRAP(io)->inner->close(WRAP(io)->inner, cb);
 }
 
@@ -192,8 +193,15 @@ static int io_snapshot_put(struct raft_io *io, unsigned trailing,
                            raft_io_snapshot_put_cb cb)
 {
     struct vg_repl_failstop *w = WRAP(io);
-    struct put_wrap *p = malloc(sizeof *p);
+    struct put_wrap *p;
     int rv;
+    if (w->closing) {
+        /* An asynchronous snapshot that finishes while the node shuts down
+         * is stored only after the io began closing: libraft 0.15's uv io
+         * is not known to refuse that, and it is not a disk fault. */
+        return RAFT_CANCELED;
+    }
+    p = malloc(sizeof *p);
     if (p == NULL) {
         return RAFT_NOMEM;
     }
@@ -262,6 +270,9 @@ static int io_random(struct raft_io *io, int min, int max)
 static int io_async_work(struct raft_io *io, struct raft_io_async_work *req,
                          raft_io_async_work_cb cb)
 {
+    if (WRAP(io)->closing) {
+        return RAFT_CANCELED;
+    }
     return WRAP(io)->inner->async_work(WRAP(io)->inner, req, cb);
 }
 
@@ -270,8 +281,13 @@ void vg_repl_failstop_init(struct vg_repl_failstop *w, struct raft_io *inner)
     struct raft_io *io = &w->io;
     w->inner = inner;
     w->faults = 0;
+    w->closing = false;
     w->what[0] = '\0';
-    io->version = inner->version;
+    /* libraft 0.15's uv io implements async_work but reports version 1
+     * (its fixture io: 0), and raft_init refuses an fsm with asynchronous
+     * snapshots (fsm version 3) over an io below version 2. The wrapper
+     * has every method of version 2 when the inner io has async_work. */
+    io->version = inner->async_work != NULL && inner->version < 2 ? 2 : inner->version;
     io->data = inner->data;
     io->impl = w;
     io->errmsg[0] = '\0';
@@ -290,5 +306,5 @@ void vg_repl_failstop_init(struct vg_repl_failstop *w, struct raft_io *inner)
     io->snapshot_get = io_snapshot_get;
     io->time = io_time;
     io->random = io_random;
-    io->async_work = inner->version >= 2 ? io_async_work : NULL;
+    io->async_work = inner->async_work != NULL ? io_async_work : NULL;
 }

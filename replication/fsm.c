@@ -1106,43 +1106,6 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
 
 /* ------------------------------------------------------ snapshot/restore */
 
-static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
-                        unsigned *n_bufs)
-{
-    struct vg_repl_fsm *f = fsm->data;
-    sqlite3_int64 size = 0;
-    unsigned char *image;
-    struct raft_buffer *b;
-
-    image = sqlite3_serialize(f->db, "main", &size, 0);
-    if (image == NULL || size < 100) {
-        sqlite3_free(image);
-        vg_errf(f->errmsg, "snapshot: cannot serialize database %s", f->path);
-        return RAFT_NOMEM;
-    }
-    b = raft_malloc(sizeof *b);
-    if (b == NULL) {
-        sqlite3_free(image);
-        return RAFT_NOMEM;
-    }
-    b->base = raft_malloc((size_t)size);
-    if (b->base == NULL) {
-        raft_free(b);
-        sqlite3_free(image);
-        return RAFT_NOMEM;
-    }
-    memcpy(b->base, image, (size_t)size);
-    b->len = (size_t)size;
-    sqlite3_free(image);
-    /* The live file is in WAL mode (format bytes 18/19 = 2); an in-memory
-     * copy of it can only be opened as a rollback-journal database. */
-    ((unsigned char *)b->base)[18] = 1;
-    ((unsigned char *)b->base)[19] = 1;
-    *bufs = b;
-    *n_bufs = 1;
-    return 0;
-}
-
 static int image_applied_index(sqlite3 *img, uint64_t *out)
 {
     sqlite3_stmt *st;
@@ -1330,11 +1293,10 @@ int vg_repl_fsm_open(struct vg_repl_fsm *f, const char *path)
         f->db = NULL;
         return rv;
     }
-    f->fsm.version = 1;
     f->fsm.data = f;
     f->fsm.apply = fsm_apply;
-    f->fsm.snapshot = fsm_snapshot;
     f->fsm.restore = fsm_restore;
+    fsm_snapshot_init(f);
     f->verdict = VG_VERDICT_UNKNOWN;
     snprintf(f->verdict_msg, sizeof f->verdict_msg, "no checkpoint compared yet");
     return VG_OK;
@@ -1389,6 +1351,7 @@ void vg_repl_fsm_read_end(struct vg_repl_fsm *f)
 
 void vg_repl_fsm_close(struct vg_repl_fsm *f)
 {
+    fsm_snapshot_drop(f);
     fsm_ckpt_stop(f);
     stmts_finalize(f);
     fsm_tag_cache_free(f);

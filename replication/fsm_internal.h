@@ -277,5 +277,14 @@ int fsm_ckpt_start(struct vg_repl_fsm *f);
 void fsm_ckpt_stop(struct vg_repl_fsm *f);
 void fsm_ckpt_pause(struct vg_repl_fsm *f);
 void fsm_ckpt_resume(struct vg_repl_fsm *f);
+/* A snapshot pins the database: checkpoints on the writer wait for a looser
+ * bound until the WAL has started over (on the writer's thread). */
+void fsm_ckpt_loosen(struct vg_repl_fsm *f);
+
+/* fsm_snapshot.c: install the version-3 snapshot methods in F->fsm (after
+ * the database is open); free a snapshot libraft began and never finalized
+ * (at close). */
+void fsm_snapshot_init(struct vg_repl_fsm *f);
+void fsm_snapshot_drop(struct vg_repl_fsm *f);
 
 #endif /* VG_REPL_FSM_INTERNAL_H */

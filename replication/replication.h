@@ -455,6 +455,14 @@ struct vg_repl_fsm {
     struct {
         uint64_t n, hash_sum;
     } summary_pending[3];
+    /* The snapshot libraft is taking (fsm_snapshot.c), and what the ones
+     * taken cost: the part on the caller's loop and the part on the pool. */
+    struct fsm_snapshot_job *snapshot_job;
+    struct {
+        uint64_t taken, failed;
+        uint64_t last_index, last_bytes;
+        double last_loop_ms, max_loop_ms, last_pool_ms;
+    } snapshots;
 };
 
 /* Open (create if needed) the SQLite database at PATH and load the last
@@ -473,6 +481,13 @@ int vg_repl_fsm_open_reader(struct vg_repl_fsm *f, const char *path);
  * *APPLIED (a read transaction: the writer goes on meanwhile). */
 int vg_repl_fsm_read_begin(struct vg_repl_fsm *f, uint64_t *applied);
 void vg_repl_fsm_read_end(struct vg_repl_fsm *f);
+
+/* A whole snapshot of F taken in the calling thread through the three steps
+ * libraft runs (snapshot on the loop, snapshot_async on its pool,
+ * snapshot_finalize): the image in OUT, raft_malloc'd, owned by the caller
+ * (hand it to restore or raft_free it). For tests, benchmarks and tools.
+ * VG_OK, or VG_EDB / VG_ENOMEM with a sentence in f->errmsg. */
+int vg_repl_fsm_snapshot_copy(struct vg_repl_fsm *f, struct raft_buffer *out);
 
 /* The WAL of the database is checkpointed on a thread of its own, not by the
  * commits of apply on the caller's thread (wal_checkpointer.c). All 0 for a
@@ -803,6 +818,7 @@ struct vg_repl_failstop {
     void (*fault_cb)(struct vg_repl_failstop *w, const char *what, int status);
     void *data;
     unsigned faults;
+    bool closing; /* close was called: late snapshot work is cancelled */
     char what[VG_ERRMSG_SIZE];
 };
 

@@ -20,7 +20,8 @@
  * and synced, once per RESTART_PAGES), and the next commit starts the WAL
  * over. Should the thread fall far behind (the WAL past HARD_LIMIT pages),
  * the hook checkpoints on the writer's connection as SQLite would have, so
- * the WAL stays bounded whatever happens to the thread. Restoring a snapshot
+ * the WAL stays bounded whatever happens to the thread (a looser bound while
+ * a snapshot is serialized, see SNAPSHOT_HARD_LIMIT). Restoring a snapshot
  * (a backup into the database) pauses the thread: fsm_ckpt_pause waits for
  * a checkpoint in progress and holds the next one back.
  *
@@ -43,6 +44,14 @@
 #define RESTART_PAGES 4096
 #define TAIL_PAGES 1024
 #define HARD_LIMIT 50000
+/* While a snapshot's read transaction pins the database (fsm_snapshot.c) no
+ * checkpoint can copy the frames written since, nor start the WAL over: a
+ * checkpoint on the writer at HARD_LIMIT would copy only what the thread
+ * copies too, on the loop (588 ms once, archive_apply_bench with a 300 MB
+ * snapshot). The WAL is left to grow for as long as the serialization
+ * takes, up to this bound, and afterwards until the thread has caught up
+ * and the WAL started over (fsm_ckpt_loosen). */
+#define SNAPSHOT_HARD_LIMIT (4 * HARD_LIMIT)
 
 struct fsm_ckpt {
     pthread_t thread;
@@ -58,6 +67,9 @@ struct fsm_ckpt {
     /* Checkpoints the hook ran on the writer's thread (tails and the hard
      * limit's): how many past HARD_LIMIT, and the longest of them. */
     uint64_t hard, writer_max_us;
+    /* SNAPSHOT_HARD_LIMIT applies, not HARD_LIMIT. Read and written on
+     * the writer's thread only (the WAL hook and fsm_ckpt_loosen). */
+    bool loose;
     int last_log;         /* WAL frames at the last commit the hook saw */
 };
 
@@ -136,10 +148,11 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
     pthread_mutex_lock(&c->lock);
     if (pages < c->last_log) {
         c->restarts++;
+        c->loose = false;
     }
     c->last_log = pages;
     pthread_mutex_unlock(&c->lock);
-    if (pages >= HARD_LIMIT) {
+    if (pages >= (c->loose ? SNAPSHOT_HARD_LIMIT : HARD_LIMIT)) {
         uint64_t t0 = now_us();
         sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
         writer_took(c, t0, true);
@@ -218,6 +231,13 @@ int fsm_ckpt_start(struct vg_repl_fsm *f)
     f->ckpt = c;
     sqlite3_wal_hook(f->db, wal_hook, f); /* replaces the automatic one */
     return VG_OK;
+}
+
+void fsm_ckpt_loosen(struct vg_repl_fsm *f)
+{
+    if (f->ckpt != NULL) {
+        f->ckpt->loose = true;
+    }
 }
 
 void fsm_ckpt_stop(struct vg_repl_fsm *f)

@@ -38,7 +38,7 @@ def main():
     args = ap.parse_args()
 
     n_tests = args.rounds * (5 if vc.wanted_level() is not None else 4) + 1 + \
-        (2 if args.lagging_follower else 0)
+        (3 if args.lagging_follower else 0)
     print("1..%d" % n_tests)
     t = 0
     failover_times = []
@@ -128,6 +128,15 @@ def main():
                     c.close()
                 ok(not bad, "lagging follower has all %d committed commands %s"
                    % (len(committed), bad[:3]))
+                # The nodes that stayed up took snapshots of their own, on
+                # their pool (status "snapshots"), none of them failed.
+                snaps = {s["node_id"]: s.get("snapshots", {}) for s in st.values()}
+                kept = [snaps[i] for i in snaps if i != lag.id]
+                ok(all(x.get("taken", 0) > 0 for x in kept) and
+                   all(x.get("failed", 1) == 0 for x in snaps.values()),
+                   "snapshots taken and failed per node: %s"
+                   % {i: (x.get("taken"), x.get("failed"), x.get("max_loop_ms"),
+                          x.get("last_pool_ms")) for i, x in snaps.items()})
         except Exception as e:  # report as a failure, then clean up
             ok(False, "exception: %r" % (e,))
             cluster.dump_logs()

@@ -194,14 +194,12 @@ static long long sql_int(struct vg_repl_fsm *f, const char *text)
     return v;
 }
 
-/* Take a snapshot of F: one buffer, owned by the caller. */
+/* Take a snapshot of F as libraft does: one buffer, owned by the caller. */
 static struct raft_buffer *snapshot_of(struct vg_repl_fsm *f)
 {
-    struct raft_buffer *bufs = NULL;
-    unsigned n = 0;
-    assert_int_equal(f->fsm.snapshot(&f->fsm, &bufs, &n), 0);
-    assert_int_equal(n, 1);
+    struct raft_buffer *bufs = raft_malloc(sizeof *bufs);
     assert_non_null(bufs);
+    assert_int_equal(vg_repl_fsm_snapshot_copy(f, &bufs[0]), VG_OK);
     assert_true(bufs[0].len >= 100);
     assert_memory_equal(bufs[0].base, "SQLite format 3", 16);
     return bufs;
@@ -628,6 +626,104 @@ static void test_snapshot_restore_into_fresh_fsm(void **state)
     assert_same_digest(&x->a, &x->b);
     assert_int_equal(x->b.applied_index, x->a.applied_index);
     assert_value(&x->b, "d", "4");
+}
+
+/* libraft's version-3 snapshot: snapshot() on the loop, then the loop
+ * applies on while snapshot_async() serializes on its pool. The image must
+ * hold the state libraft records for the snapshot, the one snapshot() saw,
+ * not one with the commands applied meanwhile. */
+static void test_async_snapshot_holds_state_of_snapshot_call(void **state)
+{
+    struct fx *x = *state;
+    struct raft_buffer *bufs = NULL;
+    struct raft_buffer image;
+    unsigned n_bufs = 0;
+    struct vg_repl_fsm c;
+    unsigned char at_pin[VG_DIGEST_SIZE], restored[VG_DIGEST_SIZE];
+    uint64_t pinned;
+
+    fill(x, &x->a);
+    pinned = x->a.applied_index;
+    digest_of(&x->a, at_pin);
+    assert_int_equal(x->a.fsm.version, 3);
+    assert_int_equal(x->a.fsm.snapshot(&x->a.fsm, &bufs, &n_bufs), 0);
+    assert_non_null(x->a.snapshot_job);
+    /* The pool has not run yet: libraft has nothing to store. */
+    assert_int_equal(n_bufs, 0);
+    put(x, &x->a, "d", "4");
+    put(x, &x->a, "a", "changed");
+    assert_int_equal(x->a.fsm.snapshot_async(&x->a.fsm, &bufs, &n_bufs), 0);
+    assert_int_equal(n_bufs, 1);
+    image.len = bufs[0].len;
+    image.base = raft_malloc(image.len);
+    assert_non_null(image.base);
+    memcpy(image.base, bufs[0].base, image.len);
+    assert_int_equal(x->a.fsm.snapshot_finalize(&x->a.fsm, &bufs, &n_bufs), 0);
+    assert_null(x->a.snapshot_job);
+    assert_int_equal(x->a.snapshots.taken, 1);
+    assert_int_equal(x->a.snapshots.failed, 0);
+    assert_int_equal(x->a.snapshots.last_index, pinned);
+    assert_int_equal(x->a.snapshots.last_bytes, image.len);
+
+    open_fsm(x, &c, "c.db");
+    assert_int_equal(c.fsm.restore(&c.fsm, &image), 0);
+    assert_int_equal(c.applied_index, pinned);
+    digest_of(&c, restored);
+    assert_memory_equal(restored, at_pin, VG_DIGEST_SIZE);
+    assert_value(&c, "a", "1");
+    assert_value(&c, "d", NULL);
+    /* The writer went on meanwhile. */
+    assert_int_equal(x->a.applied_index, pinned + 2);
+    assert_value(&x->a, "a", "changed");
+    vg_repl_fsm_close(&c);
+}
+
+/* libraft finalizes without snapshot_async when it cannot queue the work,
+ * and never asks for a second snapshot before the first is finalized. */
+static void test_snapshot_finalized_without_async(void **state)
+{
+    struct fx *x = *state;
+    struct raft_buffer *bufs = NULL, *again = NULL;
+    unsigned n_bufs = 0, n_again = 0;
+    struct raft_buffer *snap;
+
+    fill(x, &x->a);
+    assert_int_equal(x->a.fsm.snapshot(&x->a.fsm, &bufs, &n_bufs), 0);
+    assert_int_equal(x->a.fsm.snapshot(&x->a.fsm, &again, &n_again), RAFT_BUSY);
+    assert_int_equal(n_again, 0);
+    assert_int_equal(x->a.fsm.snapshot_finalize(&x->a.fsm, &bufs, &n_bufs), 0);
+    assert_null(x->a.snapshot_job);
+    assert_int_equal(x->a.snapshots.taken, 0);
+    assert_int_equal(x->a.snapshots.failed, 1);
+    assert_non_null(strstr(x->a.errmsg, "snapshot"));
+
+    /* The next one works, and a snapshot begun and never finalized is
+     * released by close (the sanitizer build checks for the leak). */
+    snap = snapshot_of(&x->a);
+    assert_int_equal(restore_into(&x->b, snap), 0);
+    assert_same_digest(&x->a, &x->b);
+    assert_int_equal(x->a.fsm.snapshot(&x->a.fsm, &bufs, &n_bufs), 0);
+    vg_repl_fsm_close(&x->a);
+    x->a_open = false;
+}
+
+/* A database without a WAL (in memory) has no second connection to read
+ * from: snapshot() serializes it on the spot. */
+static void test_snapshot_of_database_without_wal(void **state)
+{
+    struct fx *x = *state;
+    struct vg_repl_fsm m;
+    struct raft_buffer *snap;
+
+    if (vg_repl_fsm_open(&m, ":memory:") != VG_OK) {
+        fail_msg("open :memory:: %s", m.errmsg);
+    }
+    fill(x, &m);
+    snap = snapshot_of(&m);
+    assert_int_equal(m.snapshots.taken, 1);
+    assert_int_equal(restore_into(&x->b, snap), 0);
+    assert_same_digest(&m, &x->b);
+    vg_repl_fsm_close(&m);
 }
 
 /* The usual case at start-up: libraft restores its last snapshot into an fsm
@@ -1939,6 +2035,9 @@ int main(void)
         T(test_reopen_keeps_index_chain_and_state),
         T(test_replay_of_applied_index_is_skipped),
         T(test_snapshot_restore_into_fresh_fsm),
+        T(test_async_snapshot_holds_state_of_snapshot_call),
+        T(test_snapshot_finalized_without_async),
+        T(test_snapshot_of_database_without_wal),
         T(test_restore_older_image_is_ignored),
         T(test_restore_garbage_fails_and_changes_nothing),
         T(test_checkpoints_match_on_identical_replicas),
