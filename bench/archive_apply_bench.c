@@ -41,8 +41,10 @@
  *       how many it applied meanwhile and the longest of them, the WAL's
  *       frames and the checkpoints on the writer at its hard limit
  *       meanwhile; then as many batches again, and the longest of those
- *       (the WAL that grew meanwhile is checkpointed then). Once, so read
- *       it as an order of magnitude.
+ *       (the WAL that grew meanwhile is checkpointed then); restore_ms:
+ *       the image restored into a fresh fsm, as a lagging follower's
+ *       libraft does on its loop. Once, so read it as an order of
+ *       magnitude.
  * Machines are shared and noisy: compare medians and ratios, not single runs.
  *
  * usage: archive_apply_bench [--batches N] [--batch-samples N] [--tags N]
@@ -347,6 +349,34 @@ static void *snap_thread(void *arg)
     return NULL;
 }
 
+/* IMAGE restored into a fresh fsm next to PATH, as a lagging follower's
+ * libraft does on its loop; *MS how long that took. Consumes IMAGE. */
+static int bench_restore(const char *path, struct raft_buffer *image, double *ms)
+{
+    struct vg_repl_fsm *g = malloc(sizeof *g);
+    char other[4200];
+    double start;
+    int rv;
+
+    snprintf(other, sizeof other, "%s.restored", path);
+    if (g == NULL || vg_repl_fsm_open(g, other) != VG_OK) {
+        fprintf(stderr, "restore: %s\n", g != NULL ? g->errmsg : "out of memory");
+        free(g);
+        raft_free(image->base);
+        return -1;
+    }
+    start = now_s();
+    rv = g->fsm.restore(&g->fsm, image);
+    *ms = (now_s() - start) * 1e3;
+    if (rv != 0) {
+        fprintf(stderr, "restore: %s\n", g->errmsg);
+        raft_free(image->base);
+    }
+    vg_repl_fsm_close(g);
+    free(g);
+    return rv == 0 ? 0 : -1;
+}
+
 static int bench_snapshot(struct vg_repl_fsm *f, const struct opts *o,
                           uint64_t *clock)
 {
@@ -356,6 +386,8 @@ static int bench_snapshot(struct vg_repl_fsm *f, const struct opts *o,
     size_t bytes = 0;
     pthread_t thread;
     struct run r, after;
+    struct raft_buffer image = {NULL, 0};
+    double restore_ms;
     int rv;
 
     atomic_init(&j.done, false);
@@ -376,22 +408,36 @@ static int bench_snapshot(struct vg_repl_fsm *f, const struct opts *o,
     for (unsigned i = 0; i < j.n_bufs; i++) {
         bytes += j.bufs[i].len;
     }
+    if (j.rv == 0 && j.n_bufs == 1) {
+        image.base = raft_malloc(j.bufs[0].len);
+        if (image.base != NULL) {
+            memcpy(image.base, j.bufs[0].base, j.bufs[0].len);
+            image.len = j.bufs[0].len;
+        }
+    }
     f->fsm.snapshot_finalize(&f->fsm, &j.bufs, &j.n_bufs);
     if (rv != 0 || j.rv != 0) {
         fprintf(stderr, "snapshot: %s\n", j.rv != 0 ? "serialization failed" : "apply");
         return -1;
     }
     /* As many again after it: the WAL it let grow is checkpointed now. */
-    if (run_batches(f, o, true, clock, r.batches, NULL, &after) != 0) {
+    if (run_batches(f, o, true, clock, r.batches, NULL, &after) != 0 ||
+        image.base == NULL) {
+        raft_free(image.base);
+        return -1;
+    }
+    if (bench_restore(f->path, &image, &restore_ms) != 0) {
         return -1;
     }
     printf("{\"bench\":\"snapshot\",\"bytes\":%zu,\"loop_ms\":%.2f,"
            "\"pool_ms\":%.1f,\"batches_meanwhile\":%u,"
            "\"longest_batch_meanwhile_ms\":%.1f,\"wal_frames_after\":%llu,"
-           "\"wal_hard_meanwhile\":%llu,\"longest_batch_after_ms\":%.1f}\n",
+           "\"wal_hard_meanwhile\":%llu,\"longest_batch_after_ms\":%.1f,"
+           "\"restore_ms\":%.1f}\n",
            bytes, loop_ms, j.ms, r.batches, r.longest * 1e3,
            (unsigned long long)w1.wal_frames,
-           (unsigned long long)(w1.hard - w0.hard), after.longest * 1e3);
+           (unsigned long long)(w1.hard - w0.hard), after.longest * 1e3,
+           restore_ms);
     return 0;
 }
 
