@@ -55,8 +55,12 @@ Prints one JSON object per measurement:
       iteration there (status "loop"); wal its WAL's checkpoint counters
       (status "wal": hard and writer_max_ms tell checkpoints that ran on the
       loop because the checkpointer thread fell behind); nodes, for every
-      node, the same loop figures, its cluster level and what it settled
-      (status "settle": from level 2 on nodes settle between commands).
+      node, the same loop figures (and loop_max_ms_all, its longest
+      iteration since it started), its cluster level, what it settled
+      (status "settle": from level 2 on nodes settle between commands) and
+      the snapshots it took (status "snapshots": how long each held the
+      loop and how long its serialization took on the pool; set
+      VIGIL_NODE_ARGS="--snapshot-threshold N" for more of them).
 
 Machines are shared and noisy: compare medians of several runs.
 
@@ -236,8 +240,9 @@ def archive_bench(args, addr, follower, cluster):
         per_node.append({"id": s.get("node_id"), "loop_max_ms": lp.get("max_ms"),
                          "max_apply_ms": lp.get("max_apply_ms"),
                          "max_apply_commands": lp.get("max_apply_commands"),
+                         "loop_max_ms_all": lp.get("max_ms_all"),
                          "cluster_level": (s.get("cluster_level") or {}).get("committed"),
-                         "settle": s.get("settle")})
+                         "settle": s.get("settle"), "snapshots": s.get("snapshots")})
     if rec is not None:
         rec.send_signal(signal.SIGINT)
         rec.wait(timeout=60)

@@ -71,6 +71,18 @@ static int serialize(struct fsm_snapshot_job *job, sqlite3 *db, const char *path
     return 0;
 }
 
+/* The loop must not wait for the pin: a busy database (a WAL being
+ * recovered) fails the snapshot, and libraft tries again at the next
+ * apply. Pages are read through a mapping of the file, one copy each
+ * instead of a pread and a copy (those still in the WAL are read from it);
+ * measured at 153 MB: 607-717 ms against 590-844 ms, within the machine's
+ * noise, so kept for the copy it saves rather than for a figure. */
+static int snapshot_reader_setup(sqlite3 *db)
+{
+    sqlite3_busy_timeout(db, 50);
+    return sqlite3_exec(db, "PRAGMA mmap_size=1099511627776", NULL, NULL, NULL);
+}
+
 static void job_free(struct fsm_snapshot_job *job)
 {
     if (job->pinned) {
@@ -123,6 +135,7 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
         }
     } else {
         if (vg_repl_fsm_open_reader(&job->reader, f->path) != VG_OK ||
+            snapshot_reader_setup(job->reader.db) != SQLITE_OK ||
             vg_repl_fsm_read_begin(&job->reader, &seen) != VG_OK) {
             char why[VG_ERRMSG_SIZE];
             snprintf(why, sizeof why, "%s", job->reader.errmsg);
