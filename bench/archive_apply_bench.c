@@ -42,8 +42,8 @@
  *       frames and the checkpoints on the writer at its hard limit
  *       meanwhile; then as many batches again, and the longest of those
  *       (the WAL that grew meanwhile is checkpointed then); restore_ms:
- *       the image restored into a fresh fsm, as a lagging follower's
- *       libraft does on its loop. Once, so read it as an order of
+ *       the image checked (quick_check, schema) and restored into a fresh
+ *       fsm, as a lagging follower's libraft does on its loop. Once, so read it as an order of
  *       magnitude.
  * Machines are shared and noisy: compare medians and ratios, not single runs.
  *

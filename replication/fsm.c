@@ -1106,36 +1106,170 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
 
 /* ------------------------------------------------------ snapshot/restore */
 
-static int image_applied_index(sqlite3 *img, uint64_t *out)
+/* One integer from SQL on DB into *OUT: VG_OK, VG_ENOTFOUND when no row,
+ * VG_EMALFORMED otherwise. */
+static int image_int(sqlite3 *db, const char *sql, sqlite3_int64 *out)
 {
     sqlite3_stmt *st;
     int rc;
     *out = 0;
-    if (sqlite3_prepare_v2(img,
-                           "SELECT value FROM vg_meta WHERE key = 'applied_index'",
-                           -1, &st, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
         return VG_EMALFORMED;
     }
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        *out = (uint64_t)sqlite3_column_int64(st, 0);
+        if (sqlite3_column_type(st, 0) != SQLITE_INTEGER) {
+            rc = SQLITE_MISMATCH;
+        }
+        *out = sqlite3_column_int64(st, 0);
     }
     sqlite3_finalize(st);
-    return rc == SQLITE_ROW || rc == SQLITE_DONE ? VG_OK : VG_EMALFORMED;
+    return rc == SQLITE_ROW ? VG_OK : rc == SQLITE_DONE ? VG_ENOTFOUND : VG_EMALFORMED;
 }
 
+/* The index an image holds: the applied_index row of vg_meta, found by
+ * scanning the table as load_meta does (through the key's index, one
+ * damaged page made a newer image read as index 0, found by fuzz_snapshot).
+ * Missing or not an integer: not an image of ours. */
+static int image_applied_index(sqlite3 *img, uint64_t *out)
+{
+    sqlite3_int64 v;
+    int rv = image_int(img,
+                       "SELECT value FROM vg_meta NOT INDEXED"
+                       " WHERE key = 'applied_index'",
+                       &v);
+    *out = rv == VG_OK && v >= 0 ? (uint64_t)v : 0;
+    return rv == VG_OK && v >= 0 ? VG_OK : VG_EMALFORMED;
+}
+
+/* Whether a table or index of IMG is declared otherwise than ours (WHY
+ * names it). */
+static bool image_schema_differs(struct vg_repl_fsm *f, sqlite3 *img, char *why,
+                                 size_t size)
+{
+    sqlite3_stmt *theirs = NULL, *mine = NULL;
+    bool differs = false;
+    int rc;
+
+    if (sqlite3_prepare_v2(img,
+                           "SELECT type, name, sql FROM sqlite_schema"
+                           " WHERE type IN ('table', 'index')",
+                           -1, &theirs, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(f->db,
+                           "SELECT sql IS ?3 FROM sqlite_schema"
+                           " WHERE type = ?1 AND name = ?2",
+                           -1, &mine, NULL) != SQLITE_OK) {
+        snprintf(why, size, "its schema cannot be read");
+        differs = true;
+        goto out;
+    }
+    while (!differs && (rc = sqlite3_step(theirs)) == SQLITE_ROW) {
+        sqlite3_bind_value(mine, 1, sqlite3_column_value(theirs, 0));
+        sqlite3_bind_value(mine, 2, sqlite3_column_value(theirs, 1));
+        sqlite3_bind_value(mine, 3, sqlite3_column_value(theirs, 2));
+        if (sqlite3_step(mine) == SQLITE_ROW && sqlite3_column_int(mine, 0) == 0) {
+            snprintf(why, size, "its %s %.64s is declared otherwise",
+                     (const char *)sqlite3_column_text(theirs, 0),
+                     (const char *)sqlite3_column_text(theirs, 1));
+            differs = true;
+        }
+        sqlite3_reset(mine);
+    }
+    if (!differs && rc != SQLITE_DONE) {
+        snprintf(why, size, "its schema cannot be read");
+        differs = true;
+    }
+out:
+    sqlite3_finalize(theirs);
+    sqlite3_finalize(mine);
+    return differs;
+}
+
+/* Whether IMG may replace F's database: checked before anything of it is
+ * copied, so that a refused image leaves the replica as it was. VG_OK;
+ * VG_EMALFORMED (refuse: a damaged image) or VG_EUNSUPPORTED (this vigild
+ * cannot apply the image's cluster level) with a sentence in WHY. */
+static int image_check(struct vg_repl_fsm *f, sqlite3 *img, char *why, size_t size)
+{
+    sqlite3_int64 mine = 0, theirs = 0, level = 1, tables = 0;
+    sqlite3_stmt *st;
+    bool ok = false;
+    int rv;
+
+    /* A WAL database cannot change its page size: the copy would fail
+     * halfway, with our database already partly overwritten. */
+    if (image_int(f->db, "PRAGMA page_size", &mine) != VG_OK ||
+        image_int(img, "PRAGMA page_size", &theirs) != VG_OK || mine != theirs) {
+        snprintf(why, size, "its page size %lld is not the database's %lld",
+                 (long long)theirs, (long long)mine);
+        return VG_EMALFORMED;
+    }
+    /* Every page and b-tree of the image, without comparing indexes with
+     * their tables (integrity_check's part, several times slower): a
+     * damaged page must not be copied over a sound database. */
+    if (sqlite3_prepare_v2(img, "PRAGMA quick_check(1)", -1, &st, NULL) == SQLITE_OK) {
+        ok = sqlite3_step(st) == SQLITE_ROW &&
+             sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "ok") == 0;
+        sqlite3_finalize(st);
+    }
+    if (!ok) {
+        snprintf(why, size, "it is damaged (quick_check: %s)", sqlite3_errmsg(img));
+        return VG_EMALFORMED;
+    }
+    /* Tables are created once, never altered (schema, IF NOT EXISTS): a
+     * table or index the image shares with us must be declared alike, or
+     * every statement on it would fail after the copy (a damaged schema
+     * page that quick_check passes, found by fuzz_snapshot). An image of
+     * an older vigild lacks some; they are created after the copy. */
+    if (image_schema_differs(f, img, why, size)) {
+        return VG_EMALFORMED;
+    }
+    /* No table (an older vigild's image) or no row: level 1. */
+    rv = image_int(img,
+                   "SELECT count(*) FROM sqlite_schema"
+                   " WHERE type = 'table' AND name = 'cluster_level'",
+                   &tables);
+    if (rv == VG_OK && tables > 0) {
+        rv = image_int(img, "SELECT level FROM cluster_level WHERE slot = 0", &level);
+        if (rv == VG_ENOTFOUND) {
+            level = 1;
+            rv = VG_OK;
+        }
+    }
+    if (rv != VG_OK || level < 1 || level > INT32_MAX) {
+        snprintf(why, size, "its cluster level cannot be read");
+        return VG_EMALFORMED;
+    }
+    if ((uint64_t)level > vg_repl_fsm_max_level(f)) {
+        snprintf(why, size,
+                 "it is at cluster level %lld; this vigild applies up to level %u:"
+                 " run a newer vigild on this node",
+                 (long long)level, (unsigned)vg_repl_fsm_max_level(f));
+        return VG_EUNSUPPORTED;
+    }
+    return VG_OK;
+}
+
+/* libraft hands a snapshot to restore at start-up (its latest one, usually
+ * older than our durable database: kept) and when the leader sends one to
+ * a follower too far behind. A damaged image is refused (RAFT_CORRUPT)
+ * before anything of it is copied: the replica keeps its state and says so
+ * (errmsg, verdict message, n_refused); libraft 0.15 then applies nothing
+ * more until a sound one arrives. An image this vigild cannot apply stops
+ * the node (fatal), like a command of a level above it. Only a failure
+ * while copying or after it leaves the database replaced halfway: fatal. */
 static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 {
     struct vg_repl_fsm *f = fsm->data;
     sqlite3 *img = NULL;
     sqlite3_backup *bk;
     uint64_t image_index;
+    char why[VG_ERRMSG_SIZE - 80];
     int rv = RAFT_CORRUPT;
 
     if (buf->len < 100 || memcmp(buf->base, "SQLite format 3", 16) != 0) {
-        vg_errf(f->errmsg, "restore: snapshot of %zu bytes is not a database",
-                buf->len);
-        return RAFT_CORRUPT;
+        snprintf(why, sizeof why, "%zu bytes that are not a database", buf->len);
+        goto refuse;
     }
     /* Read in place: the image is only read, and stays ours until IMG is
      * closed below. A copy of it cost 0.4 s of the follower's loop at
@@ -1144,18 +1278,30 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
         sqlite3_deserialize(img, "main", buf->base, (sqlite3_int64)buf->len,
                             (sqlite3_int64)buf->len,
                             SQLITE_DESERIALIZE_READONLY) != SQLITE_OK) {
-        vg_errf(f->errmsg, "restore: cannot open snapshot image");
-        goto out;
+        snprintf(why, sizeof why, "it cannot be opened");
+        goto refuse;
     }
     if (image_applied_index(img, &image_index) != VG_OK) {
-        vg_errf(f->errmsg, "restore: snapshot image has no vg_meta table");
-        goto out;
+        snprintf(why, sizeof why, "it has no applied index");
+        goto refuse;
     }
     if (image_index <= f->applied_index && f->verdict != VG_VERDICT_DIVERGED) {
         /* Our durable database already holds everything in the snapshot (the
          * usual case at start-up): keep it. */
         rv = 0;
         goto out;
+    }
+    switch (image_check(f, img, why, sizeof why)) {
+    case VG_OK:
+        break;
+    case VG_EUNSUPPORTED:
+        vg_errf(f->errmsg, "restore: snapshot at index %llu refused: %s",
+                (unsigned long long)image_index, why);
+        f->fatal = 1;
+        rv = RAFT_IOERR;
+        goto out;
+    default:
+        goto refuse;
     }
     bk = sqlite3_backup_init(f->db, "main", img, "main");
     if (bk == NULL) {
@@ -1184,12 +1330,29 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
         rv = RAFT_IOERR;
         goto out;
     }
+    if (f->applied_index != image_index) {
+        vg_errf(f->errmsg, "restore: the restored database holds index %llu,"
+                           " its image said %llu",
+                (unsigned long long)f->applied_index, (unsigned long long)image_index);
+        f->fatal = 1;
+        rv = RAFT_IOERR;
+        goto out;
+    }
     f->n_restored++;
     f->verdict = VG_VERDICT_UNKNOWN;
     snprintf(f->verdict_msg, sizeof f->verdict_msg,
              "restored from snapshot at index %llu",
              (unsigned long long)f->applied_index);
     rv = 0;
+    goto out;
+
+refuse:
+    f->n_refused++;
+    vg_errf(f->errmsg, "restore: snapshot refused, %s", why);
+    snprintf(f->verdict_msg, sizeof f->verdict_msg,
+             "refused a snapshot: %s; still at index %llu", why,
+             (unsigned long long)f->applied_index);
+    rv = RAFT_CORRUPT;
 out:
     sqlite3_close(img);
     if (rv == 0) {

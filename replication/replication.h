@@ -419,6 +419,7 @@ struct vg_repl_fsm {
     uint64_t n_skipped;              /* replayed commands already in db */
     uint64_t n_rejected;             /* commands applied as rejected */
     uint64_t n_restored;             /* snapshots copied into the db */
+    uint64_t n_refused;              /* damaged snapshots refused (restore) */
     uint64_t apply_ns;               /* wall time spent in apply, in all */
     /* Consistency: the latest checkpoint taken and the latest compared. */
     uint64_t checkpoint_index;

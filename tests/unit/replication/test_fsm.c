@@ -806,7 +806,8 @@ static void test_restore_garbage_fails_and_changes_nothing(void **state)
     sqlite3_free(image);
     sqlite3_close(plain);
     assert_int_equal(restore_into(&x->a, bufs), RAFT_CORRUPT);
-    assert_non_null(strstr(x->a.errmsg, "vg_meta"));
+    assert_non_null(strstr(x->a.errmsg, "no applied index"));
+    assert_int_equal(x->a.n_refused, 4);
 
     digest_of(&x->a, after);
     assert_memory_equal(digest, after, VG_DIGEST_SIZE);
@@ -817,6 +818,176 @@ static void test_restore_garbage_fails_and_changes_nothing(void **state)
     /* It still applies normally. */
     put(x, &x->a, "b", "2");
     assert_int_equal(x->a.applied_index, 2);
+}
+
+/* IMAGE (A's snapshot) changed by SQL run on a writable copy of it: a new
+ * image in the shape libraft hands over. */
+static struct raft_buffer *image_edited(const struct raft_buffer *image,
+                                        const char *sql)
+{
+    struct raft_buffer *out = raft_malloc(sizeof *out);
+    unsigned char *copy = sqlite3_malloc64(image->len), *edited;
+    sqlite3_int64 size = 0;
+    sqlite3 *db;
+
+    assert_non_null(out);
+    assert_non_null(copy);
+    memcpy(copy, image->base, image->len);
+    assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
+    assert_int_equal(sqlite3_deserialize(db, "main", copy, (sqlite3_int64)image->len,
+                                         (sqlite3_int64)image->len,
+                                         SQLITE_DESERIALIZE_FREEONCLOSE |
+                                             SQLITE_DESERIALIZE_RESIZEABLE),
+                     SQLITE_OK);
+    if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+        fail_msg("%s: %s", sql, sqlite3_errmsg(db));
+    }
+    edited = sqlite3_serialize(db, "main", &size, 0);
+    assert_non_null(edited);
+    out->len = (size_t)size;
+    out->base = raft_malloc(out->len);
+    assert_non_null(out->base);
+    memcpy(out->base, edited, out->len);
+    sqlite3_free(edited);
+    sqlite3_close(db);
+    return out;
+}
+
+/* IMAGE rewritten with pages of PAGE_SIZE bytes (a VACUUM of a
+ * rollback-journal file in X's directory can change that). */
+static struct raft_buffer *image_with_page_size(struct fx *x,
+                                                const struct raft_buffer *image,
+                                                int page_size)
+{
+    struct raft_buffer *out = raft_malloc(sizeof *out);
+    char path[128], sql[64];
+    unsigned char *bytes;
+    sqlite3_int64 size = 0;
+    sqlite3 *db;
+    FILE *fp;
+
+    assert_non_null(out);
+    path_in(x, "resized.db", path, sizeof path);
+    fp = fopen(path, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(image->base, 1, image->len, fp), image->len);
+    assert_int_equal(fclose(fp), 0);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    snprintf(sql, sizeof sql, "PRAGMA page_size = %d; VACUUM", page_size);
+    if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+        fail_msg("%s: %s", sql, sqlite3_errmsg(db));
+    }
+    bytes = sqlite3_serialize(db, "main", &size, 0);
+    assert_non_null(bytes);
+    assert_int_equal((bytes[16] << 8 | bytes[17]), page_size);
+    out->len = (size_t)size;
+    out->base = raft_malloc(out->len);
+    assert_non_null(out->base);
+    memcpy(out->base, bytes, out->len);
+    sqlite3_free(bytes);
+    sqlite3_close(db);
+    unlink(path);
+    return out;
+}
+
+/* The page of IMAGE where table NAME's b-tree starts (its root). */
+static unsigned char *root_page(const struct raft_buffer *image, const char *name)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    long long root = 0, page_size = 0;
+
+    assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
+    assert_int_equal(sqlite3_deserialize(db, "main", image->base,
+                                         (sqlite3_int64)image->len,
+                                         (sqlite3_int64)image->len,
+                                         SQLITE_DESERIALIZE_READONLY),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT rootpage, (SELECT page_size FROM"
+                                        " pragma_page_size) FROM sqlite_schema"
+                                        " WHERE name = ?",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    root = sqlite3_column_int64(st, 0);
+    page_size = sqlite3_column_int64(st, 1);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    assert_true(root >= 2 && (size_t)(root * page_size) <= image->len);
+    return (unsigned char *)image->base + (root - 1) * page_size;
+}
+
+/* Refused images leave the replica exactly as it was (found by
+ * fuzz_snapshot: a damaged page was copied over a sound database, and an
+ * image without its applied index read as index 0). */
+static void test_restore_refuses_damaged_images(void **state)
+{
+    struct fx *x = *state;
+    unsigned char before[VG_DIGEST_SIZE], after[VG_DIGEST_SIZE];
+    struct raft_buffer *good, *bad;
+    char body[32];
+
+    fill(x, &x->a);
+    snprintf(body, sizeof body, "{\"level\":%u}", VG_REPL_APPLY_LEVEL);
+    assert_int_equal(apply_cmd(x, &x->a, VG_CMD_CLUSTER_LEVEL, body), VG_OK);
+    put(x, &x->b, "mine", "kept");
+    digest_of(&x->b, before);
+    good = snapshot_of(&x->a);
+
+    /* A page that is not a b-tree page any more (kv's root). */
+    bad = image_edited(good, "SELECT 1");
+    root_page(bad, "kv")[0] = 0;
+    assert_int_equal(restore_into(&x->b, bad), RAFT_CORRUPT);
+    assert_non_null(strstr(x->b.errmsg, "damaged"));
+
+    /* No applied index (also when vg_meta's key index cannot find it). */
+    bad = image_edited(good, "DELETE FROM vg_meta WHERE key = 'applied_index'");
+    assert_int_equal(restore_into(&x->b, bad), RAFT_CORRUPT);
+    assert_non_null(strstr(x->b.errmsg, "no applied index"));
+    bad = image_edited(good, "UPDATE vg_meta SET value = 'x' WHERE key = 'applied_index'");
+    assert_int_equal(restore_into(&x->b, bad), RAFT_CORRUPT);
+
+    /* Another page size: a WAL database cannot take it. */
+    bad = image_with_page_size(x, good, 8192);
+    assert_int_equal(restore_into(&x->b, bad), RAFT_CORRUPT);
+    assert_non_null(strstr(x->b.errmsg, "page size 8192"));
+
+    /* A cluster level that cannot be read. */
+    bad = image_edited(good, "UPDATE cluster_level SET level = 0");
+    assert_int_equal(restore_into(&x->b, bad), RAFT_CORRUPT);
+    assert_non_null(strstr(x->b.errmsg, "cluster level"));
+
+    /* A table declared otherwise (quick_check finds nothing wrong). */
+    bad = image_edited(good, "ALTER TABLE kv ADD COLUMN extra");
+    assert_int_equal(restore_into(&x->b, bad), RAFT_CORRUPT);
+    assert_non_null(strstr(x->b.errmsg, "table kv is declared otherwise"));
+
+    assert_int_equal(x->b.n_refused, 6);
+    assert_int_equal(x->b.n_restored, 0);
+    assert_int_equal(x->b.fatal, 0);
+    assert_non_null(strstr(x->b.verdict_msg, "refused a snapshot"));
+    digest_of(&x->b, after);
+    assert_memory_equal(before, after, VG_DIGEST_SIZE);
+    assert_value(&x->b, "mine", "kept");
+
+    /* A level this vigild does not apply stops the node, but copies
+     * nothing first. */
+    x->b.max_level = 1;
+    bad = image_edited(good, "SELECT 1");
+    assert_int_equal(restore_into(&x->b, bad), RAFT_IOERR);
+    assert_int_equal(x->b.fatal, 1);
+    assert_non_null(strstr(x->b.errmsg, "run a newer vigild"));
+    digest_of(&x->b, after);
+    assert_memory_equal(before, after, VG_DIGEST_SIZE);
+
+    /* The sound image is taken by a replica that applies its level. */
+    x->b.fatal = 0;
+    x->b.max_level = 0;
+    assert_int_equal(restore_into(&x->b, good), 0);
+    assert_same_digest(&x->a, &x->b);
+    assert_int_equal(x->b.n_restored, 1);
 }
 
 /* ---- checkpoints ---------------------------------------------------------- */
@@ -2040,6 +2211,7 @@ int main(void)
         T(test_snapshot_of_database_without_wal),
         T(test_restore_older_image_is_ignored),
         T(test_restore_garbage_fails_and_changes_nothing),
+        T(test_restore_refuses_damaged_images),
         T(test_checkpoints_match_on_identical_replicas),
         T(test_checkpoint_detects_corrupted_replica),
         T(test_checkpoint_unknown_reference_leaves_verdict),
