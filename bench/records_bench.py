@@ -60,7 +60,9 @@ Prints one JSON object per measurement:
       (status "settle": from level 2 on nodes settle between commands) and
       the snapshots it took (status "snapshots": how long each held the
       loop and how long its serialization took on the pool; set
-      VIGIL_NODE_ARGS="--snapshot-threshold N" for more of them).
+      VIGIL_NODE_ARGS="--snapshot-threshold N" for more of them), what
+      libraft's log held in memory (status "raft_log") and its resident
+      memory (rss_mb, from /proc).
 
 Machines are shared and noisy: compare medians of several runs.
 
@@ -210,6 +212,18 @@ def takeover_round(cluster, n_alarms, k, perf=None):
     return out
 
 
+def rss_mb(node):
+    """NODE's resident set size in MiB (None when it is gone)."""
+    try:
+        with open("/proc/%d/status" % node.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return round(int(line.split()[1]) / 1024.0, 1)
+    except (OSError, AttributeError):
+        return None
+    return None
+
+
 def archive_bench(args, addr, follower, cluster):
     """The archive window (see the docstring). With --perf, every node is
     recorded during the window into DIR/archive.data."""
@@ -242,7 +256,9 @@ def archive_bench(args, addr, follower, cluster):
                          "max_apply_commands": lp.get("max_apply_commands"),
                          "loop_max_ms_all": lp.get("max_ms_all"),
                          "cluster_level": (s.get("cluster_level") or {}).get("committed"),
-                         "settle": s.get("settle"), "snapshots": s.get("snapshots")})
+                         "settle": s.get("settle"), "snapshots": s.get("snapshots"),
+                         "raft_log": s.get("raft_log"),
+                         "rss_mb": rss_mb(n)})
     if rec is not None:
         rec.send_signal(signal.SIGINT)
         rec.wait(timeout=60)

@@ -24,6 +24,9 @@ static const char usage[] =
     "  --heartbeat MS          raft heartbeat (default 50)\n"
     "  --snapshot-threshold N  entries between snapshots (default 4096)\n"
     "  --snapshot-trailing N   entries kept after a snapshot (default 1024)\n"
+    "  --snapshot-log-mb N     take a snapshot early when the raft log holds N MB,\n"
+    "                          and keep at most N/4 MB of trailing entries\n"
+    "                          (default 512; 0: entry counts only)\n"
     "  --checkpoint-interval MS  consistency checkpoints (default 5000)\n"
     "  --archive-retention-days N  archived process values older than N days\n"
     "                          are cut (default 30; 0 keeps everything)\n"
@@ -145,7 +148,7 @@ int vg_node_config_parse(struct vg_node_config *c, int argc, char **argv,
     enum {
         O_ID = 1000, O_RAFT, O_CLIENT, O_DATA, O_BOOT, O_JOIN, O_ET, O_HB,
         O_ST, O_STR, O_CP, O_IDLE, O_RETENTION, O_VERBOSE, O_REBUILD, O_LEVEL,
-        O_CLUSTER_LEVEL, O_HELP
+        O_CLUSTER_LEVEL, O_LOG_MB, O_HELP
     };
     static const struct option opts[] = {
         {"id", required_argument, NULL, O_ID},
@@ -158,6 +161,7 @@ int vg_node_config_parse(struct vg_node_config *c, int argc, char **argv,
         {"heartbeat", required_argument, NULL, O_HB},
         {"snapshot-threshold", required_argument, NULL, O_ST},
         {"snapshot-trailing", required_argument, NULL, O_STR},
+        {"snapshot-log-mb", required_argument, NULL, O_LOG_MB},
         {"checkpoint-interval", required_argument, NULL, O_CP},
         {"client-idle-timeout", required_argument, NULL, O_IDLE},
         {"archive-retention-days", required_argument, NULL, O_RETENTION},
@@ -177,6 +181,7 @@ int vg_node_config_parse(struct vg_node_config *c, int argc, char **argv,
     c->heartbeat_ms = 50;
     c->snapshot_threshold = 4096;
     c->snapshot_trailing = 1024;
+    c->snapshot_log_mb = 512;
     c->checkpoint_interval_ms = 5000;
     c->client_idle_timeout_ms = 30000;
     c->archive_retention_days = 30;
@@ -225,6 +230,10 @@ int vg_node_config_parse(struct vg_node_config *c, int argc, char **argv,
         case O_STR:
             rv = parse_uint("--snapshot-trailing", optarg, 0, 100000000, &v, errmsg);
             c->snapshot_trailing = (unsigned)v;
+            break;
+        case O_LOG_MB:
+            rv = parse_uint("--snapshot-log-mb", optarg, 0, 1048576, &v, errmsg);
+            c->snapshot_log_mb = (unsigned)v;
             break;
         case O_CP:
             rv = parse_uint("--checkpoint-interval", optarg, 100, 86400000, &v, errmsg);

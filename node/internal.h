@@ -136,6 +136,7 @@ struct node {
     uint64_t checked_logged;
     uint64_t restored_logged;
     uint64_t snapshot_failures_logged;
+    uint64_t refused_logged;
     int exit_code;
     struct loop_stats loop_stats;
     /* project.c */
@@ -166,6 +167,15 @@ struct node {
         uint64_t next_ms;    /* when to look again (monotonic) */
         uint64_t waiting_for; /* a member that does not apply the level yet */
     } level;
+    /* log_budget.c */
+    struct node_log_budget {
+        uint64_t next_ms;        /* no look before (monotonic) */
+        uint64_t entries, bytes; /* libraft's in-memory log at the last look */
+        uint64_t max_bytes;      /* the most it held at a look */
+        unsigned threshold, trailing; /* what libraft was last given */
+        bool early;              /* the threshold is lowered */
+        uint64_t early_snapshots; /* times it was */
+    } log_budget;
     /* settle.c */
     struct {
         uint64_t next_ms;    /* no slice before (monotonic) */
@@ -400,6 +410,17 @@ json_t *node_peers_member_json(struct node *n, uint64_t id);
 void node_cluster_level_update(struct node *n);
 /* {"applies","committed","waiting_for"} (a new reference). */
 json_t *node_cluster_level_status(struct node *n);
+
+/* ---- log_budget.c: the raft log's memory, bounded in bytes -------------- */
+
+/* node.c, every iteration (looks every 100 ms): bring libraft's next
+ * snapshot forward when its in-memory log passes --snapshot-log-mb, and
+ * keep its trailing entries to a quarter of that. Set threshold and
+ * trailing in n->log_budget to what raft_init was given first. */
+void node_log_budget_update(struct node *n);
+/* {"entries","bytes","max_bytes","budget_bytes","threshold","trailing",
+ *  "early_snapshots"} (a new reference). */
+json_t *node_log_budget_status(struct node *n);
 
 /* ---- settle.c: the archive's recent rows, settled between commands ----- */
 

@@ -583,6 +583,7 @@ static json_t *status_json(struct node *n, json_t *archive)
                         json_integer((json_int_t)vg_repl_fsm_max_level(&n->fsm)));
     json_object_set_new(o, "cluster_level", node_cluster_level_status(n));
     json_object_set_new(o, "settle", node_settle_status(n));
+    json_object_set_new(o, "raft_log", node_log_budget_status(n));
     json_object_set_new(
         o, "snapshots",
         json_pack("{sIsIsIsIsfsfsf}", "taken", (json_int_t)n->fsm.snapshots.taken,
@@ -1258,6 +1259,10 @@ static void iterate(struct node *n)
                  (unsigned long long)n->fsm.applied_index);
         node_project_check(n);
     }
+    if (n->fsm.n_refused != n->refused_logged) {
+        n->refused_logged = n->fsm.n_refused;
+        node_log(n, "SNAPSHOT REFUSED: %s", n->fsm.errmsg);
+    }
     if (n->fsm.snapshots.failed != n->snapshot_failures_logged) {
         n->snapshot_failures_logged = n->fsm.snapshots.failed;
         node_log(n, "%s", n->fsm.errmsg);
@@ -1269,6 +1274,7 @@ static void iterate(struct node *n)
     node_peers_update(n);
     node_cluster_level_update(n);
     node_settle_update(n);
+    node_log_budget_update(n);
     if (n->fsm.checked_index != n->checked_logged) {
         n->checked_logged = n->fsm.checked_index;
         if (n->fsm.verdict == VG_VERDICT_DIVERGED) {
@@ -1596,6 +1602,8 @@ int vg_node_run(const struct vg_node_config *cfg, char *errmsg)
     raft_set_heartbeat_timeout(&n->raft, cfg->heartbeat_ms);
     raft_set_snapshot_threshold(&n->raft, cfg->snapshot_threshold);
     raft_set_snapshot_trailing(&n->raft, cfg->snapshot_trailing);
+    n->log_budget.threshold = cfg->snapshot_threshold;
+    n->log_budget.trailing = cfg->snapshot_trailing;
     raft_set_pre_vote(&n->raft, true);
     raft_uv_set_connect_retry_delay(&n->uv_io, 50);
 

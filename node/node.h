@@ -39,6 +39,8 @@ struct vg_node_config {
     unsigned heartbeat_ms;
     unsigned snapshot_threshold;
     unsigned snapshot_trailing;
+    unsigned snapshot_log_mb;   /* raft log bytes that bring a snapshot
+                                   forward (0: entry counts only) */
     unsigned checkpoint_interval_ms;
     unsigned archive_retention_days; /* 0: keep archived values forever */
     unsigned client_idle_timeout_ms;

@@ -35,10 +35,20 @@ def main():
     ap.add_argument("--lagging-follower", type=int, default=0, metavar="N",
                     help="finally kill a follower, commit N commands, restart it "
                          "and require it to catch up from a snapshot")
+    ap.add_argument("--value-bytes", type=int, default=0, metavar="B",
+                    help="pad every value to B bytes (heavy log entries)")
+    ap.add_argument("--log-budget-mb", type=int, default=0, metavar="MB",
+                    help="finally check that the nodes held their raft log to "
+                         "this budget (their --snapshot-log-mb) by snapshots "
+                         "taken early")
     args = ap.parse_args()
 
+    def value(i):
+        v = "v%d" % i
+        return v + "." * (args.value_bytes - len(v)) if args.value_bytes > len(v) else v
+
     n_tests = args.rounds * (5 if vc.wanted_level() is not None else 4) + 1 + \
-        (3 if args.lagging_follower else 0)
+        (3 if args.lagging_follower else 0) + (1 if args.log_budget_mb else 0)
     print("1..%d" % n_tests)
     t = 0
     failover_times = []
@@ -63,7 +73,7 @@ def main():
             for r in range(args.rounds):
                 for i in range(args.commands):
                     key = "r%d-k%d" % (r, i)
-                    committed[key] = "v%d" % i
+                    committed[key] = value(i)
                     put(leader, key, committed[key])
                 old = leader
                 old.kill()
@@ -112,7 +122,7 @@ def main():
                 lag.kill()
                 for i in range(args.lagging_follower):
                     key = "lag-k%d" % i
-                    committed[key] = "v%d" % i
+                    committed[key] = value(i)
                     put(leader, key, committed[key])
                 lag.start()
                 st = cluster.wait_converged(timeout=20)
@@ -137,6 +147,27 @@ def main():
                    "snapshots taken and failed per node: %s"
                    % {i: (x.get("taken"), x.get("failed"), x.get("max_loop_ms"),
                           x.get("last_pool_ms")) for i, x in snaps.items()})
+            if args.log_budget_mb:
+                # With a threshold no run reaches, only the budget takes
+                # snapshots. Once the last one is stored every node's log
+                # holds at most the budget plus a quarter of it (trailing)
+                # and one entry.
+                bound = (args.log_budget_mb << 20) * 5 // 4 + args.value_bytes + 4096
+                deadline = time.monotonic() + 10.0
+                while True:
+                    logs = {s["node_id"]: s.get("raft_log", {})
+                            for s in cluster.statuses().values()}
+                    held = all(x.get("bytes", bound + 1) <= bound for x in logs.values())
+                    if held or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.2)
+                # (the follower restarted last may have taken none since)
+                early = sum(1 for x in logs.values() if x.get("early_snapshots", 0) > 0)
+                ok(held and len(logs) == 3 and early >= 2,
+                   "raft logs held to %d bytes by early snapshots: %s"
+                   % (bound, {i: (x.get("bytes"), x.get("max_bytes"),
+                                  x.get("early_snapshots"), x.get("trailing"))
+                              for i, x in logs.items()}))
         except Exception as e:  # report as a failure, then clean up
             ok(False, "exception: %r" % (e,))
             cluster.dump_logs()
