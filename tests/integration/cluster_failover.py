@@ -150,9 +150,11 @@ def main():
             if args.log_budget_mb:
                 # With a threshold no run reaches, only the budget takes
                 # snapshots. Once the last one is stored every node's log
-                # holds at most the budget plus a quarter of it (trailing)
-                # and one entry.
-                bound = (args.log_budget_mb << 20) * 5 // 4 + args.value_bytes + 4096
+                # holds at most the budget, the trailing entries (a quarter
+                # of it, but at least 16 entries) and one entry.
+                budget = args.log_budget_mb << 20
+                trailing = max(budget // 4, 16 * (args.value_bytes + 256))
+                bound = budget + trailing + args.value_bytes + 4096
                 deadline = time.monotonic() + 10.0
                 while True:
                     logs = {s["node_id"]: s.get("raft_log", {})
