@@ -43,6 +43,9 @@
 #define MAX_KEY 256u
 #define MAX_VALUE 65536u
 #define LEADER_POLL_MS 100
+/* cluster status: a node busy reading its archive is asked again. */
+#define STATUS_TRIES 3
+#define STATUS_RETRY_MS 200
 #define MAX_COMMENT 1024u
 /* A load validates on the leader and commits a large command: give it more
  * time than a plain request unless --timeout says otherwise. */
@@ -1121,7 +1124,21 @@ static void survey_run(struct vg_client *c, struct survey *s)
             nd->error = strdup("out of memory");
             continue;
         }
-        if (vg_client_call_at(c, nd->addr, req, &st, errmsg) != VG_OK) {
+        /* A node answers unavailable while more than two reads of its
+         * archive run (node/archive_duty.c): ask again, a few times. */
+        for (int tries = 0;; tries++) {
+            if (vg_client_call_at(c, nd->addr, req, &st, errmsg) != VG_OK) {
+                break;
+            }
+            if (tries >= STATUS_TRIES - 1 ||
+                strcmp(vg_proto_get_str(st, "code", ""), "unavailable") != 0) {
+                break;
+            }
+            json_decref(st);
+            st = NULL;
+            pause_ms(STATUS_RETRY_MS);
+        }
+        if (st == NULL) {
             nd->error = strdup(errmsg);
             json_decref(req);
             continue;
