@@ -1142,44 +1142,74 @@ static int image_applied_index(sqlite3 *img, uint64_t *out)
     return rv == VG_OK && v >= 0 ? VG_OK : VG_EMALFORMED;
 }
 
-/* Whether a table or index of IMG is declared otherwise than ours (WHY
- * names it). */
+/* What a table or index of DB is made of, in a form that does not depend
+ * on how its CREATE statement was written (whitespace, quoting: a vigild
+ * that reformats its schema must still take an older node's image): a
+ * table's columns with their declared type, NOT NULL and key position, an
+ * index's columns. Parameters: ?1 'table' or 'index', ?2 its name. */
+static const char shape_sql[] =
+    "SELECT CASE ?1 WHEN 'table' THEN"
+    " (SELECT group_concat(x, ',') FROM (SELECT name || ' ' || type || ' ' ||"
+    "  \"notnull\" || ' ' || pk AS x FROM pragma_table_info(?2) ORDER BY cid))"
+    " ELSE (SELECT group_concat(x, ',') FROM (SELECT coalesce(name, '#' || cid)"
+    "  AS x FROM pragma_index_info(?2) ORDER BY seqno)) END";
+
+/* The shape of TYPE NAME in the database of ST (shape_sql, prepared), into
+ * OUT: false when it has none (no such table or index). */
+static bool shape_of(sqlite3_stmt *st, const unsigned char *type,
+                     const unsigned char *name, char *out, size_t size)
+{
+    bool found = false;
+    sqlite3_bind_text(st, 1, (const char *)type, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, (const char *)name, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+        snprintf(out, size, "%s", (const char *)sqlite3_column_text(st, 0));
+        found = true;
+    }
+    sqlite3_reset(st);
+    return found;
+}
+
+/* Whether a table or index of IMG is made otherwise than ours (WHY names
+ * it). One of ours it lacks is not: an older vigild's image. */
 static bool image_schema_differs(struct vg_repl_fsm *f, sqlite3 *img, char *why,
                                  size_t size)
 {
-    sqlite3_stmt *theirs = NULL, *mine = NULL;
+    sqlite3_stmt *list = NULL, *theirs = NULL, *mine = NULL;
+    char a[4096], b[4096];
     bool differs = false;
-    int rc;
+    int rc = SQLITE_ERROR;
 
     if (sqlite3_prepare_v2(img,
-                           "SELECT type, name, sql FROM sqlite_schema"
+                           "SELECT type, name FROM sqlite_schema"
                            " WHERE type IN ('table', 'index')",
-                           -1, &theirs, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(f->db,
-                           "SELECT sql IS ?3 FROM sqlite_schema"
-                           " WHERE type = ?1 AND name = ?2",
-                           -1, &mine, NULL) != SQLITE_OK) {
+                           -1, &list, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(img, shape_sql, -1, &theirs, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(f->db, shape_sql, -1, &mine, NULL) != SQLITE_OK) {
         snprintf(why, size, "its schema cannot be read");
         differs = true;
         goto out;
     }
-    while (!differs && (rc = sqlite3_step(theirs)) == SQLITE_ROW) {
-        sqlite3_bind_value(mine, 1, sqlite3_column_value(theirs, 0));
-        sqlite3_bind_value(mine, 2, sqlite3_column_value(theirs, 1));
-        sqlite3_bind_value(mine, 3, sqlite3_column_value(theirs, 2));
-        if (sqlite3_step(mine) == SQLITE_ROW && sqlite3_column_int(mine, 0) == 0) {
-            snprintf(why, size, "its %s %.64s is declared otherwise",
-                     (const char *)sqlite3_column_text(theirs, 0),
-                     (const char *)sqlite3_column_text(theirs, 1));
+    while (!differs && (rc = sqlite3_step(list)) == SQLITE_ROW) {
+        const unsigned char *type = sqlite3_column_text(list, 0);
+        const unsigned char *name = sqlite3_column_text(list, 1);
+        if (type == NULL || name == NULL) {
+            continue;
+        }
+        if (!shape_of(mine, type, name, b, sizeof b)) {
+            continue; /* not one of ours */
+        }
+        if (!shape_of(theirs, type, name, a, sizeof a) || strcmp(a, b) != 0) {
+            snprintf(why, size, "its %s %.64s is declared otherwise", type, name);
             differs = true;
         }
-        sqlite3_reset(mine);
     }
     if (!differs && rc != SQLITE_DONE) {
         snprintf(why, size, "its schema cannot be read");
         differs = true;
     }
 out:
+    sqlite3_finalize(list);
     sqlite3_finalize(theirs);
     sqlite3_finalize(mine);
     return differs;

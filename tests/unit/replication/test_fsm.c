@@ -982,12 +982,24 @@ static void test_restore_refuses_damaged_images(void **state)
     digest_of(&x->b, after);
     assert_memory_equal(before, after, VG_DIGEST_SIZE);
 
-    /* The sound image is taken by a replica that applies its level. */
     x->b.fatal = 0;
     x->b.max_level = 0;
-    assert_int_equal(restore_into(&x->b, good), 0);
+
+    /* A declaration written otherwise but of the same shape (a vigild
+     * that reformats its schema) is no reason to refuse. */
+    bad = image_edited(good, "PRAGMA writable_schema = ON;"
+                             "UPDATE sqlite_schema SET sql = replace(sql, '(', ' ( ')"
+                             " WHERE name = 'kv'");
+    assert_int_equal(restore_into(&x->b, bad), 0);
     assert_same_digest(&x->a, &x->b);
     assert_int_equal(x->b.n_restored, 1);
+    assert_int_equal(x->b.n_refused, 6);
+
+    /* The sound image is taken by a replica that applies its level. */
+    x->b.verdict = VG_VERDICT_DIVERGED; /* takes it at its own index too */
+    assert_int_equal(restore_into(&x->b, good), 0);
+    assert_same_digest(&x->a, &x->b);
+    assert_int_equal(x->b.n_restored, 2);
 }
 
 /* ---- checkpoints ---------------------------------------------------------- */
