@@ -55,16 +55,7 @@
 
 #include "replication.h"
 
-#define CHECK(cond)                                                          \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, \
-                    #cond);                                                  \
-            abort();                                                         \
-        }                                                                    \
-    } while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *input, size_t input_size);
+#include "fuzz_check.h"
 
 /* Inputs applied to one database before it is replaced by an empty one. */
 #define INPUTS_PER_DB 1000

@@ -21,16 +21,7 @@
 
 #include "project.h"
 
-#define CHECK(cond)                                                          \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, \
-                    #cond);                                                  \
-            abort();                                                         \
-        }                                                                    \
-    } while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *input, size_t input_size);
+#include "fuzz_check.h"
 
 static void check_valid(const struct vg_project *p)
 {

@@ -38,16 +38,7 @@
 
 #include "reports.h"
 
-#define CHECK(cond)                                                          \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, \
-                    #cond);                                                  \
-            abort();                                                         \
-        }                                                                    \
-    } while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *input, size_t input_size);
+#include "fuzz_check.h"
 
 /* PDFs are drawn only for data of at most this many rows: cairo is slow
  * enough that larger ones would cost more executions than they find. */

@@ -54,16 +54,7 @@
 
 #include "replication.h"
 
-#define CHECK(cond)                                                          \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, \
-                    #cond);                                                  \
-            abort();                                                         \
-        }                                                                    \
-    } while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *input, size_t input_size);
+#include "fuzz_check.h"
 
 #define TIME_MS UINT64_C(1700000000000)
 #define MAX_HOT 6
