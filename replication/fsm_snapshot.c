@@ -30,6 +30,8 @@
 
 #include "fsm_internal.h"
 
+#define RETRY_MS 1000u
+
 struct fsm_snapshot_job {
     struct vg_repl_fsm reader; /* reader.db: the pinned read transaction */
     bool pinned;
@@ -93,15 +95,25 @@ static void job_free(struct fsm_snapshot_job *job)
     sqlite3_free(job);
 }
 
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
 /* A snapshot() that fails leaves nothing for finalize: libraft calls it only
  * after a successful snapshot(). RAFT_BUSY makes libraft try again at the
- * next apply instead of failing it. */
+ * next apply instead of failing it; until RETRY_MS have passed those tries
+ * return at once, so that a lasting failure (no file descriptor left) costs
+ * neither an open per apply nor a log line each. */
 static int fail_take(struct vg_repl_fsm *f, struct fsm_snapshot_job *job,
                      const char *why)
 {
     vg_errf(f->errmsg, "snapshot at index %llu: %s",
             (unsigned long long)f->applied_index, why);
     f->snapshots.failed++;
+    f->snapshots.retry_ms = now_ms() + RETRY_MS;
     job_free(job);
     return RAFT_BUSY;
 }
@@ -118,6 +130,9 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
     *n_bufs = 0;
     if (f->snapshot_job != NULL) {
         return RAFT_BUSY; /* libraft takes one at a time; never seen */
+    }
+    if (f->snapshots.retry_ms != 0 && now_ms() < f->snapshots.retry_ms) {
+        return RAFT_BUSY;
     }
     job = sqlite3_malloc(sizeof *job);
     if (job == NULL) {

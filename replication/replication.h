@@ -463,6 +463,7 @@ struct vg_repl_fsm {
         uint64_t taken, failed;
         uint64_t last_index, last_bytes;
         double last_loop_ms, max_loop_ms, last_pool_ms;
+        uint64_t retry_ms; /* after a failed snapshot(): none before */
     } snapshots;
 };
 

@@ -707,6 +707,28 @@ static void test_snapshot_finalized_without_async(void **state)
     x->a_open = false;
 }
 
+/* A snapshot() that cannot pin the state (here: the file it would open a
+ * reader on is gone) asks libraft to try again later, and for a second
+ * does not try at all. */
+static void test_snapshot_pin_failure_backs_off(void **state)
+{
+    struct fx *x = *state;
+    struct raft_buffer *bufs = NULL;
+    unsigned n_bufs = 0;
+    char path[128];
+
+    put(x, &x->a, "a", "1");
+    path_in(x, "a.db", path, sizeof path);
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(x->a.fsm.snapshot(&x->a.fsm, &bufs, &n_bufs), RAFT_BUSY);
+    assert_null(x->a.snapshot_job);
+    assert_int_equal(x->a.snapshots.failed, 1);
+    assert_non_null(strstr(x->a.errmsg, "snapshot at index 1"));
+    assert_int_equal(x->a.fsm.snapshot(&x->a.fsm, &bufs, &n_bufs), RAFT_BUSY);
+    assert_int_equal(x->a.snapshots.failed, 1);
+    assert_int_equal(n_bufs, 0);
+}
+
 /* A database without a WAL (in memory) has no second connection to read
  * from: snapshot() serializes it on the spot. */
 static void test_snapshot_of_database_without_wal(void **state)
@@ -2225,6 +2247,7 @@ int main(void)
         T(test_snapshot_restore_into_fresh_fsm),
         T(test_async_snapshot_holds_state_of_snapshot_call),
         T(test_snapshot_finalized_without_async),
+        T(test_snapshot_pin_failure_backs_off),
         T(test_snapshot_of_database_without_wal),
         T(test_restore_older_image_is_ignored),
         T(test_restore_garbage_fails_and_changes_nothing),
