@@ -418,6 +418,9 @@ json_t *node_cluster_level_status(struct node *n);
  * keep its trailing entries to a quarter of that. Set threshold and
  * trailing in n->log_budget to what raft_init was given first. */
 void node_log_budget_update(struct node *n);
+/* libraft's snapshot threshold for this node: --snapshot-threshold,
+ * staggered by node id so that replicas do not all snapshot at once. */
+unsigned node_log_budget_threshold(const struct node *n);
 /* {"entries","bytes","max_bytes","budget_bytes","threshold","trailing",
  *  "early_snapshots"} (a new reference). */
 json_t *node_log_budget_status(struct node *n);

@@ -1600,9 +1600,9 @@ int vg_node_run(const struct vg_node_config *cfg, char *errmsg)
     n->fsm.raft = &n->raft;
     raft_set_election_timeout(&n->raft, cfg->election_timeout_ms);
     raft_set_heartbeat_timeout(&n->raft, cfg->heartbeat_ms);
-    raft_set_snapshot_threshold(&n->raft, cfg->snapshot_threshold);
+    raft_set_snapshot_threshold(&n->raft, node_log_budget_threshold(n));
     raft_set_snapshot_trailing(&n->raft, cfg->snapshot_trailing);
-    n->log_budget.threshold = cfg->snapshot_threshold;
+    n->log_budget.threshold = node_log_budget_threshold(n);
     n->log_budget.trailing = cfg->snapshot_trailing;
     raft_set_pre_vote(&n->raft, true);
     raft_uv_set_connect_retry_delay(&n->uv_io, 50);

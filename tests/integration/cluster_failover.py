@@ -150,26 +150,31 @@ def main():
             if args.log_budget_mb:
                 # With a threshold no run reaches, only the budget takes
                 # snapshots. Once the last one is stored every node's log
-                # holds at most the budget, the trailing entries (a quarter
+                # holds at most its budget (--snapshot-log-mb, staggered by
+                # node id: up to 3/8 more), the trailing entries (a quarter
                 # of it, but at least 16 entries) and one entry.
-                budget = args.log_budget_mb << 20
-                trailing = max(budget // 4, 16 * (args.value_bytes + 256))
-                bound = budget + trailing + args.value_bytes + 4096
+                def bound(x):
+                    budget = x.get("budget_bytes", 0)
+                    if not (args.log_budget_mb << 20) <= budget <= (args.log_budget_mb << 20) * 11 // 8:
+                        return -1  # not the budget given
+                    trailing = max(budget // 4, 16 * (args.value_bytes + 256))
+                    return budget + trailing + args.value_bytes + 4096
                 deadline = time.monotonic() + 10.0
                 while True:
                     logs = {s["node_id"]: s.get("raft_log", {})
                             for s in cluster.statuses().values()}
-                    held = all(x.get("bytes", bound + 1) <= bound for x in logs.values())
+                    held = all(x.get("bytes", 1 << 62) <= bound(x) for x in logs.values())
                     if held or time.monotonic() > deadline:
                         break
                     time.sleep(0.2)
                 # (the follower restarted last may have taken none since)
                 early = sum(1 for x in logs.values() if x.get("early_snapshots", 0) > 0)
                 ok(held and len(logs) == 3 and early >= 2,
-                   "raft logs held to %d bytes by early snapshots: %s"
-                   % (bound, {i: (x.get("bytes"), x.get("max_bytes"),
-                                  x.get("early_snapshots"), x.get("trailing"))
-                              for i, x in logs.items()}))
+                   "raft logs held to their budgets by early snapshots "
+                   "(bytes, bound, max_bytes, early, trailing): %s"
+                   % {i: (x.get("bytes"), bound(x), x.get("max_bytes"),
+                          x.get("early_snapshots"), x.get("trailing"))
+                      for i, x in logs.items()})
         except Exception as e:  # report as a failure, then clean up
             ok(False, "exception: %r" % (e,))
             cluster.dump_logs()
