@@ -24,8 +24,8 @@
  * index, so all of them serialized the whole database at once: three 598 MB
  * snapshots on a shared two-core host took 7-10 s each on the pool, and
  * replicas on virtual machines of one host (or one SAN) would share the
- * disk the same way. So node K's threshold and budget are STAGGER_EIGHTHS
- * of (K mod 4) eighths above the configured ones. */
+ * disk the same way. So node K's threshold and budget are (K mod 4)
+ * eighths above the configured ones (staggered). */
 #include "internal.h"
 
 #define LOOK_EVERY_MS 100u
