@@ -84,10 +84,7 @@ static void cleanup(void)
 static void db_open(void)
 {
     if (g.dir[0] == '\0') {
-        const char *tmp = getenv("TMPDIR");
-        snprintf(g.dir, sizeof g.dir, "%s/vg-fuzz-changes-XXXXXX",
-                 tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
-        CHECK(mkdtemp(g.dir) != NULL);
+        fuzz_tmpdir(g.dir, sizeof g.dir, "changes");
         atexit(cleanup);
     }
     for (int i = 0; i < 2; i++) {

@@ -1,6 +1,6 @@
 /* What every fuzz target shares: CHECK, which aborts (libFuzzer reports it
  * as a crash, replay.c as a failed test) with the file, line and condition
- * that failed, and the entry point's prototype. */
+ * that failed, the entry point's prototype, and a scratch directory. */
 #ifndef VG_FUZZ_CHECK_H
 #define VG_FUZZ_CHECK_H
 
@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #define CHECK(cond)                                                          \
     do {                                                                     \
@@ -19,5 +20,15 @@
     } while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *input, size_t input_size);
+
+/* Make DIR (SIZE bytes) a new directory $TMPDIR/vg-fuzz-NAME-XXXXXX
+ * (/tmp without TMPDIR); aborts when it cannot. */
+static inline void fuzz_tmpdir(char *dir, size_t size, const char *name)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, size, "%s/vg-fuzz-%s-XXXXXX",
+             tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp", name);
+    CHECK(mkdtemp(dir) != NULL);
+}
 
 #endif /* VG_FUZZ_CHECK_H */

@@ -108,10 +108,7 @@ static void cleanup(void)
 static void db_open(void)
 {
     if (g.dir[0] == '\0') {
-        const char *tmp = getenv("TMPDIR");
-        snprintf(g.dir, sizeof g.dir, "%s/vg-fuzz-fsm-XXXXXX",
-                 tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
-        CHECK(mkdtemp(g.dir) != NULL);
+        fuzz_tmpdir(g.dir, sizeof g.dir, "fsm");
         snprintf(g.path, sizeof g.path, "%s/fsm.db", g.dir);
         atexit(cleanup);
     }

@@ -68,11 +68,7 @@ static void cleanup(void)
 
 static void setup(void)
 {
-    const char *tmp = getenv("TMPDIR");
-
-    snprintf(g.dir, sizeof g.dir, "%s/vg-fuzz-report-XXXXXX",
-             tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
-    CHECK(mkdtemp(g.dir) != NULL);
+    fuzz_tmpdir(g.dir, sizeof g.dir, "report");
     snprintf(g.pdf, sizeof g.pdf, "%s/report.pdf", g.dir);
     snprintf(g.tmp, sizeof g.tmp, "%s.tmp", g.pdf);
     CHECK(setenv("TZ", "CET-1CEST,M3.5.0,M10.5.0/3", 1) == 0);

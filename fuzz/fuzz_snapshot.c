@@ -279,11 +279,7 @@ static void find_pages(void)
 static void setup(void)
 {
     struct vg_repl_fsm f;
-    const char *tmp = getenv("TMPDIR");
-
-    snprintf(g.dir, sizeof g.dir, "%s/vg-fuzz-snapshot-XXXXXX",
-             tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
-    CHECK(mkdtemp(g.dir) != NULL);
+    fuzz_tmpdir(g.dir, sizeof g.dir, "snapshot");
     snprintf(g.base_path, sizeof g.base_path, "%s/base.db", g.dir);
     snprintf(g.target_path, sizeof g.target_path, "%s/target.db", g.dir);
     atexit(cleanup);
