@@ -1789,31 +1789,52 @@ int vg_repl_fsm_archive_info(struct vg_repl_fsm *f,
     return rv;
 }
 
-/* vg_repl_fsm_archive_each over the recent records: names by id. */
+/* vg_repl_fsm_archive_each: names by id. */
 struct each_ctx {
+    struct vg_repl_fsm *f;
     int (*cb)(void *arg, const char *tag, size_t len, uint64_t t_ms, double value,
               bool bad);
     void *arg;
     struct cut_tags tags;
+    size_t last; /* the tag found last: samples come in id order */
 };
 
-static int each_recent(void *arg, const struct fsm_recent_rec *r)
+/* The name of tag ID, or NULL (with a sentence in errmsg) when archive_tags
+ * has none: a sample of no archived tag is a broken state. */
+static const char *each_name(struct each_ctx *e, int64_t id, const char *where)
 {
-    struct each_ctx *e = arg;
     size_t lo = 0, hi = e->tags.n;
+
+    if (e->last < e->tags.n && e->tags.ids[e->last] == id) {
+        return e->tags.names[e->last];
+    }
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (e->tags.ids[mid] < r->id) {
+        if (e->tags.ids[mid] < id) {
             lo = mid + 1;
         } else {
             hi = mid;
         }
     }
-    if (lo == e->tags.n || e->tags.ids[lo] != r->id) {
-        return VG_EDB; /* a sample of no archived tag: a broken state */
+    if (lo == e->tags.n || e->tags.ids[lo] != id) {
+        vg_errf(e->f->errmsg, "%s holds a sample of tag id %lld, which"
+                              " archive_tags does not name (%s)",
+                where, (long long)id, e->f->path);
+        return NULL;
     }
-    return e->cb(e->arg, e->tags.names[lo], strlen(e->tags.names[lo]), r->t,
-                 r->value, r->bad);
+    e->last = lo;
+    return e->tags.names[lo];
+}
+
+static int each_recent(void *arg, const struct fsm_recent_rec *r)
+{
+    struct each_ctx *e = arg;
+    const char *name = each_name(e, r->id, "archive_recent");
+
+    if (name == NULL) {
+        return VG_EDB;
+    }
+    return e->cb(e->arg, name, strlen(name), r->t, r->value, r->bad);
 }
 
 int vg_repl_fsm_archive_each(struct vg_repl_fsm *f,
@@ -1821,7 +1842,7 @@ int vg_repl_fsm_archive_each(struct vg_repl_fsm *f,
                                        uint64_t t_ms, double value, bool bad),
                              void *arg)
 {
-    struct each_ctx e = {.cb = cb, .arg = arg};
+    struct each_ctx e = {.f = f, .cb = cb, .arg = arg};
     sqlite3_stmt *st;
     int rc, rv = VG_OK;
 
@@ -1840,18 +1861,20 @@ int vg_repl_fsm_archive_each(struct vg_repl_fsm *f,
     if (rv == VG_OK && rc != SQLITE_DONE) {
         rv = fsm_db_fail(f, "archive tags");
     }
+    /* Not a join: a sample whose tag archive_tags lacks must not be left
+     * out silently (the self-check counts on seeing every row). */
     if (rv == VG_OK &&
-        sqlite3_prepare_v2(f->db,
-                           "SELECT a.name, s.t, s.value, s.bad FROM archive_samples s"
-                           " JOIN archive_tags a ON a.id = s.tag",
+        sqlite3_prepare_v2(f->db, "SELECT tag, t, value, bad FROM archive_samples",
                            -1, &st, NULL) != SQLITE_OK) {
         rv = fsm_db_fail(f, "prepare archive samples");
     } else if (rv == VG_OK) {
         while (rv == VG_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-            rv = cb(arg, (const char *)sqlite3_column_text(st, 0),
-                    (size_t)sqlite3_column_bytes(st, 0),
-                    (uint64_t)sqlite3_column_int64(st, 1),
-                    sqlite3_column_double(st, 2), sqlite3_column_int(st, 3) != 0);
+            const char *name = each_name(&e, sqlite3_column_int64(st, 0),
+                                         "archive_samples");
+            rv = name == NULL
+                     ? VG_EDB
+                     : cb(arg, name, strlen(name), (uint64_t)sqlite3_column_int64(st, 1),
+                          sqlite3_column_double(st, 2), sqlite3_column_int(st, 3) != 0);
         }
         sqlite3_finalize(st);
         if (rv == VG_OK && rc != SQLITE_DONE) {
@@ -1863,4 +1886,28 @@ int vg_repl_fsm_archive_each(struct vg_repl_fsm *f,
     }
     cut_tags_free(&e.tags);
     return rv;
+}
+
+static int recount_cb(void *arg, const char *tag, size_t len, uint64_t t_ms,
+                      double value, bool bad)
+{
+    struct fsm_recount *r = arg;
+    r->rows++;
+    r->hash_sum += row_hash(tag, len, t_ms, value, bad);
+    return VG_OK;
+}
+
+int fsm_archive_recount(struct vg_repl_fsm *f, struct fsm_recount *out)
+{
+    struct summary s;
+    int rv;
+
+    memset(out, 0, sizeof *out);
+    out->table = "archive_samples";
+    if ((rv = summary_get(f, &s)) != VG_OK) {
+        return rv;
+    }
+    out->want_rows = s.samples;
+    out->want_hash_sum = s.hash_sum;
+    return vg_repl_fsm_archive_each(f, recount_cb, out);
 }

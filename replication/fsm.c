@@ -661,7 +661,10 @@ static int apply_checkpoint(struct vg_repl_fsm *f, uint64_t index,
             char mine_hex[VG_DIGEST_HEX];
             vg_hex(sqlite3_column_blob(st, 0), VG_DIGEST_SIZE, mine_hex);
             f->checked_index = ref_index;
-            if (memcmp(sqlite3_column_blob(st, 0), theirs, VG_DIGEST_SIZE) == 0) {
+            if (f->scrub.damaged) {
+                /* The digest cannot see what the self-check found. */
+            } else if (memcmp(sqlite3_column_blob(st, 0), theirs, VG_DIGEST_SIZE) ==
+                       0) {
                 f->verdict = VG_VERDICT_OK;
                 snprintf(f->verdict_msg, sizeof f->verdict_msg,
                          "state at index %llu matches the leader's",
@@ -1369,6 +1372,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
         goto out;
     }
     f->n_restored++;
+    f->scrub.damaged = false; /* the rows it found damaged are gone */
     f->verdict = VG_VERDICT_UNKNOWN;
     snprintf(f->verdict_msg, sizeof f->verdict_msg,
              "restored from snapshot at index %llu",

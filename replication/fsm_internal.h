@@ -115,6 +115,17 @@ int fsm_summary_flush(struct vg_repl_fsm *f);
 /* Forget the pending rows: the command was rolled back. */
 void fsm_summary_discard(struct vg_repl_fsm *f);
 
+/* A summarized table recounted from its rows (scrub.c): how many rows it
+ * holds and the wrapping sum of their hashes, and what its summary says. */
+struct fsm_recount {
+    const char *table; /* static */
+    uint64_t rows, hash_sum;
+    uint64_t want_rows, want_hash_sum;
+};
+/* Recount record table T from its rows into OUT. VG_OK or VG_EDB. */
+int fsm_summary_recount(struct vg_repl_fsm *f, enum fsm_summed t,
+                        struct fsm_recount *out);
+
 /* actions.c: apply VG_CMD_SETPOINT / VG_CMD_SETPOINT_RESULT at INDEX
  * (inside fsm.c's transaction). Return VG_OK, VG_REPL_UNCHANGED, VG_EINVAL
  * (rejected) or VG_EDB (fatal). */
@@ -231,6 +242,11 @@ int fsm_recent_cut(struct vg_repl_fsm *f, bool every, const int64_t *ids,
  * VG_CMD_CLUSTER_LEVEL. */
 int fsm_cluster_level(struct vg_repl_fsm *f, uint32_t *out);
 int fsm_apply_cluster_level(struct vg_repl_fsm *f, uint64_t index, json_t *body);
+
+/* archive.c: recount the archive (archive_samples and the live recent
+ * records) against archive_summary into OUT (table "archive_samples").
+ * VG_OK, or VG_EDB (also for a sample of a tag archive_tags lacks). */
+int fsm_archive_recount(struct vg_repl_fsm *f, struct fsm_recount *out);
 
 /* archive.c: drop the cache of tag ids and newest times (after a rollback
  * or a restore; harmless at any time). */

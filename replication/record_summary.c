@@ -451,6 +451,48 @@ static int temp_triggers(struct vg_repl_fsm *f, const char *tbl, bool binder)
     return rv;
 }
 
+/* The rows of T hashed by the expression its triggers use, and its row of
+ * record_summary (none: no rows, sum 0). */
+int fsm_summary_recount(struct vg_repl_fsm *f, enum fsm_summed t,
+                        struct fsm_recount *out)
+{
+    const char *tbl = summarized[t].table;
+    char *sql = NULL, *cols_new, *cols_old, *cols;
+    sqlite3_stmt *st;
+    int rv;
+
+    memset(out, 0, sizeof *out);
+    out->table = tbl;
+    if ((rv = table_columns(f, tbl, &cols_new, &cols_old, &cols)) == VG_OK) {
+        sql = sqlite3_mprintf("SELECT (SELECT count(*) FROM %s),"
+                              " (SELECT vg_sum64(vg_row_hash(%s)) FROM %s),"
+                              " (SELECT n FROM record_summary WHERE tbl = '%s'),"
+                              " (SELECT hash_sum FROM record_summary WHERE tbl = '%s')",
+                              tbl, cols, tbl, tbl, tbl);
+    }
+    sqlite3_free(cols_new);
+    sqlite3_free(cols_old);
+    sqlite3_free(cols);
+    if (rv != VG_OK) {
+        return rv;
+    }
+    if (sql == NULL || sqlite3_prepare_v2(f->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        sqlite3_free(sql);
+        return fsm_db_fail(f, "recount a record table");
+    }
+    sqlite3_free(sql);
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        rv = fsm_db_fail(f, "recount a record table");
+    } else {
+        out->rows = (uint64_t)sqlite3_column_int64(st, 0);
+        out->hash_sum = (uint64_t)sqlite3_column_int64(st, 1);
+        out->want_rows = (uint64_t)sqlite3_column_int64(st, 2);
+        out->want_hash_sum = (uint64_t)sqlite3_column_int64(st, 3);
+    }
+    sqlite3_finalize(st);
+    return rv;
+}
+
 int fsm_summary_ensure(struct vg_repl_fsm *f)
 {
     int off = -1, rv;

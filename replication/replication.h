@@ -465,6 +465,18 @@ struct vg_repl_fsm {
         double last_loop_ms, max_loop_ms, last_pool_ms;
         uint64_t retry_ms; /* after a failed snapshot(): none before */
     } snapshots;
+    /* Self-checks (scrub.c): those that read the whole state (runs; of
+     * them damaged_runs found damage) and those that could not (failed);
+     * the last one's index, rows and time on its thread; msg what the
+     * last one found. DAMAGED holds the verdict at diverged until the
+     * database is replaced (a snapshot restored). */
+    struct {
+        uint64_t runs, damaged_runs, failed;
+        uint64_t last_index, last_rows;
+        double last_ms;
+        bool damaged;
+        char msg[VG_ERRMSG_SIZE];
+    } scrub;
 };
 
 /* Open (create if needed) the SQLite database at PATH and load the last
@@ -490,6 +502,38 @@ void vg_repl_fsm_read_end(struct vg_repl_fsm *f);
  * (hand it to restore or raft_free it). For tests, benchmarks and tools.
  * VG_OK, or VG_EDB / VG_ENOMEM with a sentence in f->errmsg. */
 int vg_repl_fsm_snapshot_copy(struct vg_repl_fsm *f, struct raft_buffer *out);
+
+/* Self-check (scrub.c): the tables that the digest covers only through
+ * their summaries (operator_actions, alarm_journal, audit: record_summary;
+ * the archive's samples, settled and recent: archive_summary) recounted
+ * from their rows and compared with the summaries, which catches a row
+ * changed, lost or added outside apply. In three steps, so that the
+ * reading happens off the node's loop:
+ *
+ *   vg_repl_fsm_scrub_begin  on F's thread: open a reader and pin the state
+ *                            after the last applied command; *OUT is the
+ *                            caller's until scrub_end. VG_OK; VG_EUNSUPPORTED
+ *                            for a database without WAL; VG_EDB / VG_ENOMEM
+ *                            (a sentence in f->errmsg);
+ *   vg_repl_scrub_run        on any one thread: read and compare; touches
+ *                            only S (vg_repl_scrub_interrupt, from any
+ *                            thread, makes it stop soon: the scrub fails);
+ *   vg_repl_fsm_scrub_end    on F's thread: record the outcome in f->scrub
+ *                            (and f->errmsg) and free S. Returns VG_OK (the
+ *                            rows add up), VG_EDB (damage found: f->verdict
+ *                            becomes diverged with the finding as its
+ *                            message, and stays so until a snapshot replaces
+ *                            the database), VG_EAGAIN (a snapshot was
+ *                            restored meanwhile: nothing recorded) or another
+ *                            code (the scrub failed: interrupted, I/O, memory).
+ *
+ * vg_repl_fsm_scrub runs the three in the caller's thread (tests, tools). */
+struct vg_repl_scrub;
+int vg_repl_fsm_scrub_begin(struct vg_repl_fsm *f, struct vg_repl_scrub **out);
+void vg_repl_scrub_run(struct vg_repl_scrub *s);
+void vg_repl_scrub_interrupt(struct vg_repl_scrub *s);
+int vg_repl_fsm_scrub_end(struct vg_repl_fsm *f, struct vg_repl_scrub *s);
+int vg_repl_fsm_scrub(struct vg_repl_fsm *f);
 
 /* The WAL of the database is checkpointed on a thread of its own, not by the
  * commits of apply on the caller's thread (wal_checkpointer.c). All 0 for a
@@ -649,7 +693,9 @@ int vg_repl_fsm_archive_info(struct vg_repl_fsm *f,
 /* CB for every sample the archive holds (settled or recent), in no
  * particular order, with its tag's name (LEN bytes, not NUL-terminated),
  * until CB returns other than VG_OK, which is then returned. For checks and
- * tools: it reads the whole archive. */
+ * tools: it reads the whole archive. A sample of a tag that archive_tags
+ * does not name (a damaged database) fails it: VG_EDB, with a sentence in
+ * f->errmsg. */
 int vg_repl_fsm_archive_each(struct vg_repl_fsm *f,
                              int (*cb)(void *arg, const char *tag, size_t len,
                                        uint64_t t_ms, double value, bool bad),

@@ -737,6 +737,14 @@ static void check_totals(struct vg_repl_fsm *f, const struct model *m)
         free(e.seen[i]);
     }
 
+    /* The self-check recounts the same from the rows. */
+    if (f->db != NULL && strcmp(f->path, ":memory:") != 0) {
+        uint64_t runs = f->scrub.runs;
+        if (vg_repl_fsm_scrub(f) != VG_OK) {
+            fail_msg("%s: scrub: %s", ctx, f->scrub.msg);
+        }
+        EXPECT_EQ(f->scrub.runs, runs + 1);
+    }
     if (sql_int(f, "SELECT count(*) FROM archive_summary") == 0) {
         EXPECT_EQ(n, 0);
     } else {
@@ -1386,6 +1394,253 @@ static void test_reader(void **state)
     free(r);
 }
 
+/* ---- self-check (scrub.c) ----------------------------------------------- */
+
+/* Run SQL on the file at PATH through a connection of its own, as someone's
+ * sqlite3 shell would. */
+static void tamper(const char *path, const char *sql)
+{
+    sqlite3 *db;
+    char *err = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 2000);
+    /* The file's summary triggers call functions only vigild registers (a
+     * plain shell fails on them); a tamperer turns them off. */
+    assert_int_equal(sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, NULL),
+                     SQLITE_OK);
+    if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
+        fail_msg("%s: %s", sql, err);
+    }
+    sqlite3_close(db);
+}
+
+/* Flip byte K of the blob of archive_recent row SEQ (K < 0: cut the blob to
+ * -K bytes). */
+static void tamper_blob(const char *path, long long seq, int k)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    unsigned char *data;
+    int len;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT data FROM archive_recent WHERE seq = ?",
+                                        -1, &st, NULL), SQLITE_OK);
+    sqlite3_bind_int64(st, 1, seq);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    len = sqlite3_column_bytes(st, 0);
+    data = malloc((size_t)len);
+    assert_non_null(data);
+    memcpy(data, sqlite3_column_blob(st, 0), (size_t)len);
+    sqlite3_finalize(st);
+    if (k >= 0) {
+        assert_true(k < len);
+        data[k] ^= 0x01;
+    } else {
+        len = -k;
+    }
+    assert_int_equal(sqlite3_prepare_v2(db, "UPDATE archive_recent SET data = ?"
+                                            " WHERE seq = ?", -1, &st, NULL), SQLITE_OK);
+    sqlite3_bind_blob(st, 1, data, len, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 2, seq);
+    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    free(data);
+}
+
+/* A fresh A holding settled samples (t00's), live recent records in two
+ * rows of a round in progress, and an audit record. */
+static void scrub_state(struct fx *x, struct model *m)
+{
+    struct vg_repl_fsm *fs[1];
+    struct gs s[32];
+    int tags[5] = {0, 1, 2, 3, 4};
+    long long upto, next;
+    const char *audit = "{\"kind\":\"test\",\"object\":\"t00\",\"old_value\":1,"
+                        "\"new_value\":\"two\",\"user\":\"ann\",\"station\":\"s1\","
+                        "\"detail\":null}";
+    size_t n = 0;
+
+    close_slot(x, 0);
+    open_slot(x, 0, (struct limits){1000, 2, 1});
+    fs[0] = x->f[0];
+    memset(m, 0, sizeof *m);
+    for (unsigned k = 0; k < 4; k++) {
+        for (uint64_t t = 100; t <= 500; t += 100) {
+            s[n++] = (struct gs){.tag = (int)k, .k = k, .t = t,
+                                 .v = (double)(k * 10) + (double)t / 100};
+        }
+    }
+    apply_batch(x, fs, 1, m, tags, 4, s, n, false);
+    s[0] = (struct gs){.tag = 4, .k = 0, .t = 600, .v = 6.5};
+    apply_batch(x, fs, 1, m, tags + 4, 1, s, 1, false);
+    EXPECT(settle_state(x->f[0], &upto, &next));
+    EXPECT_EQ(sql_int(x->f[0], "SELECT count(*) FROM archive_samples"), 5);
+    EXPECT_EQ(apply_to(x, fs, 1, VG_CMD_AUDIT, audit, strlen(audit)), VG_OK);
+    check_totals(x->f[0], m);
+}
+
+/* Commit two checkpoints, the second comparing the first's digest: a
+ * replica whose digest matches is "ok" unless a scrub found damage. */
+static void checkpoint_twice(struct fx *x)
+{
+    struct vg_repl_fsm *fs[1] = {x->f[0]};
+    char body[200], hex[VG_DIGEST_HEX];
+    snprintf(body, sizeof body, "{\"ref_index\":0}");
+    EXPECT_EQ(apply_to(x, fs, 1, VG_CMD_CHECKPOINT, body, strlen(body)), VG_OK);
+    for (int i = 0; i < VG_DIGEST_SIZE; i++) {
+        snprintf(hex + 2 * i, 3, "%02x", x->f[0]->checkpoint_digest[i]);
+    }
+    snprintf(body, sizeof body, "{\"ref_index\":%llu,\"ref_digest\":\"%s\"}",
+             (unsigned long long)x->f[0]->checkpoint_index, hex);
+    EXPECT_EQ(apply_to(x, fs, 1, VG_CMD_CHECKPOINT, body, strlen(body)), VG_OK);
+}
+
+/* Every kind of damage the digest cannot see is found by a scrub, named,
+ * and holds the verdict at diverged although checkpoints match. */
+static void test_scrub_finds_damage(void **state)
+{
+    static const struct {
+        const char *sql; /* NULL: a blob */
+        long long seq;
+        int k;
+        const char *expect;
+    } cases[] = {
+        {"UPDATE archive_samples SET value = value + 1 WHERE t = 300", 0, 0,
+         "archive_samples holds the 21 rows its summary counts, but"},
+        {"DELETE FROM archive_samples WHERE t = 300", 0, 0,
+         "archive_samples holds 20 rows, its summary says 21"},
+        {"INSERT INTO archive_samples VALUES(1, 50, 0.5, 0)", 0, 0,
+         "archive_samples holds 22 rows, its summary says 21"},
+        {"UPDATE archive_samples SET tag = 77 WHERE t = 200", 0, 0,
+         "archive_samples holds a sample of tag id 77, which archive_tags"},
+        /* Row 1's last record (t03 at 500) is live; its value's low byte. */
+        {NULL, 1, 19 * 25 + 16, "(a row was changed)"},
+        /* Row 1's first record (t00, moved already) is dead: see below. */
+        {NULL, 2, -24, "archive recent row 2 is 24 bytes"},
+        {"UPDATE audit SET user = 'mallory'", 0, 0,
+         "audit holds the 1 rows its summary counts, but"},
+        {"DELETE FROM audit", 0, 0, "audit holds 0 rows, its summary says 1"},
+        {"UPDATE archive_tags SET name = 'x00' WHERE name = 't00'", 0, 0,
+         "(a row was changed)"},
+    };
+    struct fx *x = *state;
+    struct model m;
+
+    names_init();
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        snprintf(ctx, sizeof ctx, "scrub case %zu", c);
+        scrub_state(x, &m);
+        EXPECT_EQ(vg_repl_fsm_scrub(x->f[0]), VG_OK);
+        EXPECT_EQ(x->f[0]->scrub.last_rows, 22); /* 21 samples, 1 audit */
+        EXPECT_EQ(x->f[0]->scrub.last_index, x->f[0]->applied_index);
+        EXPECT(!x->f[0]->scrub.damaged);
+        checkpoint_twice(x);
+        EXPECT_EQ(x->f[0]->verdict, VG_VERDICT_OK);
+
+        if (cases[c].sql != NULL) {
+            tamper(x->path[0], cases[c].sql);
+        } else {
+            tamper_blob(x->path[0], cases[c].seq, cases[c].k);
+        }
+        EXPECT_EQ(vg_repl_fsm_scrub(x->f[0]), VG_EDB);
+        if (strstr(x->f[0]->scrub.msg, cases[c].expect) == NULL) {
+            fail_msg("%s: '%s' does not say '%s'", ctx, x->f[0]->scrub.msg,
+                     cases[c].expect);
+        }
+        EXPECT(strstr(x->f[0]->scrub.msg, "self-check at index") != NULL);
+        EXPECT(x->f[0]->scrub.damaged);
+        EXPECT_EQ(x->f[0]->scrub.damaged_runs, 1);
+        EXPECT_EQ(x->f[0]->scrub.failed, 0);
+        EXPECT_EQ(x->f[0]->verdict, VG_VERDICT_DIVERGED);
+        EXPECT(strcmp(x->f[0]->verdict_msg, x->f[0]->scrub.msg) == 0);
+        /* The digest does not see it: checkpoints match, and the
+         * verdict stays. */
+        checkpoint_twice(x);
+        EXPECT_EQ(x->f[0]->verdict, VG_VERDICT_DIVERGED);
+        EXPECT(strstr(x->f[0]->verdict_msg, "self-check") != NULL);
+    }
+
+    /* A record of row 1 already moved into archive_samples is not the
+     * archive's any more: changing it is no damage. */
+    snprintf(ctx, sizeof ctx, "scrub of a dead record");
+    scrub_state(x, &m);
+    tamper_blob(x->path[0], 1, 16);
+    EXPECT_EQ(vg_repl_fsm_scrub(x->f[0]), VG_OK);
+    check_totals(x->f[0], &m);
+}
+
+/* A scrub reads the state pinned at begin while more commands are applied;
+ * an interrupted one fails without a verdict; a restore meanwhile makes the
+ * outcome moot; a restore clears found damage. */
+static void test_scrub_pinned(void **state)
+{
+    struct fx *x = *state;
+    struct vg_repl_fsm *fs[1];
+    struct vg_repl_scrub *sc;
+    struct raft_buffer buf;
+    struct model m;
+    struct gs s[8];
+    int tags[2] = {5, 6};
+    uint64_t index, runs;
+
+    names_init();
+    snprintf(ctx, sizeof ctx, "scrub pinned");
+    scrub_state(x, &m);
+    fs[0] = x->f[0];
+    index = x->f[0]->applied_index;
+    EXPECT_EQ(vg_repl_fsm_scrub_begin(x->f[0], &sc), VG_OK);
+    for (int b = 0; b < 4; b++) {
+        s[0] = (struct gs){.tag = 5, .k = 0, .t = 1000u + (uint64_t)b, .v = b};
+        s[1] = (struct gs){.tag = 6, .k = 1, .t = 1000u + (uint64_t)b, .v = -b};
+        apply_batch(x, fs, 1, &m, tags, 2, s, 2, false);
+    }
+    vg_repl_scrub_run(sc);
+    if (vg_repl_fsm_scrub_end(x->f[0], sc) != VG_OK) {
+        fail_msg("%s: %s", ctx, x->f[0]->scrub.msg);
+    }
+    EXPECT_EQ(x->f[0]->scrub.last_index, index);
+    EXPECT_EQ(x->f[0]->scrub.last_rows, 22);
+    runs = x->f[0]->scrub.runs;
+    EXPECT_EQ(vg_repl_fsm_scrub(x->f[0]), VG_OK);
+    EXPECT_EQ(x->f[0]->scrub.last_rows, 30);
+    EXPECT_EQ(x->f[0]->scrub.runs, runs + 1);
+
+    /* Interrupted: failed, nothing found, the verdict untouched. */
+    EXPECT_EQ(vg_repl_fsm_scrub_begin(x->f[0], &sc), VG_OK);
+    vg_repl_scrub_interrupt(sc);
+    vg_repl_scrub_run(sc);
+    EXPECT(vg_repl_fsm_scrub_end(x->f[0], sc) != VG_OK);
+    EXPECT_EQ(x->f[0]->scrub.failed, 1);
+    EXPECT_EQ(x->f[0]->scrub.runs, runs + 1);
+    EXPECT(!x->f[0]->scrub.damaged);
+    EXPECT(x->f[0]->verdict != VG_VERDICT_DIVERGED);
+
+    /* Damage found, then a snapshot of a sound replica (B, further on)
+     * restored: the damage is gone with the rows. A scrub that began
+     * before the restore records nothing. */
+    open_slot(x, 2, (struct limits){1000, 2, 1});
+    fs[0] = x->f[2];
+    s[0] = (struct gs){.tag = 7, .k = 0, .t = 50, .v = 1};
+    for (uint64_t i = 0; i <= x->f[0]->applied_index; i++) {
+        char body[64];
+        snprintf(body, sizeof body, "{\"key\":\"k\",\"value\":\"%llu\"}",
+                 (unsigned long long)i);
+        EXPECT_EQ(apply_to(x, fs, 1, VG_CMD_PUT, body, strlen(body)), VG_OK);
+    }
+    tamper(x->path[0], "DELETE FROM audit");
+    EXPECT_EQ(vg_repl_fsm_scrub(x->f[0]), VG_EDB);
+    EXPECT_EQ(x->f[0]->verdict, VG_VERDICT_DIVERGED);
+    EXPECT_EQ(vg_repl_fsm_scrub_begin(x->f[0], &sc), VG_OK);
+    assert_int_equal(vg_repl_fsm_snapshot_copy(x->f[2], &buf), VG_OK);
+    assert_int_equal(x->f[0]->fsm.restore(&x->f[0]->fsm, &buf), 0);
+    vg_repl_scrub_run(sc);
+    EXPECT_EQ(vg_repl_fsm_scrub_end(x->f[0], sc), VG_EAGAIN);
+    EXPECT(!x->f[0]->scrub.damaged);
+    EXPECT(x->f[0]->verdict != VG_VERDICT_DIVERGED);
+    EXPECT_EQ(vg_repl_fsm_scrub(x->f[0]), VG_OK);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -1398,6 +1653,8 @@ int main(void)
         T(test_level2_slices),
         T(test_level_command),
         T(test_reader),
+        T(test_scrub_finds_damage),
+        T(test_scrub_pinned),
     };
     return cmocka_run_group_tests_name("archive-recent", tests, NULL, NULL);
 }
