@@ -32,6 +32,9 @@
  *   {"bench":"archive_info","tags":…,"samples":…,"median_ms":…,"p99_ms":…}
  *       20 calls of vg_repl_fsm_archive_info (history_info; status
  *       without brief) on the archive the binary batches left.
+ *   {"bench":"scrub","rows":…,"ms":…,"rows_per_s":…}
+ *       one self-check (vg_repl_fsm_scrub) of that archive: every sample
+ *       recounted against archive_summary, on the calling thread.
  *   {"bench":"snapshot","bytes":…,"loop_ms":…,"pool_ms":…,
  *    "batches_meanwhile":…,"longest_batch_meanwhile_ms":…}
  *       one snapshot of that state machine as libraft takes it: loop_ms
@@ -325,6 +328,26 @@ static int bench_info(struct vg_repl_fsm *f)
     return 0;
 }
 
+/* One self-check (vg_repl_fsm_scrub, replication/scrub.c) of the archive
+ * the binary batches left: the whole archive and the record tables
+ * recounted on the calling thread, as a node's pool does every
+ * --scrub-every-s. */
+static int bench_scrub(struct vg_repl_fsm *f)
+{
+    double start = now_s(), ms;
+    int rv = vg_repl_fsm_scrub(f);
+
+    ms = (now_s() - start) * 1e3;
+    if (rv != VG_OK) {
+        fprintf(stderr, "scrub: %s\n", f->scrub.msg);
+        return -1;
+    }
+    printf("{\"bench\":\"scrub\",\"rows\":%llu,\"ms\":%.1f,\"rows_per_s\":%.0f}\n",
+           (unsigned long long)f->scrub.last_rows, ms,
+           (double)f->scrub.last_rows / (ms / 1e3));
+    return 0;
+}
+
 /* One snapshot of the loaded state machine, as libraft 0.15 takes it with
  * the fsm's version-3 methods: snapshot() on the node's loop, then
  * snapshot_async() on a thread of its pool while the loop goes on applying
@@ -579,6 +602,9 @@ int main(int argc, char **argv)
         }
         if (rv == 0 && binary) {
             rv = bench_info(&f);
+        }
+        if (rv == 0 && binary) {
+            rv = bench_scrub(&f);
         }
         if (rv == 0 && binary) {
             rv = bench_snapshot(&f, &o, &clock);

@@ -176,6 +176,11 @@ struct node {
         bool early;              /* the threshold is lowered */
         uint64_t early_snapshots; /* times it was */
     } log_budget;
+    /* scrub.c */
+    struct {
+        uint64_t next_ms;          /* the next self-check (monotonic) */
+        struct node_scrub_job *job; /* running on the pool, or NULL */
+    } scrub;
     /* settle.c */
     struct {
         uint64_t next_ms;    /* no slice before (monotonic) */
@@ -424,6 +429,18 @@ unsigned node_log_budget_threshold(const struct node *n);
 /* {"entries","bytes","max_bytes","budget_bytes","threshold","trailing",
  *  "early_snapshots"} (a new reference). */
 json_t *node_log_budget_status(struct node *n);
+
+/* ---- scrub.c: the replica's self-check, on the thread pool ------------- */
+
+/* node.c, every iteration: every --scrub-every-s, pin the state and recount
+ * it on the pool (vg_repl_fsm_scrub_*); log what was found. Never blocks. */
+void node_scrub_update(struct node *n);
+/* At shutdown: make a running self-check stop soon (its job ends by
+ * itself; the loop runs until it has). */
+void node_scrub_stop(struct node *n);
+/* {"every_s","running","runs","damaged","damaged_runs","failed",
+ *  "last_index","last_rows","last_ms","message"} (a new reference). */
+json_t *node_scrub_status(struct node *n);
 
 /* ---- settle.c: the archive's recent rows, settled between commands ----- */
 

@@ -584,6 +584,7 @@ static json_t *status_json(struct node *n, json_t *archive)
     json_object_set_new(o, "cluster_level", node_cluster_level_status(n));
     json_object_set_new(o, "settle", node_settle_status(n));
     json_object_set_new(o, "raft_log", node_log_budget_status(n));
+    json_object_set_new(o, "scrub", node_scrub_status(n));
     json_object_set_new(
         o, "snapshots",
         json_pack("{sIsIsIsIsfsfsf}", "taken", (json_int_t)n->fsm.snapshots.taken,
@@ -1275,6 +1276,7 @@ static void iterate(struct node *n)
     node_cluster_level_update(n);
     node_settle_update(n);
     node_log_budget_update(n);
+    node_scrub_update(n);
     if (n->fsm.checked_index != n->checked_logged) {
         n->checked_logged = n->fsm.checked_index;
         if (n->fsm.verdict == VG_VERDICT_DIVERGED) {
@@ -1353,6 +1355,7 @@ static void stop(struct node *n)
     }
     n->stopping = true;
     node_log(n, "shutting down");
+    node_scrub_stop(n);
     node_plc_shutdown(n);
     node_alarms_leadership_lost(n);
     node_peers_leadership_lost(n);

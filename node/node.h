@@ -42,6 +42,7 @@ struct vg_node_config {
     unsigned snapshot_log_mb;   /* raft log bytes that bring a snapshot
                                    forward (0: entry counts only) */
     unsigned checkpoint_interval_ms;
+    unsigned scrub_every_s;     /* self-checks of the replica (0: none) */
     unsigned archive_retention_days; /* 0: keep archived values forever */
     unsigned client_idle_timeout_ms;
     bool verbose;

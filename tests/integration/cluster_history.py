@@ -20,6 +20,12 @@ flow archived every second), vigilctl; all on loopback (TAP).
    tests/unit/replication/test_archive.c: values an hour old do not exist
    in a test that runs a minute.)
 7. Bad requests get an error naming the problem.
+8. Self-checks (every node recounts its archive and record tables every
+   second here): none found damage through the run; a follower's archive
+   damaged while it is down (a row the digest cannot see: checkpoints
+   still match) is found by its first self-check, the follower reports
+   itself diverged and logs it, the leader raises $replica.ID; --rebuild-state
+   repairs it.
 
 Every wait is bounded; processes are killed by PID; temp dirs removed.
 """
@@ -29,6 +35,8 @@ import json
 import os
 import re
 import shutil
+import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -119,6 +127,90 @@ def pdf_pages(path):
     return int(m.group(1)) if m else None
 
 
+def damage_archive(path):
+    """Change one sample of the archive as a damaged disk or a shell would,
+    where it is: a settled row of archive_samples if there is one, else the
+    value of the newest recent record (the newest row is never settled: a
+    round takes the rows present when it begins). Returns what was done."""
+    db = sqlite3.connect(path)
+    try:
+        row = db.execute("SELECT tag, t FROM archive_samples LIMIT 1").fetchone()
+        if row is not None:
+            db.execute("UPDATE archive_samples SET value = value + 1"
+                       " WHERE tag = ? AND t = ?", row)
+            what = "archive_samples row (%d, %d)" % row
+        else:
+            seq, data = db.execute("SELECT seq, data FROM archive_recent"
+                                   " ORDER BY seq DESC LIMIT 1").fetchone()
+            data = bytearray(data)
+            data[len(data) - 25 + 16] ^= 1  # the last record's value
+            db.execute("UPDATE archive_recent SET data = ? WHERE seq = ?",
+                       (bytes(data), seq))
+            what = "archive_recent row %d" % seq
+        db.commit()
+        return what
+    finally:
+        db.close()
+
+
+def try_status(node):
+    """NODE's status, or {} while it does not answer."""
+    try:
+        return node.status(1.0)
+    except (OSError, vc.ProtocolError, ValueError):
+        return {}
+
+
+def self_checks(cluster, vigilctl):
+    def all_ran():
+        st = cluster.statuses(1.0)
+        scrubs = {i: s.get("scrub", {}) for i, s in st.items()}
+        done = len(scrubs) == 3 and all(x.get("runs", 0) >= 1 for x in scrubs.values())
+        return scrubs if done else None
+    # The node restarted in 2. may not have had a second yet.
+    scrubs = vc.wait_for(all_ran, 10, 0.2) or {}
+    ok(len(scrubs) == 3 and all(x.get("runs", 0) >= 1 and x.get("damaged") is False
+                                and x.get("failed") == 0 for x in scrubs.values()),
+       "every node's self-checks found nothing through the run: %s" %
+       {i: (x.get("runs"), x.get("damaged"), x.get("failed"), x.get("last_rows"))
+        for i, x in scrubs.items()})
+    leader, _ = vc.polling_leader(cluster)
+    f = [n for n in cluster.nodes if n.id != leader.id][0]
+    code = f.kill(signal.SIGTERM)
+    what = damage_archive(os.path.join(f.data, "state.db"))
+    f.start()
+    s = vc.wait_for(lambda: (lambda x: x if x.get("scrub", {}).get("damaged") else None)(
+        try_status(f)), 20, 0.1) or {}
+    c = s.get("consistency", {})
+    ok(code == 0 and c.get("verdict") == "diverged" and "self-check" in c.get("message", "")
+       and "REPLICA DIVERGED: self-check" in f.log(),
+       "node %d, its %s changed while it was down, reports itself diverged: %s"
+       % (f.id, what, c.get("message")))
+    others = cluster.wait_verified(timeout=20)
+    ok(all(others[n.id]["consistency"]["verdict"] == "ok"
+           for n in cluster.nodes if n.id != f.id) and f.id in others and
+       others[f.id]["consistency"]["verdict"] == "diverged",
+       "the checkpoints still match (the digest cannot see it); the others stay ok")
+    replica = "$replica.%d" % f.id
+
+    def raised():
+        rc, out, _ = vc.ctl(vigilctl, cluster, "--json", "alarms", "list")
+        for line in out.splitlines() if rc == 0 else []:
+            a = json.loads(line)
+            if a.get("alarm") == replica and a.get("active"):
+                return a
+        return None
+    ok(vc.wait_for(raised, 15, 0.2) is not None, "the leader raises %s" % replica)
+    f.kill(signal.SIGTERM)
+    f.start(["--rebuild-state"])
+    s = vc.wait_for(lambda: (lambda x: x if x.get("scrub", {}).get("runs", 0) >= 1 and
+                          x["consistency"]["verdict"] == "ok" else None)(
+        try_status(f)), 30, 0.1) or {}
+    ok(s.get("scrub", {}).get("damaged") is False,
+       "rebuilt, node %d's self-check finds nothing and it verifies ok: %s"
+       % (f.id, s.get("scrub", {}).get("message")))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--vigild", required=True)
@@ -135,7 +227,9 @@ def main():
         sims = [vc.PlcSim(args.plcsim, project, name, tmp, extra=("--seed", "3"))
                 for name in ("plc-intake", "plc-treatment")]
         ok(all(s.wait_started() for s in sims), "two vigil-plcsim serve waterworks")
-        cluster = vc.Cluster(args.vigild)
+        cluster = vc.Cluster(args.vigild, node_args=(
+            "--election-timeout", "300", "--heartbeat", "50",
+            "--checkpoint-interval", "300", "--scrub-every-s", "1"))
         cluster.__enter__()
         cluster.wait_ready_leader(timeout=15)
         rc, out, err = vc.ctl(args.vigilctl, cluster, "project", "load", project)
@@ -325,6 +419,9 @@ def main():
             reached, levels = vc.level_reached(cluster)
             ok(reached, "every node applies at level %d: %s"
                % (vc.wanted_level(), levels))
+
+        # 8. Self-checks.
+        self_checks(cluster, args.vigilctl)
     except Exception as e:
         import traceback
         traceback.print_exc()
