@@ -1464,6 +1464,7 @@ static void scrub_state(struct fx *x, struct model *m)
     close_slot(x, 0);
     open_slot(x, 0, (struct limits){1000, 2, 1});
     fs[0] = x->f[0];
+    model_free(m);
     memset(m, 0, sizeof *m);
     for (unsigned k = 0; k < 4; k++) {
         for (uint64_t t = 100; t <= 500; t += 100) {
@@ -1525,7 +1526,7 @@ static void test_scrub_finds_damage(void **state)
          "(a row was changed)"},
     };
     struct fx *x = *state;
-    struct model m;
+    struct model m = {0};
 
     names_init();
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
@@ -1568,6 +1569,7 @@ static void test_scrub_finds_damage(void **state)
     tamper_blob(x->path[0], 1, 16);
     EXPECT_EQ(vg_repl_fsm_scrub(x->f[0]), VG_OK);
     check_totals(x->f[0], &m);
+    model_free(&m);
 }
 
 /* A scrub reads the state pinned at begin while more commands are applied;
@@ -1579,7 +1581,7 @@ static void test_scrub_pinned(void **state)
     struct vg_repl_fsm *fs[1];
     struct vg_repl_scrub *sc;
     struct raft_buffer buf;
-    struct model m;
+    struct model m = {0};
     struct gs s[8];
     int tags[2] = {5, 6};
     uint64_t index, runs;
@@ -1619,6 +1621,7 @@ static void test_scrub_pinned(void **state)
     /* Damage found, then a snapshot of a sound replica (B, further on)
      * restored: the damage is gone with the rows. A scrub that began
      * before the restore records nothing. */
+    close_slot(x, 2);
     open_slot(x, 2, (struct limits){1000, 2, 1});
     fs[0] = x->f[2];
     s[0] = (struct gs){.tag = 7, .k = 0, .t = 50, .v = 1};
@@ -1639,6 +1642,7 @@ static void test_scrub_pinned(void **state)
     EXPECT(!x->f[0]->scrub.damaged);
     EXPECT(x->f[0]->verdict != VG_VERDICT_DIVERGED);
     EXPECT_EQ(vg_repl_fsm_scrub(x->f[0]), VG_OK);
+    model_free(&m);
 }
 
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
