@@ -1,5 +1,6 @@
 /* vigild's archive duty: the ready leader records process values as the
- * project says (on change beyond the deadband, or cyclically), commits them
+ * project says (on change beyond the deadband, or cyclically: the recorder
+ * of node/archive/ decides and buffers), commits them
  * in batches (HISTORY_SAMPLES about every ARCHIVE_FLUSH_MS), cuts what is
  * older than the retention (RETENTION_CUT about once a minute), and answers
  * history queries from the replicated archive (MESSAGES.md, "History").
@@ -30,6 +31,7 @@
 #include <string.h>
 
 #include "../config/project.h"
+#include "archive/archive.h"
 #include "internal.h"
 #include "plc/plc.h"
 
@@ -56,138 +58,37 @@
 #define CLASSES_RETRY_MS 1000u
 #define NAME_MAX_BYTES 256u
 
-struct sample {
-    uint32_t tag;
-    uint64_t t_ms;
-    double value;
-    uint8_t bad;
-};
-
 struct archive_duty {
+    /* What becomes a sample, buffered until proposed (node/archive/). */
+    struct vg_archive_recorder *rec;
     const struct vg_project *pr; /* borrowed from the poller set */
     uint64_t version;
     raft_term term;
-    struct sample *buf;
-    size_t n, cap;
     uint64_t last_flush_ms;
     uint64_t next_cut_ms;
     unsigned in_flight;
-    /* The tags archived cyclically, and the period slot each one was last
-     * archived in: the loop looks at these every iteration, not at every
-     * tag of the project (a scan of 20 000 tags per iteration was 3 % of a
-     * leader's time acknowledging alarms, with no tag archived cyclically). */
-    struct cyclic_tag {
-        uint32_t tag;
-        uint64_t last;
-    } *cyclic;
-    size_t n_cyclic;
-    uint32_t *batch_index;  /* per tag: index in the batch being built */
-    uint32_t *name_rank;    /* per tag: its place in the tags sorted by name */
-    uint64_t *batch_stamp;  /* per tag: which batch that index belongs to */
-    uint64_t batch_no;
     /* The stored assignment of tags to archives matches the project's
      * (checked once per start), or a proposal to make it so is pending. */
     bool classes_ok, classes_in_flight;
     uint64_t classes_retry_ms;
     /* Counters for status. */
-    uint64_t archived, committed, dropped, failed_batches;
+    uint64_t committed, failed_batches;
 };
 
 static void duty_reset(struct archive_duty *d)
 {
-    free(d->cyclic);
-    free(d->batch_index);
-    free(d->batch_stamp);
-    free(d->name_rank);
-    d->name_rank = NULL;
-    d->cyclic = NULL;
-    d->n_cyclic = 0;
-    d->batch_index = NULL;
-    d->batch_stamp = NULL;
+    vg_archive_recorder_stop(d->rec);
     d->pr = NULL;
-    d->n = 0;
     d->classes_ok = false;
-}
-
-static void push(struct archive_duty *d, uint32_t tag, uint64_t t, double v,
-                 bool bad)
-{
-    if (d->n == d->cap) {
-        size_t cap = d->cap ? d->cap * 2 : 4096;
-        struct sample *b;
-        if (cap > ARCHIVE_BUFFER_MAX) {
-            cap = ARCHIVE_BUFFER_MAX;
-        }
-        if (d->n == cap) {
-            /* Full: drop the oldest tenth, keep the newest. */
-            size_t drop = cap / 10;
-            memmove(d->buf, d->buf + drop, (d->n - drop) * sizeof *d->buf);
-            d->n -= drop;
-            d->dropped += drop;
-        } else if ((b = realloc(d->buf, cap * sizeof *b)) != NULL) {
-            d->buf = b;
-            d->cap = cap;
-        } else {
-            d->dropped++;
-            return;
-        }
-    }
-    d->buf[d->n].tag = tag;
-    d->buf[d->n].t_ms = t;
-    d->buf[d->n].value = bad ? 0 : v;
-    d->buf[d->n].bad = bad;
-    d->n++;
-    d->archived++;
-}
-
-static int name_cmp(const void *a, const void *b, void *arg)
-{
-    const struct vg_project *pr = arg;
-    return strcmp(pr->tags[*(const uint32_t *)a].name,
-                  pr->tags[*(const uint32_t *)b].name);
-}
-
-/* Each tag's place among PR's tags sorted by name (strcmp, as the state
- * machine compares them), malloc'd; NULL when out of memory. */
-static uint32_t *name_ranks(const struct vg_project *pr)
-{
-    uint32_t *order = malloc((pr->n_tags + 1) * sizeof *order);
-    uint32_t *rank = malloc((pr->n_tags + 1) * sizeof *rank);
-
-    if (order == NULL || rank == NULL) {
-        free(order);
-        free(rank);
-        return NULL;
-    }
-    for (size_t i = 0; i < pr->n_tags; i++) {
-        order[i] = (uint32_t)i;
-    }
-    qsort_r(order, pr->n_tags, sizeof *order, name_cmp, (void *)pr);
-    for (size_t i = 0; i < pr->n_tags; i++) {
-        rank[order[i]] = (uint32_t)i;
-    }
-    free(order);
-    return rank;
 }
 
 static bool start(struct node *n, struct archive_duty *d,
                   const struct vg_project *pr, uint64_t version)
 {
     duty_reset(d);
-    d->cyclic = calloc(pr->n_tags + 1, sizeof *d->cyclic);
-    d->batch_index = calloc(pr->n_tags + 1, sizeof *d->batch_index);
-    d->batch_stamp = calloc(pr->n_tags + 1, sizeof *d->batch_stamp);
-    d->name_rank = name_ranks(pr);
-    if (d->cyclic == NULL || d->batch_index == NULL || d->batch_stamp == NULL ||
-        d->name_rank == NULL) {
-        duty_reset(d);
+    if (vg_archive_recorder_start(d->rec, pr) != VG_OK) {
         node_log(n, "archive: out of memory");
         return false;
-    }
-    for (size_t i = 0; i < pr->n_tags; i++) {
-        if (pr->tags[i].archive == VG_ARCHIVE_CYCLIC && pr->tags[i].archive_period_s > 0) {
-            d->cyclic[d->n_cyclic++].tag = (uint32_t)i;
-        }
     }
     d->pr = pr;
     d->version = version;
@@ -203,41 +104,22 @@ void node_archive_changed(struct node *n, const struct vg_plc_change *v,
                           size_t count)
 {
     struct archive_duty *d = n->archive;
-    if (d == NULL || d->pr == NULL || !n->lead.ready) {
-        return;
-    }
-    for (size_t i = 0; i < count; i++) {
-        const struct vg_tag *t;
-        if (v[i].tag >= d->pr->n_tags) {
-            continue;
-        }
-        t = &d->pr->tags[v[i].tag];
-        /* The poller reports a change only beyond the deadband or of
-         * quality, and always the first reading: all of them are archived
-         * for tags archived on change. */
-        if (t->archive == VG_ARCHIVE_CHANGE) {
-            push(d, v[i].tag, v[i].t_ms, v[i].value, v[i].quality != VG_PLC_GOOD);
-        }
+    if (d != NULL && d->pr != NULL && n->lead.ready) {
+        vg_archive_recorder_changed(d->rec, v, count);
     }
 }
 
-static void cyclic(struct archive_duty *d, const struct node_tag_value *values,
-                   uint64_t now)
+/* The latest reading of TAG for cyclic archiving (ARG: the poller set's
+ * values, one per project tag). */
+static bool reading(void *arg, uint32_t tag, double *value, bool *bad)
 {
-    for (size_t k = 0; k < d->n_cyclic; k++) {
-        struct cyclic_tag *c = &d->cyclic[k];
-        const struct vg_tag *t = &d->pr->tags[c->tag];
-        uint64_t slot;
-        if (values[c->tag].quality < 0) {
-            continue;
-        }
-        slot = now / ((uint64_t)t->archive_period_s * 1000u);
-        if (slot != c->last) {
-            c->last = slot;
-            push(d, c->tag, now, values[c->tag].value,
-                 values[c->tag].quality != VG_PLC_GOOD);
-        }
+    const struct node_tag_value *values = arg;
+    if (values[tag].quality < 0) {
+        return false;
     }
+    *value = values[tag].value;
+    *bad = values[tag].quality != VG_PLC_GOOD;
+    return true;
 }
 
 struct batch_prop {
@@ -261,78 +143,34 @@ static void batch_cb(struct vg_repl_proposal *p, int status, uint64_t index,
 }
 
 /* Propose up to ARCHIVE_BATCH_MAX buffered samples as one HISTORY_SAMPLES
- * command (replication.h): t0, the names of the tags they refer to (each
- * numbered by its first sample), then the packed samples. */
-static int u64_cmp(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
+ * command (replication.h). */
 static void flush_batch(struct node *n, struct archive_duty *d)
 {
-    size_t k = d->n < ARCHIVE_BATCH_MAX ? d->n : ARCHIVE_BATCH_MAX;
-    uint64_t t0 = UINT64_MAX;
-    size_t n_tags = 0, len;
-    const char **names = malloc(k * sizeof *names);
-    uint64_t *ranked = malloc(k * sizeof *ranked); /* rank << 32 | tag */
-    unsigned char *packed = malloc(k * VG_HISTORY_SAMPLE_SIZE), *body = NULL;
     struct batch_prop *bp = calloc(1, sizeof *bp);
-    int rv;
+    unsigned char *body = NULL;
+    size_t len = 0, samples = 0;
 
-    if (names == NULL || ranked == NULL || packed == NULL || bp == NULL) {
-        goto fail;
+    if (bp == NULL) {
+        return;
     }
-    d->batch_no++;
-    for (size_t i = 0; i < k; i++) {
-        const struct sample *s = &d->buf[i];
-        if (d->buf[i].t_ms < t0) {
-            t0 = d->buf[i].t_ms;
-        }
-        if (d->batch_stamp[s->tag] != d->batch_no) {
-            d->batch_stamp[s->tag] = d->batch_no;
-            ranked[n_tags++] = (uint64_t)d->name_rank[s->tag] << 32 | s->tag;
-        }
-    }
-    /* The batch lists its tags sorted by name: every node checks that they
-     * are distinct, in one pass when they rise (archive.c tags_distinct)
-     * instead of sorting them; sorting here is one sort of integers on
-     * one node. */
-    qsort(ranked, n_tags, sizeof *ranked, u64_cmp);
-    for (size_t j = 0; j < n_tags; j++) {
-        uint32_t tag = (uint32_t)ranked[j];
-        d->batch_index[tag] = (uint32_t)j;
-        names[j] = d->pr->tags[tag].name;
-    }
-    for (size_t i = 0; i < k; i++) {
-        const struct sample *s = &d->buf[i];
-        vg_repl_history_sample_pack(packed + i * VG_HISTORY_SAMPLE_SIZE,
-                                    d->batch_index[s->tag], (uint32_t)(s->t_ms - t0),
-                                    s->value, s->bad);
-    }
-    if (vg_repl_history_samples_body(t0, names, n_tags, packed, k, &body, &len) !=
-        VG_OK) {
-        goto fail;
+    if (vg_archive_recorder_take(d->rec, ARCHIVE_BATCH_MAX, &body, &len, &samples) !=
+            VG_OK ||
+        samples == 0) {
+        free(bp);
+        return;
     }
     bp->p.data = d;
-    bp->samples = k;
-    rv = vg_repl_propose_bytes(&n->lead, &bp->p, VG_CMD_HISTORY_SAMPLES, body, len,
-                               batch_cb);
-    if (rv != VG_OK) {
-        goto fail;
+    bp->samples = samples;
+    if (vg_repl_propose_bytes(&n->lead, &bp->p, VG_CMD_HISTORY_SAMPLES, body, len,
+                              batch_cb) != VG_OK) {
+        /* Not retried: a proposal that cannot be made now (not the
+         * leader any more, out of memory) would not be made on a retry. */
+        d->failed_batches++;
+        free(bp);
+    } else {
+        d->in_flight++;
     }
-    d->in_flight++;
-    bp = NULL;
-fail:
-    /* Proposed or not, these samples leave the buffer (a proposal that
-     * could not even be made will not succeed on a retry either). */
-    memmove(d->buf, d->buf + k, (d->n - k) * sizeof *d->buf);
-    d->n -= k;
-    free(names);
-    free(ranked);
-    free(packed);
     free(body);
-    free(bp);
 }
 
 /* The archive a tag's samples are cut with: NULL for the default one. */
@@ -500,6 +338,7 @@ static void maybe_cut(struct node *n, struct archive_duty *d, uint64_t now)
 void node_archive_update(struct node *n)
 {
     struct archive_duty *d = n->archive;
+    struct vg_archive_recorder_stats rs;
     const struct node_tag_value *values;
     const struct vg_project *pr;
     uint64_t version = 0, now;
@@ -516,7 +355,7 @@ void node_archive_update(struct node *n)
     }
     if (d->pr != pr || d->version != version || d->term != n->lead.term) {
         /* Samples of the previous version still go out: they are history. */
-        if (d->pr != NULL && d->n > 0 && d->term == n->lead.term) {
+        if (d->pr != NULL && d->term == n->lead.term) {
             flush_batch(n, d);
         }
         if (!start(n, d, pr, version)) {
@@ -524,11 +363,13 @@ void node_archive_update(struct node *n)
         }
     }
     now = vg_now_wall_ms();
-    cyclic(d, values, now);
-    if (d->n > 0 && d->in_flight < ARCHIVE_IN_FLIGHT &&
-        (now - d->last_flush_ms >= ARCHIVE_FLUSH_MS || d->n >= ARCHIVE_BATCH_MAX)) {
+    vg_archive_recorder_cyclic(d->rec, now, reading, (void *)values);
+    vg_archive_recorder_stats(d->rec, &rs);
+    if (rs.buffered > 0 && d->in_flight < ARCHIVE_IN_FLIGHT &&
+        (now - d->last_flush_ms >= ARCHIVE_FLUSH_MS || rs.buffered >= ARCHIVE_BATCH_MAX)) {
         d->last_flush_ms = now;
-        while (d->n > 0 && d->in_flight < ARCHIVE_IN_FLIGHT) {
+        while (d->in_flight < ARCHIVE_IN_FLIGHT &&
+               (vg_archive_recorder_stats(d->rec, &rs), rs.buffered > 0)) {
             flush_batch(n, d);
         }
     }
@@ -567,10 +408,12 @@ static json_t *archive_status(struct node *n, const struct vg_repl_archive_info 
     }
     if (d != NULL) {
         json_object_set_new(o, "archiving", json_boolean(d->pr != NULL));
-        json_object_set_new(o, "archived", json_integer((json_int_t)d->archived));
+        struct vg_archive_recorder_stats rs;
+        vg_archive_recorder_stats(d->rec, &rs);
+        json_object_set_new(o, "archived", json_integer((json_int_t)rs.archived));
         json_object_set_new(o, "committed", json_integer((json_int_t)d->committed));
-        json_object_set_new(o, "dropped", json_integer((json_int_t)d->dropped));
-        json_object_set_new(o, "buffered", json_integer((json_int_t)d->n));
+        json_object_set_new(o, "dropped", json_integer((json_int_t)rs.dropped));
+        json_object_set_new(o, "buffered", json_integer((json_int_t)rs.buffered));
         json_object_set_new(o, "failed_batches",
                             json_integer((json_int_t)d->failed_batches));
         json_object_set_new(o, "classes_agreed", json_boolean(d->classes_ok));
@@ -747,15 +590,20 @@ bool node_archive_handle(struct node *n, struct conn *c, const char *type,
 int node_archive_init(struct node *n)
 {
     n->archive = calloc(1, sizeof *n->archive);
-    return n->archive != NULL ? VG_OK : VG_ENOMEM;
+    if (n->archive == NULL ||
+        (n->archive->rec = vg_archive_recorder_new(ARCHIVE_BUFFER_MAX)) == NULL) {
+        free(n->archive);
+        n->archive = NULL;
+        return VG_ENOMEM;
+    }
+    return VG_OK;
 }
 
 void node_archive_close(struct node *n)
 {
     struct archive_duty *d = n->archive;
     if (d != NULL) {
-        duty_reset(d);
-        free(d->buf);
+        vg_archive_recorder_free(d->rec);
         free(d);
         n->archive = NULL;
     }
