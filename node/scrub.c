@@ -14,7 +14,8 @@
  * (K mod 4)/8 of a period later, as snapshots are staggered (log_budget.c):
  * replicas on shared cores do not all read their archive at once. The
  * next check comes a period after the last one ended; one that could not
- * start (the database busy) is tried again in a minute at most. At shutdown a running check is interrupted; its job
+ * start (the database busy) is tried again in a minute at most. One that
+ * reads longer than BUDGET_MS is stopped (see there). At shutdown a running check is interrupted; its job
  * still ends through the loop, which keeps running until it has. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,11 +23,20 @@
 #include "internal.h"
 
 #define RETRY_MS 60000u
+/* The longest a check may read. Its read transaction keeps the WAL from
+ * starting over, so under a full archive load the WAL grows by tens of MB
+ * a second while it reads (the checkpointer's bound is loosened meanwhile,
+ * as for a snapshot). About 7 M samples a second on one core
+ * (archive_apply_bench) make this some 800 M samples: larger archives are
+ * not checked (status scrub.failed, and the log says why). */
+#define BUDGET_MS 120000u
 
 struct node_scrub_job {
     uv_work_t work;
     struct node *n;
     struct vg_repl_scrub *scrub;
+    uint64_t started_ms; /* monotonic */
+    bool over_budget;    /* interrupted for reading longer than BUDGET_MS */
 };
 
 static uint64_t period_ms(const struct node *n)
@@ -63,6 +73,10 @@ static void after_cb(uv_work_t *w, int status)
         if (n->cfg->verbose) {
             node_log(n, "%s (%.0f ms)", n->fsm.scrub.msg, n->fsm.scrub.last_ms);
         }
+    } else if (j->over_budget) {
+        node_log(n, "self-check stopped after %u s: the archive is too large to"
+                    " recount in one read (%s)",
+                 BUDGET_MS / 1000u, n->fsm.scrub.msg);
     } else if (rv != VG_EAGAIN && !n->stopping) {
         node_log(n, "self-check failed: %s", n->fsm.scrub.msg);
     }
@@ -75,6 +89,11 @@ void node_scrub_update(struct node *n)
     struct node_scrub_job *j;
     int rv;
 
+    if (n->scrub.job != NULL && !n->scrub.job->over_budget &&
+        now - n->scrub.job->started_ms > BUDGET_MS) {
+        n->scrub.job->over_budget = true;
+        vg_repl_scrub_interrupt(n->scrub.job->scrub);
+    }
     if (period == 0 || n->scrub.job != NULL || n->stopping) {
         return;
     }
@@ -98,6 +117,7 @@ void node_scrub_update(struct node *n)
     }
     j->n = n;
     j->work.data = j;
+    j->started_ms = now;
     if (uv_queue_work(&n->loop, &j->work, work_cb, after_cb) != 0) {
         vg_repl_scrub_interrupt(j->scrub);
         vg_repl_scrub_run(j->scrub); /* stops at once: frees the pin */
