@@ -94,40 +94,6 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import vigil_cluster as vc  # noqa: E402
 
 
-def write_project(d, port, n_alarms, n_archived, poll_ms):
-    os.makedirs(d)
-    with open(os.path.join(d, "project.yaml"), "w") as f:
-        f.write("""project: records-bench
-version: "1"
-title: {en: Records benchmark}
-languages: [en]
-sections:
-  - name: bench
-    title: {en: Bench}
-plcs:
-  - name: plc
-    host: 127.0.0.1
-    port: %d
-    unit_id: 1
-    poll_interval: %dms
-    timeout: 2s
-""" % (port, poll_ms))
-    with open(os.path.join(d, "tags.csv"), "w") as f:
-        f.write("name,section,plc,address,type,word_order,raw_min,raw_max,eng_min,"
-                "eng_max,unit,deadband,archive,writable,min,max,description_en\n")
-        for i in range(n_alarms):
-            f.write("b.%05d,bench,plc,di:%d,bool,,,,,,,,,,,,Input %d\n" % (i, i, i))
-        for i in range(n_archived):
-            f.write("a.%05d,bench,plc,ir:%d,int16,,0,27648,0,100,%%,0,change,,,,"
-                    "Analog %d\n" % (i, i, i))
-    with open(os.path.join(d, "alarms.csv"), "w") as f:
-        f.write("name,tag,kind,limit,hysteresis,on_delay,off_delay,priority,section,"
-                "reference,message_en\n")
-        for i in range(n_alarms):
-            f.write("b.%05d.off,b.%05d,digital_off,,,,,medium,,,Input %d off\n"
-                    % (i, i, i))
-
-
 def count_raised(addr):
     """Raise entries of project alarms in the alarm journal (pages of 2000
     fit in a frame); system alarms ("$node.ID" of a killed node) do not
@@ -409,7 +375,7 @@ def main():
     try:
         port = vc.free_ports(1)[0]
         project = os.path.join(tmp, "project")
-        write_project(project, port, args.alarms, args.archived, args.poll_ms)
+        vc.write_synthetic_project(project, port, args.alarms, args.archived, args.poll_ms)
         sim = vc.PlcSim(plcsim, project, "plc", tmp)
         if not sim.wait_started():
             raise SystemExit("vigil-plcsim did not start: " + sim.stderr()[-500:])

@@ -147,6 +147,7 @@ struct alarm_duty {
     size_t *pending_end;
     size_t n_pending, cap_pending, pending_first;
     uint64_t appended, proposed;   /* changes ever queued / ever proposed */
+    uint64_t committed;            /* the end of the last change committed */
     struct alarm_op *ops_head, *ops_tail; /* actions waiting, by seq_end */
     uint64_t engine_deadline;      /* cached vg_alarm_engine_next_deadline */
     bool deadline_dirty;           /* the engine changed since */
@@ -183,6 +184,7 @@ struct alarm_op {
     long long id;
     json_t *answer;
     uint64_t seq_end;
+    bool noop; /* it changed nothing: its answer stands on earlier changes */
 };
 
 /* A proposed chunk of the queue: changes [.., SEQ_END). */
@@ -434,8 +436,15 @@ static void ops_answer(struct alarm_duty *d, uint64_t seq_end, uint64_t index,
         if (d->ops_head == NULL) {
             d->ops_tail = NULL;
         }
-        if (code == NULL) {
-            json_object_set_new(op->answer, "index", json_integer((json_int_t)index));
+        if (code == NULL && op->noop && d->rebuild) {
+            /* "Unchanged" was judged on an engine that ran ahead of a
+             * change that will never be committed. */
+            node_send_error(op->c, op->id, "unavailable",
+                            "an earlier alarm change was not committed; nothing "
+                            "was changed, send it again in a moment");
+        } else if (code == NULL) {
+            json_object_set_new(op->answer, "index",
+                                op->noop ? json_null() : json_integer((json_int_t)index));
             node_send(op->c, op->answer);
             op->answer = NULL;
         } else {
@@ -461,8 +470,11 @@ static void stored_free(struct alarm_duty *d)
 /* Back to PHASE_IDLE: from any phase, a restore half done included. */
 static void duty_stop(struct alarm_duty *d)
 {
-    /* Changes never proposed are dropped: their actions did not happen. */
+    /* Changes never proposed are dropped: their actions did not happen.
+     * The next engine is read from the table once what is in flight is
+     * applied: none of its state waits for a commit. */
     d->appended = d->proposed;
+    d->committed = d->appended;
     ops_answer(d, UINT64_MAX, 0, "not_leader",
                "leadership lost before the alarm action was committed; nothing "
                "was changed, send it again to the new leader");
@@ -698,6 +710,9 @@ static void flush_cb(struct vg_repl_proposal *p, int status, uint64_t index,
     uint64_t seq_end = ((struct chunk_prop *)p)->seq_end;
 
     d->in_flight--;
+    if (status == 0 && result == VG_OK && seq_end > d->committed) {
+        d->committed = seq_end;
+    }
     if (status != 0) {
         ops_answer(d, seq_end, 0, "not_leader",
                    "leadership lost before the alarm action was committed; send "
@@ -1268,15 +1283,22 @@ static struct alarm_duty *need_engine(struct node *n, struct conn *c, long long 
     if (!node_need_ready(n, c, id)) {
         return NULL;
     }
-    if (d != NULL && !duty_live(n, d)) {
+    if (d != NULL && (!duty_live(n, d) || d->rebuild)) {
         /* Start or go on with it now if this iteration has not yet: a small
          * project is then restored at once. */
         node_alarms_update(n);
     }
-    if (duty_live(n, d)) {
+    if (duty_live(n, d) && !d->rebuild) {
         return d;
     }
-    if (d != NULL && d->phase == PHASE_RESTORE) {
+    if (d != NULL && d->phase == PHASE_LIVE && d->rebuild) {
+        /* Its engine ran ahead of a change that was not committed: an
+         * action judged on it now could be answered from that change. */
+        snprintf(why, sizeof why,
+                 "rebuilding the alarm engine after a change that was not "
+                 "committed, once %u command(s) in flight are done",
+                 d->in_flight);
+    } else if (d != NULL && d->phase == PHASE_RESTORE) {
         snprintf(why, sizeof why,
                  "restoring the stored alarm states of project version %llu: "
                  "%zu read so far",
@@ -1294,7 +1316,8 @@ static struct alarm_duty *need_engine(struct node *n, struct conn *c, long long 
     /* Restoring, or about to poll a version: soon done. Nothing to poll, or
      * a version that cannot be polled: not until someone acts. */
     node_send_error(c, id,
-                    (d != NULL && (d->phase == PHASE_RESTORE || d->phase == PHASE_FEED)) ||
+                    (d != NULL && (d->phase == PHASE_RESTORE || d->phase == PHASE_FEED ||
+                                   d->rebuild)) ||
                             (n->plc_version != 0 && n->plc_error[0] == '\0')
                         ? "unavailable"
                         : "failed",
@@ -1466,12 +1489,22 @@ static void handle_subscribe(struct node *n, struct conn *c, json_t *msg,
  * are committed; at once when it changed nothing. The changes stay in the
  * queue, behind every automatic change queued before them, and go out with
  * whatever else this loop iteration queues (one command for many acks). */
+/* Answer C's action once its changes are committed. One that changed
+ * nothing ("unchanged": already acknowledged, not shelved, ...) was judged
+ * on the engine, which runs ahead of the log: its answer too waits for the
+ * changes queued before it, and becomes "send it again" if one of them is
+ * not committed (leadership lost, the engine to be rebuilt). Answered at
+ * once, a second station acknowledging an alarm whose first ack was still
+ * uncommitted heard "nothing to acknowledge" while no majority could
+ * commit anything; had that first ack been lost with the leader, the
+ * second operator's ack would have been lost too (tests/integration/
+ * cluster_alarms.py, premature_unchanged_case, kills both followers). */
 static void commit_action(struct alarm_duty *d, struct conn *c, long long id,
                           bool changed, json_t *answer)
 {
     struct alarm_op *op;
 
-    if (!changed) {
+    if (!changed && d->committed >= d->appended) {
         json_object_set_new(answer, "index", json_null());
         node_send(c, answer);
         return;
@@ -1486,6 +1519,7 @@ static void commit_action(struct alarm_duty *d, struct conn *c, long long id,
     op->id = id;
     op->answer = answer;
     op->seq_end = d->appended;
+    op->noop = !changed;
     c->refs++;
     if (d->ops_tail != NULL) {
         d->ops_tail->next = op;

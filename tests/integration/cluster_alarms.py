@@ -21,7 +21,12 @@ raw protocol connections and vigilctl, all on loopback (TAP).
    the audit trail has the operator's actions; vigilctl alarms list / ack /
    journal and vigilctl audit.
 9. Bad requests get an error that names the problem.
-10. Takeover with thousands of alarms (its own cluster, one vigil-plcsim, a
+10. An ack that changes nothing because an earlier ack of the same alarm
+    is not committed yet waits for that commit: with both followers killed,
+    a second station's ack gets no "unchanged" answer (a vigild before the
+    fix answered "nothing_to_acknowledge" at once); resent once they are
+    back, the journal holds one ack. Its own cluster of 4 alarms.
+11. Takeover with thousands of alarms (its own cluster, one vigil-plcsim, a
     generated project of --takeover-alarms digital inputs, each watched by
     an alarm, all raised): the leader is killed (-9); the new leader
     restores every state in slices without stalling its loop (its status
@@ -44,9 +49,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "bench"))
 import vigil_cluster as vc  # noqa: E402
-from records_bench import write_project  # noqa: E402
 
 tap = vc.Tap()
 ok = tap.ok
@@ -159,7 +162,7 @@ def takeover_case(args):
     try:
         port = vc.free_ports(1)[0]
         project = os.path.join(tmp, "project")
-        write_project(project, port, n_alarms, 0, 100)
+        vc.write_synthetic_project(project, port, n_alarms, 0, 100)
         sim = vc.PlcSim(args.plcsim, project, "plc", tmp)
         ok(sim.wait_started(), "takeover: vigil-plcsim serves %d digital inputs" %
            n_alarms)
@@ -272,6 +275,78 @@ def takeover_case(args):
         traceback.print_exc()
         ok(False, "takeover: unexpected: %r" % e)
     finally:
+        if cluster is not None:
+            if not all(tap.results):
+                cluster.dump_logs()
+            cluster.close()
+        if sim is not None:
+            sim.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def premature_unchanged_case(args):
+    """An ack that changes nothing (the alarm is already acknowledged, by an
+    ack not committed yet) is not answered before that ack is committed:
+    with both followers down nothing commits, so a second station's ack of
+    the same alarm must get no "unchanged" answer, and after the followers
+    are back and the ack is resent, the journal holds exactly one ack."""
+    tmp = tempfile.mkdtemp(prefix="vigil-alarms-unchanged-")
+    sim, cluster, conns = None, None, []
+    try:
+        port = vc.free_ports(1)[0]
+        project = os.path.join(tmp, "project")
+        vc.write_synthetic_project(project, port, 4, 0, 100)
+        sim = vc.PlcSim(args.plcsim, project, "plc", tmp)
+        ok(sim.wait_started(), "unchanged case: vigil-plcsim serves 4 inputs")
+        cluster = vc.Cluster(args.vigild)
+        cluster.__enter__()
+        cluster.wait_ready_leader(timeout=15)
+        rc, out, err = vc.ctl(args.vigilctl, cluster, "project", "load", project)
+        leader = cluster.wait_ready_leader(timeout=15)[0]
+        name = "b.00001.off"
+        ok(rc == 0 and vc.wait_for(lambda: (alarm_state(leader.client_address, name)
+                                    or {}).get("status") == "unack_active", 15, 0.1),
+           "unchanged case: %s raised" % name)
+        for f in [n for n in cluster.nodes if n is not leader]:
+            f.kill()
+        a, b = vc.Conn(leader.client_address, 5), vc.Conn(leader.client_address, 5)
+        conns += [a, b]
+        a.send({"type": "alarm_ack", "alarms": [name], "user": "ann", "station": "a"})
+        time.sleep(0.2)
+        b.send({"type": "alarm_ack", "alarms": [name], "user": "bob", "station": "b"})
+        b.sock.settimeout(2.0)
+        try:
+            answer = b.recv()
+        except OSError:
+            answer = None
+        ok(answer is None or answer.get("type") == "error",
+           "with no majority, the second ack of %s gets no 'unchanged' answer "
+           "before the first is committed: %s" % (name, answer))
+        for f in [n for n in cluster.nodes if n is not leader]:
+            f.start()
+
+        def resent():
+            try:
+                node = cluster.wait_ready_leader(timeout=10)[0]
+                m = vc.call(node.client_address, {"type": "alarm_ack", "alarms": [name],
+                                                  "user": "bob", "station": "b"}, 2)
+            except (OSError, vc.ProtocolError, AssertionError):
+                return None
+            return m if m.get("type") == "alarms_acked" else None
+        m = vc.wait_for(resent, 30, 0.2)
+        cluster.wait_converged(timeout=15)
+        node = cluster.wait_ready_leader(timeout=10)[0]
+        acks = journal(node.client_address, alarm=name, cause="acked").get("entries", [])
+        ok(m is not None and len(acks) == 1,
+           "resent once the followers are back: %s; the journal holds %d ack(s)"
+           % (m and (m["acked"], m["unchanged"]), len(acks)))
+    except Exception as e:  # report, then clean up
+        import traceback
+        traceback.print_exc()
+        ok(False, "unexpected: %r" % e)
+    finally:
+        for c in conns:
+            c.close()
         if cluster is not None:
             if not all(tap.results):
                 cluster.dump_logs()
@@ -575,6 +650,7 @@ def main():
         for s in sims:
             s.kill()
         shutil.rmtree(tmp, ignore_errors=True)
+    premature_unchanged_case(args)
     if args.takeover_alarms > 0:
         takeover_case(args)
     return tap.finish()

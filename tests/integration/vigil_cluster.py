@@ -366,6 +366,45 @@ WATERWORKS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))), "config", "examples", "waterworks")
 
 
+def write_synthetic_project(d, port, n_alarms, n_archived, poll_ms):
+    """A generated project in folder D for one vigil-plcsim on PORT: N_ALARMS
+    discrete inputs b.NNNNN, each watched by a digital_off alarm b.NNNNN.off
+    (the simulator's inputs are 0, so all are raised at start), and
+    N_ARCHIVED noisy input registers a.NNNNN archived on change without a
+    deadband, all polled every POLL_MS."""
+    os.makedirs(d)
+    with open(os.path.join(d, "project.yaml"), "w") as f:
+        f.write("""project: synthetic
+version: "1"
+title: {en: Synthetic plant}
+languages: [en]
+sections:
+  - name: bench
+    title: {en: Bench}
+plcs:
+  - name: plc
+    host: 127.0.0.1
+    port: %d
+    unit_id: 1
+    poll_interval: %dms
+    timeout: 2s
+""" % (port, poll_ms))
+    with open(os.path.join(d, "tags.csv"), "w") as f:
+        f.write("name,section,plc,address,type,word_order,raw_min,raw_max,eng_min,"
+                "eng_max,unit,deadband,archive,writable,min,max,description_en\n")
+        for i in range(n_alarms):
+            f.write("b.%05d,bench,plc,di:%d,bool,,,,,,,,,,,,Input %d\n" % (i, i, i))
+        for i in range(n_archived):
+            f.write("a.%05d,bench,plc,ir:%d,int16,,0,27648,0,100,%%,0,change,,,,"
+                    "Analog %d\n" % (i, i, i))
+    with open(os.path.join(d, "alarms.csv"), "w") as f:
+        f.write("name,tag,kind,limit,hysteresis,on_delay,off_delay,priority,section,"
+                "reference,message_en\n")
+        for i in range(n_alarms):
+            f.write("b.%05d.off,b.%05d,digital_off,,,,,medium,,,Input %d off\n"
+                    % (i, i, i))
+
+
 def copy_project(dst, ports):
     """The waterworks example into DST with its PLC ports (5020, 5021) replaced."""
     shutil.copytree(WATERWORKS, dst)
