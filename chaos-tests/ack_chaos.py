@@ -35,7 +35,6 @@ import argparse
 import json
 import os
 import random
-import shutil
 import signal
 import sys
 import tempfile
@@ -195,25 +194,6 @@ def status_of(addr, alarm):
     return None
 
 
-def journal_counts(addr, cause):
-    """{alarm: entries with CAUSE} in ADDR's journal, every page."""
-    counts, before = {}, None
-    for _ in range(1000):
-        q = {"type": "alarm_journal", "cause": cause, "limit": 5000}
-        if before:
-            q["before_id"] = before
-        j = vc.call(addr, q, timeout=30)
-        if "entries" not in j:
-            raise RuntimeError("alarm_journal: %s" % j)
-        for e in j["entries"]:
-            if not e["alarm"].startswith("$"):
-                counts[e["alarm"]] = counts.get(e["alarm"], 0) + 1
-        if not j.get("more") or not j["entries"]:
-            break
-        before = j["entries"][-1]["id"]
-    return counts
-
-
 def archived(node):
     info = vc.call(node.client_address, {"type": "history_info"}, timeout=30)
     return (info.get("archive") or {}).get("samples")
@@ -256,7 +236,7 @@ def main():
                               timeout=120)
         ok(rc == 0, "project loaded")
         addr = cluster.wait_ready_leader(timeout=15)[0].client_address
-        raised = vc.wait_for(lambda: len(journal_counts(addr, "raised")) >= args.alarms,
+        raised = vc.wait_for(lambda: len(vc.journal_counts(addr, "raised")) >= args.alarms,
                              60, 0.5)
         ok(raised, "all %d alarms raised" % args.alarms)
         first = min(archived(n) or 0 for n in cluster.nodes)
@@ -304,8 +284,8 @@ def main():
 
         lost = dup = twice = 0
         for n in cluster.nodes:
-            acks = journal_counts(n.client_address, "acked")
-            raises = journal_counts(n.client_address, "raised")
+            acks = vc.journal_counts(n.client_address, "acked")
+            raises = vc.journal_counts(n.client_address, "raised")
             n_lost = len([a for a in answered if acks.get(a, 0) == 0])
             n_missing = len([a for a in names if acks.get(a, 0) == 0])
             n_dup = len([a for a, c in acks.items() if c > 1])
@@ -355,18 +335,10 @@ def main():
             "raised_twice": twice, "diverged": len(damaged) + len(
                 [x for x in st.values() if x["consistency"]["verdict"] != "ok"])}) + "\n")
     except Exception as e:
-        import traceback
-        traceback.print_exc()
-        ok(False, "unexpected: %r" % e)
+        vc.unexpected(tap, e)
     finally:
         stop.set()
-        if cluster is not None:
-            if not all(tap.results):
-                cluster.dump_logs()
-            cluster.close()
-        if sim is not None:
-            sim.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
+        vc.teardown(tap, cluster, [sim], (), tmp)
     return tap.finish()
 
 

@@ -40,7 +40,6 @@ Every wait is bounded; processes are killed by PID; temp dirs removed.
 import argparse
 import json
 import os
-import shutil
 import signal
 import sys
 import tempfile
@@ -134,25 +133,6 @@ def alarm_state(addr, name):
     return None
 
 
-def raised_counts(addr):
-    """{alarm: number of raise entries} of the project alarms in the
-    journal (pages of 2000 entries fit in a frame)."""
-    counts, before = {}, 0
-    while True:
-        q = {"cause": "raised", "limit": 2000}
-        if before:
-            q["before_id"] = before
-        j = vc.call(addr, dict({"type": "alarm_journal"}, **q), timeout=10)
-        if "entries" not in j:
-            raise AssertionError("alarm_journal: %s" % j)
-        for e in j["entries"]:
-            if not e["alarm"].startswith("$"):
-                counts[e["alarm"]] = counts.get(e["alarm"], 0) + 1
-        if not j.get("more") or not j["entries"]:
-            return counts
-        before = j["entries"][-1]["id"]
-
-
 def takeover_case(args):
     """10. (see the docstring)"""
     n_alarms = args.takeover_alarms
@@ -177,7 +157,7 @@ def takeover_case(args):
         def all_raised():
             try:
                 addr = cluster.wait_ready_leader(timeout=5)[0].client_address
-                return len(raised_counts(addr)) >= n_alarms
+                return len(vc.journal_counts(addr, "raised")) >= n_alarms
             except (OSError, vc.ProtocolError, ValueError, AssertionError):
                 return False
         ok(vc.wait_for(all_raised, 60, poll=0.5),
@@ -245,7 +225,7 @@ def takeover_case(args):
             al.get("restore_iterations"),
             al.get("evaluating_since_ms", 0) / 1000.0 - t_kill))
         time.sleep(1.0)  # the readings of the first poll cycles are evaluated
-        counts = raised_counts(new.client_address)
+        counts = vc.journal_counts(new.client_address, "raised")
         twice = [a for a, k in counts.items() if k != 1]
         ok(len(counts) == n_alarms and not twice,
            "takeover: one raise per alarm in the journal (%d alarms, %d raised "
@@ -271,17 +251,9 @@ def takeover_case(args):
            % (loop.get("max_cpu_ms"), loop.get("max_apply_ms"),
               loop.get("max_apply_commands"), loop.get("max_ms")))
     except Exception as e:  # report, then clean up
-        import traceback
-        traceback.print_exc()
-        ok(False, "takeover: unexpected: %r" % e)
+        vc.unexpected(tap, e)
     finally:
-        if cluster is not None:
-            if not all(tap.results):
-                cluster.dump_logs()
-            cluster.close()
-        if sim is not None:
-            sim.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
+        vc.teardown(tap, cluster, [sim], (), tmp)
 
 
 def premature_unchanged_case(args):
@@ -341,19 +313,9 @@ def premature_unchanged_case(args):
            "resent once the followers are back: %s; the journal holds %d ack(s)"
            % (m and (m["acked"], m["unchanged"]), len(acks)))
     except Exception as e:  # report, then clean up
-        import traceback
-        traceback.print_exc()
-        ok(False, "unexpected: %r" % e)
+        vc.unexpected(tap, e)
     finally:
-        for c in conns:
-            c.close()
-        if cluster is not None:
-            if not all(tap.results):
-                cluster.dump_logs()
-            cluster.close()
-        if sim is not None:
-            sim.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
+        vc.teardown(tap, cluster, [sim], conns, tmp)
 
 
 def main():
@@ -637,19 +599,9 @@ def main():
         cluster.wait_verified(timeout=20)
         ok(True, "all replicas verified identical after the run")
     except Exception as e:  # report, then clean up
-        import traceback
-        traceback.print_exc()
-        ok(False, "unexpected: %r" % e)
+        vc.unexpected(tap, e)
     finally:
-        for c in conns:
-            c.close()
-        if cluster is not None:
-            if not all(tap.results):
-                cluster.dump_logs()
-            cluster.close()
-        for s in sims:
-            s.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
+        vc.teardown(tap, cluster, sims, conns, tmp)
     premature_unchanged_case(args)
     if args.takeover_alarms > 0:
         takeover_case(args)

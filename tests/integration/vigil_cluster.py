@@ -354,6 +354,51 @@ class Cluster:
             timeout)
 
 
+def journal_counts(addr, cause):
+    """{alarm: entries with CAUSE} of the project alarms (not the system
+    alarms "$…") in the alarm journal at ADDR, every page (2000 entries a
+    page fit in a frame)."""
+    counts, before = {}, 0
+    for _ in range(100000):
+        q = {"type": "alarm_journal", "cause": cause, "limit": 2000}
+        if before:
+            q["before_id"] = before
+        j = call(addr, q, timeout=30)
+        if "entries" not in j:
+            raise AssertionError("alarm_journal: %s" % j)
+        for e in j["entries"]:
+            if not e["alarm"].startswith("$"):
+                counts[e["alarm"]] = counts.get(e["alarm"], 0) + 1
+        if not j.get("more") or not j["entries"]:
+            break
+        before = j["entries"][-1]["id"]
+    return counts
+
+
+def unexpected(tap, e):
+    """Report exception E as a failed TAP test (with its traceback)."""
+    import traceback
+    traceback.print_exc()
+    tap.ok(False, "unexpected: %r" % e)
+
+
+def teardown(tap, cluster=None, sims=(), conns=(), tmp=None):
+    """The end of a real-process test: close CONNS, dump the cluster's logs
+    if a TAP test failed, stop the cluster and the simulators (by PID) and
+    remove TMP."""
+    for c in conns:
+        c.close()
+    if cluster is not None:
+        if not all(tap.results):
+            cluster.dump_logs()
+        cluster.close()
+    for s in sims:
+        if s is not None:
+            s.kill()
+    if tmp is not None:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def percentile(values, p):
     s = sorted(values)
     if not s:
