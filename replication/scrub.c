@@ -34,6 +34,7 @@
  * Cost. The whole archive is read once (a pinned read transaction: the WAL
  * cannot start over meanwhile, so the checkpointer loosens its bound as
  * for a snapshot). */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,7 +47,7 @@ struct vg_repl_scrub {
     bool pinned;
     uint64_t index;            /* the state it reads */
     uint64_t restored;         /* F's n_restored at begin */
-    volatile int interrupted;  /* vg_repl_scrub_interrupt was called */
+    atomic_int interrupted;    /* vg_repl_scrub_interrupt was called */
     /* Written by the thread, read at end. */
     int outcome;               /* VG_OK, VG_EDB (damaged) or other: failed */
     uint64_t rows;
