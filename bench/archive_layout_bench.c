@@ -18,7 +18,6 @@
  * Prints one JSON object per measured round:
  *   {"bench":"archive_layout","layout":"rows"|"chunks","chunk_bytes":…,
  *    "round":k,"samples":…,"round_s":…,"samples_per_s":…,"db_mb":…}
- *
  * every 4th round and the last; db_mb is the database file's size after
  * it (the WAL not counted: small runs show 0).
  *
