@@ -322,6 +322,10 @@ def main():
            {i: (x["scrub"]["runs"], x["scrub"]["damaged"], x["scrub"]["last_rows"])
             for i, x in s.items()})
 
+        print("# snapshots taken %s, restored from a leader's snapshot %s (per node)"
+              % ({i: x["snapshots"]["taken"] for i, x in s.items()},
+                 {n.id: n.log().count("state restored from a snapshot")
+                  for n in cluster.nodes}))
         # (The archive is still running: the nodes are compared by the
         # checkpoint digests above, which cover its summary.)
         counts = {n.id: archived(n) for n in cluster.nodes}
