@@ -12,7 +12,8 @@ always talks to the node it believes leads; on an error or a lost
 connection it finds the ready leader again and sends every ack that got no
 answer once more, as an operator's station would.
 
-Meanwhile, every 1.5-3 s, one fault chosen at random (seeded, --seed):
+Meanwhile, every 1.5-3 s, one fault: each kind once in a random order,
+then chosen at random (seeded, --seed; printed):
   kill    the leader is killed (-9) and restarted a second later;
   pause   the leader is stopped (SIGSTOP) for 1.5 s, then continued;
   follow  a follower is killed (-9) and restarted a second later.
@@ -145,12 +146,14 @@ class Worker(threading.Thread):
 
 def chaos(cluster, rng, stop, log):
     """Faults until STOP is set; each is logged as (kind, node id, t)."""
+    first = ["kill", "pause", "follow"]
+    rng.shuffle(first)  # every kind once, in some order, then at random
     while not stop.wait(rng.uniform(1.5, 3.0)):
         try:
             leader = cluster.wait_ready_leader(timeout=10, poll=0.05)[0]
         except AssertionError:
             continue
-        kind = rng.choice(["kill", "pause", "follow"])
+        kind = first.pop() if first else rng.choice(["kill", "pause", "follow"])
         if kind == "follow":
             victim = rng.choice([n for n in cluster.nodes if n is not leader])
         else:
@@ -272,8 +275,8 @@ def main():
                       % (w.k, w.reasons, json.dumps(w.other[:3])))
         ok(all(not w.is_alive() and not w.todo for w in workers),
            "every station got an answer for every ack")
-        ok(len(faults) >= 4 and "kill" in kinds,
-           "%d faults while the acks ran, the leader killed at least once" % len(faults))
+        ok(len(faults) >= 4 and {"kill", "pause", "follow"} <= set(kinds),
+           "%d faults while the acks ran, each kind at least once" % len(faults))
 
         for n in cluster.nodes:
             if not n.alive():
