@@ -33,9 +33,9 @@
  * smallest (requests, registers read) for tags 0..i-1, and
  * best[i] = min over valid last runs j..i-1 of best[j] + (1, span(j..i-1)).
  * By Lemma 1 this ranges over every plan worth considering, so it is
- * minimal in count first and registers second. A run holds at most L tags
- * (they do not overlap), so this is O(n * L): well under a millisecond for
- * a PLC's few thousand tags, and it runs once per project load. */
+ * minimal in count first and registers second. Evaluated as a
+ * sliding-window minimum (plan_kind), it is O(n); it runs once per project
+ * version a leader polls. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -223,32 +223,51 @@ struct best {
 };
 
 /* The dynamic programme for one kind: fills FROM so that the runs of an
- * optimal plan can be read backwards from n. */
-static int plan_kind(const struct span *v, size_t n, struct limits lim,
-                     struct best *best)
+ * optimal plan can be read backwards from n.
+ *
+ * best[i] = min over the valid last runs j..i-1 of best[j] + (1, span),
+ * with span = e[i-1] + 1 - s[j]: for a fixed i, j is ranked by
+ * (best[j].reqs, best[j].units - s[j]) alone. The valid j form a window
+ * [lo, i-1] whose lower end never moves left as i grows (a run may not
+ * span more than L, nor hold a gap wider than G), so the minimum is a
+ * sliding-window minimum: a queue of candidates with rising keys, each
+ * pushed and dropped once. O(n) rather than O(n * L): 20 000 discrete
+ * inputs took 73-84 ms (L = 2000 bits), during a takeover. Ties go to
+ * the largest j, as the search leftwards from i-1 that this replaced did,
+ * so the plans are the same. QUEUE has room for n indexes. */
+static bool key_le(const struct best *best, const struct span *v, size_t a,
+                   size_t b)
 {
+    int64_t ka = (int64_t)best[a].units - v[a].s;
+    int64_t kb = (int64_t)best[b].units - v[b].s;
+    return best[a].reqs < best[b].reqs || (best[a].reqs == best[b].reqs && ka <= kb);
+}
+
+static int plan_kind(const struct span *v, size_t n, struct limits lim,
+                     struct best *best, size_t *queue)
+{
+    size_t head = 0, tail = 0; /* queue[head..tail): candidates j */
+    size_t brk = 0;            /* no run may start before a gap > G */
+
     best[0] = (struct best){0, 0, 0};
     for (size_t i = 1; i <= n; i++) {
-        bool found = false;
-        /* Grow the last run leftwards from tag i-1; both conditions only get
-         * worse as j decreases, so the first failure ends the search. */
-        for (size_t j = i; j-- > 0;) {
-            if (j < i - 1 && gap_before(v, j + 1) > lim.gap)
-                break;
-            uint32_t span = v[i - 1].e - v[j].s + 1;
-            if (span > lim.len)
-                break;
-            size_t reqs = best[j].reqs + 1;
-            uint64_t units = best[j].units + span;
-            if (!found || reqs < best[i].reqs ||
-                (reqs == best[i].reqs && units < best[i].units)) {
-                best[i] = (struct best){reqs, units, j};
-                found = true;
-            }
+        size_t j;
+        /* j = i-1 joins: a key at least as large and older can never win. */
+        while (tail > head && key_le(best, v, i - 1, queue[tail - 1]))
+            tail--;
+        queue[tail++] = i - 1;
+        if (i >= 2 && gap_before(v, i - 1) > lim.gap)
+            brk = i - 1;
+        while (queue[head] < brk || v[i - 1].e - v[queue[head]].s + 1 > lim.len) {
+            head++;
+            /* A single tag always fits (L >= 2 for registers, >= 1 for
+             * bits): i-1 itself stays. */
+            if (head == tail)
+                return VG_EINVAL;
         }
-        /* A single tag always fits (L >= 2 for registers, >= 1 for bits). */
-        if (!found)
-            return VG_EINVAL;
+        j = queue[head];
+        best[i] = (struct best){best[j].reqs + 1,
+                                best[j].units + (v[i - 1].e - v[j].s + 1), j};
     }
     return 0;
 }
@@ -266,6 +285,7 @@ int vg_plc_plan_build(const struct vg_tag *tags, size_t n_tags, int plc,
 {
     struct sorted so;
     struct best *best = NULL;
+    size_t *queue = NULL;
     size_t n_all = 0, max_n = 0, n_reqs = 0;
     int rv;
 
@@ -283,10 +303,11 @@ int vg_plc_plan_build(const struct vg_tag *tags, size_t n_tags, int plc,
         return 0;
     }
     best = malloc((max_n + 1) * sizeof(*best));
+    queue = malloc((max_n + 1) * sizeof(*queue));
     plan->items = malloc(n_all * sizeof(*plan->items));
     /* At most one request per tag. */
     plan->reqs = malloc(n_all * sizeof(*plan->reqs));
-    if (best == NULL || plan->items == NULL || plan->reqs == NULL) {
+    if (best == NULL || queue == NULL || plan->items == NULL || plan->reqs == NULL) {
         rv = VG_ENOMEM;
         goto err_after_alloc;
     }
@@ -296,7 +317,7 @@ int vg_plc_plan_build(const struct vg_tag *tags, size_t n_tags, int plc,
         size_t n = so.n[k];
         if (n == 0)
             continue;
-        rv = plan_kind(v, n, so.lim[k], best);
+        rv = plan_kind(v, n, so.lim[k], best, queue);
         if (rv != 0) {
             vg_errf(errmsg, "internal error: no plan for %s",
                     vg_reg_kind_name(k));
@@ -326,11 +347,13 @@ int vg_plc_plan_build(const struct vg_tag *tags, size_t n_tags, int plc,
     }
     plan->n_reqs = n_reqs;
     free(best);
+    free(queue);
     sorted_free(&so);
     return 0;
 
 err_after_alloc:
     free(best);
+    free(queue);
     sorted_free(&so);
     vg_plc_plan_free(plan);
     return rv;
