@@ -1494,11 +1494,11 @@ static void handle_subscribe(struct node *n, struct conn *c, json_t *msg,
  * on the engine, which runs ahead of the log: its answer too waits for the
  * changes queued before it, and becomes "send it again" if one of them is
  * not committed (leadership lost, the engine to be rebuilt). Answered at
- * once, a second station acknowledging an alarm whose first ack was still
- * uncommitted heard "nothing to acknowledge" while no majority could
+ * once, an ack resent (or a second station's) while the first was still
+ * uncommitted heard "nothing to acknowledge" although no majority could
  * commit anything; had that first ack been lost with the leader, the
- * second operator's ack would have been lost too (tests/integration/
- * cluster_alarms.py, premature_unchanged_case, kills both followers). */
+ * operator's ack would have been lost (tests/integration/cluster_alarms.py,
+ * premature_unchanged_case, kills both followers). */
 static void commit_action(struct alarm_duty *d, struct conn *c, long long id,
                           bool changed, json_t *answer)
 {

@@ -60,8 +60,7 @@
 
 struct archive_duty {
     /* What becomes a sample, buffered until proposed (node/archive/). */
-    struct vg_archive_recorder *rec;
-    const struct vg_project *pr; /* borrowed from the poller set */
+    struct vg_archive_recorder *rec; /* its project: the one archived now */
     uint64_t version;
     raft_term term;
     uint64_t last_flush_ms;
@@ -75,10 +74,16 @@ struct archive_duty {
     uint64_t committed, failed_batches;
 };
 
+/* The project version archived now (borrowed from the poller set), or
+ * NULL. */
+static const struct vg_project *duty_project(const struct archive_duty *d)
+{
+    return vg_archive_recorder_project(d->rec);
+}
+
 static void duty_reset(struct archive_duty *d)
 {
     vg_archive_recorder_stop(d->rec);
-    d->pr = NULL;
     d->classes_ok = false;
 }
 
@@ -90,7 +95,6 @@ static bool start(struct node *n, struct archive_duty *d,
         node_log(n, "archive: out of memory");
         return false;
     }
-    d->pr = pr;
     d->version = version;
     d->term = n->lead.term;
     d->last_flush_ms = vg_now_wall_ms();
@@ -104,7 +108,8 @@ void node_archive_changed(struct node *n, const struct vg_plc_change *v,
                           size_t count)
 {
     struct archive_duty *d = n->archive;
-    if (d != NULL && d->pr != NULL && n->lead.ready) {
+    /* A stopped recorder records nothing. */
+    if (d != NULL && n->lead.ready) {
         vg_archive_recorder_changed(d->rec, v, count);
     }
 }
@@ -197,6 +202,7 @@ static void classes_cb(struct vg_repl_proposal *p, int status, uint64_t index,
  * and propose the project's when they differ. */
 static void check_classes(struct node *n, struct archive_duty *d)
 {
+    const struct vg_project *pr = duty_project(d);
     json_t *want = json_object(), *stored = NULL, *body = NULL;
     struct vg_repl_proposal *p = NULL;
     char *text = NULL;
@@ -205,9 +211,9 @@ static void check_classes(struct node *n, struct archive_duty *d)
         want == NULL) {
         goto out;
     }
-    for (size_t i = 0; i < d->pr->n_tags; i++) {
-        const struct vg_tag *t = &d->pr->tags[i];
-        const char *cls = t->archive != VG_ARCHIVE_NONE ? tag_class(d->pr, t) : NULL;
+    for (size_t i = 0; i < pr->n_tags; i++) {
+        const struct vg_tag *t = &pr->tags[i];
+        const char *cls = t->archive != VG_ARCHIVE_NONE ? tag_class(pr, t) : NULL;
         if (cls != NULL) {
             json_object_set_new(want, t->name, json_string(cls));
         }
@@ -321,7 +327,7 @@ static void maybe_cut(struct node *n, struct archive_duty *d, uint64_t now)
         return;
     }
     d->next_cut_ms = now + CUT_EVERY_MS;
-    if ((body = cut_body(n, d->pr, now)) == NULL) {
+    if ((body = cut_body(n, duty_project(d), now)) == NULL) {
         return;
     }
     text = json_dumps(body, JSON_COMPACT);
@@ -348,14 +354,14 @@ void node_archive_update(struct node *n)
     }
     pr = n->lead.ready ? node_plc_project(n, &version, &values) : NULL;
     if (pr == NULL) {
-        if (d->pr != NULL) {
+        if (duty_project(d) != NULL) {
             duty_reset(d);
         }
         return;
     }
-    if (d->pr != pr || d->version != version || d->term != n->lead.term) {
+    if (duty_project(d) != pr || d->version != version || d->term != n->lead.term) {
         /* Samples of the previous version still go out: they are history. */
-        if (d->pr != NULL && d->term == n->lead.term) {
+        if (duty_project(d) != NULL && d->term == n->lead.term) {
             flush_batch(n, d);
         }
         if (!start(n, d, pr, version)) {
@@ -407,7 +413,7 @@ static json_t *archive_status(struct node *n, const struct vg_repl_archive_info 
         }
     }
     if (d != NULL) {
-        json_object_set_new(o, "archiving", json_boolean(d->pr != NULL));
+        json_object_set_new(o, "archiving", json_boolean(duty_project(d) != NULL));
         struct vg_archive_recorder_stats rs;
         vg_archive_recorder_stats(d->rec, &rs);
         json_object_set_new(o, "archived", json_integer((json_int_t)rs.archived));

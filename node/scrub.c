@@ -15,8 +15,9 @@
  * replicas on shared cores do not all read their archive at once. The
  * next check comes a period after the last one ended; one that could not
  * start (the database busy) is tried again in a minute at most. One that
- * reads longer than BUDGET_MS is stopped (see there). At shutdown a running check is interrupted; its job
- * still ends through the loop, which keeps running until it has. */
+ * reads longer than BUDGET_MS is stopped (see there). At shutdown a
+ * running check is interrupted; its job still ends through the loop,
+ * which keeps running until it has. */
 #include <stdio.h>
 #include <stdlib.h>
 
