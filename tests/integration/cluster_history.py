@@ -423,17 +423,9 @@ def main():
         # 8. Self-checks.
         self_checks(cluster, args.vigilctl)
     except Exception as e:
-        import traceback
-        traceback.print_exc()
-        ok(False, "unexpected: %r" % e)
+        vc.unexpected(tap, e)
     finally:
-        if cluster is not None:
-            if not all(tap.results):
-                cluster.dump_logs()
-            cluster.close()
-        for s in sims:
-            s.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
+        vc.teardown(tap, cluster, sims, (), tmp)
     return tap.finish()
 
 
