@@ -350,7 +350,7 @@ def main():
                          "into DIR/takeover-K.data, and every node during the "
                          "acks into DIR/acks.data and during the archive "
                          "window into DIR/archive.data")
-    ap.add_argument("--cluster-level", type=int, default=1, choices=(1, 2),
+    ap.add_argument("--cluster-level", type=int, default=1, choices=(1, 2, 3),
                     help="the apply level the cluster runs at")
     args = ap.parse_args()
     vigild = os.path.join(args.build, "node", "vigild")

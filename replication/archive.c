@@ -42,6 +42,7 @@
 #include <string.h>
 
 #include "fsm_internal.h"
+#include "sample_chunk.h"
 
 #define TAG_MAX 256
 #define TAGS_MAX 65536
@@ -744,7 +745,7 @@ static int rows_sort(struct batch *b)
 /* What becomes of each sorted row of a batch. */
 enum row_fate { FATE_NEW, FATE_LATE, FATE_SKIP };
 
-/* Is (ID, T) in archive_samples? */
+/* Is (ID, T) settled: in archive_samples or in a chunk? */
 static int settled_has(struct vg_repl_fsm *f, int64_t id, uint64_t t, bool *has)
 {
     sqlite3_stmt *st = fsm_stmt(f, FSM_STMT_ARCHIVE_EXISTS,
@@ -760,8 +761,10 @@ static int settled_has(struct vg_repl_fsm *f, int64_t id, uint64_t t, bool *has)
     rc = sqlite3_step(st);
     *has = rc == SQLITE_ROW;
     sqlite3_reset(st);
-    return rc == SQLITE_ROW || rc == SQLITE_DONE ? VG_OK
-                                                 : fsm_db_fail(f, "archive lookup");
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        return fsm_db_fail(f, "archive lookup");
+    }
+    return *has ? VG_OK : fsm_chunks_has(f, id, t, has);
 }
 
 /* Tag ID's newest recent time into *T (-1: none), from the cache's copy of
@@ -826,6 +829,10 @@ static int newest_time(struct vg_repl_fsm *f, struct cached_tag *c, int64_t id,
         return fsm_db_fail(f, "archive newest");
     }
     if ((rv = recent_newest(f, id, &recent)) != VG_OK) {
+        return rv;
+    }
+    *t = recent > *t ? recent : *t;
+    if ((rv = fsm_chunks_newest(f, id, &recent)) != VG_OK) {
         return rv;
     }
     *t = recent > *t ? recent : *t;
@@ -1002,15 +1009,33 @@ int fsm_apply_history_samples(struct vg_repl_fsm *f, uint64_t index,
 
 /* ---------------------------------------------------------- retention cut */
 
-/* Subtract the rows of tag ID (named NAME) older than BEFORE from SUM, then
- * delete them. */
+/* A chunked sample a cut drops: out of the summary. */
+struct cut_one {
+    const char *name;
+    size_t len;
+    struct summary *sum;
+};
+
+static void cut_chunked(void *arg, const struct fsm_recent_rec *r)
+{
+    struct cut_one *c = arg;
+    c->sum->hash_sum -= row_hash(c->name, c->len, r->t, r->value, r->bad);
+}
+
+/* Subtract the settled samples of tag ID (named NAME) older than BEFORE
+ * from SUM, then delete them: the rows, then the chunks. */
 static int cut_tag(struct vg_repl_fsm *f, sqlite3_stmt *sel, sqlite3_stmt *del,
                    int64_t id, const char *name, size_t len, uint64_t before,
                    struct summary *sum)
 {
-    uint64_t n = 0;
-    int rc;
+    struct cut_one one = {.name = name, .len = len, .sum = sum};
+    uint64_t n = 0, chunked = 0;
+    int rc, rv;
 
+    if ((rv = fsm_chunks_cut(f, id, before, cut_chunked, &one, &chunked)) != VG_OK) {
+        return rv;
+    }
+    sum->samples -= chunked;
     sqlite3_bind_int64(sel, 1, id);
     sqlite3_bind_int64(sel, 2, (int64_t)before);
     while ((rc = sqlite3_step(sel)) == SQLITE_ROW) {
@@ -1412,12 +1437,13 @@ static json_t *sample_json(const struct fsm_recent_rec *r)
     return a;
 }
 
-/* ID's samples in a time range, oldest first: the settled ones (a walk of
- * archive_samples' key) merged with the recent ones (never the same time:
- * a sample is either). */
+/* ID's samples in a time range, oldest first: the settled rows (a walk of
+ * archive_samples' key) and chunks merged with the recent ones (never the
+ * same time: a sample is in one of the three). */
 struct cursor {
     sqlite3_stmt *st;
     int rc; /* of the last sqlite3_step */
+    struct fsm_chunk_cursor chunks;
     struct fsm_recent_rec *recent;
     size_t n_recent, i_recent;
 };
@@ -1439,6 +1465,12 @@ static int cursor_open(struct vg_repl_fsm *f, int64_t id, uint64_t from,
         c->st = NULL;
         return rv;
     }
+    if ((rv = fsm_chunk_cursor_open(f, id, from, to, &c->chunks)) != VG_OK) {
+        sqlite3_finalize(c->st);
+        free(c->recent);
+        memset(c, 0, sizeof *c);
+        return rv;
+    }
     c->rc = sqlite3_step(c->st);
     return VG_OK;
 }
@@ -1447,24 +1479,41 @@ static int cursor_open(struct vg_repl_fsm *f, int64_t id, uint64_t from,
  * neither SQLITE_ROW nor SQLITE_DONE). */
 static bool cursor_next(struct cursor *c, struct fsm_recent_rec *r)
 {
-    bool settled = c->rc == SQLITE_ROW;
-    if (c->rc != SQLITE_ROW && c->rc != SQLITE_DONE) {
+    const struct vg_chunk_sample *ch = fsm_chunk_cursor_head(&c->chunks);
+    enum { NONE, ROW, CHUNK_HEAD, RECENT } from = NONE;
+    uint64_t t = 0;
+
+    if ((c->rc != SQLITE_ROW && c->rc != SQLITE_DONE) || c->chunks.rv != VG_OK) {
         return false;
     }
-    if (settled && c->i_recent < c->n_recent &&
-        c->recent[c->i_recent].t < (uint64_t)sqlite3_column_int64(c->st, 0)) {
-        settled = false;
+    if (c->rc == SQLITE_ROW) {
+        t = (uint64_t)sqlite3_column_int64(c->st, 0);
+        from = ROW;
     }
-    if (settled) {
-        r->t = (uint64_t)sqlite3_column_int64(c->st, 0);
+    if (ch != NULL && (from == NONE || ch->t < t)) {
+        t = ch->t;
+        from = CHUNK_HEAD;
+    }
+    if (c->i_recent < c->n_recent &&
+        (from == NONE || c->recent[c->i_recent].t < t)) {
+        from = RECENT;
+    }
+    switch (from) {
+    case ROW:
+        r->t = t;
         r->value = sqlite3_column_double(c->st, 1);
         r->bad = sqlite3_column_int(c->st, 2) != 0;
         c->rc = sqlite3_step(c->st);
         return true;
-    }
-    if (c->i_recent < c->n_recent) {
+    case CHUNK_HEAD:
+        *r = (struct fsm_recent_rec){.t = ch->t, .value = ch->value, .bad = ch->bad};
+        fsm_chunk_cursor_pop(&c->chunks);
+        return true;
+    case RECENT:
         *r = c->recent[c->i_recent++];
         return true;
+    case NONE:
+        break;
     }
     return false;
 }
@@ -1473,10 +1522,14 @@ static bool cursor_next(struct cursor *c, struct fsm_recent_rec *r)
 static int cursor_close(struct vg_repl_fsm *f, struct cursor *c, const char *what)
 {
     int rc = c->rc;
+    int rv = fsm_chunk_cursor_close(&c->chunks);
+    if (rv == VG_OK && rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        rv = fsm_db_fail(f, what);
+    }
     sqlite3_finalize(c->st);
     free(c->recent);
     memset(c, 0, sizeof *c);
-    return rc == SQLITE_ROW || rc == SQLITE_DONE ? VG_OK : fsm_db_fail(f, what);
+    return rv;
 }
 
 /* The newest sample of ID before FROM into *OUT (JSON null when none). */
@@ -1513,6 +1566,17 @@ static int before_sample(struct vg_repl_fsm *f, int64_t id, uint64_t from,
     sqlite3_finalize(st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
         return fsm_db_fail(f, "history before");
+    }
+    {
+        struct fsm_recent_rec chunked;
+        bool in_chunk;
+        if ((rv = fsm_chunks_before(f, id, from, &in_chunk, &chunked)) != VG_OK) {
+            return rv;
+        }
+        if (in_chunk && (!have || chunked.t > newest.t)) {
+            newest = chunked;
+            have = true;
+        }
     }
     /* A recent sample may be newer (sorted by time: the last one). */
     if (from > 0 && (rv = fsm_recent_range(f, id, 0, from, &recent, &n)) != VG_OK) {
@@ -1727,7 +1791,10 @@ int vg_repl_fsm_archive_info(struct vg_repl_fsm *f,
     static const char sql[] =
         "SELECT a.id,"
         " (SELECT min(t) FROM archive_samples WHERE tag = a.id),"
-        " (SELECT max(t) FROM archive_samples WHERE tag = a.id)"
+        " (SELECT max(t) FROM archive_samples WHERE tag = a.id),"
+        " (SELECT min(t_first) FROM archive_chunks WHERE tag = a.id),"
+        " (SELECT t_last FROM archive_chunks WHERE tag = a.id"
+        "  ORDER BY t_first DESC LIMIT 1)"
         " FROM archive_tags a ORDER BY a.id";
     struct summary sum;
     int64_t *unsettled = NULL;
@@ -1748,7 +1815,10 @@ int vg_repl_fsm_archive_info(struct vg_repl_fsm *f,
         return fsm_db_fail(f, "prepare archive info");
     }
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (sqlite3_column_type(st, 1) == SQLITE_NULL) {
+        bool rows = sqlite3_column_type(st, 1) != SQLITE_NULL;
+        bool chunks = sqlite3_column_type(st, 3) != SQLITE_NULL;
+        uint64_t lo, hi;
+        if (!rows && !chunks) {
             if (n_unsettled == cap) {
                 size_t nc = cap ? cap * 2 : 64;
                 int64_t *v = realloc(unsettled, nc * sizeof *v);
@@ -1761,8 +1831,14 @@ int vg_repl_fsm_archive_info(struct vg_repl_fsm *f,
             unsettled[n_unsettled++] = sqlite3_column_int64(st, 0);
             continue;
         }
-        uint64_t lo = (uint64_t)sqlite3_column_int64(st, 1);
-        uint64_t hi = (uint64_t)sqlite3_column_int64(st, 2);
+        lo = (uint64_t)sqlite3_column_int64(st, rows ? 1 : 3);
+        hi = (uint64_t)sqlite3_column_int64(st, rows ? 2 : 4);
+        if (rows && chunks) {
+            uint64_t c_lo = (uint64_t)sqlite3_column_int64(st, 3);
+            uint64_t c_hi = (uint64_t)sqlite3_column_int64(st, 4);
+            lo = c_lo < lo ? c_lo : lo;
+            hi = c_hi > hi ? c_hi : hi;
+        }
         out->oldest_ms = out->tags == 0 || lo < out->oldest_ms ? lo : out->oldest_ms;
         out->newest_ms = hi > out->newest_ms ? hi : out->newest_ms;
         out->tags++;
@@ -1826,15 +1902,26 @@ static const char *each_name(struct each_ctx *e, int64_t id, const char *where)
     return e->tags.names[lo];
 }
 
-static int each_recent(void *arg, const struct fsm_recent_rec *r)
+/* R, found in table WHERE, to the caller's callback. */
+static int each_emit(struct each_ctx *e, const struct fsm_recent_rec *r,
+                     const char *where)
 {
-    struct each_ctx *e = arg;
-    const char *name = each_name(e, r->id, "archive_recent");
+    const char *name = each_name(e, r->id, where);
 
     if (name == NULL) {
         return VG_EDB;
     }
     return e->cb(e->arg, name, strlen(name), r->t, r->value, r->bad);
+}
+
+static int each_chunked(void *arg, const struct fsm_recent_rec *r)
+{
+    return each_emit(arg, r, "archive_chunks");
+}
+
+static int each_recent(void *arg, const struct fsm_recent_rec *r)
+{
+    return each_emit(arg, r, "archive_recent");
 }
 
 int vg_repl_fsm_archive_each(struct vg_repl_fsm *f,
@@ -1882,6 +1969,9 @@ int vg_repl_fsm_archive_each(struct vg_repl_fsm *f,
         }
     }
     if (rv == VG_OK) {
+        rv = fsm_chunks_each(f, each_chunked, &e);
+    }
+    if (rv == VG_OK) {
         rv = fsm_recent_each(f, each_recent, &e);
     }
     cut_tags_free(&e.tags);
@@ -1903,7 +1993,7 @@ int fsm_archive_recount(struct vg_repl_fsm *f, struct fsm_recount *out)
     int rv;
 
     memset(out, 0, sizeof *out);
-    out->table = "archive_samples";
+    out->table = "the archive";
     if ((rv = summary_get(f, &s)) != VG_OK) {
         return rv;
     }

@@ -385,6 +385,25 @@ int fsm_recent_stage(struct vg_repl_fsm *f, const struct fsm_recent_rec *recs,
     return rc == SQLITE_DONE ? VG_OK : fsm_db_fail(f, "archive recent insert");
 }
 
+static int rec_t_cmp(const void *a, const void *b)
+{
+    const struct fsm_recent_rec *x = a, *y = b;
+    return x->t < y->t ? -1 : x->t > y->t;
+}
+
+/* Double the room of *V (CAP records, 0 at first). */
+static int recs_grow(struct fsm_recent_rec **v, size_t *cap)
+{
+    size_t nc = *cap ? *cap * 2 : 64;
+    struct fsm_recent_rec *nv = realloc(*v, nc * sizeof *nv);
+    if (nv == NULL) {
+        return VG_ENOMEM;
+    }
+    *v = nv;
+    *cap = nc;
+    return VG_OK;
+}
+
 /* ------------------------------------------------------------------ settle */
 
 /* Inserts into archive_samples, CHUNK rows to a statement. */
@@ -724,13 +743,50 @@ static int round_begin(struct vg_repl_fsm *f, uint64_t round_records,
     return s->running ? settle_put(f, s->upto, s->next) : VG_OK;
 }
 
+/* One tag's records of a step, gathered from every row of the round. */
+struct tag_run {
+    struct fsm_recent_rec *v;
+    size_t n, cap;
+};
+
+/* Move tag ID's records at the windows' positions into chunks
+ * (archive_chunks.c), adding how many to *MOVED. Rows are in commit order
+ * and a later one may hold an older sample of the tag (a late one), so the
+ * run is sorted by time unless it already is. */
+static int tag_run_settle(struct vg_repl_fsm *f, struct wins *w, int64_t id,
+                          struct tag_run *run, uint64_t *moved)
+{
+    bool sorted = true;
+
+    run->n = 0;
+    for (size_t i = 0; i < w->n; i++) {
+        struct win *r = &w->v[i];
+        for (; r->at < r->end - r->lo && rec_id(r->data, r->at) == id; r->at++) {
+            if (run->n == run->cap &&
+                recs_grow(&run->v, &run->cap) != VG_OK) {
+                vg_errf(f->errmsg, "out of memory settling the archive");
+                return VG_EDB;
+            }
+            rec_get(r->data, r->at, &run->v[run->n]);
+            sorted = sorted && (run->n == 0 || run->v[run->n - 1].t < run->v[run->n].t);
+            run->n++;
+        }
+    }
+    if (!sorted) {
+        qsort(run->v, run->n, sizeof *run->v, rec_t_cmp);
+    }
+    *moved += run->n;
+    return fsm_chunks_add(f, id, run->v, run->n);
+}
+
 /* One step of the running round S: move whole tags, at least TARGET
  * records unless the round ends first, adding how many to *MOVED; ends the
  * round or records how far it got. */
 static int round_step(struct vg_repl_fsm *f, const struct settle *s,
-                      uint64_t target, uint64_t *moved)
+                      uint64_t target, bool chunks, uint64_t *moved)
 {
     struct mover m = {.f = f};
+    struct tag_run run = {0};
     struct wins w;
     int64_t end;
     bool left = false;
@@ -739,7 +795,7 @@ static int round_step(struct vg_repl_fsm *f, const struct settle *s,
     if ((rv = wins_open(f, s->upto, s->next, &w)) != VG_OK) {
         return rv;
     }
-    if ((rv = step_end(&w, target, &end)) == VG_OK && w.n > 0) {
+    if ((rv = step_end(&w, target, &end)) == VG_OK && w.n > 0 && !chunks) {
         rv = mover_prepare(&m);
     }
     /* Tag by tag, each tag's records in row order: the inserts for one
@@ -755,6 +811,10 @@ static int round_step(struct vg_repl_fsm *f, const struct settle *s,
         if (id == end || rv != VG_OK) {
             break;
         }
+        if (chunks) {
+            rv = tag_run_settle(f, &w, id, &run, moved);
+            continue;
+        }
         for (size_t i = 0; i < w.n && rv == VG_OK; i++) {
             struct win *r = &w.v[i];
             for (; r->at < r->end - r->lo && rec_id(r->data, r->at) == id &&
@@ -768,6 +828,7 @@ static int round_step(struct vg_repl_fsm *f, const struct settle *s,
             }
         }
     }
+    free(run.v);
     for (size_t i = 0; i < w.n; i++) {
         left = left || w.v[i].lo + w.v[i].at < w.v[i].n;
     }
@@ -801,7 +862,7 @@ int fsm_recent_settle(struct vg_repl_fsm *f, size_t staged)
         return rv;
     }
     target = (uint64_t)staged * 2 > step_min ? (uint64_t)staged * 2 : step_min;
-    return round_step(f, &s, target, &moved);
+    return round_step(f, &s, target, false, &moved);
 }
 
 static uint64_t now_us(void)
@@ -859,7 +920,7 @@ int vg_repl_fsm_archive_settle_some(struct vg_repl_fsm *f, uint64_t budget_us,
             break;
         }
         step_start = now_us();
-        if ((rv = round_step(f, &s, step_min, &done)) != VG_OK) {
+        if ((rv = round_step(f, &s, step_min, level >= 3, &done)) != VG_OK) {
             break;
         }
         last_us = now_us() - step_start;
@@ -905,12 +966,6 @@ int vg_repl_fsm_archive_recent_samples(struct vg_repl_fsm *f, uint64_t *out)
 
 /* ------------------------------------------------------------------ queries */
 
-static int rec_t_cmp(const void *a, const void *b)
-{
-    const struct fsm_recent_rec *x = a, *y = b;
-    return x->t < y->t ? -1 : x->t > y->t;
-}
-
 /* Record I of the blob B into *R. */
 static int blob_rec(sqlite3_blob *b, size_t i, struct fsm_recent_rec *r)
 {
@@ -926,14 +981,8 @@ static int blob_rec(sqlite3_blob *b, size_t i, struct fsm_recent_rec *r)
 static int recs_push(struct fsm_recent_rec **v, size_t *n, size_t *cap,
                      const struct fsm_recent_rec *r)
 {
-    if (*n == *cap) {
-        size_t nc = *cap ? *cap * 2 : 64;
-        struct fsm_recent_rec *nv = realloc(*v, nc * sizeof *nv);
-        if (nv == NULL) {
-            return VG_ENOMEM;
-        }
-        *v = nv;
-        *cap = nc;
+    if (*n == *cap && recs_grow(v, cap) != VG_OK) {
+        return VG_ENOMEM;
     }
     (*v)[(*n)++] = *r;
     return VG_OK;

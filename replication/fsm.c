@@ -163,6 +163,13 @@ static const char schema[] =
     "CREATE TABLE IF NOT EXISTS cluster_level(slot INTEGER PRIMARY KEY"
     "  CHECK (slot = 0), level INTEGER NOT NULL, log_index INTEGER NOT NULL);";
 
+/* The rest (one string may not be longer than C11 promises to take). */
+static const char schema_more[] =
+    /* archive_chunks.c */
+    "CREATE TABLE IF NOT EXISTS archive_chunks(tag INTEGER NOT NULL,"
+    "  t_first INTEGER NOT NULL, t_last INTEGER NOT NULL, n INTEGER NOT NULL,"
+    "  data BLOB NOT NULL, PRIMARY KEY(tag, t_first)) WITHOUT ROWID;";
+
 void vg_hex(const unsigned char *bytes, size_t n, char *out)
 {
     static const char digits[] = "0123456789abcdef";
@@ -1357,7 +1364,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
     fsm_ckpt_resume(f);
     /* An image written by an older vigild lacks the tables (and the
      * summary triggers) added since. */
-    if (exec(f, schema) != VG_OK || fsm_summary_ensure(f) != VG_OK ||
+    if (exec(f, schema) != VG_OK || exec(f, schema_more) != VG_OK || fsm_summary_ensure(f) != VG_OK ||
         load_meta(f) != VG_OK || vg_repl_fsm_level_check(f) != VG_OK) {
         f->fatal = 1;
         rv = RAFT_IOERR;
@@ -1478,7 +1485,7 @@ int vg_repl_fsm_open(struct vg_repl_fsm *f, const char *path)
          * bounded by one statement's pages. */
         (rv = exec(f, "PRAGMA temp_store=MEMORY")) != VG_OK ||
         (rv = fsm_summary_functions(f)) != VG_OK ||
-        (rv = exec(f, schema)) != VG_OK || (rv = fsm_summary_ensure(f)) != VG_OK ||
+        (rv = exec(f, schema)) != VG_OK || (rv = exec(f, schema_more)) != VG_OK || (rv = fsm_summary_ensure(f)) != VG_OK ||
         (rv = load_meta(f)) != VG_OK ||
         (wal_mode(f) && (rv = fsm_ckpt_start(f)) != VG_OK)) {
         stmts_finalize(f);

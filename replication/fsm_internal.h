@@ -43,6 +43,12 @@ enum fsm_stmt_slot {
     FSM_STMT_SETTLE_ROWS,
     FSM_STMT_SUMMARY_ADD,
     FSM_STMT_LEVEL_GET,
+    FSM_STMT_CHUNK_ADD,
+    FSM_STMT_CHUNK_DEL,
+    FSM_STMT_CHUNK_NEWEST,
+    FSM_STMT_CHUNK_AT,
+    FSM_STMT_CHUNK_BEFORE,
+    FSM_STMT_CHUNK_CUT,
     FSM_STMT_MAX
 };
 
@@ -238,13 +244,56 @@ int fsm_recent_cut(struct vg_repl_fsm *f, bool every, const int64_t *ids,
                    void (*dropped)(void *arg, const struct fsm_recent_rec *r),
                    void *arg, uint64_t *n_dropped);
 
+/* archive_chunks.c: the settled samples of cluster level 3 on, in
+ * compressed per-tag chunks that never overlap in time (sample_chunk.h).
+ * A damaged chunk fails any of these with VG_EDB and a sentence. */
+struct vg_chunk_sample;
+/* Store RECS (N, all of tag ID, sorted by t, none stored or staged). */
+int fsm_chunks_add(struct vg_repl_fsm *f, int64_t id, const struct fsm_recent_rec *recs,
+                   size_t n);
+/* Tag ID's newest chunked time into *T, -1 when it has none. */
+int fsm_chunks_newest(struct vg_repl_fsm *f, int64_t id, int64_t *t);
+/* Does a chunk hold (ID, T)? */
+int fsm_chunks_has(struct vg_repl_fsm *f, int64_t id, uint64_t t, bool *has);
+/* Tag ID's newest chunked sample before T into *OUT, *HAVE false if none. */
+int fsm_chunks_before(struct vg_repl_fsm *f, int64_t id, uint64_t t, bool *have,
+                      struct fsm_recent_rec *out);
+/* Drop tag ID's chunked samples older than BEFORE, calling DROPPED for each
+ * (how many into *N_DROPPED). */
+int fsm_chunks_cut(struct vg_repl_fsm *f, int64_t id, uint64_t before,
+                   void (*dropped)(void *arg, const struct fsm_recent_rec *r),
+                   void *arg, uint64_t *n_dropped);
+/* CB for every chunked sample (by tag, then time) until it returns other
+ * than VG_OK, which is then returned. */
+int fsm_chunks_each(struct vg_repl_fsm *f,
+                    int (*cb)(void *arg, const struct fsm_recent_rec *r), void *arg);
+/* Tag ID's chunked samples with FROM <= t < TO, oldest first: head is the
+ * next one (NULL at the end or after a failure), pop moves on, close says
+ * VG_OK or what failed (and frees). Reads one chunk at a time. */
+struct fsm_chunk_cursor {
+    struct vg_repl_fsm *f;
+    sqlite3_stmt *st;
+    int64_t id;
+    uint64_t from, to;
+    struct vg_chunk_sample *buf; /* one decoded chunk */
+    size_t n, i;
+    bool done;
+    int rv;
+};
+int fsm_chunk_cursor_open(struct vg_repl_fsm *f, int64_t id, uint64_t from,
+                          uint64_t to, struct fsm_chunk_cursor *c);
+const struct vg_chunk_sample *fsm_chunk_cursor_head(const struct fsm_chunk_cursor *c);
+void fsm_chunk_cursor_pop(struct fsm_chunk_cursor *c);
+int fsm_chunk_cursor_close(struct fsm_chunk_cursor *c);
+
 /* cluster_level.c: the stored apply level (1 when none is) into *OUT, and
  * VG_CMD_CLUSTER_LEVEL. */
 int fsm_cluster_level(struct vg_repl_fsm *f, uint32_t *out);
 int fsm_apply_cluster_level(struct vg_repl_fsm *f, uint64_t index, json_t *body);
 
 /* archive.c: recount the archive (archive_samples and the live recent
- * records) against archive_summary into OUT (table "archive_samples").
+ * records, archive_chunks) against archive_summary into OUT (table "the
+ * archive").
  * VG_OK, or VG_EDB (also for a sample of a tag archive_tags lacks). */
 int fsm_archive_recount(struct vg_repl_fsm *f, struct fsm_recount *out);
 

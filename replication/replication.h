@@ -193,9 +193,14 @@ int vg_repl_history_samples_body(uint64_t t0, const char *const *names,
  *      (vg_repl_fsm_archive_settle_some), and the split between the rows and
  *      archive_samples, which is node-local now, leaves the digest. What the
  *      archive holds is digested as before (archive_summary).
+ *   3  as 2, but settling writes each tag's samples as compressed chunks
+ *      (archive_chunks, sample_chunk.h) instead of one archive_samples row
+ *      per sample. Rows settled before stay where they are; every reader
+ *      takes the union. A level of its own because a leader's snapshot
+ *      holds chunks, which a vigild of level 2 would not see.
  *
  * VG_REPL_APPLY_LEVEL is the highest level this vigild applies. */
-#define VG_REPL_APPLY_LEVEL 2u
+#define VG_REPL_APPLY_LEVEL 3u
 
 /* Body of VG_CMD_CLUSTER_LEVEL (JSON object): {level: N}, 1 <= N < 2^31.
  * Outcome VG_OK when N is above the stored level (which becomes N),
@@ -437,7 +442,7 @@ struct vg_repl_fsm {
     /* Private to replication/: apply's statements, prepared once per
      * connection (fsm_internal.h, fsm_stmt), and the archive's cache of tag
      * ids and newest times (archive.c). */
-    struct sqlite3_stmt *stmts[24];
+    struct sqlite3_stmt *stmts[32];
     struct vg_repl_tag_cache *tag_cache;
     /* archive_recent.c's thresholds; 0: the built-in ones. */
     struct {
@@ -445,6 +450,9 @@ struct vg_repl_fsm {
         /* Level 2: the last slice found no round to run and no command
          * staged a row since (vg_repl_fsm_archive_settle_some). */
         bool idle;
+        /* Level 3: how often a tag's new samples had to be merged into
+         * chunks already stored (late samples; archive_chunks.c). */
+        uint64_t chunk_merges;
     } archive_settle;
     /* The highest apply level this replica applies; 0: VG_REPL_APPLY_LEVEL.
      * Lower only to act as an older vigild (rolling-upgrade tests). Set

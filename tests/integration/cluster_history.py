@@ -129,13 +129,22 @@ def pdf_pages(path):
 
 def damage_archive(path):
     """Change one sample of the archive as a damaged disk or a shell would,
-    where it is: a settled row of archive_samples if there is one, else the
-    value of the newest recent record (the newest row is never settled: a
-    round takes the rows present when it begins). Returns what was done."""
+    where it is: a chunk of settled samples (apply level 3) if there is
+    one, else a settled row of archive_samples, else the value of the
+    newest recent record (the newest row is never settled: a round takes
+    the rows present when it begins). Returns what was done."""
     db = sqlite3.connect(path)
     try:
+        chunk = db.execute("SELECT tag, t_first, data FROM archive_chunks"
+                           " LIMIT 1").fetchone()
         row = db.execute("SELECT tag, t FROM archive_samples LIMIT 1").fetchone()
-        if row is not None:
+        if chunk is not None:
+            data = bytearray(chunk[2])
+            data[-1] ^= 0x10  # in the last sample's value or time
+            db.execute("UPDATE archive_chunks SET data = ? WHERE tag = ?"
+                       " AND t_first = ?", (bytes(data), chunk[0], chunk[1]))
+            what = "archive_chunks row (%d, %d)" % chunk[:2]
+        elif row is not None:
             db.execute("UPDATE archive_samples SET value = value + 1"
                        " WHERE tag = ? AND t = ?", row)
             what = "archive_samples row (%d, %d)" % row

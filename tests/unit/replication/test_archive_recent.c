@@ -36,6 +36,7 @@
 #include <sqlite3.h>
 
 #include "replication.h"
+#include "sample_chunk.h"
 
 #define T53 (UINT64_C(1) << 53)
 #define NTAGS 25
@@ -834,7 +835,7 @@ static size_t gen_batch(const struct model *m, uint64_t *clock, int *tags,
     return n;
 }
 
-enum { OPT_REOPEN = 1, OPT_SNAPSHOT = 2, OPT_LEVEL2 = 4 };
+enum { OPT_REOPEN = 1, OPT_SNAPSHOT = 2, OPT_LEVEL2 = 4, OPT_LEVEL3 = 8 };
 
 /* CLUSTER_LEVEL {level: LEVEL} to the N fsms FS; the outcome. */
 static int apply_level(struct fx *x, struct vg_repl_fsm *const *fs, size_t n,
@@ -876,6 +877,7 @@ struct seen {
     bool round_with_settled; /* recent rows, a round and settled samples */
     bool mixed_tag; /* a tag with settled and recent samples at a check */
     unsigned rounds_done, cuts_mid_round, reopens, restores;
+    bool rows_and_chunks; /* B: a tag with rows and chunks at a check */
 };
 
 static void observe(struct vg_repl_fsm *a, struct seen *o, bool *was_running)
@@ -968,6 +970,7 @@ static void run_random(struct fx *x, uint64_t seed, unsigned n_cmds, unsigned op
     struct gs *s = calloc(64, sizeof *s);
     bool was_running = false, want_reopen = false, want_restore = false;
     bool level2 = false;
+    int level = 1;
     int tags[NTAGS];
     size_t n_tags;
 
@@ -1004,10 +1007,16 @@ static void run_random(struct fx *x, uint64_t seed, unsigned n_cmds, unsigned op
                 apply_cut(x, x->f, 3, &m, rnd(2) ? before - 500 : 0, (int)rnd(3),
                           before + rnd(600));
             }
-        } else if ((opts & OPT_LEVEL2) && c == n_cmds / 3) {
-            /* Most likely in the middle of a round: it goes on in slices. */
-            EXPECT_EQ(apply_level(x, x->f, 3, 2), VG_OK);
+        } else if ((opts & (OPT_LEVEL2 | OPT_LEVEL3)) && c == n_cmds / 3) {
+            /* Most likely in the middle of a round: it goes on in slices
+             * (at level 3 into chunks). */
+            level = opts & OPT_LEVEL2 ? 2 : 3;
+            EXPECT_EQ(apply_level(x, x->f, 3, level), VG_OK);
             level2 = true;
+        } else if ((opts & OPT_LEVEL2) && (opts & OPT_LEVEL3) && c == n_cmds * 2 / 3) {
+            /* From 2 to 3: rows settled at level 2 stay, more go to chunks. */
+            level = 3;
+            EXPECT_EQ(apply_level(x, x->f, 3, level), VG_OK);
         } else if (c == n_cmds / 2) {
             /* Tags move between archives. */
             for (int i = 0; i < 6; i++) {
@@ -1027,10 +1036,13 @@ static void run_random(struct fx *x, uint64_t seed, unsigned n_cmds, unsigned op
         } else {
             size_t n = gen_batch(&m, clock, tags, &n_tags, s);
             long long settled = sql_int(a, "SELECT count(*) FROM archive_samples");
+            long long chunked = sql_int(a, "SELECT count(*) FROM archive_chunks");
             apply_batch(x, x->f, 3, &m, tags, n_tags, s, n, kind < 13);
-            /* At level 2 a command only stages. */
+            /* From level 2 on a command only stages. */
             EXPECT(!level2 ||
                    sql_int(a, "SELECT count(*) FROM archive_samples") == settled);
+            EXPECT(!level2 ||
+                   sql_int(a, "SELECT count(*) FROM archive_chunks") == chunked);
         }
         if (level2) {
             settle_level2(x);
@@ -1059,6 +1071,11 @@ static void run_random(struct fx *x, uint64_t seed, unsigned n_cmds, unsigned op
                 expect_same_digest(a, b);
             }
             observe_mixed(a, &m, &o);
+            o.rows_and_chunks = o.rows_and_chunks ||
+                                sql_int(b, "SELECT count(*) FROM archive_tags t"
+                                           " WHERE EXISTS (SELECT 1 FROM archive_samples"
+                                           " WHERE tag = t.id) AND EXISTS (SELECT 1"
+                                           " FROM archive_chunks WHERE tag = t.id)") > 0;
         }
         if ((opts & OPT_REOPEN) && c % 40 == 20) {
             want_reopen = true;
@@ -1090,6 +1107,20 @@ static void run_random(struct fx *x, uint64_t seed, unsigned n_cmds, unsigned op
     }
     if (opts & OPT_SNAPSHOT) {
         EXPECT(o.restores >= 3);
+    }
+    if (opts & OPT_LEVEL3) {
+        /* Chunks were written, and late samples merged into them. B
+         * settles every command at once, so it held rows from before the
+         * level rose and chunks of the same tag at a check. */
+        EXPECT(sql_int(x->f[2], "SELECT count(*) FROM archive_chunks") > 0);
+        EXPECT(sql_int(x->f[0], "SELECT count(*) FROM archive_chunks") > 0);
+        EXPECT(x->f[2]->archive_settle.chunk_merges > 0);
+        EXPECT(o.rows_and_chunks);
+        fprintf(stderr, "# seed %llu: B holds %lld chunks, merged late samples"
+                        " into them %llu times\n",
+                (unsigned long long)seed,
+                sql_int(x->f[2], "SELECT count(*) FROM archive_chunks"),
+                (unsigned long long)x->f[2]->archive_settle.chunk_merges);
     }
     fprintf(stderr, "# seed %llu: %u rounds, %u cuts mid-round, %u reopens,"
                     " %u restores, %zu samples held\n",
@@ -1130,6 +1161,19 @@ static void test_level2_slices(void **state)
     run_random(*state, 9090, 300, OPT_LEVEL2 | OPT_REOPEN | OPT_SNAPSHOT);
 }
 
+/* Level 3 (chunks) from a third of the way on, straight from level 1, with
+ * reopens and snapshots; then level 2 at a third and 3 at two thirds, so
+ * that rows settled at level 2 and chunks hold a tag's samples together. */
+static void test_level3_chunks(void **state)
+{
+    run_random(*state, 3131, 300, OPT_LEVEL3 | OPT_REOPEN | OPT_SNAPSHOT);
+}
+
+static void test_level2_then_3(void **state)
+{
+    run_random(*state, 2323, 300, OPT_LEVEL2 | OPT_LEVEL3 | OPT_SNAPSHOT);
+}
+
 /* CLUSTER_LEVEL: malformed bodies are rejected, a level not above the
  * stored one changes nothing, one above what this vigild applies stops the
  * replica (apply fails, fatal) rather than let it apply the wrong way. */
@@ -1142,8 +1186,9 @@ static void test_level_command(void **state)
         "[2]",
     };
     unsigned char d1[VG_DIGEST_SIZE], d2[VG_DIGEST_SIZE];
+    char above[32], named[32];
     struct vg_cmd cmd = {.type = VG_CMD_CLUSTER_LEVEL, .term = 2, .proposer = 1,
-                         .body = "{\"level\":3}", .body_len = 11};
+                         .body = above};
     struct raft_buffer buf;
     void *result = NULL;
     uint32_t level = 0;
@@ -1167,11 +1212,15 @@ static void test_level_command(void **state)
     EXPECT_EQ(apply_level(x, x->f, 1, 2), VG_REPL_UNCHANGED);
     EXPECT_EQ(apply_level(x, x->f, 1, 1), VG_REPL_UNCHANGED);
 
+    /* A level above what this vigild applies. */
+    cmd.body_len = (size_t)snprintf(above, sizeof above, "{\"level\":%u}",
+                                    VG_REPL_APPLY_LEVEL + 1);
+    snprintf(named, sizeof named, "level %u", VG_REPL_APPLY_LEVEL + 1);
     assert_int_equal(vg_cmd_encode(&cmd, &buf), VG_OK);
     assert_int_not_equal(x->f[0]->fsm.apply(&x->f[0]->fsm, &buf, &result), 0);
     raft_free(buf.base);
     EXPECT(x->f[0]->fatal);
-    EXPECT(strstr(x->f[0]->errmsg, "level 3") != NULL);
+    EXPECT(strstr(x->f[0]->errmsg, named) != NULL);
     assert_int_equal(vg_repl_fsm_cluster_level(x->f[0], &level), VG_OK);
     assert_int_equal(level, 2);
     EXPECT(vg_repl_fsm_archive_settle_some(x->f[0], 0, NULL) == VG_EDB);
@@ -1508,11 +1557,11 @@ static void test_scrub_finds_damage(void **state)
         const char *expect;
     } cases[] = {
         {"UPDATE archive_samples SET value = value + 1 WHERE t = 300", 0, 0,
-         "archive_samples holds the 21 rows its summary counts, but"},
+         "the archive holds the 21 rows its summary counts, but"},
         {"DELETE FROM archive_samples WHERE t = 300", 0, 0,
-         "archive_samples holds 20 rows, its summary says 21"},
+         "the archive holds 20 rows, its summary says 21"},
         {"INSERT INTO archive_samples VALUES(1, 50, 0.5, 0)", 0, 0,
-         "archive_samples holds 22 rows, its summary says 21"},
+         "the archive holds 22 rows, its summary says 21"},
         {"UPDATE archive_samples SET tag = 77 WHERE t = 200", 0, 0,
          "archive_samples holds a sample of tag id 77, which archive_tags"},
         /* Row 1's last record (t03 at 500) is live; its value's low byte. */
@@ -1569,6 +1618,121 @@ static void test_scrub_finds_damage(void **state)
     tamper_blob(x->path[0], 1, 16);
     EXPECT_EQ(vg_repl_fsm_scrub(x->f[0]), VG_OK);
     check_totals(x->f[0], &m);
+    model_free(&m);
+}
+
+/* A fresh A at level 3 whose 20 samples (t00..t03 at 100..500) are
+ * settled into 4 chunks. */
+static void chunk_state(struct fx *x, struct model *m)
+{
+    struct vg_repl_fsm *fs[1];
+    struct gs s[20];
+    int tags[4] = {0, 1, 2, 3};
+    size_t n = 0;
+
+    close_slot(x, 0);
+    open_slot(x, 0, AT_ONCE);
+    fs[0] = x->f[0];
+    model_free(m);
+    memset(m, 0, sizeof *m);
+    EXPECT_EQ(apply_level(x, fs, 1, 3), VG_OK);
+    for (unsigned k = 0; k < 4; k++) {
+        for (uint64_t t = 100; t <= 500; t += 100) {
+            s[n++] = (struct gs){.tag = (int)k, .k = k, .t = t,
+                                 .v = (double)(k * 10) + (double)t / 100};
+        }
+    }
+    apply_batch(x, fs, 1, m, tags, 4, s, n, false);
+    while (settle_some(x->f[0], UINT64_C(1) << 40) > 0) {
+    }
+    EXPECT_EQ(sql_int(x->f[0], "SELECT count(*) FROM archive_chunks"), 4);
+    EXPECT_EQ(sql_int(x->f[0], "SELECT count(*) FROM archive_recent"), 0);
+    check_totals(x->f[0], m);
+}
+
+/* Write t01's chunk again, validly encoded, with its third value changed:
+ * only the hashes can tell. */
+static void tamper_chunk_value(const char *path)
+{
+    struct vg_chunk_sample v[VG_CHUNK_SAMPLES_MAX];
+    unsigned char out[256];
+    size_t n = 0, len = 0;
+    sqlite3_stmt *st;
+    sqlite3 *db;
+
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT data FROM archive_chunks WHERE tag ="
+                                            " (SELECT id FROM archive_tags WHERE name = 't01')",
+                                        -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(vg_chunk_decode(sqlite3_column_blob(st, 0),
+                                     (size_t)sqlite3_column_bytes(st, 0), v,
+                                     VG_CHUNK_SAMPLES_MAX, &n, NULL), VG_OK);
+    sqlite3_finalize(st);
+    assert_int_equal(n, 5);
+    v[2].value += 1;
+    assert_true(vg_chunk_bound(n) <= sizeof out);
+    assert_int_equal(vg_chunk_encode(v, n, out, &len), VG_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "UPDATE archive_chunks SET data = ? WHERE tag ="
+                                            " (SELECT id FROM archive_tags WHERE name = 't01')",
+                                        -1, &st, NULL), SQLITE_OK);
+    sqlite3_bind_blob(st, 1, out, (int)len, SQLITE_TRANSIENT);
+    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+/* Level 3: a chunk changed, cut short, lost, or at odds with its columns is
+ * found and named, and the verdict stays diverged. */
+static void test_scrub_finds_chunk_damage(void **state)
+{
+    static const struct {
+        const char *sql; /* NULL: tamper_chunk_value */
+        const char *expect;
+    } cases[] = {
+        {NULL, "the archive holds the 20 rows its summary counts, but"},
+        {"DELETE FROM archive_chunks WHERE tag ="
+         " (SELECT id FROM archive_tags WHERE name = 't02')",
+         "the archive holds 15 rows, its summary says 20"},
+        {"UPDATE archive_chunks SET data = substr(data, 1, length(data) - 1)"
+         " WHERE tag = (SELECT id FROM archive_tags WHERE name = 't03')",
+         "is cut short"},
+        {"UPDATE archive_chunks SET n = 4 WHERE tag ="
+         " (SELECT id FROM archive_tags WHERE name = 't00')",
+         "says 4 samples up to 500, its data 5"},
+        {"UPDATE archive_chunks SET t_last = 600 WHERE tag ="
+         " (SELECT id FROM archive_tags WHERE name = 't00')",
+         "says 5 samples up to 600"},
+        {"UPDATE archive_chunks SET tag = 77 WHERE tag ="
+         " (SELECT id FROM archive_tags WHERE name = 't00')",
+         "archive_chunks holds a sample of tag id 77, which archive_tags"},
+    };
+    struct fx *x = *state;
+    struct model m = {0};
+
+    names_init();
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        snprintf(ctx, sizeof ctx, "chunk scrub case %zu", c);
+        chunk_state(x, &m);
+        EXPECT_EQ(vg_repl_fsm_scrub(x->f[0]), VG_OK);
+        EXPECT_EQ(x->f[0]->scrub.last_rows, 20);
+        checkpoint_twice(x);
+        EXPECT_EQ(x->f[0]->verdict, VG_VERDICT_OK);
+        if (cases[c].sql != NULL) {
+            tamper(x->path[0], cases[c].sql);
+        } else {
+            tamper_chunk_value(x->path[0]);
+        }
+        EXPECT_EQ(vg_repl_fsm_scrub(x->f[0]), VG_EDB);
+        if (strstr(x->f[0]->scrub.msg, cases[c].expect) == NULL) {
+            fail_msg("%s: '%s' does not say '%s'", ctx, x->f[0]->scrub.msg,
+                     cases[c].expect);
+        }
+        EXPECT(x->f[0]->scrub.damaged);
+        EXPECT_EQ(x->f[0]->verdict, VG_VERDICT_DIVERGED);
+        checkpoint_twice(x);
+        EXPECT_EQ(x->f[0]->verdict, VG_VERDICT_DIVERGED);
+    }
     model_free(&m);
 }
 
@@ -1655,9 +1819,12 @@ int main(void)
         T(test_reopen_mid_round),
         T(test_snapshot_mid_round),
         T(test_level2_slices),
+        T(test_level3_chunks),
+        T(test_level2_then_3),
         T(test_level_command),
         T(test_reader),
         T(test_scrub_finds_damage),
+        T(test_scrub_finds_chunk_damage),
         T(test_scrub_pinned),
     };
     return cmocka_run_group_tests_name("archive-recent", tests, NULL, NULL);
