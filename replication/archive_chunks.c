@@ -479,6 +479,13 @@ int fsm_chunks_cut(struct vg_repl_fsm *f, int64_t id, uint64_t before,
     sqlite3_bind_int64(st, 2, (int64_t)before);
     while (rv == VG_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         any = true;
+        if (n_keep > 0) {
+            /* A chunk after one that reaches past the cut: they overlap. */
+            vg_errf(f->errmsg, "archive chunks of tag %lld overlap at %llu (%s)",
+                    (long long)id, (unsigned long long)keep[0].t, f->path);
+            rv = VG_EDB;
+            break;
+        }
         if ((rv = chunk_read(f, st, 0, id, buf, &n)) != VG_OK) {
             break;
         }

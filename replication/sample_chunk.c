@@ -181,6 +181,7 @@ int vg_chunk_decode(const unsigned char *data, size_t len, struct vg_chunk_sampl
     for (size_t i = 0; i < n; i++) {
         unsigned head, lz, m;
         uint64_t tv, t, x = 0;
+        size_t t_at;
 
         if (r.at == len) {
             return fail(&r, "cut short: fewer samples than its count");
@@ -192,9 +193,11 @@ int vg_chunk_decode(const unsigned char *data, size_t len, struct vg_chunk_sampl
             return fail(&r, "a sample's head is not valid");
         }
         r.at++;
+        t_at = r.at;
         if ((rv = get_varint(&r, "a sample's time is cut short", &tv)) != VG_OK) {
             return rv;
         }
+        r.at = t_at; /* a time refused below is named where it begins */
         if (i == 0) {
             t = tv;
         } else if (i == 1) {
@@ -213,6 +216,9 @@ int vg_chunk_decode(const unsigned char *data, size_t len, struct vg_chunk_sampl
         }
         if (t >= T_END) {
             return fail(&r, "a time at or beyond 2^53");
+        }
+        while (data[r.at++] & 0x80) {
+            /* past the time's varint, read above */
         }
         if (len - r.at < m) {
             return fail(&r, "a sample's value is cut short");
