@@ -42,9 +42,10 @@ static const char usage[] =
     "  --max-apply-level N     apply levels up to N only, as an older vigild\n"
     "                          would (for rolling-upgrade tests; default: all)\n"
     "  --cluster-level N       as the ready leader, raise the cluster to apply\n"
-    "                          level N once every member applies it (default 1:\n"
-    "                          stay; 2: nodes settle the archive between\n"
-    "                          commands, see README)\n"
+    "                          level N once every member applies it (default:\n"
+    "                          the highest this vigild applies, 3: nodes settle\n"
+    "                          the archive into compressed chunks between\n"
+    "                          commands; 1 or 2 hold it lower, see README)\n"
     "  --verbose               log more\n";
 
 static int parse_uint(const char *flag, const char *text, unsigned long long min,
@@ -193,7 +194,7 @@ int vg_node_config_parse(struct vg_node_config *c, int argc, char **argv,
     c->checkpoint_interval_ms = 5000;
     c->client_idle_timeout_ms = 30000;
     c->archive_retention_days = 30;
-    c->cluster_level = 1;
+    c->cluster_level = VG_REPL_APPLY_LEVEL;
 
     opterr = 0;
     optind = 1;

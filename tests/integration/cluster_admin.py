@@ -498,16 +498,26 @@ def wait_levels_heard(cluster, level=None, timeout=15):
 
 
 def default_level(vigild):
-    """Without --cluster-level a cluster stays at level 1 though every node
-    applies level 2."""
+    """Without --cluster-level a cluster rises to the highest level every
+    node applies (3); --cluster-level 1 holds it at level 1."""
     with vc.Cluster(vigild) as cluster:
         cluster.wait_ready_leader(timeout=10)
-        wait_levels_heard(cluster, 2)
+        wait_levels_heard(cluster, 3)
+        st = cluster.wait_statuses(
+            lambda st: len(st) == 3 and set(levels(st).values()) == {(3, 3)},
+            lambda s: s.get("cluster_level"), timeout=15)
+        ok(set(levels(st).values()) == {(3, 3)},
+           "by default the cluster rises to level 3: %s" % levels(st))
+    held = ("--election-timeout", "300", "--heartbeat", "50",
+            "--checkpoint-interval", "300", "--cluster-level", "1")
+    with vc.Cluster(vigild, node_args=held) as cluster:
+        cluster.wait_ready_leader(timeout=10)
+        wait_levels_heard(cluster, 3)
         # Nothing to wait for: give the leader's once-a-second look a chance.
         time.sleep(1.5)
         st = cluster.statuses(timeout=2)
-        ok(len(st) == 3 and set(levels(st).values()) == {(2, 1)},
-           "by default the cluster stays at level 1: %s" % levels(st))
+        ok(len(st) == 3 and set(levels(st).values()) == {(3, 1)},
+           "--cluster-level 1 holds the cluster at level 1: %s" % levels(st))
 
 
 def rolling_upgrade(vigild):
@@ -552,7 +562,7 @@ def rolling_upgrade(vigild):
             levels, timeout=20)
         st = cluster.wait_verified(timeout=20)
         ok({s["consistency"]["verdict"] for s in st.values()} == {"ok"} and
-           all(lv == (2, 2) for lv in levels(st).values()),
+           all(lv == (vc.DEFAULT_LEVEL, 2) for lv in levels(st).values()),
            "node 3 upgraded: level 2 committed on every node, replicas verified"
            " ok: %s" % levels(st))
         leader_log = "".join(n.log() for n in cluster.nodes)

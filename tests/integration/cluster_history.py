@@ -424,10 +424,9 @@ def main():
            "history_info: %s" % a)
         cluster.wait_verified(timeout=20)
         ok(True, "all replicas verified identical after the run")
-        if vc.wanted_level() is not None:
-            reached, levels = vc.level_reached(cluster)
-            ok(reached, "every node applies at level %d: %s"
-               % (vc.wanted_level(), levels))
+        reached, levels = vc.level_reached(cluster)
+        ok(reached, "every node applies at level %d: %s"
+           % (vc.wanted_level(), levels))
 
         # 8. Self-checks.
         self_checks(cluster, args.vigilctl)

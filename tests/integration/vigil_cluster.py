@@ -217,14 +217,19 @@ class Node:
             return ""
 
 
+# The apply level a cluster rises to without --cluster-level: the highest
+# vigild applies (VG_REPL_APPLY_LEVEL, replication/replication.h).
+DEFAULT_LEVEL = 3
+
+
 def wanted_level():
     """The apply level VIGIL_NODE_ARGS asks the cluster for
-    (--cluster-level N), or None."""
+    (--cluster-level N), else DEFAULT_LEVEL."""
     words = os.environ.get("VIGIL_NODE_ARGS", "").split()
     for i, w in enumerate(words[:-1]):
         if w == "--cluster-level":
             return int(words[i + 1])
-    return None
+    return DEFAULT_LEVEL
 
 
 def level_reached(cluster, timeout=10.0):
