@@ -14,8 +14,9 @@
  * find its action, a batch can meet stored samples). Every 1000 inputs the
  * database is deleted and a new one opened, so that a long run does not
  * slow down as it grows. Halfway through each database its cluster level
- * is raised to 2, and from then on a settle slice of one step runs before
- * every input (with the history checks below after each batch or cut, and
+ * is raised to 2, three quarters through to 3 (settled into compressed
+ * chunks next to the rows settled at level 2), and from level 2 on a
+ * settle slice of one step runs before every input (with the history checks below after each batch or cut, and
  * the digest compared around the input only).
  *
  * Checked, after each input:
@@ -63,6 +64,7 @@
  * on history commands only stage, and a settle slice of one step runs
  * before each input, as a node's loop runs them between commands. */
 #define LEVEL2_AT 500
+#define LEVEL3_AT 750
 #define TIME_MS UINT64_C(1700000000000)
 #define TIME_END (UINT64_C(1) << 53)
 
@@ -125,11 +127,12 @@ static void db_open(void)
     g.inputs = 0;
 }
 
-static void raise_level(void)
+static void raise_level(int level)
 {
-    static const char body[] = "{\"level\":2}";
+    char body[16];
     struct vg_cmd cmd = {.type = VG_CMD_CLUSTER_LEVEL, .term = 1, .time_ms = TIME_MS,
-                         .proposer = 1, .body = body, .body_len = sizeof body - 1};
+                         .proposer = 1, .body = body};
+    cmd.body_len = (uint32_t)snprintf(body, sizeof body, "{\"level\":%d}", level);
     struct raft_buffer buf;
     void *result = NULL;
     CHECK(vg_cmd_encode(&cmd, &buf) == VG_OK);
@@ -458,8 +461,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *input, size_t input_size)
         db_open();
     }
     g.inputs++;
-    if (g.inputs == LEVEL2_AT) {
-        raise_level();
+    if (g.inputs == LEVEL2_AT || g.inputs == LEVEL3_AT) {
+        raise_level(g.inputs == LEVEL2_AT ? 2 : 3);
     }
     if (g.inputs > LEVEL2_AT &&
         vg_repl_fsm_archive_settle_some(&g.f, 0, NULL) != VG_OK) {

@@ -6,9 +6,10 @@
  *
  * Once per process a state machine in a new directory under $TMPDIR gets
  * a handful of valid commands (ANNOUNCE, PUT, AUDIT, ALARM_STATE,
- * HISTORY_BATCH, NODE_INFO, CHECKPOINT, PUT); vg_repl_fsm_snapshot_copy
- * takes two images of it, "mid" after the first MID_COMMANDS and "base"
- * after all of them.
+ * CLUSTER_LEVEL 3, HISTORY_BATCH twice, NODE_INFO, CHECKPOINT, PUT);
+ * vg_repl_fsm_snapshot_copy takes two images of it, "mid" after the first
+ * MID_COMMANDS (at level 1) and "base" after all of them, its archive
+ * settled into a compressed chunk (level 3, archive_chunks.c).
  *
  * Input layout: byte 0 holds options.
  *   byte0 & 3      the image: 0 the rest of the input as it is; 1 the base
@@ -26,8 +27,8 @@
  * at the end of the input): they are XOR-ed into (flags & 2: written over)
  * the image at OFFSET % page size in a page of it: page % pages, or with
  * flags & 1 one of the pages that matter most (page 1 with the header and
- * the schema, the roots of vg_meta, its index, kv, kv's index and
- * cluster_level). Image and patches keep inputs short: the base image is
+ * the schema, the roots of vg_meta, its index, kv, kv's index,
+ * cluster_level and archive_chunks). Image and patches keep inputs short: the base image is
  * ~150 KB.
  *
  * Checked, for every input:
@@ -60,7 +61,7 @@
 #include "fuzz_check.h"
 
 #define TIME_MS UINT64_C(1700000000000)
-#define MAX_HOT 6
+#define MAX_HOT 7
 #define PATCH_MAX 32
 
 /* The state the images hold; CHECKPOINT's body is taken from the state
@@ -85,8 +86,13 @@ static const struct {
      "\"out_of_service\":false,\"out_of_service_ms\":0},"
      "\"transition\":{\"cause\":\"raised\",\"from\":\"normal\","
      "\"to\":\"unack_active\",\"at_ms\":5,\"value\":4.5}}]}"},
+    {VG_CMD_CLUSTER_LEVEL, "{\"level\":3}"},
     {VG_CMD_HISTORY_BATCH,
      "{\"t0\":1000,\"tags\":[\"a\"],\"s\":\"AAAAAAAAAAAAAAAAAAD4PwA=\"}"},
+    /* a at 2000, 3000, 4000: 1.5, 1.75, 2 */
+    {VG_CMD_HISTORY_BATCH,
+     "{\"t0\":2000,\"tags\":[\"a\"],\"s\":"
+     "\"AAAAAAAAAAAAAAAAAAD4PwAAAAAA6AMAAAAAAAAAAPw/AAAAAADQBwAAAAAAAAAAAEAA\"}"},
     {VG_CMD_NODE_INFO, "{\"node_id\":2,\"raft_address\":\"h2:1\","
                        "\"client_address\":\"h2:2\"}"},
     {VG_CMD_CHECKPOINT, NULL},
@@ -281,7 +287,8 @@ static void find_pages(void)
     CHECK((db = image_open(h, g.base.buf.len)) != NULL);
     CHECK(sqlite3_prepare_v2(db,
                              "SELECT rootpage FROM sqlite_schema"
-                             " WHERE tbl_name IN ('vg_meta', 'kv', 'cluster_level')"
+                             " WHERE tbl_name IN ('vg_meta', 'kv', 'cluster_level',"
+                             " 'archive_chunks')"
                              " AND rootpage > 1 ORDER BY rootpage",
                              -1, &st, NULL) == SQLITE_OK);
     while (sqlite3_step(st) == SQLITE_ROW && g.n_hot < MAX_HOT) {
@@ -290,6 +297,21 @@ static void find_pages(void)
     sqlite3_finalize(st);
     sqlite3_close(db);
     CHECK(g.n_hot >= 3); /* vg_meta and its primary key index at least */
+}
+
+/* The rows of TABLE in F. */
+static long long count_of(struct vg_repl_fsm *f, const char *table)
+{
+    char sql[64];
+    sqlite3_stmt *st;
+    long long n = -1;
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM %s", table);
+    CHECK(sqlite3_prepare_v2(f->db, sql, -1, &st, NULL) == SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        n = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    return n;
 }
 
 static void setup(void)
@@ -301,9 +323,15 @@ static void setup(void)
     atexit(cleanup);
 
     fsm_open(&f, g.base_path);
+    /* Every recent row settles at the next slice. */
+    vg_repl_fsm_archive_settle_limits(&f, 1, 1, 0);
     fill(&f, 0, MID_COMMANDS);
     take(&f, &g.mid);
     fill(&f, MID_COMMANDS, N_COMMANDS);
+    for (uint64_t moved = 1; moved > 0;) {
+        CHECK(vg_repl_fsm_archive_settle_some(&f, UINT64_C(1) << 40, &moved) == VG_OK);
+    }
+    CHECK(count_of(&f, "archive_chunks") == 1 && count_of(&f, "archive_recent") == 0);
     take(&f, &g.base);
     vg_repl_fsm_close(&f);
     db_remove(g.base_path);

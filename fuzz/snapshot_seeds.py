@@ -6,7 +6,7 @@ Byte 0 holds the options fuzz_snapshot.c documents: & 3 the image (0 raw,
 state machine restored into holds (0/1 nothing, 2 the mid state, 3 the
 base state), & 16 "diverged". A patch is [flags, page, offset u16 LE, n]
 and n % 32 + 1 bytes; flags & 1 picks the page among page 1 and the roots
-of vg_meta, its index, kv, kv's index and cluster_level (in that order),
+of vg_meta, its index, kv, kv's index, cluster_level and archive_chunks,
 flags & 2 writes instead of XOR-ing.
 
 The base and mid images are taken by the target itself, so these seeds stay
