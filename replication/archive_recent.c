@@ -42,6 +42,10 @@
  * that a sample is new, the retention cut) sees the union of the rows and
  * archive_samples, which does not depend on the split.
  *
+ * From level 3 on a step moves each tag's samples into compressed chunks
+ * (archive_chunks.c) instead of one archive_samples row per sample: the
+ * same rounds and steps, a fraction of the bytes written.
+ *
  * A staged sample differs in (tag, t) from every sample stored or staged
  * (archive.c makes sure before staging), so a move is a plain INSERT: a
  * conflict would be a broken invariant and fails the apply (fatal).

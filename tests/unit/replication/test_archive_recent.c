@@ -1548,6 +1548,26 @@ static void checkpoint_twice(struct fx *x)
 
 /* Every kind of damage the digest cannot see is found by a scrub, named,
  * and holds the verdict at diverged although checkpoints match. */
+/* A's state was just tampered with: a scrub finds it and says EXPECT, the
+ * verdict is diverged, and stays so although two checkpoints match (the
+ * digest does not see it). */
+static void expect_damage_found(struct fx *x, const char *expect)
+{
+    EXPECT_EQ(vg_repl_fsm_scrub(x->f[0]), VG_EDB);
+    if (strstr(x->f[0]->scrub.msg, expect) == NULL) {
+        fail_msg("%s: '%s' does not say '%s'", ctx, x->f[0]->scrub.msg, expect);
+    }
+    EXPECT(strstr(x->f[0]->scrub.msg, "self-check at index") != NULL);
+    EXPECT(x->f[0]->scrub.damaged);
+    EXPECT_EQ(x->f[0]->scrub.damaged_runs, 1);
+    EXPECT_EQ(x->f[0]->scrub.failed, 0);
+    EXPECT_EQ(x->f[0]->verdict, VG_VERDICT_DIVERGED);
+    EXPECT(strcmp(x->f[0]->verdict_msg, x->f[0]->scrub.msg) == 0);
+    checkpoint_twice(x);
+    EXPECT_EQ(x->f[0]->verdict, VG_VERDICT_DIVERGED);
+    EXPECT(strstr(x->f[0]->verdict_msg, "self-check") != NULL);
+}
+
 static void test_scrub_finds_damage(void **state)
 {
     static const struct {
@@ -1593,22 +1613,7 @@ static void test_scrub_finds_damage(void **state)
         } else {
             tamper_blob(x->path[0], cases[c].seq, cases[c].k);
         }
-        EXPECT_EQ(vg_repl_fsm_scrub(x->f[0]), VG_EDB);
-        if (strstr(x->f[0]->scrub.msg, cases[c].expect) == NULL) {
-            fail_msg("%s: '%s' does not say '%s'", ctx, x->f[0]->scrub.msg,
-                     cases[c].expect);
-        }
-        EXPECT(strstr(x->f[0]->scrub.msg, "self-check at index") != NULL);
-        EXPECT(x->f[0]->scrub.damaged);
-        EXPECT_EQ(x->f[0]->scrub.damaged_runs, 1);
-        EXPECT_EQ(x->f[0]->scrub.failed, 0);
-        EXPECT_EQ(x->f[0]->verdict, VG_VERDICT_DIVERGED);
-        EXPECT(strcmp(x->f[0]->verdict_msg, x->f[0]->scrub.msg) == 0);
-        /* The digest does not see it: checkpoints match, and the
-         * verdict stays. */
-        checkpoint_twice(x);
-        EXPECT_EQ(x->f[0]->verdict, VG_VERDICT_DIVERGED);
-        EXPECT(strstr(x->f[0]->verdict_msg, "self-check") != NULL);
+        expect_damage_found(x, cases[c].expect);
     }
 
     /* A record of row 1 already moved into archive_samples is not the
@@ -1723,15 +1728,7 @@ static void test_scrub_finds_chunk_damage(void **state)
         } else {
             tamper_chunk_value(x->path[0]);
         }
-        EXPECT_EQ(vg_repl_fsm_scrub(x->f[0]), VG_EDB);
-        if (strstr(x->f[0]->scrub.msg, cases[c].expect) == NULL) {
-            fail_msg("%s: '%s' does not say '%s'", ctx, x->f[0]->scrub.msg,
-                     cases[c].expect);
-        }
-        EXPECT(x->f[0]->scrub.damaged);
-        EXPECT_EQ(x->f[0]->verdict, VG_VERDICT_DIVERGED);
-        checkpoint_twice(x);
-        EXPECT_EQ(x->f[0]->verdict, VG_VERDICT_DIVERGED);
+        expect_damage_found(x, cases[c].expect);
     }
     model_free(&m);
 }
