@@ -325,8 +325,11 @@ def main():
            {i: (x["scrub"]["runs"], x["scrub"]["damaged"], x["scrub"]["last_rows"])
             for i, x in s.items()})
 
-        print("# snapshots taken %s, restored from a leader's snapshot %s (per node)"
-              % ({i: x["snapshots"]["taken"] for i, x in s.items()},
+        print("# apply level %s; snapshots taken %s, restored from a leader's"
+              " snapshot %s (per node)"
+              % ({i: (x.get("cluster_level") or {}).get("committed")
+                  for i, x in s.items()},
+                 {i: x["snapshots"]["taken"] for i, x in s.items()},
                  {n.id: n.log().count("state restored from a snapshot")
                   for n in cluster.nodes}))
         # (The archive is still running: the nodes are compared by the
@@ -337,6 +340,8 @@ def main():
            % (first, counts))
         sys.stderr.write(json.dumps({
             "chaos": "acks", "seed": seed, "faults": len(faults),
+            "level": sorted({(x.get("cluster_level") or {}).get("committed")
+                             for x in s.values()}, key=str),
             "kinds": {k: kinds.count(k) for k in set(kinds)}, "seconds": round(took, 1),
             "acks_answered": len(answered), "lost": lost, "duplicated": dup,
             "raised_twice": twice, "diverged": len(damaged) + len(
