@@ -88,16 +88,6 @@
  * its budget on a busy machine, large enough that finding the step's end
  * in every row of the round is not most of the work. */
 #define SLICE_STEP 4096u
-/* The same from level 3 on, where moving a record into a chunk costs a
- * fraction of a row insert, and finding where each row's live records
- * begin (wins_open, step_end: reads through each row's chain of overflow
- * pages) was most of a step: 26 % of a node's CPU against 4 % for the
- * chunks written (perf of records_bench, 25 000 tags, 60 s). 32 Ki
- * records a step: archive_apply_bench --batches 600 --batch-samples 16384
- * --tags 25000 --level 3, slices 2.27 s in all against 3.91 s at 4 Ki (2.63
- * at 16 Ki, 1.97 at 64 Ki), the longest slice 31 ms against 27 ms (42 ms
- * at 64 Ki). */
-#define SLICE_STEP_CHUNKS 32768u
 /* Records read from each row beyond its share of a step (step_end). */
 #define WINDOW_MARGIN 64u
 
@@ -914,7 +904,7 @@ int vg_repl_fsm_archive_settle_some(struct vg_repl_fsm *f, uint64_t budget_us,
     }
     limits(f, &round_records, &round_rows, &step_min);
     if (f->archive_settle.step_min == 0) {
-        step_min = level >= 3 ? SLICE_STEP_CHUNKS : SLICE_STEP;
+        step_min = SLICE_STEP;
     }
     if (sqlite3_exec(f->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
         rv = fsm_db_fail(f, "archive settle begin");
