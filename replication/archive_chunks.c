@@ -165,9 +165,11 @@ static int run_reserve(struct vg_repl_fsm *f, struct run *r, size_t more)
     return VG_OK;
 }
 
-/* The late path of fsm_chunks_add: merge RECS (N) with the chunks of tag
- * ID they overlap, whose first begins at or before LO (the t_first of the
- * chunk that may hold recs[0], or recs[0].t). */
+/* The late path of fsm_chunks_add: merge RECS (N, sorted) with the chunks
+ * of tag ID that overlap their span and write the result as chunks again.
+ * Late samples come from leaders whose batches crossed at a failover, a
+ * few seconds older than the newest: a chunk or two. A span reaching far
+ * back would rewrite every chunk within it (correct, not fast). */
 static int chunks_merge(struct vg_repl_fsm *f, int64_t id,
                         const struct fsm_recent_rec *recs, size_t n)
 {

@@ -559,7 +559,7 @@ def rolling_upgrade(vigild):
         old.start()
         cluster.wait_statuses(
             lambda st: len(st) == 3 and all(c == 2 for _, c in levels(st).values()),
-            levels, timeout=20)
+            lambda s: s.get("cluster_level"), timeout=20)
         st = cluster.wait_verified(timeout=20)
         ok({s["consistency"]["verdict"] for s in st.values()} == {"ok"} and
            all(lv == (vc.DEFAULT_LEVEL, 2) for lv in levels(st).values()),
