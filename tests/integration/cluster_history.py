@@ -185,8 +185,16 @@ def self_checks(cluster, vigilctl):
         for i, x in scrubs.items()})
     leader, _ = vc.polling_leader(cluster)
     f = [n for n in cluster.nodes if n.id != leader.id][0]
+    if vc.wanted_level() >= 3:
+        # A round begins at 128 recent rows (a batch every 250 ms): until
+        # then nothing is in chunks, and the damage would go elsewhere.
+        moved = vc.wait_for(lambda: try_status(f).get("settle", {}).get("moved", 0) > 0,
+                            60, 0.5)
+        ok(moved, "node %d settled samples into chunks" % f.id)
     code = f.kill(signal.SIGTERM)
     what = damage_archive(os.path.join(f.data, "state.db"))
+    if vc.wanted_level() >= 3:
+        ok(what.startswith("archive_chunks"), "the damage is in a chunk: %s" % what)
     f.start()
     s = vc.wait_for(lambda: (lambda x: x if x.get("scrub", {}).get("damaged") else None)(
         try_status(f)), 20, 0.1) or {}
