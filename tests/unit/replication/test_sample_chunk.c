@@ -475,6 +475,23 @@ static void test_layout(void **state)
 
 /* ---- size --------------------------------------------------------------- */
 
+/* S (MAX samples of a polled signal, values of at most 3 changing bytes)
+ * round-trips and encodes to at most 5 bytes a sample: the first two
+ * samples cost more (a 6-byte time, T_NOW < 2^42, up to 8 value bytes, then
+ * a 2-byte time delta), the count takes 2 bytes. Prints what it took. */
+static void expect_polled_size(const struct vg_chunk_sample *s, const char *what)
+{
+    unsigned char *buf;
+    size_t len = encode(s, MAX, &buf);
+
+    free(buf);
+    round_trip(s, MAX);
+    printf("# %s, 1000 ms +-3 ms: %.2f bytes/sample (%zu bytes)\n", what,
+           (double)len / MAX, len);
+    assert_true(len <= 1 + 2 + (1 + 6 + 8) + (1 + 2 + 3) + (MAX - 2) * 5);
+    assert_true(len <= 5 * MAX);
+}
+
 /* A polled signal, the case the archive's layout is sized for: a 1000 ms
  * period that the poller misses by up to 3 ms either way. Each sample then
  * costs a head, a one-byte varint (a change of period in -6..6, zigzag at
@@ -482,8 +499,6 @@ static void test_layout(void **state)
 static void test_size_polled_signal(void **state)
 {
     struct vg_chunk_sample s[MAX];
-    unsigned char *buf;
-    size_t len;
     int64_t level = 100;
     (void)state;
 
@@ -501,26 +516,14 @@ static void test_size_polled_signal(void **state)
         s[i].value = (double)level;
         s[i].bad = false;
     }
-    len = encode(s, MAX, &buf);
-    free(buf);
-    round_trip(s, MAX);
-    printf("# whole-number steps, 1000 ms +-3 ms: %.2f bytes/sample (%zu bytes)\n",
-           (double)len / MAX, len);
-    assert_true(len <= 1 + 2 + (1 + 6 + 8) + (1 + 2 + 3) + (MAX - 2) * 5);
-    assert_true(len <= 5 * MAX);
+    expect_polled_size(s, "whole-number steps");
 
     /* 20.0 + k * 0.25 up to 275.75: at most 10 significant bits below the
      * exponent (2^7 .. 2^-2), so again bytes 7..5 of the XOR at most. */
     for (size_t i = 0; i < MAX; i++) {
         s[i].value = 20.0 + (double)i * 0.25;
     }
-    len = encode(s, MAX, &buf);
-    free(buf);
-    round_trip(s, MAX);
-    printf("# 20.0 + k * 0.25, 1000 ms +-3 ms: %.2f bytes/sample (%zu bytes)\n",
-           (double)len / MAX, len);
-    assert_true(len <= 1 + 2 + (1 + 6 + 8) + (1 + 2 + 3) + (MAX - 2) * 5);
-    assert_true(len <= 5 * MAX);
+    expect_polled_size(s, "20.0 + k * 0.25");
 }
 
 /* A value that does not change at an exact period costs 2 bytes a sample
