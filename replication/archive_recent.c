@@ -90,6 +90,13 @@
 #define SLICE_STEP 4096u
 /* Records read from each row beyond its share of a step (step_end). */
 #define WINDOW_MARGIN 64u
+/* From level 2 on the windows are kept from one step to the next (struct
+ * vg_repl_settle_cache), and each is read this many times further than the
+ * step needs. Reading a blob at an offset walks its overflow chain from
+ * the start up to there (SQLite keeps the walk only while the handle stays
+ * on the row), so a row read once every few steps instead of twice in each
+ * costs a fraction of the walks. */
+#define READ_AHEAD 8u
 
 #define REC_SIZE FSM_RECENT_REC_SIZE
 #define CHUNK 32
@@ -482,7 +489,7 @@ static int mover_prepare(struct mover *m)
 /* A row of the round being settled and the part of it loaded: records
  * [lo, end) of its n, in data (owned), and how far the step has moved. */
 struct win {
-    int64_t seq;
+    int64_t seq, id_max;
     size_t n, lo, end;
     unsigned char *data;
     size_t at; /* in data: the next record to move */
@@ -496,7 +503,21 @@ struct wins {
     size_t n;
     int64_t id_max; /* the largest id any of them holds */
     uint64_t live;  /* their live records */
+    /* All rows of the round, live or not, and their records: what a kept
+     * copy is checked against (wins_take). */
+    uint64_t rows, records;
+    bool ahead; /* read READ_AHEAD times further: kept for the next step */
     sqlite3_blob *blob;
+};
+
+/* The windows as the last step of a slice left them, for the round's
+ * state (upto, next) it left. A retention cut rewrites rows of the round
+ * and a restore replaces them, so both drop it (fsm_settle_cache_free,
+ * fsm_caches_free), as does every rollback; a step checks the round's rows
+ * and records against it besides (wins_take). */
+struct vg_repl_settle_cache {
+    int64_t upto, next;
+    struct wins w;
 };
 
 static void wins_free(struct wins *w)
@@ -507,6 +528,15 @@ static void wins_free(struct wins *w)
     free(w->v);
     sqlite3_blob_close(w->blob);
     memset(w, 0, sizeof *w);
+}
+
+void fsm_settle_cache_free(struct vg_repl_fsm *f)
+{
+    if (f->settle_cache != NULL) {
+        wins_free(&f->settle_cache->w);
+        free(f->settle_cache);
+        f->settle_cache = NULL;
+    }
 }
 
 /* Point *B (opened if NULL) at row SEQ, which must hold N records. */
@@ -569,8 +599,9 @@ static int wins_open(struct vg_repl_fsm *f, int64_t upto, int64_t next,
     }
     sqlite3_bind_int64(st, 1, upto);
     while (rv == VG_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        struct win r = {.seq = sqlite3_column_int64(st, 0)};
-        int64_t n = sqlite3_column_int64(st, 1), id_max = sqlite3_column_int64(st, 2);
+        struct win r = {.seq = sqlite3_column_int64(st, 0),
+                        .id_max = sqlite3_column_int64(st, 2)};
+        int64_t n = sqlite3_column_int64(st, 1);
 
         if (n < 0 || (uint64_t)n > SIZE_MAX / REC_SIZE) {
             vg_errf(f->errmsg, "archive recent row %lld claims %lld samples (%s)",
@@ -578,6 +609,8 @@ static int wins_open(struct vg_repl_fsm *f, int64_t upto, int64_t next,
             rv = VG_EDB;
             break;
         }
+        w->rows++;
+        w->records += (uint64_t)n;
         if (n == 0) {
             continue; /* staging never writes one; nothing to move */
         }
@@ -604,7 +637,7 @@ static int wins_open(struct vg_repl_fsm *f, int64_t upto, int64_t next,
         }
         w->v[w->n++] = r;
         w->live += r.n - r.lo;
-        w->id_max = id_max > w->id_max ? id_max : w->id_max;
+        w->id_max = r.id_max > w->id_max ? r.id_max : w->id_max;
     }
     if (rv == VG_OK && rc != SQLITE_DONE) {
         rv = fsm_db_fail(f, "archive recent rows");
@@ -640,6 +673,95 @@ static int win_extend(struct wins *w, struct win *r, size_t end)
     }
     r->end = end;
     return VG_OK;
+}
+
+/* The rows of the round (seq <= UPTO) and their records, into *ROWS and
+ * *RECORDS. */
+static int round_size(struct vg_repl_fsm *f, int64_t upto, uint64_t *rows,
+                      uint64_t *records)
+{
+    sqlite3_stmt *st = fsm_stmt(f, FSM_STMT_SETTLE_SIZE,
+                                "SELECT count(*), coalesce(sum(n), 0)"
+                                " FROM archive_recent WHERE seq <= ?");
+    int rc;
+
+    if (st == NULL) {
+        return VG_EDB;
+    }
+    sqlite3_bind_int64(st, 1, upto);
+    rc = sqlite3_step(st);
+    *rows = (uint64_t)sqlite3_column_int64(st, 0);
+    *records = (uint64_t)sqlite3_column_int64(st, 1);
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? VG_OK : fsm_db_fail(f, "archive recent round size");
+}
+
+/* The windows of the running round S: the kept ones when they describe S
+ * and the round still has the rows and records they were read from, else
+ * read anew (wins_open). The cache is emptied either way. */
+static int wins_take(struct vg_repl_fsm *f, const struct settle *s, struct wins *w)
+{
+    struct vg_repl_settle_cache *c = f->settle_cache;
+    uint64_t rows, records;
+    int rv;
+
+    f->settle_cache = NULL;
+    if (c != NULL && c->upto == s->upto && c->next == s->next) {
+        if ((rv = round_size(f, s->upto, &rows, &records)) != VG_OK) {
+            wins_free(&c->w);
+            free(c);
+            return rv;
+        }
+        if (rows == c->w.rows && records == c->w.records) {
+            *w = c->w;
+            free(c);
+            return VG_OK;
+        }
+    }
+    if (c != NULL) {
+        wins_free(&c->w);
+        free(c);
+    }
+    return wins_open(f, s->upto, s->next, w);
+}
+
+/* Keep W, which a step left at NEXT in the round up to UPTO, for the next
+ * step: each row's moved records dropped, its live ones from the first. W
+ * is consumed. */
+static void wins_keep(struct vg_repl_fsm *f, int64_t upto, int64_t next,
+                      struct wins *w)
+{
+    struct vg_repl_settle_cache *c = malloc(sizeof *c);
+    size_t kept = 0;
+
+    sqlite3_blob_close(w->blob); /* a handle left open would pin a read */
+    w->blob = NULL;
+    if (c == NULL) {
+        wins_free(w);
+        return; /* the next step reads them again */
+    }
+    w->live = 0;
+    w->id_max = INT64_MIN;
+    for (size_t i = 0; i < w->n; i++) {
+        struct win r = w->v[i];
+        if (r.lo + r.at == r.n) {
+            free(r.data);
+            continue;
+        }
+        memmove(r.data, r.data + r.at * REC_SIZE, (r.end - r.lo - r.at) * REC_SIZE);
+        r.lo += r.at;
+        r.at = 0;
+        w->live += r.n - r.lo;
+        w->id_max = r.id_max > w->id_max ? r.id_max : w->id_max;
+        w->v[kept++] = r;
+    }
+    w->n = kept;
+    c->upto = upto;
+    c->next = next;
+    c->w = *w;
+    memset(w, 0, sizeof *w);
+    fsm_settle_cache_free(f);
+    f->settle_cache = c;
 }
 
 /* Live records with an id below E, counted in the loaded parts. */
@@ -689,8 +811,11 @@ static int step_end(struct wins *w, uint64_t target, int64_t *end)
             struct win *r = &w->v[i];
             uint64_t live = r->n - r->lo;
             uint64_t want = (live * target / w->live + margin) * scale * 5 / 4;
-            if (win_extend(w, r, r->lo + (want < live ? want : live)) != VG_OK) {
-                return VG_EDB;
+            if (r->end - r->lo < (want < live ? want : live)) {
+                want *= w->ahead ? READ_AHEAD : 1;
+                if (win_extend(w, r, r->lo + (want < live ? want : live)) != VG_OK) {
+                    return VG_EDB;
+                }
             }
             lo = rec_id(r->data, 0) < lo ? rec_id(r->data, 0) : lo;
             if (r->end < r->n) {
@@ -785,9 +910,11 @@ static int tag_run_settle(struct vg_repl_fsm *f, struct wins *w, int64_t id,
 
 /* One step of the running round S: move whole tags, at least TARGET
  * records unless the round ends first, adding how many to *MOVED; ends the
- * round or records how far it got. */
+ * round or records how far it got. KEEP: the windows are taken from and
+ * left for the next step (struct vg_repl_settle_cache); only where nothing
+ * rolls the step back alone (a slice's rollback drops them). */
 static int round_step(struct vg_repl_fsm *f, const struct settle *s,
-                      uint64_t target, bool chunks, uint64_t *moved)
+                      uint64_t target, bool chunks, bool keep, uint64_t *moved)
 {
     struct mover m = {.f = f};
     struct tag_run run = {0};
@@ -796,9 +923,11 @@ static int round_step(struct vg_repl_fsm *f, const struct settle *s,
     bool left = false;
     int rv;
 
-    if ((rv = wins_open(f, s->upto, s->next, &w)) != VG_OK) {
+    if ((rv = keep ? wins_take(f, s, &w) : wins_open(f, s->upto, s->next, &w)) !=
+        VG_OK) {
         return rv;
     }
+    w.ahead = keep;
     if ((rv = step_end(&w, target, &end)) == VG_OK && w.n > 0 && !chunks) {
         rv = mover_prepare(&m);
     }
@@ -839,6 +968,9 @@ static int round_step(struct vg_repl_fsm *f, const struct settle *s,
     if (rv == VG_OK) {
         rv = mover_flush(&m);
     }
+    if (rv == VG_OK && left && keep) {
+        wins_keep(f, s->upto, end, &w);
+    }
     wins_free(&w);
     if (rv != VG_OK) {
         return rv;
@@ -860,13 +992,14 @@ int fsm_recent_settle(struct vg_repl_fsm *f, size_t staged)
         f->archive_settle.idle = false;
         return VG_OK;
     }
+    fsm_settle_cache_free(f); /* none below level 2; a rollback would void it */
     limits(f, &round_records, &round_rows, &step_min);
     if ((rv = round_begin(f, round_records, round_rows, &s)) != VG_OK ||
         !s.running) {
         return rv;
     }
     target = (uint64_t)staged * 2 > step_min ? (uint64_t)staged * 2 : step_min;
-    return round_step(f, &s, target, false, &moved);
+    return round_step(f, &s, target, false, false, &moved);
 }
 
 static uint64_t now_us(void)
@@ -924,7 +1057,7 @@ int vg_repl_fsm_archive_settle_some(struct vg_repl_fsm *f, uint64_t budget_us,
             break;
         }
         step_start = now_us();
-        if ((rv = round_step(f, &s, step_min, level >= 3, &done)) != VG_OK) {
+        if ((rv = round_step(f, &s, step_min, level >= 3, true, &done)) != VG_OK) {
             break;
         }
         last_us = now_us() - step_start;
@@ -945,6 +1078,7 @@ int vg_repl_fsm_archive_settle_some(struct vg_repl_fsm *f, uint64_t budget_us,
     return VG_OK;
 
 fatal:
+    fsm_settle_cache_free(f);
     f->archive_settle.idle = false;
     f->fatal = 1;
     return VG_EDB;
@@ -1303,6 +1437,7 @@ int fsm_recent_cut(struct vg_repl_fsm *f, bool every, const int64_t *ids,
     int rv;
 
     *n_dropped = 0;
+    fsm_settle_cache_free(f); /* row_rewrite moves records within their rows */
     if (every) {
         ids = NULL; /* id_in: every id */
     } else if (n_ids == 0) {

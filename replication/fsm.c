@@ -1013,6 +1013,12 @@ static void chain_advance(unsigned char chain[VG_DIGEST_SIZE], uint64_t index,
     crypto_generichash_final(&h, chain, VG_DIGEST_SIZE);
 }
 
+void fsm_caches_free(struct vg_repl_fsm *f)
+{
+    fsm_tag_cache_free(f);
+    fsm_settle_cache_free(f);
+}
+
 static int apply_one(struct raft_fsm *fsm, const struct raft_buffer *buf,
                      void **result)
 {
@@ -1053,7 +1059,7 @@ static int apply_one(struct raft_fsm *fsm, const struct raft_buffer *buf,
         if (outcome == VG_EDB) {
             exec(f, "ROLLBACK");
             fsm_summary_discard(f);
-            fsm_tag_cache_free(f);
+            fsm_caches_free(f);
             goto fatal;
         }
         if (outcome != VG_OK && outcome != VG_REPL_UNCHANGED) {
@@ -1061,7 +1067,7 @@ static int apply_one(struct raft_fsm *fsm, const struct raft_buffer *buf,
              * tag id or pending summary that the rollback took away. */
             exec(f, "ROLLBACK");
             fsm_summary_discard(f);
-            fsm_tag_cache_free(f);
+            fsm_caches_free(f);
             if (exec(f, "BEGIN IMMEDIATE") != VG_OK) {
                 goto fatal;
             }
@@ -1075,7 +1081,7 @@ static int apply_one(struct raft_fsm *fsm, const struct raft_buffer *buf,
     }
     if (rv != VG_OK || exec(f, "COMMIT") != VG_OK) {
         exec(f, "ROLLBACK");
-        fsm_tag_cache_free(f);
+        fsm_caches_free(f);
         goto fatal;
     }
     memcpy(f->chain, chain, sizeof chain);
@@ -1349,7 +1355,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
         rv = RAFT_IOERR;
         goto out;
     }
-    fsm_tag_cache_free(f); /* another database from here on */
+    fsm_caches_free(f); /* another database from here on */
     f->archive_settle.idle = false; /* it may hold recent rows */
     fsm_ckpt_pause(f);
     if (sqlite3_backup_step(bk, -1) != SQLITE_DONE) {
@@ -1554,7 +1560,7 @@ void vg_repl_fsm_close(struct vg_repl_fsm *f)
     fsm_snapshot_drop(f);
     fsm_ckpt_stop(f);
     stmts_finalize(f);
-    fsm_tag_cache_free(f);
+    fsm_caches_free(f);
     if (f->db != NULL) {
         sqlite3_close(f->db);
         f->db = NULL;

@@ -41,6 +41,7 @@ enum fsm_stmt_slot {
     FSM_STMT_RECENT_STATS,
     FSM_STMT_SETTLE_GET,
     FSM_STMT_SETTLE_ROWS,
+    FSM_STMT_SETTLE_SIZE,
     FSM_STMT_SUMMARY_ADD,
     FSM_STMT_LEVEL_GET,
     FSM_STMT_CHUNK_ADD,
@@ -300,6 +301,14 @@ int fsm_archive_recount(struct vg_repl_fsm *f, struct fsm_recount *out);
 /* archive.c: drop the cache of tag ids and newest times (after a rollback
  * or a restore; harmless at any time). */
 void fsm_tag_cache_free(struct vg_repl_fsm *f);
+
+/* archive_recent.c: drop where the last settle step left the round (after
+ * anything but a step changed the recent rows, a rollback or a restore;
+ * harmless at any time). */
+void fsm_settle_cache_free(struct vg_repl_fsm *f);
+
+/* Both of the above: the database may not be what they describe. */
+void fsm_caches_free(struct vg_repl_fsm *f);
 
 /* alarm_log.c: VG_CMD_ALARM_STATE (BODY parsed by the caller) and
  * VG_CMD_ALARM_CHANGES. */

@@ -440,10 +440,12 @@ struct vg_repl_fsm {
     int fatal;                       /* an SQLite error made apply fail */
     char errmsg[VG_ERRMSG_SIZE];
     /* Private to replication/: apply's statements, prepared once per
-     * connection (fsm_internal.h, fsm_stmt), and the archive's cache of tag
-     * ids and newest times (archive.c). */
+     * connection (fsm_internal.h, fsm_stmt), the archive's cache of tag
+     * ids and newest times (archive.c), and where the last settle step left
+     * the round (archive_recent.c). */
     struct sqlite3_stmt *stmts[32];
     struct vg_repl_tag_cache *tag_cache;
+    struct vg_repl_settle_cache *settle_cache;
     /* archive_recent.c's thresholds; 0: the built-in ones. */
     struct {
         uint32_t round_records, round_rows, step_min, window_margin;
