@@ -64,12 +64,18 @@ Prints one JSON object per measurement:
       libraft's log held in memory (status "raft_log") and its resident
       memory (rss_mb, from /proc).
 
+  {"bench":"archive_trace", "t":…, "committed_per_s":…, "dropped":…,
+   "term":…, "nodes":[…]}
+      (--trace S) every S seconds of the archive window: what was committed
+      per second since the last line, the leader's dropped samples and term,
+      and every node's loop, settle and snapshot figures then (see trace()).
+
 Machines are shared and noisy: compare medians of several runs.
 
 usage: bench/records_bench.py [--build build] [--alarms 20000] [--archived 20000]
                               [--poll-ms 100] [--seconds 10] [--connections 8]
                               [--takeover K] [--no-acks] [--perf DIR]
-                              [--cluster-level N]
+                              [--cluster-level N] [--trace S]
 
 --archived 0 skips the archive measurement; --no-acks the ack measurement;
 --cluster-level N runs the nodes with `vigild --cluster-level N` (default
@@ -180,6 +186,57 @@ def rss_mb(node):
     return None
 
 
+def trace(args, addr, cluster, i0, t0):
+    """--trace S: until args.seconds have passed since T0, every S seconds
+    one line {"bench":"archive_trace","t":…,"committed_per_s":…,
+    "dropped":…,"term":…,"nodes":[{"id","loop_max_ms","max_apply_ms",
+    "settle_busy_ms","backlog","snapshots","wal_hard","raft_log_mb"}]}:
+    committed_per_s over the last interval at the ready leader
+    (history_info), the rest as status tells it then (settle_busy_ms since
+    the last line)."""
+    last, last_t, busy, lead = i0, t0, {}, addr
+    end = t0 + args.seconds
+    while True:
+        time.sleep(max(0.0, min(args.trace, end - time.monotonic())))
+        now = time.monotonic()
+        nodes, term, leader = [], None, None
+        for n in cluster.nodes:
+            try:
+                s = n.status(2.0)
+            except (OSError, vc.ProtocolError, ValueError):
+                continue
+            if s.get("ready"):
+                term, leader = s.get("term"), n.client_address
+            lp, st = s.get("loop") or {}, s.get("settle") or {}
+            b = st.get("busy_ms", 0.0)
+            nodes.append({"id": s.get("node_id"), "loop_max_ms": lp.get("max_ms"),
+                          "max_apply_ms": lp.get("max_apply_ms"),
+                          "settle_busy_ms": round(b - busy.get(n.id, 0.0)),
+                          "backlog": st.get("backlog"),
+                          "snapshots": (s.get("snapshots") or {}).get("taken"),
+                          "wal_hard": (s.get("wal") or {}).get("hard"),
+                          "raft_log_mb": round(((s.get("raft_log") or {})
+                                                .get("bytes", 0)) / 2**20)})
+            busy[n.id] = b
+        # The counters are the leading node's own: a new leader starts
+        # its own (null for the interval in which the leader changed).
+        try:
+            cur = (vc.call(leader, {"type": "history_info"}, timeout=5)["archive"]
+                   if leader else None)
+        except (OSError, vc.ProtocolError, ValueError, KeyError):
+            cur = None
+        rate = (round((cur["committed"] - last["committed"]) / max(now - last_t, 1e-3))
+                if cur and last and leader == lead else None)
+        print(json.dumps({"bench": "archive_trace", "t": round(now - t0, 1),
+                          "committed_per_s": rate,
+                          "dropped": cur and cur["dropped"], "term": term,
+                          "nodes": nodes}))
+        sys.stdout.flush()
+        last, last_t, lead = cur, now, leader
+        if now >= end:
+            return
+
+
 def archive_bench(args, addr, follower, cluster):
     """The archive window (see the docstring). With --perf, every node is
     recorded during the window into DIR/archive.data."""
@@ -194,7 +251,10 @@ def archive_bench(args, addr, follower, cluster):
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     term0 = vc.call(addr, {"type": "status"}, timeout=5).get("term")
     i0, f0, t0 = info(addr), info(follower.client_address), time.monotonic()
-    time.sleep(args.seconds)
+    if args.trace > 0:
+        trace(args, addr, cluster, i0, t0)
+    else:
+        time.sleep(args.seconds)
     i1, f1, t1 = info(addr), info(follower.client_address), time.monotonic()
     a = time.monotonic()
     info(addr)
@@ -342,6 +402,8 @@ def main():
     ap.add_argument("--archived", type=int, default=20000)
     ap.add_argument("--poll-ms", type=int, default=100)
     ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--trace", type=float, default=0, metavar="S",
+                    help="print the archive's progress every S seconds")
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--takeover", type=int, default=0, metavar="K",
                     help="kill the leader K times once every alarm is raised")
