@@ -190,7 +190,8 @@ def trace(args, addr, cluster, i0, t0):
     """--trace S: until args.seconds have passed since T0, every S seconds
     one line {"bench":"archive_trace","t":…,"committed_per_s":…,
     "dropped":…,"term":…,"nodes":[{"id","loop_max_ms","max_apply_ms",
-    "settle_busy_ms","backlog","snapshots","wal_hard","raft_log_mb"}]}:
+    "settle_busy_ms","backlog","snapshots","wal_hard","wal_frames",
+    "wal_waits","raft_log_mb"}]}:
     committed_per_s over the last interval at the ready leader
     (history_info), the rest as status tells it then (settle_busy_ms since
     the last line)."""
@@ -215,6 +216,8 @@ def trace(args, addr, cluster, i0, t0):
                           "backlog": st.get("backlog"),
                           "snapshots": (s.get("snapshots") or {}).get("taken"),
                           "wal_hard": (s.get("wal") or {}).get("hard"),
+                          "wal_frames": (s.get("wal") or {}).get("frames"),
+                          "wal_waits": st.get("wal_waits"),
                           "raft_log_mb": round(((s.get("raft_log") or {})
                                                 .get("bytes", 0)) / 2**20)})
             busy[n.id] = b

@@ -186,7 +186,8 @@ struct node {
         uint64_t next_ms;    /* no slice before (monotonic) */
         uint64_t seen_ns, seen_idle_ns; /* loop clock and idle time then */
         uint64_t slices, moved, busy_us, max_us;
-        uint64_t deferred;   /* decisions to wait: the loop was busy */
+        uint64_t deferred;   /* decisions to wait: the loop busy, the WAL long */
+        uint64_t wal_waits;  /* of those, for the WAL (settle.c) */
         uint64_t backlog;    /* recent samples at the last busy decision */
     } settle;
 };
@@ -449,7 +450,7 @@ json_t *node_scrub_status(struct node *n);
  * time to spare or the rows are too full to wait. A failure sets
  * n->fsm.fatal (the next iteration fail-stops). */
 void node_settle_update(struct node *n);
-/* {"slices","moved","max_slice_ms","busy_ms","deferred","backlog"} (a new
+/* {"slices","moved","max_slice_ms","busy_ms","deferred","wal_waits","backlog"} (a new
  * reference). */
 json_t *node_settle_status(struct node *n);
 

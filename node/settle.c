@@ -21,6 +21,16 @@
  * bounded. Either way one iteration spends at most about SLICE_US
  * settling.
  *
+ * Settling writes most of a node's WAL (each round rewrites the last page
+ * of every tag's chunks). When the WAL is longer than WAL_WAIT_PAGES its
+ * checkpointer has fallen behind, or a snapshot's read pins it: slices
+ * then wait, unless the recent rows hold more than BACKLOG_MAX samples.
+ * Without that, a node under a full archive load never let its WAL start
+ * over after its first snapshot (records_bench --trace: the WAL at the
+ * hard limit from then on, a checkpoint on the loop at every commit, loop
+ * iterations of 1-2 s, the leader lost). Apply goes on meanwhile: it only
+ * stages, a fraction of those writes.
+ *
  * A slice that fails (SQLite, or a broken invariant of the archive) sets
  * the fsm's fatal flag like a failed apply, and the node fail-stops at its
  * next iteration. */
@@ -32,23 +42,37 @@
 /* Two rounds' worth (ROUND_RECORDS in archive_recent.c): a round running
  * plus what came in meanwhile is below it. */
 #define BACKLOG_HIGH (2u * 1048576u)
+/* The WAL starts over at about 4096 pages when its checkpointer keeps up
+ * (replication/wal_checkpointer.c, RESTART_PAGES). */
+#define WAL_WAIT_PAGES 16384u
+/* Four rounds: what the recent rows may hold while slices wait for the
+ * WAL. */
+#define BACKLOG_MAX (4u * 1048576u)
 
-/* Whether to run a slice now, and *GAP_MS until the next one: now and at
- * the next iteration (0) when the recent rows hold more than BACKLOG_HIGH
- * samples; else when the loop was idle at least IDLE_MIN_PERCENT of the
- * time since the last decision, and GAP_MS after it. */
+/* Whether to run a slice now, and *GAP_MS until the next one: not while
+ * the WAL is longer than WAL_WAIT_PAGES and the recent rows hold at most
+ * BACKLOG_MAX samples (n->settle.wal_waits counts those decisions); else
+ * now and at the next iteration (0) when they hold more than BACKLOG_HIGH;
+ * else when the loop was idle at least IDLE_MIN_PERCENT of the time since
+ * the last decision, and GAP_MS after it. */
 static bool may_settle(struct node *n, uint64_t *gap_ms)
 {
     uint64_t now_ns = uv_hrtime(), idle_ns = uv_metrics_idle_time(&n->loop);
     uint64_t span = now_ns - n->settle.seen_ns, idle = idle_ns - n->settle.seen_idle_ns;
     bool quiet = n->settle.seen_ns != 0 && span > 0 &&
                  idle * 100u >= span * IDLE_MIN_PERCENT;
+    struct vg_repl_wal_stats wal;
 
     n->settle.seen_ns = now_ns;
     n->settle.seen_idle_ns = idle_ns;
+    *gap_ms = GAP_MS;
     if (vg_repl_fsm_archive_recent_samples(&n->fsm, &n->settle.backlog) != VG_OK) {
-        *gap_ms = GAP_MS;
         return true; /* the slice reports what is wrong */
+    }
+    vg_repl_fsm_wal_stats(&n->fsm, &wal);
+    if (wal.wal_frames > WAL_WAIT_PAGES && n->settle.backlog <= BACKLOG_MAX) {
+        n->settle.wal_waits++;
+        return false;
     }
     *gap_ms = n->settle.backlog > BACKLOG_HIGH ? 0 : GAP_MS;
     return quiet || *gap_ms == 0;
@@ -63,7 +87,7 @@ void node_settle_update(struct node *n)
     }
     if (!may_settle(n, &gap_ms)) {
         n->settle.deferred++;
-        n->settle.next_ms = now + GAP_MS;
+        n->settle.next_ms = now + gap_ms;
         return;
     }
     t0 = uv_hrtime();
@@ -87,10 +111,11 @@ json_t *node_settle_status(struct node *n)
     if (vg_repl_fsm_archive_recent_samples(&n->fsm, &n->settle.backlog) != VG_OK) {
         n->settle.backlog = 0;
     }
-    return json_pack("{sIsIsfsfsIsI}", "slices", (json_int_t)n->settle.slices, "moved",
-                     (json_int_t)n->settle.moved, "max_slice_ms",
+    return json_pack("{sIsIsfsfsIsIsI}", "slices", (json_int_t)n->settle.slices,
+                     "moved", (json_int_t)n->settle.moved, "max_slice_ms",
                      (double)n->settle.max_us / 1000.0, "busy_ms",
                      (double)n->settle.busy_us / 1000.0, "deferred",
-                     (json_int_t)n->settle.deferred, "backlog",
+                     (json_int_t)n->settle.deferred, "wal_waits",
+                     (json_int_t)n->settle.wal_waits, "backlog",
                      (json_int_t)n->settle.backlog);
 }
