@@ -33,6 +33,11 @@
  *   {"bench":"archive_info","tags":…,"samples":…,"median_ms":…,"p99_ms":…}
  *       20 calls of vg_repl_fsm_archive_info (history_info; status
  *       without brief) on the archive the binary batches left.
+ *   {"bench":"retention_cut_none","tags":…,"median_ms":…,"p99_ms":…}
+ *       20 RETENTION_CUT commands applied to that archive, each with a
+ *       before_ms older than every sample (a minute later each time, as
+ *       the leader sends one a minute): what a cut that deletes nothing
+ *       costs every node's apply.
  *   {"bench":"scrub","rows":…,"ms":…,"rows_per_s":…}
  *       one self-check (vg_repl_fsm_scrub) of that archive: every sample
  *       recounted against archive_summary, on the calling thread.
@@ -329,6 +334,39 @@ static int bench_info(struct vg_repl_fsm *f)
     return 0;
 }
 
+/* QUERIES retention cuts of every archive that delete nothing (see the
+ * top), the archive's samples starting at T0. */
+static int bench_cut(struct vg_repl_fsm *f, const struct opts *o, uint64_t t0)
+{
+    double ms[QUERIES];
+    for (int q = 0; q < QUERIES; q++) {
+        char body[64];
+        int len = snprintf(body, sizeof body, "{\"before_ms\":%llu}",
+                           (unsigned long long)(t0 - 60000u * (QUERIES - q)));
+        struct vg_cmd cmd = {.type = VG_CMD_RETENTION_CUT, .term = 1, .proposer = 1,
+                             .body = body, .body_len = (uint32_t)len};
+        struct raft_buffer buf;
+        double start;
+        int rv;
+        if (vg_cmd_encode(&cmd, &buf) != VG_OK) {
+            return -1;
+        }
+        start = now_s();
+        rv = apply(f, &buf);
+        ms[q] = (now_s() - start) * 1e3;
+        raft_free(buf.base);
+        if (rv != 0) {
+            return -1;
+        }
+    }
+    qsort(ms, QUERIES, sizeof ms[0], cmp_double);
+    printf("{\"bench\":\"retention_cut_none\",\"tags\":%u,\"median_ms\":%.2f,"
+           "\"p99_ms\":%.2f}\n",
+           o->tags, (ms[QUERIES / 2 - 1] + ms[QUERIES / 2]) / 2,
+           ms[(QUERIES * 99 + 99) / 100 - 1]);
+    return 0;
+}
+
 /* One self-check (vg_repl_fsm_scrub, replication/scrub.c) of the archive
  * the binary batches left: the whole archive and the record tables
  * recounted on the calling thread, as a node's pool does every
@@ -614,6 +652,9 @@ int main(int argc, char **argv)
         }
         if (rv == 0 && binary) {
             rv = bench_info(&f);
+        }
+        if (rv == 0 && binary) {
+            rv = bench_cut(&f, &o, 1700000000000ull);
         }
         if (rv == 0 && binary) {
             rv = bench_scrub(&f);

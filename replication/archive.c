@@ -934,6 +934,9 @@ static int rows_stage(struct vg_repl_fsm *f, struct batch *b,
             .id = r->id, .t = r->t, .value = s.value, .bad = s.bad != 0};
         sum->samples++;
         sum->hash_sum += row_hash(t->name, t->len, r->t, s.value, (int)s.bad);
+        if (f->archive_floor.known && r->t < f->archive_floor.t) {
+            f->archive_floor.t = r->t;
+        }
     }
     rv = fsm_recent_stage(f, recs, n);
     free(recs);
@@ -1026,26 +1029,30 @@ static void cut_chunked(void *arg, const struct fsm_recent_rec *r)
  * from SUM, then delete them: the rows, then the chunks. */
 static int cut_tag(struct vg_repl_fsm *f, sqlite3_stmt *sel, sqlite3_stmt *del,
                    int64_t id, const char *name, size_t len, uint64_t before,
-                   struct summary *sum)
+                   struct summary *sum, uint64_t *left)
 {
     struct cut_one one = {.name = name, .len = len, .sum = sum};
     uint64_t n = 0, chunked = 0;
     int rc, rv;
 
-    if ((rv = fsm_chunks_cut(f, id, before, cut_chunked, &one, &chunked)) != VG_OK) {
+    if ((rv = fsm_chunks_cut(f, id, before, cut_chunked, &one, &chunked, left)) !=
+        VG_OK) {
         return rv;
     }
     sum->samples -= chunked;
     sqlite3_bind_int64(sel, 1, id);
-    sqlite3_bind_int64(sel, 2, (int64_t)before);
     while ((rc = sqlite3_step(sel)) == SQLITE_ROW) {
-        sum->hash_sum -= row_hash(name, len, (uint64_t)sqlite3_column_int64(sel, 0),
-                                  sqlite3_column_double(sel, 1),
+        uint64_t t = (uint64_t)sqlite3_column_int64(sel, 0);
+        if (t >= before) {
+            *left = t < *left ? t : *left; /* the oldest row kept */
+            break;
+        }
+        sum->hash_sum -= row_hash(name, len, t, sqlite3_column_double(sel, 1),
                                   sqlite3_column_int(sel, 2));
         n++;
     }
     sqlite3_reset(sel);
-    if (rc != SQLITE_DONE) {
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
         return fsm_db_fail(f, "archive cut select");
     }
     if (n == 0) {
@@ -1158,7 +1165,7 @@ int fsm_archive_cut(struct vg_repl_fsm *f, const char *cls, uint64_t before,
     sqlite3_stmt *tags = NULL, *sel = NULL, *del = NULL;
     struct cut_tags ct = {0};
     struct summary sum;
-    uint64_t samples, dropped = 0;
+    uint64_t samples, dropped = 0, left = UINT64_MAX, recent;
     int rc = SQLITE_DONE;
     int rv;
 
@@ -1171,6 +1178,9 @@ int fsm_archive_cut(struct vg_repl_fsm *f, const char *cls, uint64_t before,
     }
     samples = sum.samples;
     ct.sum = &sum;
+    if (f->archive_floor.known && before <= f->archive_floor.t) {
+        goto cut; /* no sample is that old: every tag's seek would find none */
+    }
     /* One range of the primary key per tag: (tag = ? AND t < ?) is a prefix
      * of (tag, t), where a bare t < ? would scan the whole table. */
     if ((rv = cut_tags_prepare(f, cls, &tags)) != VG_OK) {
@@ -1178,7 +1188,7 @@ int fsm_archive_cut(struct vg_repl_fsm *f, const char *cls, uint64_t before,
     }
     if (sqlite3_prepare_v2(f->db,
                            "SELECT t, value, bad FROM archive_samples"
-                           " WHERE tag = ? AND t < ?",
+                           " WHERE tag = ? ORDER BY t",
                            -1, &sel, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(f->db,
                            "DELETE FROM archive_samples WHERE tag = ? AND t < ?",
@@ -1190,7 +1200,9 @@ int fsm_archive_cut(struct vg_repl_fsm *f, const char *cls, uint64_t before,
         int64_t id = sqlite3_column_int64(tags, 0);
         const char *name = (const char *)sqlite3_column_text(tags, 1);
         size_t len = (size_t)sqlite3_column_bytes(tags, 1);
-        rv = cut_tag(f, sel, del, id, name, len, before, &sum);
+        uint64_t tag_left = UINT64_MAX;
+        rv = cut_tag(f, sel, del, id, name, len, before, &sum, &tag_left);
+        left = tag_left < left ? tag_left : left;
         if (rv == VG_OK && cut_tags_add(&ct, id, name, len) != VG_OK) {
             rv = nomem(f, "a retention cut");
         }
@@ -1209,6 +1221,13 @@ int fsm_archive_cut(struct vg_repl_fsm *f, const char *cls, uint64_t before,
         }
         sum.samples -= dropped;
     }
+    if (rv == VG_OK && cls == NULL && (rv = fsm_recent_oldest(f, &recent)) == VG_OK) {
+        /* Every tag was walked: no sample is older than what each kept,
+         * and what is staged from now on lowers the floor (rows_stage). */
+        f->archive_floor.known = true;
+        f->archive_floor.t = recent < left ? recent : left;
+    }
+cut:
     /* A cut of every tag moves the watermark (and creates the summary, as
      * it always has); a cut of one archive touches the summary only when
      * it deleted something, so an archive never used stays out of the

@@ -453,7 +453,7 @@ int fsm_chunk_cursor_close(struct fsm_chunk_cursor *c)
 
 int fsm_chunks_cut(struct vg_repl_fsm *f, int64_t id, uint64_t before,
                    void (*dropped)(void *arg, const struct fsm_recent_rec *r),
-                   void *arg, uint64_t *n_dropped)
+                   void *arg, uint64_t *n_dropped, uint64_t *left)
 {
     struct vg_chunk_sample *buf = NULL, *keep = NULL;
     size_t n_keep = 0, n;
@@ -462,25 +462,25 @@ int fsm_chunks_cut(struct vg_repl_fsm *f, int64_t id, uint64_t before,
     int rc, rv = VG_OK;
 
     *n_dropped = 0;
+    *left = 0;
     if (before == 0) {
         return VG_OK;
     }
+    *left = UINT64_MAX;
+    /* Up to the first chunk that begins at or after the cut, which is
+     * kept whole: its t_first is the oldest time left (fsm_archive_cut). */
     st = fsm_stmt(f, FSM_STMT_CHUNK_CUT,
                   "SELECT t_first, t_last, n, data FROM archive_chunks"
-                  " WHERE tag = ? AND t_first < ? ORDER BY t_first");
+                  " WHERE tag = ? ORDER BY t_first");
     if (st == NULL) {
         return VG_EDB;
     }
-    if ((buf = malloc(MAX * sizeof *buf)) == NULL ||
-        (keep = malloc(MAX * sizeof *keep)) == NULL) {
-        free(buf);
-        vg_errf(f->errmsg, "out of memory cutting archive chunks");
-        return VG_ENOMEM;
-    }
     sqlite3_bind_int64(st, 1, id);
-    sqlite3_bind_int64(st, 2, (int64_t)before);
     while (rv == VG_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        any = true;
+        if ((uint64_t)sqlite3_column_int64(st, 0) >= before) {
+            *left = n_keep > 0 ? keep[0].t : (uint64_t)sqlite3_column_int64(st, 0);
+            break;
+        }
         if (n_keep > 0) {
             /* A chunk after one that reaches past the cut: they overlap. */
             vg_errf(f->errmsg, "archive chunks of tag %lld overlap at %llu (%s)",
@@ -488,6 +488,13 @@ int fsm_chunks_cut(struct vg_repl_fsm *f, int64_t id, uint64_t before,
             rv = VG_EDB;
             break;
         }
+        if (!any && ((buf = malloc(MAX * sizeof *buf)) == NULL ||
+                     (keep = malloc(MAX * sizeof *keep)) == NULL)) {
+            vg_errf(f->errmsg, "out of memory cutting archive chunks");
+            rv = VG_ENOMEM;
+            break;
+        }
+        any = true;
         if ((rv = chunk_read(f, st, 0, id, buf, &n)) != VG_OK) {
             break;
         }
@@ -503,10 +510,13 @@ int fsm_chunks_cut(struct vg_repl_fsm *f, int64_t id, uint64_t before,
             }
         }
     }
-    if (rv == VG_OK && rc != SQLITE_DONE) {
+    if (rv == VG_OK && rc != SQLITE_DONE && rc != SQLITE_ROW) {
         rv = fsm_db_fail(f, "archive chunk cut");
     }
     sqlite3_reset(st);
+    if (rv == VG_OK && n_keep > 0 && *left == UINT64_MAX) {
+        *left = keep[0].t; /* the split chunk was the tag's last */
+    }
     if (rv == VG_OK && any) {
         rv = chunks_delete(f, id, 0, before);
     }

@@ -1084,6 +1084,23 @@ fatal:
     return VG_EDB;
 }
 
+int fsm_recent_oldest(struct vg_repl_fsm *f, uint64_t *t)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if (sqlite3_prepare_v2(f->db, "SELECT min(t_min) FROM archive_recent", -1, &st,
+                           NULL) != SQLITE_OK) {
+        return fsm_db_fail(f, "prepare archive recent oldest");
+    }
+    rc = sqlite3_step(st);
+    *t = rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL
+             ? (uint64_t)sqlite3_column_int64(st, 0)
+             : UINT64_MAX;
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? VG_OK : fsm_db_fail(f, "archive recent oldest");
+}
+
 int vg_repl_fsm_archive_recent_samples(struct vg_repl_fsm *f, uint64_t *out)
 {
     sqlite3_stmt *st = fsm_stmt(f, FSM_STMT_RECENT_STATS,

@@ -1017,6 +1017,7 @@ void fsm_caches_free(struct vg_repl_fsm *f)
 {
     fsm_tag_cache_free(f);
     fsm_settle_cache_free(f);
+    f->archive_floor.known = false;
 }
 
 static int apply_one(struct raft_fsm *fsm, const struct raft_buffer *buf,

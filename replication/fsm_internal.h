@@ -260,10 +260,11 @@ int fsm_chunks_has(struct vg_repl_fsm *f, int64_t id, uint64_t t, bool *has);
 int fsm_chunks_before(struct vg_repl_fsm *f, int64_t id, uint64_t t, bool *have,
                       struct fsm_recent_rec *out);
 /* Drop tag ID's chunked samples older than BEFORE, calling DROPPED for each
- * (how many into *N_DROPPED). */
+ * (how many into *N_DROPPED); the time of its oldest chunked sample left
+ * into *LEFT (UINT64_MAX: none; 0 when BEFORE is 0). */
 int fsm_chunks_cut(struct vg_repl_fsm *f, int64_t id, uint64_t before,
                    void (*dropped)(void *arg, const struct fsm_recent_rec *r),
-                   void *arg, uint64_t *n_dropped);
+                   void *arg, uint64_t *n_dropped, uint64_t *left);
 /* CB for every chunked sample (by tag, then time) until it returns other
  * than VG_OK, which is then returned. */
 int fsm_chunks_each(struct vg_repl_fsm *f,
@@ -307,7 +308,12 @@ void fsm_tag_cache_free(struct vg_repl_fsm *f);
  * harmless at any time). */
 void fsm_settle_cache_free(struct vg_repl_fsm *f);
 
-/* Both of the above: the database may not be what they describe. */
+/* archive_recent.c: a time no recent record is older than into *T (the
+ * rows' t_min; UINT64_MAX when there are none). */
+int fsm_recent_oldest(struct vg_repl_fsm *f, uint64_t *t);
+
+/* Both of the above, and archive_floor: the database may not be what they
+ * describe. */
 void fsm_caches_free(struct vg_repl_fsm *f);
 
 /* alarm_log.c: VG_CMD_ALARM_STATE (BODY parsed by the caller) and

@@ -446,6 +446,13 @@ struct vg_repl_fsm {
     struct sqlite3_stmt *stmts[32];
     struct vg_repl_tag_cache *tag_cache;
     struct vg_repl_settle_cache *settle_cache;
+    /* No archived sample is older than t, when known (archive.c,
+     * fsm_archive_cut): a retention cut below it deletes nothing and skips
+     * its seek into every tag. Node-local; forgotten with the caches. */
+    struct {
+        bool known;
+        uint64_t t;
+    } archive_floor;
     /* archive_recent.c's thresholds; 0: the built-in ones. */
     struct {
         uint32_t round_records, round_rows, step_min, window_margin;

@@ -1806,6 +1806,103 @@ static void test_scrub_pinned(void **state)
     model_free(&m);
 }
 
+/* A cut of every archive learns how old the oldest sample it left is
+ * (archive_floor in replication.h), and a later cut below that deletes
+ * nothing and skips its seek into every tag. A late sample staged since
+ * lowers the floor: the next cut must find it, wherever it is stored. */
+static void test_cut_floor(void **state)
+{
+    struct fx *x = *state;
+    struct vg_repl_fsm *fs[3] = {x->f[0], x->f[1], x->f[2]};
+    struct model m = {0};
+    struct gs s[64];
+    int tags[3] = {0, 1, 2};
+    size_t n = 0;
+
+    names_init();
+    snprintf(ctx, sizeof ctx, "cut floor");
+    EXPECT_EQ(apply_level(x, fs, 3, 3), VG_OK);
+    for (uint64_t t = 1000; t < 3000; t += 100) {
+        for (unsigned k = 0; k < 3; k++) {
+            s[n++] = (struct gs){.tag = (int)k, .k = k, .t = t, .v = (double)t + k};
+        }
+    }
+    apply_batch(x, fs, 3, &m, tags, 3, s, n / 2, false);
+    apply_batch(x, fs, 3, &m, tags, 3, s + n / 2, n - n / 2, false);
+    for (int i = 0; i < 3; i++) {
+        settle_some(x->f[i], UINT64_C(1) << 40);
+    }
+    EXPECT(sql_int(x->f[0], "SELECT count(*) FROM archive_chunks") > 0);
+    EXPECT(!x->f[0]->archive_floor.known);
+
+    /* Nothing older than 1000: the first cut walks every tag and learns it. */
+    apply_cut(x, fs, 3, &m, 500, -1, 0);
+    EXPECT(x->f[0]->archive_floor.known && x->f[2]->archive_floor.known);
+    EXPECT_EQ(x->f[0]->archive_floor.t, 1000);
+    EXPECT_EQ(x->f[2]->archive_floor.t, 1000);
+    apply_cut(x, fs, 3, &m, 600, -1, 0);
+    EXPECT_EQ(x->f[0]->archive_floor.t, 1000);
+
+    /* Late samples above the watermark (600), below the floor. */
+    s[0] = (struct gs){.tag = 0, .k = 0, .t = 700, .v = -7};
+    s[1] = (struct gs){.tag = 1, .k = 1, .t = 650, .v = -6.5};
+    apply_batch(x, fs, 3, &m, tags, 2, s, 2, false);
+    EXPECT_EQ(x->f[0]->archive_floor.t, 650);
+    apply_cut(x, fs, 3, &m, 690, -1, 0);
+    EXPECT_EQ(m.tag[1].n, 20);
+    EXPECT_EQ(x->f[0]->archive_floor.t, 700);
+    for (int i = 0; i < 3; i++) {
+        check_raw(x->f[0], &m, i);
+        check_raw(x->f[2], &m, i);
+    }
+    check_totals(x->f[0], &m);
+    check_totals(x->f[2], &m);
+
+    /* A cut of one archive below the floor is skipped too; above it, it
+     * walks that archive's tags, which does not raise the floor. */
+    apply_cut(x, fs, 3, &m, 0, 0, 695);
+    apply_cut(x, fs, 3, &m, 0, 0, 1100);
+    EXPECT_EQ(m.tag[0].n, 19);
+    EXPECT_EQ(x->f[0]->archive_floor.t, 700);
+    for (int i = 0; i < 3; i++) {
+        check_raw(x->f[0], &m, i);
+        check_raw(x->f[1], &m, i);
+    }
+    check_totals(x->f[0], &m);
+    check_totals(x->f[1], &m);
+    expect_same_digest(x->f[0], x->f[1]);
+    expect_same_digest(x->f[0], x->f[2]);
+
+    /* A replica behind that restores a snapshot forgets its floor (that
+     * of an empty archive: no sample at all) and walks at the next cut. */
+    open_slot(x, 3, SMALL);
+    {
+        struct vg_repl_fsm *behind[1] = {x->f[3]};
+        struct model empty = {0};
+        struct raft_buffer buf;
+        apply_cut(x, behind, 1, &empty, 100, -1, 0);
+        EXPECT(x->f[3]->archive_floor.known);
+        EXPECT_EQ(x->f[3]->archive_floor.t, UINT64_MAX);
+        assert_int_equal(vg_repl_fsm_snapshot_copy(x->f[0], &buf), VG_OK);
+        if (x->f[3]->fsm.restore(&x->f[3]->fsm, &buf) != 0) {
+            raft_free(buf.base);
+            fail_msg("restore: %s", x->f[3]->errmsg);
+        }
+        model_free(&empty);
+    }
+    EXPECT(!x->f[3]->archive_floor.known);
+    fs[2] = x->f[3];
+    apply_cut(x, fs, 3, &m, 1150, -1, 0);
+    EXPECT(x->f[3]->archive_floor.known);
+    EXPECT_EQ(x->f[3]->archive_floor.t, 1200);
+    for (int i = 0; i < 3; i++) {
+        check_raw(x->f[3], &m, i);
+    }
+    check_totals(x->f[3], &m);
+    expect_same_digest(x->f[0], x->f[3]);
+    model_free(&m);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -1813,6 +1910,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_random_against_model),
         T(test_cut_during_round),
+        T(test_cut_floor),
         T(test_reopen_mid_round),
         T(test_snapshot_mid_round),
         T(test_level2_slices),
