@@ -38,6 +38,11 @@
  *       before_ms older than every sample (a minute later each time, as
  *       the leader sends one a minute): what a cut that deletes nothing
  *       costs every node's apply.
+ *   {"bench":"retention_cut_some","tags":…,"per_tag":K,"deleted":…,"ms":…}
+ *       (last) one RETENTION_CUT applied that deletes each tag's oldest K
+ *       samples of that archive (30, then 300 more), all settled: what
+ *       cutting a full archive's oldest minute costs (600 samples of each
+ *       tag at 10 Hz).
  *   {"bench":"scrub","rows":…,"ms":…,"rows_per_s":…}
  *       one self-check (vg_repl_fsm_scrub) of that archive: every sample
  *       recounted against archive_summary, on the calling thread.
@@ -334,28 +339,35 @@ static int bench_info(struct vg_repl_fsm *f)
     return 0;
 }
 
+/* Apply a RETENTION_CUT of every archive at BEFORE; how long into *MS. */
+static int apply_cut(struct vg_repl_fsm *f, uint64_t before, double *ms)
+{
+    char body[64];
+    int len = snprintf(body, sizeof body, "{\"before_ms\":%llu}",
+                       (unsigned long long)before);
+    struct vg_cmd cmd = {.type = VG_CMD_RETENTION_CUT, .term = 1, .proposer = 1,
+                         .body = body, .body_len = (uint32_t)len};
+    struct raft_buffer buf;
+    double start;
+    int rv;
+
+    if (vg_cmd_encode(&cmd, &buf) != VG_OK) {
+        return -1;
+    }
+    start = now_s();
+    rv = apply(f, &buf);
+    *ms = (now_s() - start) * 1e3;
+    raft_free(buf.base);
+    return rv;
+}
+
 /* QUERIES retention cuts of every archive that delete nothing (see the
  * top), the archive's samples starting at T0. */
 static int bench_cut(struct vg_repl_fsm *f, const struct opts *o, uint64_t t0)
 {
     double ms[QUERIES];
     for (int q = 0; q < QUERIES; q++) {
-        char body[64];
-        int len = snprintf(body, sizeof body, "{\"before_ms\":%llu}",
-                           (unsigned long long)(t0 - 60000u * (QUERIES - q)));
-        struct vg_cmd cmd = {.type = VG_CMD_RETENTION_CUT, .term = 1, .proposer = 1,
-                             .body = body, .body_len = (uint32_t)len};
-        struct raft_buffer buf;
-        double start;
-        int rv;
-        if (vg_cmd_encode(&cmd, &buf) != VG_OK) {
-            return -1;
-        }
-        start = now_s();
-        rv = apply(f, &buf);
-        ms[q] = (now_s() - start) * 1e3;
-        raft_free(buf.base);
-        if (rv != 0) {
+        if (apply_cut(f, t0 - 60000u * (QUERIES - q), &ms[q]) != 0) {
             return -1;
         }
     }
@@ -364,6 +376,28 @@ static int bench_cut(struct vg_repl_fsm *f, const struct opts *o, uint64_t t0)
            "\"p99_ms\":%.2f}\n",
            o->tags, (ms[QUERIES / 2 - 1] + ms[QUERIES / 2]) / 2,
            ms[(QUERIES * 99 + 99) / 100 - 1]);
+    return 0;
+}
+
+/* Cuts that delete each tag's oldest 30, then 300 more samples of the
+ * archive whose samples start at T0, one a step (see the top). */
+static int bench_cut_some(struct vg_repl_fsm *f, const struct opts *o, uint64_t t0)
+{
+    static const unsigned per_tag[] = {30, 300};
+    uint64_t before = t0;
+    for (size_t i = 0; i < sizeof per_tag / sizeof per_tag[0]; i++) {
+        struct vg_repl_archive_info a, b;
+        double ms;
+        before += per_tag[i];
+        if (vg_repl_fsm_archive_info(f, &a) != VG_OK ||
+            apply_cut(f, before, &ms) != 0 || vg_repl_fsm_archive_info(f, &b) != VG_OK) {
+            fprintf(stderr, "retention cut: %s\n", f->errmsg);
+            return -1;
+        }
+        printf("{\"bench\":\"retention_cut_some\",\"tags\":%u,\"per_tag\":%u,"
+               "\"deleted\":%llu,\"ms\":%.1f}\n",
+               o->tags, per_tag[i], (unsigned long long)(a.samples - b.samples), ms);
+    }
     return 0;
 }
 
@@ -664,6 +698,9 @@ int main(int argc, char **argv)
         }
         if (rv == 0 && binary) {
             rv = bench_aggregate(&f);
+        }
+        if (rv == 0 && binary) {
+            rv = bench_cut_some(&f, &o, 1700000000000ull);
         }
         vg_repl_fsm_close(&f);
     }
