@@ -34,6 +34,9 @@ static const char usage[] =
     "                          their rows against their summaries every N s\n"
     "                          (default 3600; node K starts (K mod 4)/8 of it\n"
     "                          later; 0: never)\n"
+    "  --scrub-budget-ms MS    stop a self-check that reads longer than MS\n"
+    "                          (default 120000; the WAL cannot start over while\n"
+    "                          a check reads; a stopped check counts as failed)\n"
     "  --archive-retention-days N  archived process values older than N days\n"
     "                          are cut (default 30; 0 keeps everything)\n"
     "  --client-idle-timeout MS  drop silent clients (default 30000)\n"
@@ -155,7 +158,7 @@ int vg_node_config_parse(struct vg_node_config *c, int argc, char **argv,
     enum {
         O_ID = 1000, O_RAFT, O_CLIENT, O_DATA, O_BOOT, O_JOIN, O_ET, O_HB,
         O_ST, O_STR, O_CP, O_IDLE, O_RETENTION, O_VERBOSE, O_REBUILD, O_LEVEL,
-        O_CLUSTER_LEVEL, O_LOG_MB, O_SCRUB, O_HELP
+        O_CLUSTER_LEVEL, O_LOG_MB, O_SCRUB, O_SCRUB_BUDGET, O_HELP
     };
     static const struct option opts[] = {
         {"id", required_argument, NULL, O_ID},
@@ -170,6 +173,7 @@ int vg_node_config_parse(struct vg_node_config *c, int argc, char **argv,
         {"snapshot-trailing", required_argument, NULL, O_STR},
         {"snapshot-log-mb", required_argument, NULL, O_LOG_MB},
         {"scrub-every-s", required_argument, NULL, O_SCRUB},
+        {"scrub-budget-ms", required_argument, NULL, O_SCRUB_BUDGET},
         {"checkpoint-interval", required_argument, NULL, O_CP},
         {"client-idle-timeout", required_argument, NULL, O_IDLE},
         {"archive-retention-days", required_argument, NULL, O_RETENTION},
@@ -191,6 +195,7 @@ int vg_node_config_parse(struct vg_node_config *c, int argc, char **argv,
     c->snapshot_trailing = 1024;
     c->snapshot_log_mb = 512;
     c->scrub_every_s = 3600;
+    c->scrub_budget_ms = 120000; /* why: node/scrub.c */
     c->checkpoint_interval_ms = 5000;
     c->client_idle_timeout_ms = 30000;
     c->archive_retention_days = 30;
@@ -247,6 +252,10 @@ int vg_node_config_parse(struct vg_node_config *c, int argc, char **argv,
         case O_SCRUB:
             rv = parse_uint("--scrub-every-s", optarg, 0, 31622400, &v, errmsg);
             c->scrub_every_s = (unsigned)v;
+            break;
+        case O_SCRUB_BUDGET:
+            rv = parse_uint("--scrub-budget-ms", optarg, 1, 86400000, &v, errmsg);
+            c->scrub_budget_ms = (unsigned)v;
             break;
         case O_CP:
             rv = parse_uint("--checkpoint-interval", optarg, 100, 86400000, &v, errmsg);

@@ -43,6 +43,7 @@ struct vg_node_config {
                                    forward (0: entry counts only) */
     unsigned checkpoint_interval_ms;
     unsigned scrub_every_s;     /* self-checks of the replica (0: none) */
+    unsigned scrub_budget_ms;   /* a check that reads longer is stopped */
     unsigned archive_retention_days; /* 0: keep archived values forever */
     unsigned client_idle_timeout_ms;
     bool verbose;
