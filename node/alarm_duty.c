@@ -103,6 +103,12 @@
 _Static_assert(VG_REPL_ALARM_REASON_SIZE == VG_ALARM_REASON_SIZE &&
                    VG_REPL_ALARM_USER_SIZE == VG_ALARM_USER_SIZE,
                "stored shelve strings must fit the engine's state");
+/* What the project validator lets through, an alarm change must carry: a
+ * message it cannot is never committed, and the engine is rebuilt after
+ * every change of that alarm (see pending_add). */
+_Static_assert(VG_PROJECT_MAX_ALARM_TEXT <= VG_REPL_ALARM_TEXT_MAX &&
+                   VG_PROJECT_MAX_LANGS <= VG_REPL_ALARM_LANGS_MAX,
+               "a project's alarm messages must fit an alarm change");
 
 enum duty_phase {
     PHASE_IDLE,    /* no engine: not the ready leader, or nothing polled */
