@@ -319,6 +319,36 @@ static void change_transition(struct alarm_duty *d, struct vg_repl_alarm_change 
     }
 }
 
+/* vigild --test-refuse-alarm-change NAME, for tests only: a change of alarm
+ * NAME that an operator makes (ack, shelve, unshelve, out of or back in
+ * service) is handled below as one the format refuses. Why a hook: since
+ * the project validator keeps alarm messages within what a change carries,
+ * no input makes vg_repl_alarm_change_encode refuse a change (running out
+ * of memory still may), yet what follows a refusal (the engine rebuilt from
+ * the replicated table, actions refused meanwhile, none answered as done)
+ * spans this duty, the raft commit and the restore, which no unit test
+ * reaches. Only operators' changes: a refused raise would be refused again
+ * after every rebuild, as the long messages were, and the engine would
+ * never be seen to recover. Reachable through that flag only (listed in
+ * --help and the README as for tests); tests/integration/
+ * cluster_alarm_rebuild.py uses it. */
+static bool refused_for_test(const struct alarm_duty *d,
+                             const struct vg_repl_alarm_change *ch, char *errmsg)
+{
+    const char *name = d->n->cfg->test_refuse_alarm;
+    unsigned cause = ch->transition.cause;
+
+    if (name[0] == '\0' || strcmp(ch->alarm, name) != 0 || !ch->has_transition ||
+        !(cause == VG_REPL_ALARM_CAUSE_ACKED || cause == VG_REPL_ALARM_CAUSE_SHELVED ||
+          cause == VG_REPL_ALARM_CAUSE_UNSHELVED || cause == VG_REPL_ALARM_CAUSE_OOS ||
+          cause == VG_REPL_ALARM_CAUSE_IN_SERVICE)) {
+        return false;
+    }
+    vg_errf(errmsg, "alarm change of '%s' refused for a test "
+                    "(--test-refuse-alarm-change)", ch->alarm);
+    return true;
+}
+
 /* Append CH, encoded, to the queue of changes to propose. A change that
  * cannot be encoded (out of memory, or past a limit of the format, which
  * apply would refuse as well) is never committed, while the engine already
@@ -338,7 +368,8 @@ static void pending_add(struct alarm_duty *d, const struct vg_repl_alarm_change 
         d->pending_end = e;
         d->cap_pending = cap;
     }
-    if (vg_repl_alarm_change_encode(&d->pending, ch, errmsg) != VG_OK) {
+    if (refused_for_test(d, ch, errmsg) ||
+        vg_repl_alarm_change_encode(&d->pending, ch, errmsg) != VG_OK) {
         node_log(d->n, "alarms: a change cannot be committed (%s); the alarm "
                        "states are read again from the replicated table",
                  errmsg);

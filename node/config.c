@@ -49,6 +49,10 @@ static const char usage[] =
     "                          the highest this vigild applies, 3: nodes settle\n"
     "                          the archive into compressed chunks between\n"
     "                          commands; 1 or 2 hold it lower, see README)\n"
+    "  --test-refuse-alarm-change NAME  tests only: as the ready leader, take\n"
+    "                          every change an operator makes to alarm NAME as\n"
+    "                          one the command format refuses (the alarm engine\n"
+    "                          is then rebuilt; test cluster-alarm-rebuild)\n"
     "  --verbose               log more\n";
 
 static int parse_uint(const char *flag, const char *text, unsigned long long min,
@@ -158,7 +162,7 @@ int vg_node_config_parse(struct vg_node_config *c, int argc, char **argv,
     enum {
         O_ID = 1000, O_RAFT, O_CLIENT, O_DATA, O_BOOT, O_JOIN, O_ET, O_HB,
         O_ST, O_STR, O_CP, O_IDLE, O_RETENTION, O_VERBOSE, O_REBUILD, O_LEVEL,
-        O_CLUSTER_LEVEL, O_LOG_MB, O_SCRUB, O_SCRUB_BUDGET, O_HELP
+        O_CLUSTER_LEVEL, O_LOG_MB, O_SCRUB, O_SCRUB_BUDGET, O_TEST_REFUSE, O_HELP
     };
     static const struct option opts[] = {
         {"id", required_argument, NULL, O_ID},
@@ -181,6 +185,7 @@ int vg_node_config_parse(struct vg_node_config *c, int argc, char **argv,
         {"rebuild-state", no_argument, NULL, O_REBUILD},
         {"max-apply-level", required_argument, NULL, O_LEVEL},
         {"cluster-level", required_argument, NULL, O_CLUSTER_LEVEL},
+        {"test-refuse-alarm-change", required_argument, NULL, O_TEST_REFUSE},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -284,6 +289,16 @@ int vg_node_config_parse(struct vg_node_config *c, int argc, char **argv,
             rv = parse_uint("--cluster-level", optarg, 1, VG_REPL_APPLY_LEVEL, &v,
                             errmsg);
             c->cluster_level = (unsigned)v;
+            break;
+        case O_TEST_REFUSE:
+            if (strlen(optarg) == 0 || strlen(optarg) >= sizeof c->test_refuse_alarm) {
+                vg_errf(errmsg, "--test-refuse-alarm-change: expected an alarm "
+                                "name of 1..%zu bytes",
+                        sizeof c->test_refuse_alarm - 1);
+                rv = VG_EINVAL;
+            } else {
+                strcpy(c->test_refuse_alarm, optarg);
+            }
             break;
         case O_HELP:
             fputs(usage, stdout);
