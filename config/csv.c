@@ -77,6 +77,7 @@ struct table {
     int n_ids;
     int text_id;                 /* the translated column's id */
     const char *text_prefix;     /* "description_" */
+    size_t text_max;             /* bytes of one translation (0: any) */
     unsigned required;           /* bit per id */
     void (*row)(struct reader *r);
 };
@@ -284,7 +285,8 @@ static bool set_ref(struct reader *r, int id, struct vg_ref *ref)
 
 /* The row's texts. An empty field in a language column is reported here,
  * at that field, where the engineer has to type the translation (validation
- * cannot: a vg_text has one position for all languages). */
+ * cannot: a vg_text has one position for all languages); so is one longer
+ * than the table allows (an alarm message: VG_PROJECT_MAX_ALARM_TEXT). */
 static bool set_text(struct reader *r, struct vg_text *text)
 {
     text->loc = at(r, r->t->text_id);
@@ -298,6 +300,12 @@ static bool set_text(struct reader *r, struct vg_text *text)
                          r->p->languages[i], r->t->text_prefix[0] == 'd'
                          ? "description" : "message");
             continue;
+        }
+        if (r->t->text_max > 0 && r->fields[c].len > r->t->text_max) {
+            vg_diags_add(r->d, r->fields[c].loc, "the '%s' %s of %s '%s' has %zu "
+                         "bytes, more than the %zu allowed", r->p->languages[i],
+                         r->t->text_prefix[0] == 'd' ? "description" : "message",
+                         r->t->what, val(r, 0), r->fields[c].len, r->t->text_max);
         }
         text->s[i] = vg_cfg_strdup(r->buf + r->fields[c].off);
         if (text->s[i] == NULL)
@@ -1190,6 +1198,7 @@ void vg_cfg_csv_alarms(struct vg_project *p, const struct vg_project_file *f,
         .n_ids = VG_ALARM_COL_COUNT,
         .text_id = VG_ALARM_COL_MESSAGE,
         .text_prefix = "message_",
+        .text_max = VG_PROJECT_MAX_ALARM_TEXT,
         .required = 1u << VG_ALARM_COL_NAME | 1u << VG_ALARM_COL_TAG |
                     1u << VG_ALARM_COL_KIND | 1u << VG_ALARM_COL_PRIORITY,
         .row = alarm_row,

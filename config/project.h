@@ -30,6 +30,12 @@
 #include "../common/common.h"
 
 #define VG_PROJECT_MAX_LANGS 8
+/* Bytes of one alarm message in one language, at most: what an alarm change
+ * carries (replication.h, VG_REPL_ALARM_TEXT_MAX; node/alarm_duty.c asserts
+ * that it holds this). A longer message loaded into a cluster could never
+ * be committed with its alarm: the leader's alarm engine would be rebuilt
+ * again and again and refuse every operator action meanwhile. */
+#define VG_PROJECT_MAX_ALARM_TEXT 1024
 #define VG_PROJECT_MAX_FILES 4096
 /* Limits that keep a hostile bundle from exhausting memory. */
 #define VG_PROJECT_MAX_FILE_SIZE (64u * 1024u * 1024u)

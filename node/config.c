@@ -34,6 +34,9 @@ static const char usage[] =
     "                          their rows against their summaries every N s\n"
     "                          (default 3600; node K starts (K mod 4)/8 of it\n"
     "                          later; 0: never)\n"
+    "  --scrub-budget-ms MS    stop a self-check that reads longer than MS\n"
+    "                          (default 120000; the WAL cannot start over while\n"
+    "                          a check reads; a stopped check counts as failed)\n"
     "  --archive-retention-days N  archived process values older than N days\n"
     "                          are cut (default 30; 0 keeps everything)\n"
     "  --client-idle-timeout MS  drop silent clients (default 30000)\n"
@@ -46,6 +49,10 @@ static const char usage[] =
     "                          the highest this vigild applies, 3: nodes settle\n"
     "                          the archive into compressed chunks between\n"
     "                          commands; 1 or 2 hold it lower, see README)\n"
+    "  --test-refuse-alarm-change NAME  tests only: as the ready leader, take\n"
+    "                          every change an operator makes to alarm NAME as\n"
+    "                          one the command format refuses (the alarm engine\n"
+    "                          is then rebuilt; test cluster-alarm-rebuild)\n"
     "  --verbose               log more\n";
 
 static int parse_uint(const char *flag, const char *text, unsigned long long min,
@@ -155,7 +162,7 @@ int vg_node_config_parse(struct vg_node_config *c, int argc, char **argv,
     enum {
         O_ID = 1000, O_RAFT, O_CLIENT, O_DATA, O_BOOT, O_JOIN, O_ET, O_HB,
         O_ST, O_STR, O_CP, O_IDLE, O_RETENTION, O_VERBOSE, O_REBUILD, O_LEVEL,
-        O_CLUSTER_LEVEL, O_LOG_MB, O_SCRUB, O_HELP
+        O_CLUSTER_LEVEL, O_LOG_MB, O_SCRUB, O_SCRUB_BUDGET, O_TEST_REFUSE, O_HELP
     };
     static const struct option opts[] = {
         {"id", required_argument, NULL, O_ID},
@@ -170,6 +177,7 @@ int vg_node_config_parse(struct vg_node_config *c, int argc, char **argv,
         {"snapshot-trailing", required_argument, NULL, O_STR},
         {"snapshot-log-mb", required_argument, NULL, O_LOG_MB},
         {"scrub-every-s", required_argument, NULL, O_SCRUB},
+        {"scrub-budget-ms", required_argument, NULL, O_SCRUB_BUDGET},
         {"checkpoint-interval", required_argument, NULL, O_CP},
         {"client-idle-timeout", required_argument, NULL, O_IDLE},
         {"archive-retention-days", required_argument, NULL, O_RETENTION},
@@ -177,6 +185,7 @@ int vg_node_config_parse(struct vg_node_config *c, int argc, char **argv,
         {"rebuild-state", no_argument, NULL, O_REBUILD},
         {"max-apply-level", required_argument, NULL, O_LEVEL},
         {"cluster-level", required_argument, NULL, O_CLUSTER_LEVEL},
+        {"test-refuse-alarm-change", required_argument, NULL, O_TEST_REFUSE},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -191,6 +200,7 @@ int vg_node_config_parse(struct vg_node_config *c, int argc, char **argv,
     c->snapshot_trailing = 1024;
     c->snapshot_log_mb = 512;
     c->scrub_every_s = 3600;
+    c->scrub_budget_ms = 120000; /* why: node/scrub.c */
     c->checkpoint_interval_ms = 5000;
     c->client_idle_timeout_ms = 30000;
     c->archive_retention_days = 30;
@@ -248,6 +258,10 @@ int vg_node_config_parse(struct vg_node_config *c, int argc, char **argv,
             rv = parse_uint("--scrub-every-s", optarg, 0, 31622400, &v, errmsg);
             c->scrub_every_s = (unsigned)v;
             break;
+        case O_SCRUB_BUDGET:
+            rv = parse_uint("--scrub-budget-ms", optarg, 1, 86400000, &v, errmsg);
+            c->scrub_budget_ms = (unsigned)v;
+            break;
         case O_CP:
             rv = parse_uint("--checkpoint-interval", optarg, 100, 86400000, &v, errmsg);
             c->checkpoint_interval_ms = (unsigned)v;
@@ -275,6 +289,16 @@ int vg_node_config_parse(struct vg_node_config *c, int argc, char **argv,
             rv = parse_uint("--cluster-level", optarg, 1, VG_REPL_APPLY_LEVEL, &v,
                             errmsg);
             c->cluster_level = (unsigned)v;
+            break;
+        case O_TEST_REFUSE:
+            if (strlen(optarg) == 0 || strlen(optarg) >= sizeof c->test_refuse_alarm) {
+                vg_errf(errmsg, "--test-refuse-alarm-change: expected an alarm "
+                                "name of 1..%zu bytes",
+                        sizeof c->test_refuse_alarm - 1);
+                rv = VG_EINVAL;
+            } else {
+                strcpy(c->test_refuse_alarm, optarg);
+            }
             break;
         case O_HELP:
             fputs(usage, stdout);

@@ -43,6 +43,7 @@ struct vg_node_config {
                                    forward (0: entry counts only) */
     unsigned checkpoint_interval_ms;
     unsigned scrub_every_s;     /* self-checks of the replica (0: none) */
+    unsigned scrub_budget_ms;   /* a check that reads longer is stopped */
     unsigned archive_retention_days; /* 0: keep archived values forever */
     unsigned client_idle_timeout_ms;
     bool verbose;
@@ -50,6 +51,9 @@ struct vg_node_config {
     unsigned max_apply_level;   /* 0: every level this vigild implements */
     unsigned cluster_level;     /* what the ready leader raises the cluster
                                    to once every member applies it */
+    char test_refuse_alarm[257]; /* tests only: operators' changes of this
+                                    alarm are refused ("": none; see
+                                    node/alarm_duty.c, refused_for_test) */
 };
 
 /* Parse vigild's command line. Returns VG_OK, VG_EINVAL with a sentence in

@@ -15,7 +15,7 @@
  * replicas on shared cores do not all read their archive at once. The
  * next check comes a period after the last one ended; one that could not
  * start (the database busy) is tried again in a minute at most. One that
- * reads longer than BUDGET_MS is stopped (see there). At shutdown a
+ * reads longer than its budget is stopped (see budget_ms). At shutdown a
  * running check is interrupted; its job still ends through the loop,
  * which keeps running until it has. */
 #include <stdio.h>
@@ -24,25 +24,32 @@
 #include "internal.h"
 
 #define RETRY_MS 60000u
-/* The longest a check may read. Its read transaction keeps the WAL from
- * starting over, so under a full archive load the WAL grows by tens of MB
- * a second while it reads (the checkpointer's bound is loosened meanwhile,
- * as for a snapshot). About 7 M samples a second on one core
- * (archive_apply_bench) make this some 800 M samples: larger archives are
- * not checked (status scrub.failed, and the log says why). */
-#define BUDGET_MS 120000u
 
 struct node_scrub_job {
     uv_work_t work;
     struct node *n;
     struct vg_repl_scrub *scrub;
     uint64_t started_ms; /* monotonic */
-    bool over_budget;    /* interrupted for reading longer than BUDGET_MS */
+    bool over_budget;    /* interrupted for reading longer than budget_ms */
 };
 
 static uint64_t period_ms(const struct node *n)
 {
     return (uint64_t)n->cfg->scrub_every_s * 1000u;
+}
+
+/* The longest a check may read (--scrub-budget-ms). Its read transaction
+ * keeps the WAL from starting over, so under a full archive load the WAL
+ * grows by tens of MB a second while it reads (the checkpointer's bound is
+ * loosened meanwhile, as for a snapshot). The default, 120 s, at about 7 M
+ * samples a second on one core (archive_apply_bench) is some 800 M
+ * samples: larger archives are not checked (status scrub.failed, and the
+ * log says why). The budget is looked at on every loop iteration (at least
+ * every 20 ms, the node's timer), so a check is stopped that much late at
+ * most, more when an iteration is long. */
+static uint64_t budget_ms(const struct node *n)
+{
+    return n->cfg->scrub_budget_ms;
 }
 
 static void work_cb(uv_work_t *w)
@@ -75,9 +82,12 @@ static void after_cb(uv_work_t *w, int status)
             node_log(n, "%s (%.0f ms)", n->fsm.scrub.msg, n->fsm.scrub.last_ms);
         }
     } else if (j->over_budget) {
-        node_log(n, "self-check stopped after %u s: the archive is too large to"
+        /* Whole seconds as before the budget could be set ("120 s"). */
+        unsigned b = n->cfg->scrub_budget_ms;
+        node_log(n, "self-check stopped after %u %s: the archive is too large to"
                     " recount in one read (%s)",
-                 BUDGET_MS / 1000u, n->fsm.scrub.msg);
+                 b % 1000u == 0 ? b / 1000u : b, b % 1000u == 0 ? "s" : "ms",
+                 n->fsm.scrub.msg);
     } else if (rv != VG_EAGAIN && !n->stopping) {
         node_log(n, "self-check failed: %s", n->fsm.scrub.msg);
     }
@@ -91,7 +101,7 @@ void node_scrub_update(struct node *n)
     int rv;
 
     if (n->scrub.job != NULL && !n->scrub.job->over_budget &&
-        now - n->scrub.job->started_ms > BUDGET_MS) {
+        now - n->scrub.job->started_ms > budget_ms(n)) {
         n->scrub.job->over_budget = true;
         vg_repl_scrub_interrupt(n->scrub.job->scrub);
     }
@@ -139,8 +149,9 @@ void node_scrub_stop(struct node *n)
 json_t *node_scrub_status(struct node *n)
 {
     const struct vg_repl_fsm *f = &n->fsm;
-    return json_pack("{sIsbsIsbsIsIsIsIsfss}", "every_s",
-                     (json_int_t)n->cfg->scrub_every_s, "running", n->scrub.job != NULL,
+    return json_pack("{sIsIsbsIsbsIsIsIsIsfss}", "every_s",
+                     (json_int_t)n->cfg->scrub_every_s, "budget_ms",
+                     (json_int_t)n->cfg->scrub_budget_ms, "running", n->scrub.job != NULL,
                      "runs", (json_int_t)f->scrub.runs, "damaged", f->scrub.damaged,
                      "damaged_runs", (json_int_t)f->scrub.damaged_runs, "failed",
                      (json_int_t)f->scrub.failed, "last_index",

@@ -21,7 +21,7 @@
 #define WHO_MAX 128
 #define REASON_MAX 512
 #define LANG_MAX 16
-#define TEXT_MAX 1024
+#define TEXT_MAX VG_REPL_ALARM_TEXT_MAX
 #define NULL_LEN 0xFFFFu
 #define TIME_MAX ((uint64_t)INT64_MAX)
 

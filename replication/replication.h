@@ -270,6 +270,7 @@ int vg_repl_history_samples_body(uint64_t t0, const char *const *names,
  * str has length 0xFFFF for null. Outcome VG_OK or VG_EINVAL. */
 #define VG_REPL_ALARM_CHANGES_MAX 1024
 #define VG_REPL_ALARM_LANGS_MAX 16
+#define VG_REPL_ALARM_TEXT_MAX 1024 /* bytes of a message's text */
 
 enum {
     VG_REPL_ALARM_STATUS_NORMAL,

@@ -380,6 +380,15 @@ def journal_counts(addr, cause):
     return counts
 
 
+def alarm_states(addr):
+    """{alarm: entry} of every alarm the ready leader at ADDR lists
+    (alarms_list "all": committed states, normal ones too; one frame)."""
+    ans = call(addr, {"type": "alarms_list", "all": True}, timeout=2.0)
+    if "alarms" not in ans:
+        raise AssertionError("alarms_list: %s" % ans)
+    return {e["alarm"]: e for e in ans["alarms"]}
+
+
 def unexpected(tap, e):
     """Report exception E as a failed TAP test (with its traceback)."""
     import traceback

@@ -759,6 +759,63 @@ static void test_archive_mistakes(void **state)
     assert_int_equal(failures, 0);
 }
 
+/* The 'de' message of lvl_hi (alarms.csv line 3) made BYTES long of
+ * two-byte characters (and one 'x' if BYTES is odd): limits are in bytes,
+ * not characters. Parses it; the number of errors, the first into GOT. */
+static size_t with_de_message(size_t bytes, char *got, size_t size)
+{
+    char *text = malloc(bytes + 2);
+    struct vg_project_files fs;
+    struct vg_diags d;
+    size_t n = 0;
+    assert_non_null(text);
+    while (n + 2 <= bytes) {
+        memcpy(text + n, "\xc3\xbc", 2); /* ü */
+        n += 2;
+    }
+    if (n < bytes)
+        text[n++] = 'x';
+    text[n++] = '\n';
+    text[n] = '\0';
+    files_with(&fs, "alarms.csv", "Pegel hoch\n", text);
+    struct vg_project *p = parse(&fs, &d);
+    got[0] = '\0';
+    if (d.n >= 1)
+        vg_diag_format(&d.v[0], got, size);
+    else
+        assert_int_equal(strlen(p->alarms[1].message.s[1]), bytes);
+    n = d.n;
+    vg_project_free(p);
+    vg_diags_free(&d);
+    vg_project_files_free(&fs);
+    free(text);
+    return n;
+}
+
+/* An alarm message is carried by every change of its alarm, whose format
+ * holds 1024 bytes a language (replication.h): a longer one is refused
+ * here, at its field, rather than by the leader's alarm engine, which could
+ * never commit the alarm's changes (it was rebuilt again and again and
+ * refused every operator action; node/alarm_duty.c, pending_add). */
+static void test_alarm_message_limit(void **state)
+{
+    (void)state;
+    char got[1024];
+    /* The field begins after "lvl_hi,level,high,5,0.1,2,0,high,,,Level high,". */
+    const char *where = "alarms.csv:3:47:";
+
+    assert_int_equal(with_de_message(VG_PROJECT_MAX_ALARM_TEXT, got, sizeof got), 0);
+    assert_int_equal(with_de_message(VG_PROJECT_MAX_ALARM_TEXT - 1, got, sizeof got), 0);
+    assert_int_equal(with_de_message(VG_PROJECT_MAX_ALARM_TEXT + 1, got, sizeof got), 1);
+    if (strncmp(got, where, strlen(where)) != 0 ||
+        strstr(got, "the 'de' message of alarm 'lvl_hi' has 1025 bytes, more "
+                    "than the 1024 allowed") == NULL)
+        fail_msg("expected an error at %s naming the alarm, language and sizes, "
+                 "got: %s", where, got);
+    assert_int_equal(with_de_message(VG_PROJECT_MAX_ALARM_TEXT + 2, got, sizeof got), 1);
+    assert_int_equal(with_de_message(64 * 1024, got, sizeof got), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -774,6 +831,7 @@ int main(void)
         cmocka_unit_test(test_read_dir_errors),
         cmocka_unit_test(test_archives),
         cmocka_unit_test(test_archive_mistakes),
+        cmocka_unit_test(test_alarm_message_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
