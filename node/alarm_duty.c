@@ -804,17 +804,31 @@ static void flush(struct alarm_duty *d)
 {
     while (d->pending_first < d->n_pending && d->in_flight < ALARMS_IN_FLIGHT) {
         size_t k = d->n_pending - d->pending_first;
+        size_t from = d->pending_first > 0 ? d->pending_end[d->pending_first - 1] : 0;
         struct chunk_prop *cp = calloc(1, sizeof *cp);
+        int rv;
 
         if (k > CHANGES_PER_CMD) {
             k = CHANGES_PER_CMD;
+        }
+        /* And what fits one command's body (2 bytes of count, then the
+         * changes): changes that carry long messages in several languages
+         * weigh KBs each, and 1024 of them were refused as a whole (the
+         * engine then rebuilt again and again). One change always fits
+         * (pending_add keeps it within the format's limits). */
+        while (k > 1 && d->pending_end[d->pending_first + k - 1] - from + 2 >
+                            VG_CMD_MAX_BODY) {
+            k--;
         }
         if (cp != NULL) {
             cp->p.data = d;
             cp->seq_end = d->proposed + k;
         }
         if (cp == NULL ||
-            propose_changes(d, d->pending_first, k, &cp->p, flush_cb) != VG_OK) {
+            (rv = propose_changes(d, d->pending_first, k, &cp->p, flush_cb)) != VG_OK) {
+            node_log(d->n, "alarms: %zu change(s) could not be proposed (%s); the "
+                           "alarm states are read again from the replicated table",
+                     k, cp == NULL ? "out of memory" : vg_strerror(rv));
             free(cp);
             d->pending_first += k;
             d->proposed += k;

@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""Alarm changes that weigh kilobytes each (node/alarm_duty.c, flush): 3
+vigild, one vigil-plcsim, a generated project of N digital inputs each
+watched by an alarm whose message is 1024 bytes in each of 8 languages (the
+most the validator allows), on loopback (TAP).
+
+All N alarms raise at once when the project starts polling, and each raise
+carries its messages: some 8.3 KB a change. The leader proposes the queued
+changes up to 1024 to a command, and 1024 such changes are more than a
+command's body may hold (8 MiB): a vigild before the fix had such a
+command refused as a whole, without a log line, rebuilt its alarm engine
+from the replicated table and raised the same alarms again, over and over
+(hundreds of "restoring the states" lines), until a smaller batch happened
+to fit. Now a command holds what fits.
+
+1. The project validates and loads; the leader restores its alarm states
+   once ("restoring the states" logged once) and logs no change that could
+   not be proposed or committed.
+2. Every replica holds all N alarms unacknowledged and active, and its
+   journal exactly one raise of each (none twice, none lost).
+
+Every wait is bounded; processes are killed by PID; temp dirs removed.
+"""
+import argparse
+import os
+import sqlite3
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import vigil_cluster as vc  # noqa: E402
+
+tap = vc.Tap()
+ok = tap.ok
+
+LANGS = ["en", "de", "fr", "it", "es", "nl", "pl", "cs"]
+TEXT = 1024
+
+
+def write_project(d, port, n):
+    """N digital inputs di:0..N-1, alarm aNNNNN on tNNNNN (digital_off: raised
+    while the input is 0, as the simulator starts), 8 languages."""
+    os.makedirs(d)
+    titles = ", ".join("%s: T" % lang for lang in LANGS)
+    with open(os.path.join(d, "project.yaml"), "w") as f:
+        f.write("project: bytes\nversion: \"1\"\ntitle: {%s}\nlanguages: [%s]\n"
+                "sections:\n  - name: s\n    title: {%s}\n"
+                "plcs:\n  - name: plc\n    host: 127.0.0.1\n    port: %d\n"
+                "    unit_id: 1\n    poll_interval: 100ms\n    timeout: 2s\n"
+                % (titles, ", ".join(LANGS), titles, port))
+    with open(os.path.join(d, "tags.csv"), "w") as f:
+        f.write("name,section,plc,address,type,word_order,raw_min,raw_max,eng_min,"
+                "eng_max,unit,deadband,archive,writable,min,max,"
+                + ",".join("description_" + lang for lang in LANGS) + "\n")
+        for i in range(n):
+            f.write("t%05d,s,plc,di:%d,bool,,,,,,,,,,,," % (i, i)
+                    + ",".join(["d"] * len(LANGS)) + "\n")
+    with open(os.path.join(d, "alarms.csv"), "w") as f:
+        f.write("name,tag,kind,limit,hysteresis,on_delay,off_delay,priority,"
+                "section,reference," + ",".join("message_" + lang for lang in LANGS)
+                + "\n")
+        for i in range(n):
+            msg = ("alarm %05d " % i).ljust(TEXT, "m")
+            f.write("a%05d,t%05d,digital_off,,,,,medium,,," % (i, i)
+                    + ",".join([msg] * len(LANGS)) + "\n")
+
+
+def replica_counts(node):
+    """(unacknowledged active alarms, raise entries, alarms raised more than
+    once) in NODE's state.db, read-only; None while it cannot be read."""
+    try:
+        db = sqlite3.connect("file:%s/state.db?mode=ro" % node.data, uri=True,
+                             timeout=2)
+        try:
+            unack = db.execute("SELECT count(*) FROM alarm_states"
+                               " WHERE status = 'unack_active'").fetchone()[0]
+            raises = db.execute("SELECT count(*) FROM alarm_journal"
+                                " WHERE cause = 'raised'").fetchone()[0]
+            twice = db.execute("SELECT count(*) FROM (SELECT alarm FROM alarm_journal"
+                               " WHERE cause = 'raised' GROUP BY alarm"
+                               " HAVING count(*) > 1)").fetchone()[0]
+            return unack, raises, twice
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return None
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--vigild", required=True)
+    ap.add_argument("--vigilctl", required=True)
+    ap.add_argument("--plcsim", required=True)
+    ap.add_argument("--alarms", type=int, default=1100)
+    args = ap.parse_args()
+    n = args.alarms
+
+    tmp = tempfile.mkdtemp(prefix="vigil-alarm-bytes-")
+    sim, cluster = None, None
+    try:
+        port = vc.free_ports(1)[0]
+        project = os.path.join(tmp, "project")
+        write_project(project, port, n)
+        sim = vc.PlcSim(args.plcsim, project, "plc", tmp)
+        ok(sim.wait_started(), "vigil-plcsim serves %d inputs" % n)
+        cluster = vc.Cluster(args.vigild)
+        cluster.__enter__()
+        cluster.wait_ready_leader(timeout=20)
+        rc, out, err = vc.ctl(args.vigilctl, cluster, "project", "validate", project)
+        ok(rc == 0, "the project validates: messages of %d bytes are allowed (%s)"
+           % (TEXT, (out + err).strip()[-200:]))
+        rc, out, err = vc.ctl(args.vigilctl, cluster, "project", "load", project,
+                              timeout=120)
+        ok(rc == 0, "a project of %d alarms with %d-byte messages in %d languages "
+           "loads (%s%s)" % (n, TEXT, len(LANGS), out.strip()[-200:], err.strip()[-200:]))
+        leader = cluster.wait_ready_leader(timeout=20)[0]
+
+        def all_raised():
+            counts = {nd.id: replica_counts(nd) for nd in cluster.nodes}
+            return counts if all(c == (n, n, 0) for c in counts.values()) else None
+        counts = vc.wait_for(all_raised, 60, 0.5)
+        ok(counts is not None,
+           "every replica holds all %d alarms unacknowledged, each raised once in its "
+           "journal: %s" % (n, counts or {nd.id: replica_counts(nd)
+                                          for nd in cluster.nodes}))
+        log = leader.log()
+        restores = log.count("alarms: restoring the states")
+        ok(restores == 1 and "could not be proposed" not in log and
+           "cannot be committed" not in log,
+           "leader %d restored its alarm states once (%d) and proposed every change"
+           % (leader.id, restores))
+    except Exception as e:  # noqa: BLE001 - reported as a TAP failure
+        vc.unexpected(tap, e)
+    finally:
+        vc.teardown(tap, cluster, [sim] if sim else [], [], tmp)
+    return tap.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
