@@ -1381,20 +1381,40 @@ static struct alarm_duty *need_engine(struct node *n, struct conn *c, long long 
     return NULL;
 }
 
-/* Entries per answer page and per image event: an entry is a few hundred
- * bytes, a frame at most 1 MiB. */
+/* Entries per answer page and per image or change event: an entry is
+ * usually a few hundred bytes, a frame at most 1 MiB. But an entry carries
+ * its alarm's message, up to 1024 bytes in each of up to 8 languages, so a
+ * frame also holds at most FRAME_ENTRY_BYTES of entries (the rest of the
+ * frame is for the envelope); a thousand such entries did not fit, and the
+ * answer or event was replaced by an error. */
 #define ENTRIES_PER_FRAME 1000u
+#define FRAME_ENTRY_BYTES (VG_PROTO_MAX_FRAME - 64u * 1024u)
+
+/* What entry E adds to a frame: its compact JSON and a comma. */
+static size_t entry_bytes(json_t *e)
+{
+    return json_dumpb(e, NULL, 0, JSON_COMPACT) + 1;
+}
+
+/* Whether a frame holding N entries of BYTES can take one of MORE bytes:
+ * always when empty (an entry alone fits: the validator bounds messages). */
+static bool frame_takes(size_t n, size_t bytes, size_t more)
+{
+    return n == 0 || (n < ENTRIES_PER_FRAME && bytes + more <= FRAME_ENTRY_BYTES);
+}
 
 /* The committed alarms a station should see through S, as entries: those
- * named after AFTER (NULL: all), at most LIMIT of them; *MORE (may be NULL)
- * tells whether another one follows. Read in slices, so that a page of a
- * long list does not read and parse every stored state. */
+ * named after AFTER (NULL: all), at most LIMIT of them, and when PAGE at
+ * most a frame's worth (frame_takes); *MORE (may be NULL) tells whether
+ * another one follows. Read in slices, so that a page of a long list does
+ * not read and parse every stored state. */
 static json_t *committed_entries(struct node *n, const struct alarm_sub *s,
                                  bool all, const char *after, size_t limit,
-                                 bool *more)
+                                 bool page, bool *more)
 {
     json_t *list = json_array();
     char *cursor = after != NULL ? strdup(after) : NULL;
+    size_t bytes = 0;
     bool done = false;
 
     if (more != NULL) {
@@ -1417,17 +1437,22 @@ static json_t *committed_entries(struct node *n, const struct alarm_sub *s,
                            (unsigned)json_integer_value(json_object_get(row, "priority")))) {
                 continue;
             }
-            if (json_array_size(list) == limit) {
+            json_t *e = entry(name, st, json_object_get(row, "tag"),
+                              json_object_get(row, "section"),
+                              json_object_get(row, "priority"),
+                              json_object_get(row, "message"));
+            size_t eb = page ? entry_bytes(e) : 0;
+            if (json_array_size(list) == limit ||
+                (page && !frame_takes(json_array_size(list), bytes, eb))) {
+                json_decref(e);
                 if (more != NULL) {
                     *more = true;
                 }
                 done = true;
                 break;
             }
-            json_array_append_new(list, entry(name, st, json_object_get(row, "tag"),
-                                              json_object_get(row, "section"),
-                                              json_object_get(row, "priority"),
-                                              json_object_get(row, "message")));
+            bytes += eb;
+            json_array_append_new(list, e);
         }
         if (!done && json_array_size(rows) > 0) {
             free(cursor);
@@ -1480,7 +1505,7 @@ static void handle_list(struct node *n, struct conn *c, json_t *msg, long long i
         return;
     }
     /* Pages in name order: AFTER is the last name of the previous page. */
-    page = committed_entries(n, &s, json_is_true(all), after, ENTRIES_PER_FRAME,
+    page = committed_entries(n, &s, json_is_true(all), after, ENTRIES_PER_FRAME, true,
                              &more);
     node_send_replica_answer(n, c, "alarms", id,
                              json_pack("{s:b, s:o}", "more", more, "alarms", page));
@@ -1514,22 +1539,26 @@ static void handle_subscribe(struct node *n, struct conn *c, json_t *msg,
     }
     sub_free(c->alarm_sub);
     c->alarm_sub = s;
-    list = committed_entries(n, s, false, NULL, SIZE_MAX, NULL);
+    list = committed_entries(n, s, false, NULL, SIZE_MAX, false, NULL);
     a = node_answer("alarms_subscribed", id);
     json_object_set_new(a, "node", json_integer((json_int_t)n->cfg->id));
     json_object_set_new(a, "count", json_integer((json_int_t)json_array_size(list)));
     json_object_set_new(a, "applied_index",
                         json_integer((json_int_t)n->fsm.applied_index));
     node_send(c, a);
-    /* The image in frames of ENTRIES_PER_FRAME, the last one marked. */
+    /* The image in frames (frame_takes), the last one marked. */
     {
         size_t total = json_array_size(list), off = 0;
         do {
             json_t *chunk = json_array();
-            for (size_t k = off; k < total && k < off + ENTRIES_PER_FRAME; k++) {
-                json_array_append(chunk, json_array_get(list, k));
+            size_t bytes = 0, eb;
+            for (; off < total &&
+                   frame_takes(json_array_size(chunk), bytes,
+                               eb = entry_bytes(json_array_get(list, off)));
+                 off++) {
+                bytes += eb;
+                json_array_append(chunk, json_array_get(list, off));
             }
-            off += ENTRIES_PER_FRAME;
             node_send(c, json_pack("{s:s, s:s, s:s, s:I, s:o, s:b}", "type", "event",
                                    "topic", "alarms", "event", "image", "index",
                                    (json_int_t)n->fsm.applied_index, "alarms", chunk,
@@ -2017,11 +2046,20 @@ static json_t *change_entry(const struct vg_repl_alarm_change *ch)
     return e;
 }
 
+/* One "changes" event of INDEX to C with LIST (consumed). */
+static void send_changes(struct conn *c, uint64_t index, json_t *list)
+{
+    node_send(c, json_pack("{s:s, s:s, s:s, s:I, s:o}", "type", "event", "topic",
+                           "alarms", "event", "changes", "index", (json_int_t)index,
+                           "alarms", list));
+}
+
 void node_alarms_applied(struct node *n, uint64_t index, const struct vg_cmd *cmd,
                          int result)
 {
     struct vg_repl_alarm_changes changes;
     json_t **entries;
+    size_t *sizes;
     bool any = false;
 
     if (result != VG_OK) {
@@ -2037,15 +2075,19 @@ void node_alarms_applied(struct node *n, uint64_t index, const struct vg_cmd *cm
         vg_repl_alarm_changes_free(&changes);
         return; /* applied, so it decodes; unless out of memory */
     }
-    /* Each entry is built once, on demand, and shared by the subscribers. */
+    /* Each entry is built and measured once, on demand, and shared by the
+     * subscribers. A command's changes that do not fit one frame go out as
+     * several events of the same index (frame_takes). */
     entries = calloc(changes.n, sizeof *entries);
-    for (struct conn *c = n->conns, *next; c != NULL && entries != NULL; c = next) {
-        json_t *list;
+    sizes = calloc(changes.n, sizeof *sizes);
+    for (struct conn *c = n->conns, *next; c != NULL && entries != NULL && sizes != NULL;
+         c = next) {
+        json_t *list = NULL;
+        size_t bytes = 0;
         next = c->next;
         if (c->alarm_sub == NULL) {
             continue;
         }
-        list = json_array();
         for (size_t i = 0; i < changes.n; i++) {
             const struct vg_repl_alarm_change *ch = &changes.v[i];
             if (!ch->has_transition || !sub_wants(c->alarm_sub, ch->alarm, ch->section, ch->priority)) {
@@ -2053,21 +2095,28 @@ void node_alarms_applied(struct node *n, uint64_t index, const struct vg_cmd *cm
             }
             if (entries[i] == NULL) {
                 entries[i] = change_entry(ch);
+                sizes[i] = entry_bytes(entries[i]);
             }
+            if (list != NULL && !frame_takes(json_array_size(list), bytes, sizes[i])) {
+                send_changes(c, index, list);
+                list = NULL;
+            }
+            if (list == NULL) {
+                list = json_array();
+                bytes = 0;
+            }
+            bytes += sizes[i];
             json_array_append(list, entries[i]);
         }
-        if (json_array_size(list) == 0) {
-            json_decref(list);
-            continue;
+        if (list != NULL) {
+            send_changes(c, index, list);
         }
-        node_send(c, json_pack("{s:s, s:s, s:s, s:I, s:o}", "type", "event",
-                               "topic", "alarms", "event", "changes", "index",
-                               (json_int_t)index, "alarms", list));
     }
     for (size_t i = 0; entries != NULL && i < changes.n; i++) {
         json_decref(entries[i]);
     }
     free(entries);
+    free(sizes);
     vg_repl_alarm_changes_free(&changes);
 }
 

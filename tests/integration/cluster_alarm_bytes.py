@@ -18,6 +18,15 @@ to fit. Now a command holds what fits.
    not be proposed or committed.
 2. Every replica holds all N alarms unacknowledged and active, and its
    journal exactly one raise of each (none twice, none lost).
+3. What a station reads fits its frames (1 MiB; an entry carries the
+   messages, some 8.3 KB): alarms_list pages hold what fits and say "more"
+   (a vigild before answered "the answer does not fit in a frame"), and
+   together list every alarm once; a subscription to section s1 (half of
+   them: its image, some 4.6 MB, stays within a connection's 8 MiB write
+   queue) gets its image in frames that together hold each of its alarms
+   once, the last one marked; an ack of all alarms reaches it as change
+   events (several of one index when a command's changes do not fit one
+   frame) that together acknowledge each of its alarms once.
 
 Every wait is bounded; processes are killed by PID; temp dirs removed.
 """
@@ -26,6 +35,7 @@ import os
 import sqlite3
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import vigil_cluster as vc  # noqa: E402
@@ -39,21 +49,23 @@ TEXT = 1024
 
 def write_project(d, port, n):
     """N digital inputs di:0..N-1, alarm aNNNNN on tNNNNN (digital_off: raised
-    while the input is 0, as the simulator starts), 8 languages."""
+    while the input is 0, as the simulator starts), 8 languages; even
+    numbers in section s1, odd ones in s2."""
     os.makedirs(d)
     titles = ", ".join("%s: T" % lang for lang in LANGS)
     with open(os.path.join(d, "project.yaml"), "w") as f:
         f.write("project: bytes\nversion: \"1\"\ntitle: {%s}\nlanguages: [%s]\n"
-                "sections:\n  - name: s\n    title: {%s}\n"
+                "sections:\n  - name: s1\n    title: {%s}\n"
+                "  - name: s2\n    title: {%s}\n"
                 "plcs:\n  - name: plc\n    host: 127.0.0.1\n    port: %d\n"
                 "    unit_id: 1\n    poll_interval: 100ms\n    timeout: 2s\n"
-                % (titles, ", ".join(LANGS), titles, port))
+                % (titles, ", ".join(LANGS), titles, titles, port))
     with open(os.path.join(d, "tags.csv"), "w") as f:
         f.write("name,section,plc,address,type,word_order,raw_min,raw_max,eng_min,"
                 "eng_max,unit,deadband,archive,writable,min,max,"
                 + ",".join("description_" + lang for lang in LANGS) + "\n")
         for i in range(n):
-            f.write("t%05d,s,plc,di:%d,bool,,,,,,,,,,,," % (i, i)
+            f.write("t%05d,s%d,plc,di:%d,bool,,,,,,,,,,,," % (i, 1 + i % 2, i)
                     + ",".join(["d"] * len(LANGS)) + "\n")
     with open(os.path.join(d, "alarms.csv"), "w") as f:
         f.write("name,tag,kind,limit,hysteresis,on_delay,off_delay,priority,"
@@ -86,6 +98,64 @@ def replica_counts(node):
         return None
 
 
+def list_pages(addr):
+    """Every page of alarms_list "all" at ADDR: (pages, names, error)."""
+    pages, names, after = 0, [], None
+    for _ in range(1000):
+        q = {"type": "alarms_list", "all": True}
+        if after:
+            q["after"] = after
+        ans = vc.call(addr, q, timeout=10)
+        if ans.get("type") == "error":
+            return pages, names, ans.get("message")
+        page = ans.get("alarms", [])
+        pages += 1
+        names += [e["alarm"] for e in page]
+        if not ans.get("more") or not page:
+            return pages, names, None
+        after = page[-1]["alarm"]
+    return pages, names, "more than 1000 pages"
+
+
+def subscribed_image(conn, section):
+    """Subscribe on CONN to SECTION and read its image: (frames, names,
+    error)."""
+    conn.send({"type": "alarms_subscribe", "id": 1, "sections": [section]})
+    ans = conn.recv()
+    if ans.get("type") != "alarms_subscribed":
+        return 0, [], str(ans)[:300]
+    frames, names = 0, []
+    for _ in range(1000):
+        ev = conn.recv()
+        if ev.get("event") != "image":
+            return frames, names, str(ev)[:300]
+        frames += 1
+        names += [e["alarm"] for e in ev.get("alarms", [])]
+        if ev.get("last"):
+            return frames, names, None
+    return frames, names, "no last image frame in 1000"
+
+
+def acked_events(conn, n, timeout):
+    """Change events on CONN until N acks were seen or TIMEOUT s pass:
+    (events, indexes, acked names, error)."""
+    events, indexes, names = 0, set(), []
+    deadline = time.monotonic() + timeout
+    while len(names) < n and time.monotonic() < deadline:
+        try:
+            ev = conn.recv()
+        except OSError as e:
+            return events, indexes, names, str(e)
+        if ev.get("type") == "error":
+            return events, indexes, names, ev.get("message")
+        if ev.get("event") != "changes":
+            continue
+        events += 1
+        indexes.add(ev.get("index"))
+        names += [e["alarm"] for e in ev.get("alarms", []) if e.get("cause") == "acked"]
+    return events, indexes, names, None
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--vigild", required=True)
@@ -96,7 +166,7 @@ def main():
     n = args.alarms
 
     tmp = tempfile.mkdtemp(prefix="vigil-alarm-bytes-")
-    sim, cluster = None, None
+    sim, cluster, conns = None, None, []
     try:
         port = vc.free_ports(1)[0]
         project = os.path.join(tmp, "project")
@@ -129,10 +199,32 @@ def main():
            "cannot be committed" not in log,
            "leader %d restored its alarm states once (%d) and proposed every change"
            % (leader.id, restores))
+
+        want = sorted("a%05d" % i for i in range(n))
+        want1 = sorted("a%05d" % i for i in range(0, n, 2))
+        pages, names, err = list_pages(leader.client_address)
+        ok(err is None and pages > 1 and sorted(names) == want,
+           "alarms_list answers in %d pages that fit a frame and list all %d alarms "
+           "once (%s)" % (pages, len(names), err))
+        sub = vc.Conn(leader.client_address, timeout=20)
+        conns.append(sub)
+        frames, names, err = subscribed_image(sub, "s1")
+        ok(err is None and frames > 1 and sorted(names) == want1,
+           "the subscription's image comes in %d frames holding the %d alarms of s1 "
+           "once (%s)" % (frames, len(names), err))
+        ans = vc.call(leader.client_address, {"type": "alarm_ack", "all": True,
+                                              "user": "op", "station": "s1"}, timeout=60)
+        ok(len(ans.get("acked", [])) == n,
+           "one ack of all acknowledges %d alarms (%s)"
+           % (len(ans.get("acked", [])), str(ans)[:200]))
+        events, indexes, names, err = acked_events(sub, len(want1), 30)
+        ok(err is None and sorted(names) == want1 and events > len(indexes),
+           "the subscriber sees every ack once, in %d change events of %d command(s) "
+           "(%s)" % (events, len(indexes), err))
     except Exception as e:  # noqa: BLE001 - reported as a TAP failure
         vc.unexpected(tap, e)
     finally:
-        vc.teardown(tap, cluster, [sim] if sim else [], [], tmp)
+        vc.teardown(tap, cluster, [sim] if sim else [], conns, tmp)
     return tap.finish()
 
 
