@@ -507,17 +507,19 @@ static void stored_free(struct alarm_duty *d)
     d->n_stored = 0;
 }
 
-/* Back to PHASE_IDLE: from any phase, a restore half done included. */
-static void duty_stop(struct alarm_duty *d)
+#define LOST "leadership lost before the alarm action was committed; nothing " \
+             "was changed, send it again to the new leader"
+
+/* Back to PHASE_IDLE: from any phase, a restore half done included. Actions
+ * waiting for their changes are answered CODE, WHY. */
+static void duty_stop(struct alarm_duty *d, const char *code, const char *why)
 {
     /* Changes never proposed are dropped: their actions did not happen.
      * The next engine is read from the table once what is in flight is
      * applied: none of its state waits for a commit. */
     d->appended = d->proposed;
     d->committed = d->appended;
-    ops_answer(d, UINT64_MAX, 0, "not_leader",
-               "leadership lost before the alarm action was committed; nothing "
-               "was changed, send it again to the new leader");
+    ops_answer(d, UINT64_MAX, 0, code, why);
     d->phase = PHASE_IDLE;
     vg_alarm_engine_free(d->engine);
     d->engine = NULL;
@@ -560,7 +562,19 @@ static void duty_start(struct alarm_duty *d, const struct vg_project *pr,
     struct node *n = d->n;
     char errmsg[VG_ERRMSG_SIZE];
 
-    duty_stop(d);
+    /* In the same term the engine is started again, not handed over. */
+    if (d->phase != PHASE_IDLE && d->term == n->lead.term) {
+        duty_stop(d, "unavailable",
+                  d->rebuild ? "the alarm engine is read again from the replicated "
+                               "table (a change was not committed) before the alarm "
+                               "action was; nothing was changed, send it again in a "
+                               "moment"
+                             : "another project version became active before the "
+                               "alarm action was committed; nothing was changed, "
+                               "send it again in a moment");
+    } else {
+        duty_stop(d, "not_leader", LOST);
+    }
     d->restore_start_ns = uv_hrtime();
     if (vg_alarm_engine_new(pr, &d->engine, errmsg) != VG_OK) {
         node_log(n, "alarms: cannot build the engine: %s", errmsg);
@@ -572,7 +586,7 @@ static void duty_start(struct alarm_duty *d, const struct vg_project *pr,
     d->by_name = calloc(pr->n_alarms + 1, sizeof *d->by_name);
     if (d->by_name == NULL) {
         node_log(n, "alarms: out of memory building the engine");
-        duty_stop(d);
+        duty_stop(d, "unavailable", "out of memory building the alarm engine");
         return;
     }
     for (size_t i = 0; i < pr->n_alarms; i++) {
@@ -708,7 +722,7 @@ static void restore_step(struct alarm_duty *d, const struct node_tag_value *valu
                                           &got) != VG_OK) {
             /* Abandoned; the next iteration starts over. */
             node_log(n, "alarms: cannot read the stored states: %s", n->fsm.errmsg);
-            duty_stop(d);
+            duty_stop(d, "unavailable", "the stored alarm states cannot be read");
             return;
         }
         if (!x.out_of_time && got < RESTORE_SLICE) {
@@ -1113,7 +1127,7 @@ void node_alarms_update(struct node *n)
     pr = n->lead.ready ? node_plc_project(n, &version, &values) : NULL;
     if (pr == NULL) {
         if (d->phase != PHASE_IDLE) {
-            duty_stop(d);
+            duty_stop(d, "not_leader", LOST);
         }
         return;
     }
@@ -2170,7 +2184,8 @@ void node_alarms_close(struct node *n)
     if (d == NULL) {
         return;
     }
-    duty_stop(d);
+    duty_stop(d, "not_leader", "the node is stopping; send the alarm action again "
+                               "to the new leader");
     n->alarms = NULL;
     uv_close((uv_handle_t *)&d->timer, timer_closed_cb);
 }
@@ -2180,7 +2195,7 @@ void node_alarms_leadership_lost(struct node *n)
     char reason[160];
 
     if (n->alarms != NULL) {
-        duty_stop(n->alarms);
+        duty_stop(n->alarms, "not_leader", LOST);
     }
     snprintf(reason, sizeof reason,
              "node %llu is no longer the leader; subscribe again at the new leader",
