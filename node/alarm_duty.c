@@ -136,6 +136,14 @@ struct stored_sys {
 struct alarm_sub {
     json_t *sections; /* expanded section names (object used as a set), or NULL */
     unsigned max_priority;
+    /* The image still to send (image_pump), from entry IMAGE_OFF on, of
+     * the state at IMAGE_INDEX; NULL once sent. Change events applied
+     * meanwhile wait in HELD (HELD_BYTES of entries), in order. */
+    json_t *image;
+    size_t image_off;
+    uint64_t image_index;
+    json_t *held;      /* sent from HELD_OFF on, once the image is */
+    size_t held_off, held_bytes;
 };
 
 struct alarm_duty {
@@ -1530,8 +1538,77 @@ static void sub_free(struct alarm_sub *s)
 {
     if (s != NULL) {
         json_decref(s->sections);
+        json_decref(s->image);
+        json_decref(s->held);
         free(s);
     }
+}
+
+/* A subscription's image is sent a frame at a time while the connection
+ * has less than IMAGE_QUEUE_BELOW bytes queued, and again as the client
+ * reads (node_alarms_drained): an image of some 20 000 raised alarms, or of
+ * a thousand with long messages in 8 languages, is more than the 8 MiB a
+ * connection may have queued (WRITE_QUEUE_LIMIT), and queued at once it
+ * closed the connection of the station that subscribed, every time. */
+#define IMAGE_QUEUE_BELOW (1024u * 1024u)
+/* Entry bytes of change events a subscription may hold back while its
+ * image is sent: four connections' worth of queue, so that an ack of every
+ * alarm of such an image (as large again) fits; a client that reads
+ * nothing meanwhile is closed beyond it, and subscribes again. */
+#define HELD_MAX (4u * WRITE_QUEUE_LIMIT)
+
+/* Send frames of C's image while there is room, then, once it is all
+ * sent, the change events held meanwhile, as room allows too. */
+static void image_pump(struct conn *c)
+{
+    struct alarm_sub *s = c->alarm_sub;
+    size_t total;
+
+    if (s == NULL || (s->image == NULL && s->held == NULL)) {
+        return;
+    }
+    while (s->image == NULL && !c->closing && c->queued < IMAGE_QUEUE_BELOW) {
+        if (s->held_off == json_array_size(s->held)) {
+            json_decref(s->held);
+            s->held = NULL;
+            s->held_off = s->held_bytes = 0;
+            return;
+        }
+        node_send(c, json_incref(json_array_get(s->held, s->held_off++)));
+        if (c->alarm_sub != s) {
+            return; /* the connection closed meanwhile */
+        }
+    }
+    total = s->image != NULL ? json_array_size(s->image) : 0;
+    while (s->image != NULL && !c->closing && c->queued < IMAGE_QUEUE_BELOW) {
+        json_t *chunk = json_array();
+        size_t bytes = 0, eb;
+        for (; s->image_off < total &&
+               frame_takes(json_array_size(chunk), bytes,
+                           eb = entry_bytes(json_array_get(s->image, s->image_off)));
+             s->image_off++) {
+            bytes += eb;
+            json_array_append(chunk, json_array_get(s->image, s->image_off));
+        }
+        node_send(c, json_pack("{s:s, s:s, s:s, s:I, s:o, s:b}", "type", "event",
+                               "topic", "alarms", "event", "image", "index",
+                               (json_int_t)s->image_index, "alarms", chunk, "last",
+                               s->image_off >= total));
+        if (c->alarm_sub != s) {
+            return; /* the connection closed meanwhile */
+        }
+        if (s->image_off >= total) {
+            json_decref(s->image);
+            s->image = NULL;
+            image_pump(c); /* the held events, as room allows */
+            return;
+        }
+    }
+}
+
+void node_alarms_drained(struct conn *c)
+{
+    image_pump(c);
 }
 
 static void handle_subscribe(struct node *n, struct conn *c, json_t *msg,
@@ -1560,24 +1637,13 @@ static void handle_subscribe(struct node *n, struct conn *c, json_t *msg,
     json_object_set_new(a, "applied_index",
                         json_integer((json_int_t)n->fsm.applied_index));
     node_send(c, a);
-    /* The image in frames (frame_takes), the last one marked. */
-    {
-        size_t total = json_array_size(list), off = 0;
-        do {
-            json_t *chunk = json_array();
-            size_t bytes = 0, eb;
-            for (; off < total &&
-                   frame_takes(json_array_size(chunk), bytes,
-                               eb = entry_bytes(json_array_get(list, off)));
-                 off++) {
-                bytes += eb;
-                json_array_append(chunk, json_array_get(list, off));
-            }
-            node_send(c, json_pack("{s:s, s:s, s:s, s:I, s:o, s:b}", "type", "event",
-                                   "topic", "alarms", "event", "image", "index",
-                                   (json_int_t)n->fsm.applied_index, "alarms", chunk,
-                                   "last", off >= total));
-        } while (off < total);
+    /* The image in frames (frame_takes), the last one marked, as the
+     * client reads (image_pump). */
+    if (c->alarm_sub == s) {
+        s->image = list;
+        s->image_index = n->fsm.applied_index;
+        image_pump(c);
+    } else {
         json_decref(list);
     }
 }
@@ -2060,12 +2126,29 @@ static json_t *change_entry(const struct vg_repl_alarm_change *ch)
     return e;
 }
 
-/* One "changes" event of INDEX to C with LIST (consumed). */
-static void send_changes(struct conn *c, uint64_t index, json_t *list)
+/* One "changes" event of INDEX to C with LIST (consumed, BYTES of
+ * entries): held back while C's image is still being sent, up to HELD_MAX
+ * (beyond it C is closed, as a client that does not read). */
+static void send_changes(struct conn *c, uint64_t index, json_t *list, size_t bytes)
 {
-    node_send(c, json_pack("{s:s, s:s, s:s, s:I, s:o}", "type", "event", "topic",
+    struct alarm_sub *s = c->alarm_sub;
+    json_t *ev = json_pack("{s:s, s:s, s:s, s:I, s:o}", "type", "event", "topic",
                            "alarms", "event", "changes", "index", (json_int_t)index,
-                           "alarms", list));
+                           "alarms", list);
+
+    if (s == NULL || (s->image == NULL && s->held == NULL)) {
+        node_send(c, ev);
+        return;
+    }
+    if (s->held == NULL) {
+        s->held = json_array();
+    }
+    s->held_bytes += bytes;
+    if (ev == NULL || s->held == NULL || s->held_bytes > HELD_MAX ||
+        json_array_append(s->held, ev) != 0) {
+        node_conn_close(c);
+    }
+    json_decref(ev);
 }
 
 void node_alarms_applied(struct node *n, uint64_t index, const struct vg_cmd *cmd,
@@ -2112,7 +2195,7 @@ void node_alarms_applied(struct node *n, uint64_t index, const struct vg_cmd *cm
                 sizes[i] = entry_bytes(entries[i]);
             }
             if (list != NULL && !frame_takes(json_array_size(list), bytes, sizes[i])) {
-                send_changes(c, index, list);
+                send_changes(c, index, list, bytes);
                 list = NULL;
             }
             if (list == NULL) {
@@ -2123,7 +2206,7 @@ void node_alarms_applied(struct node *n, uint64_t index, const struct vg_cmd *cm
             json_array_append(list, entries[i]);
         }
         if (list != NULL) {
-            send_changes(c, index, list);
+            send_changes(c, index, list, bytes);
         }
     }
     for (size_t i = 0; entries != NULL && i < changes.n; i++) {

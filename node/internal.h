@@ -347,6 +347,8 @@ void node_alarms_applied(struct node *n, uint64_t index, const struct vg_cmd *cm
 /* node.c: readiness lost: drop the engine, say bye to alarm subscribers. */
 void node_alarms_leadership_lost(struct node *n);
 void node_alarms_conn_closing(struct conn *c);
+/* node.c: C's output queue shrank; send more of its alarm image. */
+void node_alarms_drained(struct conn *c);
 /* {"state":"idle"|"restoring"|"evaluating","project_version","alarms",
  * "restored","removed","restore_ms","restore_iterations",
  * "evaluating_since_ms"}: the alarm duty, for status. */

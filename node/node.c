@@ -107,6 +107,9 @@ static void write_cb(uv_write_t *req, int status)
     if (w->c->tag_sub != NULL && status == 0) {
         node_tags_drained(w->c); /* room again for held-back live values */
     }
+    if (w->c->alarm_sub != NULL && status == 0) {
+        node_alarms_drained(w->c); /* room again for the alarm image */
+    }
     free(w->data);
     node_conn_unref(w->c);
     free(w);

@@ -21,12 +21,15 @@ to fit. Now a command holds what fits.
 3. What a station reads fits its frames (1 MiB; an entry carries the
    messages, some 8.3 KB): alarms_list pages hold what fits and say "more"
    (a vigild before answered "the answer does not fit in a frame"), and
-   together list every alarm once; a subscription to section s1 (half of
-   them: its image, some 4.6 MB, stays within a connection's 8 MiB write
-   queue) gets its image in frames that together hold each of its alarms
-   once, the last one marked; an ack of all alarms reaches it as change
-   events (several of one index when a command's changes do not fit one
-   frame) that together acknowledge each of its alarms once.
+   together list every alarm once. A subscription to every alarm, whose
+   image (some 9.2 MB) is more than a connection may have queued (8 MiB;
+   a vigild before closed the station's connection at once), is answered;
+   the test reads nothing more until an ack of all alarms was committed;
+   then the image comes in frames that together hold every alarm once, the
+   last one marked, and only after it the change events (held back
+   meanwhile; several of one index when a command's changes do not fit one
+   frame) that together acknowledge every alarm once. A subscription to
+   section s1 gets the image of its half of them.
 
 Every wait is bounded; processes are killed by PID; temp dirs removed.
 """
@@ -117,13 +120,22 @@ def list_pages(addr):
     return pages, names, "more than 1000 pages"
 
 
-def subscribed_image(conn, section):
-    """Subscribe on CONN to SECTION and read its image: (frames, names,
-    error)."""
-    conn.send({"type": "alarms_subscribe", "id": 1, "sections": [section]})
+def subscribe(conn, sections=None):
+    """Send alarms_subscribe on CONN (to SECTIONS, or all) and read the
+    answer: its count, or an error."""
+    q = {"type": "alarms_subscribe", "id": 1}
+    if sections:
+        q["sections"] = sections
+    conn.send(q)
     ans = conn.recv()
     if ans.get("type") != "alarms_subscribed":
-        return 0, [], str(ans)[:300]
+        return None, str(ans)[:300]
+    return ans.get("count"), None
+
+
+def read_image(conn):
+    """Read the image frames on CONN: (frames, names, error); an event other
+    than an image frame before the last one is an error."""
     frames, names = 0, []
     for _ in range(1000):
         ev = conn.recv()
@@ -206,21 +218,31 @@ def main():
         ok(err is None and pages > 1 and sorted(names) == want,
            "alarms_list answers in %d pages that fit a frame and list all %d alarms "
            "once (%s)" % (pages, len(names), err))
+        part = vc.Conn(leader.client_address, timeout=20)
+        conns.append(part)
+        count, err = subscribe(part, ["s1"])
+        frames, names, err = read_image(part) if err is None else (0, [], err)
+        ok(err is None and count == len(want1) and frames > 1 and sorted(names) == want1,
+           "a subscription to s1: its image in %d frames holds its %d alarms once "
+           "(%s)" % (frames, len(names), err))
         sub = vc.Conn(leader.client_address, timeout=20)
         conns.append(sub)
-        frames, names, err = subscribed_image(sub, "s1")
-        ok(err is None and frames > 1 and sorted(names) == want1,
-           "the subscription's image comes in %d frames holding the %d alarms of s1 "
-           "once (%s)" % (frames, len(names), err))
+        count, err = subscribe(sub)
+        ok(err is None and count == n,
+           "a subscription to all %d alarms is answered (%s)" % (n, err))
         ans = vc.call(leader.client_address, {"type": "alarm_ack", "all": True,
                                               "user": "op", "station": "s1"}, timeout=60)
         ok(len(ans.get("acked", [])) == n,
            "one ack of all acknowledges %d alarms (%s)"
            % (len(ans.get("acked", [])), str(ans)[:200]))
-        events, indexes, names, err = acked_events(sub, len(want1), 30)
-        ok(err is None and sorted(names) == want1 and events > len(indexes),
-           "the subscriber sees every ack once, in %d change events of %d command(s) "
-           "(%s)" % (events, len(indexes), err))
+        frames, names, err = read_image(sub)
+        ok(err is None and frames > 1 and sorted(names) == want,
+           "then its image, read only now, comes in %d frames holding all %d alarms "
+           "once, nothing else before its last frame (%s)" % (frames, len(names), err))
+        events, indexes, names, err = acked_events(sub, n, 30)
+        ok(err is None and sorted(names) == want and events > len(indexes),
+           "and after it the subscriber sees every ack once, in %d change events of "
+           "%d command(s) (%s)" % (events, len(indexes), err))
     except Exception as e:  # noqa: BLE001 - reported as a TAP failure
         vc.unexpected(tap, e)
     finally:
