@@ -1547,7 +1547,7 @@ static void sub_free(struct alarm_sub *s)
 /* A subscription's image is sent a frame at a time while the connection
  * has less than IMAGE_QUEUE_BELOW bytes queued, and again as the client
  * reads (node_alarms_drained): an image of a thousand alarms with 1 KiB
- * messages in 8 languages (9.2 MB, tests/integration/cluster_alarm_bytes.py)
+ * messages in 8 languages (9.4 MB, tests/integration/cluster_alarm_bytes.py)
  * is more than the 8 MiB a connection may have queued (WRITE_QUEUE_LIMIT),
  * and queued at once it closed the connection of the station that
  * subscribed, every time; so would, by the ~300 bytes an entry takes besides

@@ -22,7 +22,7 @@ to fit. Now a command holds what fits.
    messages, some 8.3 KB): alarms_list pages hold what fits and say "more"
    (a vigild before answered "the answer does not fit in a frame"), and
    together list every alarm once. A subscription to every alarm, whose
-   image (some 9.2 MB) is more than a connection may have queued (8 MiB;
+   image (9.4 MB of entries, measured) is more than a connection may have queued (8 MiB;
    a vigild before closed the station's connection at once), is answered;
    the test reads nothing more until an ack of all alarms was committed;
    then the image comes in frames that together hold every alarm once, the
@@ -34,6 +34,7 @@ to fit. Now a command holds what fits.
 Every wait is bounded; processes are killed by PID; temp dirs removed.
 """
 import argparse
+import json
 import os
 import sqlite3
 import sys
@@ -135,14 +136,18 @@ def subscribe(conn, sections=None):
 
 def read_image(conn):
     """Read the image frames on CONN: (frames, names, error); an event other
-    than an image frame before the last one is an error."""
+    than an image frame before the last one is an error. read_image.bytes:
+    the entries' compact JSON, summed."""
     frames, names = 0, []
+    read_image.bytes = 0
     for _ in range(1000):
         ev = conn.recv()
         if ev.get("event") != "image":
             return frames, names, str(ev)[:300]
         frames += 1
         names += [e["alarm"] for e in ev.get("alarms", [])]
+        read_image.bytes += sum(len(json.dumps(e, separators=(",", ":")))
+                                for e in ev.get("alarms", []))
         if ev.get("last"):
             return frames, names, None
     return frames, names, "no last image frame in 1000"
@@ -238,7 +243,8 @@ def main():
         frames, names, err = read_image(sub)
         ok(err is None and frames > 1 and sorted(names) == want,
            "then its image, read only now, comes in %d frames holding all %d alarms "
-           "once, nothing else before its last frame (%s)" % (frames, len(names), err))
+           "(%.1f MB of entries) once, nothing else before its last frame (%s)"
+           % (frames, len(names), read_image.bytes / 1e6, err))
         events, indexes, names, err = acked_events(sub, n, 30)
         ok(err is None and sorted(names) == want and events > len(indexes),
            "and after it the subscriber sees every ack once, in %d change events of "
