@@ -7,54 +7,49 @@
  * batches in one iteration, a node under a 200k samples/s archive load on
  * 2 cores spent up to 330 ms applying, above the 300 ms election timeout.
  * From level 2 on apply only stages, and each node moves the samples on
- * its own, in slices of about SLICE_US of its loop with at least GAP_MS
- * between them, so that raft, clients and the leader's duties run in
- * between.
+ * its own, in slices of about SLICE_US of its loop with at least
+ * VG_SETTLE_GAP_MS between them, so that raft, clients and the leader's
+ * duties run in between.
  *
  * Settling is background work: a loop busy with other things (an
  * acknowledgment storm on the leader) should not give half of itself to
  * the archive's index. So a slice runs only when the loop was idle at
  * least IDLE_MIN_PERCENT of the time since the last decision, at most one
- * per GAP_MS, unless the recent rows hold more than BACKLOG_HIGH samples:
+ * per VG_SETTLE_GAP_MS, unless the recent rows hold more than
+ * VG_SETTLE_BACKLOG_HIGH samples (settle_policy.h):
  * then one runs in every iteration whatever the load, so that the recent
  * rows (which apply, queries and slices search, and snapshots carry) stay
  * bounded. Either way one iteration spends at most about SLICE_US
  * settling.
  *
  * Settling writes most of a node's WAL (each round rewrites the last page
- * of every tag's chunks). When the WAL is longer than WAL_WAIT_PAGES its
- * checkpointer has fallen behind, or a snapshot's read pins it: slices
- * then wait, unless the recent rows hold more than BACKLOG_MAX samples.
- * Without that, a node under a full archive load never let its WAL start
- * over after its first snapshot (records_bench --trace: the WAL at the
- * hard limit from then on, a checkpoint on the loop at every commit, loop
- * iterations of 1-2 s, the leader lost). Apply goes on meanwhile: it only
- * stages, a fraction of those writes.
+ * of every tag's chunks). When the WAL is longer than
+ * VG_SETTLE_WAL_WAIT_PAGES its checkpointer has fallen behind, or a
+ * snapshot's read pins it: slices then wait, unless the recent rows hold
+ * more than VG_SETTLE_BACKLOG_MAX samples. Without that, a node under a
+ * full archive load never let its WAL start over after its first snapshot
+ * (records_bench --trace: the WAL at the hard limit from then on, a
+ * checkpoint on the loop at every commit, loop iterations of 1-2 s, the
+ * leader lost). Apply goes on meanwhile: it only stages, a fraction of
+ * those writes.
  *
  * A slice that fails (SQLite, or a broken invariant of the archive) sets
  * the fsm's fatal flag like a failed apply, and the node fail-stops at its
  * next iteration. */
 #include "internal.h"
+#include "settle_policy.h"
 
 #define SLICE_US 10000u
-#define GAP_MS 10u
 #define IDLE_MIN_PERCENT 20u
-/* Two rounds' worth (ROUND_RECORDS in archive_recent.c): a round running
- * plus what came in meanwhile is below it. */
-#define BACKLOG_HIGH (2u * 1048576u)
-/* The WAL starts over at about 4096 pages when its checkpointer keeps up
- * (replication/wal_checkpointer.c, RESTART_PAGES). */
-#define WAL_WAIT_PAGES 16384u
-/* Four rounds: what the recent rows may hold while slices wait for the
- * WAL. */
-#define BACKLOG_MAX (4u * 1048576u)
 
-/* Whether to run a slice now, and *GAP_MS until the next one: not while
- * the WAL is longer than WAL_WAIT_PAGES and the recent rows hold at most
- * BACKLOG_MAX samples (n->settle.wal_waits counts those decisions); else
- * now and at the next iteration (0) when they hold more than BACKLOG_HIGH;
- * else when the loop was idle at least IDLE_MIN_PERCENT of the time since
- * the last decision, and GAP_MS after it. */
+/* Whether to run a slice now, and *GAP_MS until the next one
+ * (vg_settle_decide, settle_policy.h): not while the WAL is longer than
+ * VG_SETTLE_WAL_WAIT_PAGES and the recent rows hold at most
+ * VG_SETTLE_BACKLOG_MAX samples (n->settle.wal_waits counts those
+ * decisions); else now and at the next iteration (0) when they hold more
+ * than VG_SETTLE_BACKLOG_HIGH; else when the loop was idle at least
+ * IDLE_MIN_PERCENT of the time since the last decision, and
+ * VG_SETTLE_GAP_MS after it. */
 static bool may_settle(struct node *n, uint64_t *gap_ms)
 {
     uint64_t now_ns = uv_hrtime(), idle_ns = uv_metrics_idle_time(&n->loop);
@@ -63,19 +58,18 @@ static bool may_settle(struct node *n, uint64_t *gap_ms)
                  idle * 100u >= span * IDLE_MIN_PERCENT;
     struct vg_repl_wal_stats wal;
 
+    enum vg_settle_verdict v;
+
     n->settle.seen_ns = now_ns;
     n->settle.seen_idle_ns = idle_ns;
-    *gap_ms = GAP_MS;
+    *gap_ms = VG_SETTLE_GAP_MS;
     if (vg_repl_fsm_archive_recent_samples(&n->fsm, &n->settle.backlog) != VG_OK) {
         return true; /* the slice reports what is wrong */
     }
     vg_repl_fsm_wal_stats(&n->fsm, &wal);
-    if (wal.wal_frames > WAL_WAIT_PAGES && n->settle.backlog <= BACKLOG_MAX) {
-        n->settle.wal_waits++;
-        return false;
-    }
-    *gap_ms = n->settle.backlog > BACKLOG_HIGH ? 0 : GAP_MS;
-    return quiet || *gap_ms == 0;
+    v = vg_settle_decide(n->settle.backlog, wal.wal_frames, quiet, gap_ms);
+    n->settle.wal_waits += v == VG_SETTLE_WAL_WAIT;
+    return v == VG_SETTLE_RUN;
 }
 
 void node_settle_update(struct node *n)
