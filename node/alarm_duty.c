@@ -142,7 +142,8 @@ struct alarm_sub {
     json_t *image;
     size_t image_off;
     uint64_t image_index;
-    json_t *held;      /* sent from HELD_OFF on, once the image is */
+    json_t *held;      /* sent from HELD_OFF on, once the image is;
+                        * HELD_BYTES: of those not yet sent (about) */
     size_t held_off, held_bytes;
 };
 
@@ -1576,7 +1577,11 @@ static void image_pump(struct conn *c)
             s->held_off = s->held_bytes = 0;
             return;
         }
-        node_send(c, json_incref(json_array_get(s->held, s->held_off++)));
+        json_t *ev = json_array_get(s->held, s->held_off++);
+        /* What still waits is what HELD_MAX bounds, not all ever held. */
+        size_t sent = json_dumpb(json_object_get(ev, "alarms"), NULL, 0, JSON_COMPACT);
+        s->held_bytes -= sent < s->held_bytes ? sent : s->held_bytes;
+        node_send(c, json_incref(ev));
         if (c->alarm_sub != s) {
             return; /* the connection closed meanwhile */
         }

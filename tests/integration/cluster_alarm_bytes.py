@@ -190,7 +190,12 @@ def main():
         write_project(project, port, n)
         sim = vc.PlcSim(args.plcsim, project, "plc", tmp)
         ok(sim.wait_started(), "vigil-plcsim serves %d inputs" % n)
-        cluster = vc.Cluster(args.vigild)
+        # Not a failover test: a sanitizer build's loop, parsing and encoding
+        # megabytes of alarm entries, stalled past 300 ms once and an
+        # election broke the run; 2 s keeps one leader throughout.
+        cluster = vc.Cluster(args.vigild, node_args=(
+            "--election-timeout", "2000", "--heartbeat", "50",
+            "--checkpoint-interval", "300"))
         cluster.__enter__()
         cluster.wait_ready_leader(timeout=20)
         rc, out, err = vc.ctl(args.vigilctl, cluster, "project", "validate", project)
