@@ -65,6 +65,11 @@
  * before each input, as a node's loop runs them between commands. */
 #define LEVEL2_AT 500
 #define LEVEL3_AT 750
+/* From here retention cuts go in steps of CUT_STEP tags (level 4), so that
+ * inputs with a few tags reach a cut in steps, its continue commands, and
+ * new cuts and batches between the steps. */
+#define LEVEL4_AT 875
+#define CUT_STEP 2
 #define TIME_MS UINT64_C(1700000000000)
 #define TIME_END (UINT64_C(1) << 53)
 
@@ -123,6 +128,7 @@ static void db_open(void)
      * read rows in small windows, which grow when they do not suffice. */
     vg_repl_fsm_archive_settle_limits(&g.f, 8, 3, 4);
     vg_repl_fsm_archive_settle_window(&g.f, 1);
+    vg_repl_fsm_archive_cut_step(&g.f, CUT_STEP);
     g.open = true;
     g.inputs = 0;
 }
@@ -461,8 +467,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *input, size_t input_size)
         db_open();
     }
     g.inputs++;
-    if (g.inputs == LEVEL2_AT || g.inputs == LEVEL3_AT) {
-        raise_level(g.inputs == LEVEL2_AT ? 2 : 3);
+    if (g.inputs == LEVEL2_AT || g.inputs == LEVEL3_AT || g.inputs == LEVEL4_AT) {
+        raise_level(g.inputs == LEVEL2_AT ? 2 : g.inputs == LEVEL3_AT ? 3 : 4);
     }
     if (g.inputs > LEVEL2_AT &&
         vg_repl_fsm_archive_settle_some(&g.f, 0, NULL) != VG_OK) {

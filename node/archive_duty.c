@@ -70,8 +70,10 @@ struct archive_duty {
      * (checked once per start), or a proposal to make it so is pending. */
     bool classes_ok, classes_in_flight;
     uint64_t classes_retry_ms;
+    /* A RETENTION_CUT {continue: true} waits for its apply. */
+    bool step_in_flight;
     /* Counters for status. */
-    uint64_t committed, failed_batches;
+    uint64_t committed, failed_batches, cut_steps;
 };
 
 /* The project version archived now (borrowed from the poller set), or
@@ -341,6 +343,46 @@ static void maybe_cut(struct node *n, struct archive_duty *d, uint64_t now)
     free(text);
 }
 
+static void step_cb(struct vg_repl_proposal *p, int status, uint64_t index,
+                    int result)
+{
+    struct archive_duty *d = p->data;
+    (void)index;
+    d->step_in_flight = false;
+    if (status == 0 && result == VG_OK) {
+        d->cut_steps++;
+    }
+    free(p);
+}
+
+/* From level 4 on a retention cut walks 1024 tags a command (retention.c):
+ * while one is unfinished, propose its next step, one at a time, so that
+ * the steps come as fast as the cluster applies them and no faster. A new
+ * leader finds the unfinished cut in the replicated state and goes on. */
+static void maybe_step(struct node *n, struct archive_duty *d)
+{
+    static const char body[] = "{\"continue\":true}";
+    struct vg_repl_proposal *p;
+    bool pending;
+
+    if (d->step_in_flight) {
+        return;
+    }
+    if (vg_repl_fsm_retention_pending(&n->fsm, &pending) != VG_OK) {
+        node_log(n, "archive: cannot read the retention steps: %s", n->fsm.errmsg);
+        return;
+    }
+    if (!pending || (p = calloc(1, sizeof *p)) == NULL) {
+        return;
+    }
+    p->data = d;
+    if (vg_repl_propose(&n->lead, p, VG_CMD_RETENTION_CUT, body, step_cb) == VG_OK) {
+        d->step_in_flight = true;
+    } else {
+        free(p);
+    }
+}
+
 void node_archive_update(struct node *n)
 {
     struct archive_duty *d = n->archive;
@@ -385,6 +427,7 @@ void node_archive_update(struct node *n)
     }
     if (d->classes_ok) {
         maybe_cut(n, d, now);
+        maybe_step(n, d);
     }
 }
 
@@ -423,6 +466,8 @@ static json_t *archive_status(struct node *n, const struct vg_repl_archive_info 
         json_object_set_new(o, "failed_batches",
                             json_integer((json_int_t)d->failed_batches));
         json_object_set_new(o, "classes_agreed", json_boolean(d->classes_ok));
+        /* Retention cut steps this node proposed as leader and saw applied. */
+        json_object_set_new(o, "cut_steps", json_integer((json_int_t)d->cut_steps));
     }
     return o;
 }

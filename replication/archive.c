@@ -937,6 +937,9 @@ static int rows_stage(struct vg_repl_fsm *f, struct batch *b,
         if (f->archive_floor.known && r->t < f->archive_floor.t) {
             f->archive_floor.t = r->t;
         }
+        if (f->archive_floor_walk.on && r->t < f->archive_floor_walk.left) {
+            f->archive_floor_walk.left = r->t;
+        }
     }
     rv = fsm_recent_stage(f, recs, n);
     free(recs);
@@ -1074,23 +1077,26 @@ static int cut_tag(struct vg_repl_fsm *f, sqlite3_stmt *sel, sqlite3_stmt *del,
     return VG_OK;
 }
 
-/* The tags a cut of archive CLS walks, in id order (see fsm_archive_cut). */
-static int cut_tags_prepare(struct vg_repl_fsm *f, const char *cls,
+/* The tags a cut of archive CLS walks, in id order from id FROM on (see
+ * fsm_archive_cut). */
+static int cut_tags_prepare(struct vg_repl_fsm *f, const char *cls, int64_t from,
                             sqlite3_stmt **st)
 {
     const char *sql =
-        cls == NULL ? "SELECT id, name FROM archive_tags ORDER BY id"
+        cls == NULL ? "SELECT id, name FROM archive_tags WHERE id >= ?1 ORDER BY id"
         : *cls == '\0'
-            ? "SELECT t.id, t.name FROM archive_tags t WHERE NOT EXISTS"
-              " (SELECT 1 FROM archive_classes c WHERE c.name = t.name)"
+            ? "SELECT t.id, t.name FROM archive_tags t WHERE t.id >= ?1 AND"
+              " NOT EXISTS (SELECT 1 FROM archive_classes c WHERE c.name = t.name)"
               " ORDER BY t.id"
             : "SELECT t.id, t.name FROM archive_tags t JOIN archive_classes c"
-              " ON c.name = t.name WHERE c.archive = ? ORDER BY t.id";
+              " ON c.name = t.name WHERE t.id >= ?1 AND c.archive = ?2"
+              " ORDER BY t.id";
     if (sqlite3_prepare_v2(f->db, sql, -1, st, NULL) != SQLITE_OK) {
         return fsm_db_fail(f, "prepare archive cut");
     }
+    sqlite3_bind_int64(*st, 1, from);
     if (cls != NULL && *cls != '\0') {
-        sqlite3_bind_text(*st, 1, cls, -1, SQLITE_STATIC);
+        sqlite3_bind_text(*st, 2, cls, -1, SQLITE_STATIC);
     }
     return VG_OK;
 }
@@ -1159,8 +1165,28 @@ static void cut_dropped(void *arg, const struct fsm_recent_rec *r)
                                  r->bad);
 }
 
+void vg_repl_fsm_archive_cut_step(struct vg_repl_fsm *f, uint32_t tags)
+{
+    f->archive_cut_step = tags;
+}
+
+/* Where a cut of every tag in steps stands for the floor (see
+ * archive_floor_walk in replication.h): a step that does not follow the
+ * one before of the same cut turns it off. */
+static void floor_walk_begin(struct vg_repl_fsm *f, uint64_t before, int64_t from)
+{
+    if (from == 0) {
+        f->archive_floor_walk.on = true;
+        f->archive_floor_walk.before = before;
+        f->archive_floor_walk.left = UINT64_MAX;
+    } else if (f->archive_floor_walk.before != before ||
+               f->archive_floor_walk.next != from) {
+        f->archive_floor_walk.on = false;
+    }
+}
+
 int fsm_archive_cut(struct vg_repl_fsm *f, const char *cls, uint64_t before,
-                    bool *changed)
+                    int64_t from, bool step, int64_t *resume, bool *changed)
 {
     sqlite3_stmt *tags = NULL, *sel = NULL, *del = NULL;
     struct cut_tags ct = {0};
@@ -1170,10 +1196,13 @@ int fsm_archive_cut(struct vg_repl_fsm *f, const char *cls, uint64_t before,
     int rv;
 
     *changed = false;
+    *resume = -1;
     if ((rv = summary_get(f, &sum)) != VG_OK) {
         return rv;
     }
-    if (cls == NULL && before <= sum.watermark_ms) {
+    /* The watermark rises when a cut of every tag starts; its later steps
+     * find it there. */
+    if (cls == NULL && from == 0 && before <= sum.watermark_ms) {
         return VG_OK;
     }
     samples = sum.samples;
@@ -1181,9 +1210,12 @@ int fsm_archive_cut(struct vg_repl_fsm *f, const char *cls, uint64_t before,
     if (f->archive_floor.known && before <= f->archive_floor.t) {
         goto cut; /* no sample is that old: every tag's seek would find none */
     }
+    if (cls == NULL) {
+        floor_walk_begin(f, before, from);
+    }
     /* One range of the primary key per tag: (tag = ? AND t < ?) is a prefix
      * of (tag, t), where a bare t < ? would scan the whole table. */
-    if ((rv = cut_tags_prepare(f, cls, &tags)) != VG_OK) {
+    if ((rv = cut_tags_prepare(f, cls, from, &tags)) != VG_OK) {
         goto out;
     }
     if (sqlite3_prepare_v2(f->db,
@@ -1201,19 +1233,28 @@ int fsm_archive_cut(struct vg_repl_fsm *f, const char *cls, uint64_t before,
         const char *name = (const char *)sqlite3_column_text(tags, 1);
         size_t len = (size_t)sqlite3_column_bytes(tags, 1);
         uint64_t tag_left = UINT64_MAX;
+        if (step && ct.n == (f->archive_cut_step != 0 ? f->archive_cut_step
+                                                       : FSM_CUT_STEP_TAGS)) {
+            *resume = id; /* the next step's first tag */
+            break;
+        }
         rv = cut_tag(f, sel, del, id, name, len, before, &sum, &tag_left);
         left = tag_left < left ? tag_left : left;
         if (rv == VG_OK && cut_tags_add(&ct, id, name, len) != VG_OK) {
             rv = nomem(f, "a retention cut");
         }
     }
-    if (rv == VG_OK && rc != SQLITE_DONE) {
+    if (rv == VG_OK && rc != SQLITE_DONE && rc != SQLITE_ROW) {
         rv = fsm_db_fail(f, "archive cut tags");
     }
-    /* The same tags' recent samples (the tags come in id order). */
+    /* The same tags' recent samples (the tags come in id order). The last
+     * step of a cut of every tag looks at every id, so that a recent
+     * sample of a tag missing from archive_tags is found (ct.lost); the
+     * steps before it have no such sample left behind them, because the
+     * watermark the first step raised keeps older ones out of the archive. */
     if (rv == VG_OK &&
-        (rv = fsm_recent_cut(f, cls == NULL, ct.ids, ct.n, before, cut_dropped,
-                             &ct, &dropped)) == VG_OK) {
+        (rv = fsm_recent_cut(f, cls == NULL && *resume < 0, ct.ids, ct.n, before,
+                             cut_dropped, &ct, &dropped)) == VG_OK) {
         if (ct.lost) {
             vg_errf(f->errmsg, "archive cut: a recent sample of a tag that is not"
                                " archived (%s)", f->path);
@@ -1221,25 +1262,35 @@ int fsm_archive_cut(struct vg_repl_fsm *f, const char *cls, uint64_t before,
         }
         sum.samples -= dropped;
     }
-    if (rv == VG_OK && cls == NULL && (rv = fsm_recent_oldest(f, &recent)) == VG_OK) {
-        /* Every tag was walked: no sample is older than what each kept,
-         * and what is staged from now on lowers the floor (rows_stage). */
-        f->archive_floor.known = true;
-        f->archive_floor.t = recent < left ? recent : left;
+    if (rv == VG_OK && cls == NULL && f->archive_floor_walk.on) {
+        uint64_t *walked = &f->archive_floor_walk.left;
+        *walked = left < *walked ? left : *walked;
+        f->archive_floor_walk.next = *resume;
+        if (*resume < 0 && (rv = fsm_recent_oldest(f, &recent)) == VG_OK) {
+            /* Every tag was walked: no sample is older than what each
+             * kept, and what is staged from now on lowers the floor
+             * (rows_stage). */
+            f->archive_floor.known = true;
+            f->archive_floor.t = recent < *walked ? recent : *walked;
+            f->archive_floor_walk.on = false;
+        }
     }
 cut:
-    /* A cut of every tag moves the watermark (and creates the summary, as
-     * it always has); a cut of one archive touches the summary only when
-     * it deleted something, so an archive never used stays out of the
-     * digest. */
-    if (rv == VG_OK && (cls == NULL || sum.samples != samples)) {
-        if (cls == NULL) {
+    /* A cut of every tag moves the watermark when it starts (and creates
+     * the summary, as it always has); otherwise the summary is written
+     * only when the step deleted something, so an archive never used
+     * stays out of the digest. */
+    if (rv == VG_OK && ((cls == NULL && from == 0) || sum.samples != samples)) {
+        if (cls == NULL && before > sum.watermark_ms) {
             sum.watermark_ms = before;
         }
         rv = summary_put(f, &sum);
         *changed = rv == VG_OK;
     }
 out:
+    if (rv != VG_OK) {
+        *resume = -1;
+    }
     sqlite3_finalize(tags);
     sqlite3_finalize(sel);
     sqlite3_finalize(del);

@@ -83,6 +83,7 @@ static const struct {
     {"alarm_states", "name", "*", true, 0},
     {"archive_classes", "name", "*", true, 0},
     {"retention_marks", "what", "*", true, 0},
+    {"retention_steps", "what", "*", true, 0},
     {"cluster_level", "slot", "*", true, 0},
 };
 
@@ -157,6 +158,8 @@ static const char schema[] =
     "  ON archive_classes(archive);"
     "CREATE TABLE IF NOT EXISTS retention_marks(what TEXT PRIMARY KEY,"
     "  before_ms INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS retention_steps(what TEXT PRIMARY KEY,"
+    "  before_ms INTEGER NOT NULL, next_id INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS record_summary(tbl TEXT PRIMARY KEY,"
     "  n INTEGER NOT NULL, hash_sum INTEGER NOT NULL);"
     /* cluster_level.c */
@@ -1018,6 +1021,7 @@ void fsm_caches_free(struct vg_repl_fsm *f)
     fsm_tag_cache_free(f);
     fsm_settle_cache_free(f);
     f->archive_floor.known = false;
+    f->archive_floor_walk.on = false;
 }
 
 static int apply_one(struct raft_fsm *fsm, const struct raft_buffer *buf,

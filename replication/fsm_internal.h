@@ -150,10 +150,17 @@ int fsm_apply_archive_classes(struct vg_repl_fsm *f, uint64_t index,
 /* archive.c, for retention.c: delete the samples older than BEFORE of the
  * tags in archive CLS ("" the default one; NULL every tag, which also
  * raises the watermark to BEFORE and is unchanged when BEFORE is not above
- * it), keeping archive_summary in step. *CHANGED tells whether anything
- * was stored. */
+ * it), keeping archive_summary in step, walking the tags whose id is at
+ * least FROM (0: the start of a cut). With STEP (level 4, retention.c),
+ * the walk stops after FSM_CUT_STEP_TAGS tags and *RESUME is the id the
+ * next step starts from; otherwise, or when no tag is left, *RESUME is -1.
+ * *CHANGED tells whether anything was stored. */
+#define FSM_CUT_STEP_TAGS 1024
+
+/* retention.c: is a cut in steps (level 4) waiting for its next step? */
+int fsm_retention_steps_pending(struct vg_repl_fsm *f, bool *pending);
 int fsm_archive_cut(struct vg_repl_fsm *f, const char *cls, uint64_t before,
-                    bool *changed);
+                    int64_t from, bool step, int64_t *resume, bool *changed);
 
 /* fsm.c: the rows of SQL (two columns: a text key and an integer or text
  * value) as a new JSON object {key: value} in *OUT; WHAT names it in errors. */

@@ -143,6 +143,15 @@ enum vg_cmd_type {
  *   journal_before_ms  deletes alarm_journal entries with time_ms < it;
  *   audit_before_ms    deletes audit records with time_ms < it; both
  *                      skipped when not above their mark.
+ *   continue           true (from level 4 on; ignored below): the next step
+ *                      of the first archive cut still in steps (by its
+ *                      "what": "archive:NAME", or "before_ms" for the cut
+ *                      of every archive). From level 4 on, before_ms and
+ *                      each archive's cut walk at most 1024 tags (in id
+ *                      order) and leave a row in retention_steps when more
+ *                      are left; an archive's mark rises with its last
+ *                      step (the watermark with the first), and a cut of
+ *                      an archive whose cut is still in steps is skipped.
  * Marks (except the watermark, in archive_summary) are kept in
  * retention_marks as "archive:NAME", "journal" and "audit". A sample older
  * than its archive's mark is still stored and goes with the next cut (only
@@ -198,9 +207,13 @@ int vg_repl_history_samples_body(uint64_t t0, const char *const *names,
  *      per sample. Rows settled before stay where they are; every reader
  *      takes the union. A level of its own because a leader's snapshot
  *      holds chunks, which a vigild of level 2 would not see.
+ *   4  as 3, but a retention cut of an archive walks at most 1024 of its
+ *      tags a command; the rest follow in RETENTION_CUT {continue: true}
+ *      commands the ready leader proposes while retention_steps (digested)
+ *      says a cut is unfinished (retention.c explains why).
  *
  * VG_REPL_APPLY_LEVEL is the highest level this vigild applies. */
-#define VG_REPL_APPLY_LEVEL 3u
+#define VG_REPL_APPLY_LEVEL 4u
 
 /* Body of VG_CMD_CLUSTER_LEVEL (JSON object): {level: N}, 1 <= N < 2^31.
  * Outcome VG_OK when N is above the stored level (which becomes N),
@@ -454,6 +467,17 @@ struct vg_repl_fsm {
         bool known;
         uint64_t t;
     } archive_floor;
+    /* A cut of every tag in steps (level 4) learns the floor as it walks:
+     * the oldest time left by the steps so far of the cut before BEFORE,
+     * whose next step starts at tag NEXT. Off when a step was missed. */
+    struct {
+        bool on;
+        uint64_t before, left;
+        int64_t next;
+    } archive_floor_walk;
+    /* Tags a retention cut step walks at level 4; 0: the built-in 1024
+     * (vg_repl_fsm_archive_cut_step). */
+    uint32_t archive_cut_step;
     /* archive_recent.c's thresholds; 0: the built-in ones. */
     struct {
         uint32_t round_records, round_rows, step_min, window_margin;
@@ -732,6 +756,12 @@ void vg_repl_fsm_archive_settle_limits(struct vg_repl_fsm *f,
                                        uint32_t round_records,
                                        uint32_t round_rows, uint32_t step_min);
 
+/* How many tags a step of a retention cut walks from level 4 on (0: the
+ * built-in 1024; replication/retention.c). For tests, after
+ * vg_repl_fsm_open: every replica must use the same value, or they cut
+ * different tags at the same index and their digests differ. */
+void vg_repl_fsm_archive_cut_step(struct vg_repl_fsm *f, uint32_t tags);
+
 /* How much of each row a settle step reads: its share of the step plus
  * MARGIN records, more if that does not decide the step (0: the built-in
  * 64; UINT32_MAX: every row whole). Unlike the limits above it changes
@@ -776,6 +806,10 @@ int vg_repl_fsm_archive_class_counts(struct vg_repl_fsm *f, json_t **out);
 /* The retention marks as a new JSON object {"archive:NAME" | "journal" |
  * "audit": before_ms}: what the last applied cut of each removed. */
 int vg_repl_fsm_retention_marks(struct vg_repl_fsm *f, json_t **out);
+
+/* Does a retention cut wait for its next step (RETENTION_CUT {continue:
+ * true}, level 4)? VG_OK and *PENDING, or VG_EDB with a sentence. */
+int vg_repl_fsm_retention_pending(struct vg_repl_fsm *f, bool *pending);
 
 /* ------------------------------------------------------------ alarms */
 

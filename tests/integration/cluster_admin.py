@@ -499,24 +499,24 @@ def wait_levels_heard(cluster, level=None, timeout=15):
 
 def default_level(vigild):
     """Without --cluster-level a cluster rises to the highest level every
-    node applies (3); --cluster-level 1 holds it at level 1."""
+    node applies (vc.DEFAULT_LEVEL); --cluster-level 1 holds it at level 1."""
     with vc.Cluster(vigild) as cluster:
         cluster.wait_ready_leader(timeout=10)
-        wait_levels_heard(cluster, 3)
+        wait_levels_heard(cluster, vc.DEFAULT_LEVEL)
         st = cluster.wait_statuses(
-            lambda st: len(st) == 3 and set(levels(st).values()) == {(3, 3)},
+            lambda st: len(st) == 3 and set(levels(st).values()) == {(vc.DEFAULT_LEVEL, vc.DEFAULT_LEVEL)},
             lambda s: s.get("cluster_level"), timeout=15)
-        ok(set(levels(st).values()) == {(3, 3)},
-           "by default the cluster rises to level 3: %s" % levels(st))
+        ok(set(levels(st).values()) == {(vc.DEFAULT_LEVEL, vc.DEFAULT_LEVEL)},
+           "by default the cluster rises to level %d: %s" % (vc.DEFAULT_LEVEL, levels(st)))
     held = ("--election-timeout", "300", "--heartbeat", "50",
             "--checkpoint-interval", "300", "--cluster-level", "1")
     with vc.Cluster(vigild, node_args=held) as cluster:
         cluster.wait_ready_leader(timeout=10)
-        wait_levels_heard(cluster, 3)
+        wait_levels_heard(cluster, vc.DEFAULT_LEVEL)
         # Nothing to wait for: give the leader's once-a-second look a chance.
         time.sleep(1.5)
         st = cluster.statuses(timeout=2)
-        ok(len(st) == 3 and set(levels(st).values()) == {(3, 1)},
+        ok(len(st) == 3 and set(levels(st).values()) == {(vc.DEFAULT_LEVEL, 1)},
            "--cluster-level 1 holds the cluster at level 1: %s" % levels(st))
 
 

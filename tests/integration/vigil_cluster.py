@@ -219,7 +219,7 @@ class Node:
 
 # The apply level a cluster rises to without --cluster-level: the highest
 # vigild applies (VG_REPL_APPLY_LEVEL, replication/replication.h).
-DEFAULT_LEVEL = 3
+DEFAULT_LEVEL = 4
 
 
 def wanted_level():

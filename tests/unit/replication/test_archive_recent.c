@@ -41,6 +41,9 @@
 #define T53 (UINT64_C(1) << 53)
 #define NTAGS 25
 #define NSLOTS 4
+/* Tags a retention cut step walks at level 4 (vg_repl_fsm_archive_cut_step):
+ * NTAGS take 7 steps. */
+#define CUT_STEP 4
 
 /* ---- fixture ------------------------------------------------------------ */
 
@@ -58,6 +61,8 @@ struct fx {
     struct limits lim[NSLOTS];
     unsigned n_db;
     uint64_t time_ms;
+    int level;          /* the cluster level apply_level last set */
+    unsigned cut_steps; /* RETENTION_CUT continue commands that did a step */
 };
 
 /* Where a check failed: seed and command of the randomized runs. */
@@ -89,6 +94,7 @@ static void set_limits(struct fx *x, int i)
     vg_repl_fsm_archive_settle_limits(x->f[i], x->lim[i].records, x->lim[i].rows,
                                       x->lim[i].step);
     vg_repl_fsm_archive_settle_window(x->f[i], i == 1 ? UINT32_MAX : 1);
+    vg_repl_fsm_archive_cut_step(x->f[i], CUT_STEP);
 }
 
 /* Open slot I on a new database with limits L. */
@@ -125,6 +131,7 @@ static int setup(void **state)
     open_slot(x, 1, SMALL);   /* A2 */
     open_slot(x, 2, AT_ONCE); /* B */
     x->time_ms = 1700000000000ull;
+    x->level = 1;
     ctx[0] = '\0';
     *state = x;
     return 0;
@@ -391,6 +398,39 @@ static void apply_batch(struct fx *x, struct vg_repl_fsm *const *fs, size_t n_fs
 
 /* Apply a RETENTION_CUT of every archive at ALL (0: none) and of archive
  * CLS at BEFORE (CLS < 0: none), checking the outcome against the model. */
+static void expect_same_digest(struct vg_repl_fsm *f1, struct vg_repl_fsm *f2);
+
+/* Apply RETENTION_CUT {continue: true} until no cut is left in steps (level
+ * 4), the replicas' digests compared
+ * after every step; how many steps. The model cut at once: between the
+ * steps some tags are cut and others not yet. */
+static unsigned drain_steps(struct fx *x, struct vg_repl_fsm *const *fs, size_t n_fs)
+{
+    static const char body[] = "{\"continue\":true}";
+    unsigned steps = 0;
+    int o;
+
+    if (x->level < 4) {
+        return 0; /* malformed there, and a rejected command forgets the floor */
+    }
+    while ((o = apply_to(x, fs, n_fs, VG_CMD_RETENTION_CUT, body, strlen(body))) ==
+           VG_OK) {
+        steps++;
+        EXPECT(steps <= 2 * (NTAGS / CUT_STEP + 1));
+        for (size_t i = 1; i < n_fs; i++) {
+            expect_same_digest(fs[0], fs[i]);
+        }
+    }
+    EXPECT_EQ(o, VG_REPL_UNCHANGED);
+    for (size_t i = 0; i < n_fs; i++) {
+        bool pending = true;
+        EXPECT_EQ(vg_repl_fsm_retention_pending(fs[i], &pending), VG_OK);
+        EXPECT(!pending);
+    }
+    x->cut_steps += steps;
+    return steps;
+}
+
 static void apply_cut(struct fx *x, struct vg_repl_fsm *const *fs, size_t n_fs,
                       struct model *m, uint64_t all, int cls, uint64_t before)
 {
@@ -410,6 +450,7 @@ static void apply_cut(struct fx *x, struct vg_repl_fsm *const *fs, size_t n_fs,
     strcat(body, "}");
     EXPECT_EQ(apply_to(x, fs, n_fs, VG_CMD_RETENTION_CUT, body, strlen(body)),
               changed ? VG_OK : VG_REPL_UNCHANGED);
+    drain_steps(x, fs, n_fs);
 }
 
 /* Apply the model's assignment of tags to archives. */
@@ -835,7 +876,7 @@ static size_t gen_batch(const struct model *m, uint64_t *clock, int *tags,
     return n;
 }
 
-enum { OPT_REOPEN = 1, OPT_SNAPSHOT = 2, OPT_LEVEL2 = 4, OPT_LEVEL3 = 8 };
+enum { OPT_REOPEN = 1, OPT_SNAPSHOT = 2, OPT_LEVEL2 = 4, OPT_LEVEL3 = 8, OPT_LEVEL4 = 16 };
 
 /* CLUSTER_LEVEL {level: LEVEL} to the N fsms FS; the outcome. */
 static int apply_level(struct fx *x, struct vg_repl_fsm *const *fs, size_t n,
@@ -843,7 +884,11 @@ static int apply_level(struct fx *x, struct vg_repl_fsm *const *fs, size_t n,
 {
     char body[32];
     int len = snprintf(body, sizeof body, "{\"level\":%d}", level);
-    return apply_to(x, fs, n, VG_CMD_CLUSTER_LEVEL, body, (size_t)len);
+    int o = apply_to(x, fs, n, VG_CMD_CLUSTER_LEVEL, body, (size_t)len);
+    if (o == VG_OK) {
+        x->level = level;
+    }
+    return o;
 }
 
 static uint64_t settle_some(struct vg_repl_fsm *f, uint64_t budget_us)
@@ -1017,6 +1062,10 @@ static void run_random(struct fx *x, uint64_t seed, unsigned n_cmds, unsigned op
             /* From 2 to 3: rows settled at level 2 stay, more go to chunks. */
             level = 3;
             EXPECT_EQ(apply_level(x, x->f, 3, level), VG_OK);
+        } else if ((opts & OPT_LEVEL4) && c == n_cmds * 2 / 3 + 1) {
+            /* Cuts in steps from here on. */
+            level = 4;
+            EXPECT_EQ(apply_level(x, x->f, 3, level), VG_OK);
         } else if (c == n_cmds / 2) {
             /* Tags move between archives. */
             for (int i = 0; i < 6; i++) {
@@ -1108,6 +1157,11 @@ static void run_random(struct fx *x, uint64_t seed, unsigned n_cmds, unsigned op
     if (opts & OPT_SNAPSHOT) {
         EXPECT(o.restores >= 3);
     }
+    if (opts & OPT_LEVEL4) {
+        EXPECT(x->cut_steps >= 10);
+        fprintf(stderr, "# seed %llu: %u retention cut steps\n",
+                (unsigned long long)seed, x->cut_steps);
+    }
     if (opts & OPT_LEVEL3) {
         /* Chunks were written, and late samples merged into them. B
          * settles every command at once, so it held rows from before the
@@ -1172,6 +1226,14 @@ static void test_level3_chunks(void **state)
 static void test_level2_then_3(void **state)
 {
     run_random(*state, 2323, 300, OPT_LEVEL2 | OPT_LEVEL3 | OPT_SNAPSHOT);
+}
+
+/* Level 3 from a third on, 4 (cuts in steps of CUT_STEP tags) from two
+ * thirds on, with reopens and snapshots: after every cut's last step each
+ * replica holds what the model does, and the digests agree at every step. */
+static void test_level4_cut_steps(void **state)
+{
+    run_random(*state, 4444, 300, OPT_LEVEL3 | OPT_LEVEL4 | OPT_REOPEN | OPT_SNAPSHOT);
 }
 
 /* CLUSTER_LEVEL: malformed bodies are rejected, a level not above the
@@ -1903,6 +1965,202 @@ static void test_cut_floor(void **state)
     model_free(&m);
 }
 
+/* ---- retention cuts in steps (level 4) ----------------------------------- */
+
+/* How many samples of TAG older than T F holds. */
+static size_t held_before(struct vg_repl_fsm *f, int tag, uint64_t t)
+{
+    json_t *r = raw_of(f, tag, 0, t, 100000);
+    size_t n = json_array_size(json_object_get(r, "samples"));
+    json_decref(r);
+    return n;
+}
+
+static int cut_body(struct fx *x, struct vg_repl_fsm *const *fs, size_t n_fs,
+                    const char *body)
+{
+    return apply_to(x, fs, n_fs, VG_CMD_RETENTION_CUT, body, strlen(body));
+}
+
+/* The model's tags in the order of their archive ids (every one has one). */
+static void tags_by_id(struct vg_repl_fsm *f, int *order, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char sql[96];
+        snprintf(sql, sizeof sql, "SELECT count(*) FROM archive_tags WHERE id <"
+                                  " (SELECT id FROM archive_tags WHERE name = '%s')",
+                 NAME[i]);
+        long long k = sql_int(f, sql);
+        EXPECT(k >= 0 && k < n);
+        order[k] = i;
+    }
+}
+
+/* Level 4: a cut walks CUT_STEP tags a command and RETENTION_CUT {continue:
+ * true} takes the next step. Between the steps: the cut's row in
+ * retention_steps; the watermark raised by the first step of a cut of every
+ * archive, an archive's mark only by the last; a new cut of the same
+ * archive skipped; batches staged (under the watermark: ignored; of a named
+ * archive's tags: cut only where the walk has not passed). A replica
+ * restored from a snapshot and one reopened between two steps go on with
+ * the same digests, and the floor is learned only by a replica that saw
+ * every step. Below level 4, continue is not a member. */
+static void test_cut_steps(void **state)
+{
+    struct fx *x = *state;
+    struct vg_repl_fsm *fs[4] = {x->f[0], x->f[1], x->f[2], NULL};
+    struct model m = {0};
+    struct gs s[12 * 20];
+    int tags[12], order[12], fast[6], n_fast = 0;
+    size_t n = 0;
+    bool pending = false;
+
+    names_init();
+    snprintf(ctx, sizeof ctx, "cut steps");
+    for (int i = 0; i < 12; i++) {
+        tags[i] = i;
+        m.tag[i].cls = i % 2 == 0 ? 1 : 0; /* even tags: "fast" */
+    }
+    apply_classes(x, fs, 3, &m, VG_OK);
+    EXPECT_EQ(apply_level(x, fs, 3, 3), VG_OK);
+    EXPECT_EQ(cut_body(x, fs, 3, "{\"continue\":true}"), VG_EINVAL);
+    EXPECT_EQ(apply_level(x, fs, 3, 4), VG_OK);
+    EXPECT_EQ(cut_body(x, fs, 3, "{\"continue\":1}"), VG_EINVAL);
+    EXPECT_EQ(cut_body(x, fs, 3, "{\"continue\":false}"), VG_EINVAL);
+    EXPECT_EQ(cut_body(x, fs, 3, "{\"continue\":true}"), VG_REPL_UNCHANGED);
+    for (uint64_t t = 1000; t < 3000; t += 100) {
+        for (unsigned k = 0; k < 12; k++) {
+            s[n++] = (struct gs){.tag = (int)k, .k = k, .t = t, .v = (double)t / 7 + k};
+        }
+    }
+    apply_batch(x, fs, 3, &m, tags, 12, s, n / 2, false);
+    apply_batch(x, fs, 3, &m, tags, 12, s + n / 2, n - n / 2, false);
+    for (int i = 0; i < 3; i++) {
+        settle_some(x->f[i], UINT64_C(1) << 40);
+    }
+    tags_by_id(x->f[0], order, 12);
+
+    /* A cut of every archive: the first step walks 4 tags. */
+    EXPECT_EQ(cut_body(x, fs, 3, "{\"before_ms\":1550}"), VG_OK);
+    for (int i = 0; i < 3; i++) {
+        EXPECT_EQ(vg_repl_fsm_retention_pending(x->f[i], &pending), VG_OK);
+        EXPECT(pending);
+    }
+    EXPECT_EQ(sql_int(x->f[0], "SELECT count(*) FROM retention_steps WHERE"
+                               " what = 'before_ms' AND before_ms = 1550"),
+              1);
+    EXPECT_EQ(sql_int(x->f[0], "SELECT watermark_ms FROM archive_summary"), 1550);
+    for (int k = 0; k < 12; k++) {
+        EXPECT_EQ(held_before(x->f[0], order[k], 1550), k < CUT_STEP ? 0 : 6);
+        EXPECT_EQ(held_before(x->f[2], order[k], 1550), k < CUT_STEP ? 0 : 6);
+    }
+    expect_same_digest(x->f[0], x->f[1]);
+    expect_same_digest(x->f[0], x->f[2]);
+    /* Meanwhile: a later cut of every archive waits for this one, and a
+     * late sample under the watermark is not stored. */
+    EXPECT_EQ(cut_body(x, fs, 3, "{\"before_ms\":1600}"), VG_REPL_UNCHANGED);
+    EXPECT_EQ(sql_int(x->f[0], "SELECT watermark_ms FROM archive_summary"), 1550);
+    /* A sample under the watermark is not stored; one above it, of a tag
+     * the walk passed, is older than any that tag kept (1600): what the
+     * steps learn of the floor goes down with it. */
+    {
+        int two[2] = {order[11], order[0]};
+        s[0] = (struct gs){.tag = order[11], .k = 0, .t = 1450, .v = 1.5};
+        s[1] = (struct gs){.tag = order[0], .k = 1, .t = 1560, .v = 2.5};
+        apply_batch(x, fs, 3, &m, two, 2, s, 2, false);
+    }
+    EXPECT_EQ(held_before(x->f[0], order[11], 1550), 6);
+    EXPECT_EQ(held_before(x->f[0], order[0], 1600), 1);
+    for (int i = 0; i < 3; i++) {
+        settle_some(x->f[i], UINT64_C(1) << 40); /* B: out of the recent rows */
+    }
+    EXPECT_EQ(sql_int(x->f[2], "SELECT count(*) FROM archive_recent"), 0);
+
+    /* The next step on A; then A is restored from its snapshot into slot 3,
+     * and A2 is reopened, both between two steps. */
+    EXPECT_EQ(cut_body(x, fs, 3, "{\"continue\":true}"), VG_OK);
+    EXPECT(x->f[0]->archive_floor_walk.on);
+    open_slot(x, 3, SMALL);
+    {
+        struct raft_buffer buf;
+        assert_int_equal(vg_repl_fsm_snapshot_copy(x->f[0], &buf), VG_OK);
+        if (x->f[3]->fsm.restore(&x->f[3]->fsm, &buf) != 0) {
+            raft_free(buf.base);
+            fail_msg("restore: %s", x->f[3]->errmsg);
+        }
+    }
+    EXPECT(!x->f[3]->archive_floor_walk.on);
+    vg_repl_fsm_close(x->f[1]);
+    if (vg_repl_fsm_open(x->f[1], x->path[1]) != VG_OK) {
+        fail_msg("reopen: %s", x->f[1]->errmsg);
+    }
+    set_limits(x, 1);
+    fs[3] = x->f[3];
+    EXPECT_EQ(drain_steps(x, fs, 4), 1);
+    m_cut_all(&m, 1550);
+    for (int i = 0; i < 4; i++) {
+        for (int k = 0; k < 12; k++) {
+            check_raw(x->f[i], &m, k);
+        }
+        check_totals(x->f[i], &m);
+    }
+    /* A and B saw every step: they know nothing is older than 1560; the
+     * replicas that missed steps (restored, reopened) do not. */
+    EXPECT(x->f[0]->archive_floor.known && x->f[2]->archive_floor.known);
+    EXPECT_EQ(x->f[0]->archive_floor.t, 1560);
+    EXPECT_EQ(x->f[2]->archive_floor.t, 1560);
+    EXPECT(!x->f[1]->archive_floor.known && !x->f[3]->archive_floor.known);
+
+    /* A cut of "fast" (6 tags: two steps) with a batch between its steps
+     * of a late sample (1850) of every tag: where the walk passed, it
+     * stays. The mark rises with the last step. */
+    for (int k = 0; k < 12; k++) {
+        if (m.tag[order[k]].cls == 1) {
+            fast[n_fast++] = order[k];
+        }
+    }
+    EXPECT_EQ(n_fast, 6);
+    EXPECT_EQ(cut_body(x, fs, 4, "{\"archives\":{\"fast\":2000}}"), VG_OK);
+    EXPECT_EQ(sql_int(x->f[0], "SELECT count(*) FROM retention_marks"
+                               " WHERE what = 'archive:fast'"),
+              0);
+    for (int k = 0; k < CUT_STEP; k++) {
+        m_cut_tag(&m, fast[k], 2000);
+    }
+    for (int k = 0; k < 12; k++) {
+        s[k] = (struct gs){.tag = k, .k = (unsigned)k, .t = 1850, .v = -1.0 * k};
+    }
+    apply_batch(x, fs, 4, &m, tags, 12, s, 12, true);
+    EXPECT_EQ(cut_body(x, fs, 4, "{\"archives\":{\"fast\":2100}}"), VG_REPL_UNCHANGED);
+    EXPECT_EQ(drain_steps(x, fs, 4), 1);
+    for (int k = CUT_STEP; k < n_fast; k++) {
+        m_cut_tag(&m, fast[k], 2000);
+    }
+    m.mark[1] = 2000;
+    EXPECT_EQ(sql_int(x->f[0], "SELECT before_ms FROM retention_marks"
+                               " WHERE what = 'archive:fast'"),
+              2000);
+    for (int i = 0; i < 4; i++) {
+        for (int k = 0; k < 12; k++) {
+            check_raw(x->f[i], &m, k);
+        }
+        check_totals(x->f[i], &m);
+    }
+    EXPECT_EQ(held_before(x->f[0], fast[0], 2000), 1);
+    EXPECT_EQ(held_before(x->f[0], fast[5], 2000), 0);
+
+    /* A cut of every archive above the floor: the 1560 sample goes on
+     * every replica, those that know the floor and those that walk. */
+    apply_cut(x, fs, 4, &m, 1580, -1, 0);
+    for (int i = 0; i < 4; i++) {
+        check_raw(x->f[i], &m, order[0]);
+        check_totals(x->f[i], &m);
+    }
+    expect_same_digest(x->f[0], x->f[1]);
+    expect_same_digest(x->f[0], x->f[3]);
+    model_free(&m);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -1916,6 +2174,8 @@ int main(void)
         T(test_level2_slices),
         T(test_level3_chunks),
         T(test_level2_then_3),
+        T(test_level4_cut_steps),
+        T(test_cut_steps),
         T(test_level_command),
         T(test_reader),
         T(test_scrub_finds_damage),
