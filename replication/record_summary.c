@@ -299,7 +299,7 @@ static int table_columns(struct vg_repl_fsm *f, const char *tbl, char **cols_new
 {
     char *sql = sqlite3_mprintf("PRAGMA table_info(%s)", tbl);
     sqlite3_stmt *st;
-    int rc;
+    int rc, rv;
 
     *cols_new = sqlite3_mprintf("");
     *cols_old = sqlite3_mprintf("");
@@ -323,11 +323,20 @@ static int table_columns(struct vg_repl_fsm *f, const char *tbl, char **cols_new
         *cols_old = b;
         *cols = d;
     }
+    /* All the columns or an error. A pragma stopped early (sqlite3_interrupt
+     * from a scrub's budget, a busy or failing read) has listed only the
+     * first few, and the statement that uses them, begun after this one
+     * ended, no longer sees the interrupt: a recount would hash the first
+     * few columns and call a whole row changed (a trigger made from them
+     * would hash too little for good). The loop stops on SQLITE_ROW only
+     * when a list could not be grown (NULL, below). */
+    rv = rc == SQLITE_DONE || rc == SQLITE_ROW ? VG_OK : fsm_db_fail(f, "summary columns");
     sqlite3_finalize(st);
-    if (*cols_new == NULL || *cols_old == NULL || *cols == NULL || **cols == '\0') {
-        return fsm_db_fail(f, "summary columns");
+    if (rv == VG_OK && (*cols_new == NULL || *cols_old == NULL || *cols == NULL ||
+                        **cols == '\0')) {
+        rv = fsm_db_fail(f, "summary columns");
     }
-    return VG_OK;
+    return rv;
 }
 
 /* Whether MASTER (sqlite_master or sqlite_temp_master) has trigger NAME. */

@@ -165,10 +165,13 @@ void vg_repl_scrub_run(struct vg_repl_scrub *s)
                      (unsigned long long)s->index,
                      s->interrupted ? "interrupted: " : "", s->reader.errmsg);
         } else if (s->interrupted) {
-            /* A recount that ran while it was stopped proves nothing: a
-             * 1 ms budget (cluster-scrub) once had one report a changed
-             * audit row that the default budget's checks had found whole,
-             * and the replica called itself diverged. */
+            /* A recount that ran while it was stopped is not judged. Each
+             * of its reads fails when interrupted rather than end early
+             * (test_recount_interrupted_anywhere), but one that took the
+             * interrupt for its end would call the rows damaged: reading
+             * the columns to hash (record_summary.c) did, and cluster-scrub's
+             * 1 ms budget had a node call its whole audit row changed and
+             * itself diverged. A check its budget stopped keeps nothing. */
             s->outcome = VG_ECLOSED;
             vg_errf(s->msg, "self-check at index %llu: interrupted",
                     (unsigned long long)s->index);
