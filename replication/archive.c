@@ -1192,6 +1192,8 @@ int fsm_archive_cut(struct vg_repl_fsm *f, const char *cls, uint64_t before,
     struct cut_tags ct = {0};
     struct summary sum;
     uint64_t samples, dropped = 0, left = UINT64_MAX, recent;
+    size_t walked = 0;
+    bool skip;
     int rc = SQLITE_DONE;
     int rv;
 
@@ -1207,10 +1209,14 @@ int fsm_archive_cut(struct vg_repl_fsm *f, const char *cls, uint64_t before,
     }
     samples = sum.samples;
     ct.sum = &sum;
-    if (f->archive_floor.known && before <= f->archive_floor.t) {
-        goto cut; /* no sample is that old: every tag's seek would find none */
+    /* No sample is that old: every tag's seek would find none. A step
+     * still reads which tags it covers, because where the next one starts
+     * is replicated state, the same on a replica that knows no floor. */
+    skip = f->archive_floor.known && before <= f->archive_floor.t;
+    if (skip && !step) {
+        goto cut;
     }
-    if (cls == NULL) {
+    if (cls == NULL && !skip) {
         floor_walk_begin(f, before, from);
     }
     /* One range of the primary key per tag: (tag = ? AND t < ?) is a prefix
@@ -1233,10 +1239,14 @@ int fsm_archive_cut(struct vg_repl_fsm *f, const char *cls, uint64_t before,
         const char *name = (const char *)sqlite3_column_text(tags, 1);
         size_t len = (size_t)sqlite3_column_bytes(tags, 1);
         uint64_t tag_left = UINT64_MAX;
-        if (step && ct.n == (f->archive_cut_step != 0 ? f->archive_cut_step
-                                                       : FSM_CUT_STEP_TAGS)) {
+        if (step && walked == (f->archive_cut_step != 0 ? f->archive_cut_step
+                                                        : FSM_CUT_STEP_TAGS)) {
             *resume = id; /* the next step's first tag */
             break;
+        }
+        walked++;
+        if (skip) {
+            continue;
         }
         rv = cut_tag(f, sel, del, id, name, len, before, &sum, &tag_left);
         left = tag_left < left ? tag_left : left;
@@ -1246,6 +1256,9 @@ int fsm_archive_cut(struct vg_repl_fsm *f, const char *cls, uint64_t before,
     }
     if (rv == VG_OK && rc != SQLITE_DONE && rc != SQLITE_ROW) {
         rv = fsm_db_fail(f, "archive cut tags");
+    }
+    if (skip) {
+        goto cut;
     }
     /* The same tags' recent samples (the tags come in id order). The last
      * step of a cut of every tag looks at every id, so that a recent
@@ -1263,15 +1276,15 @@ int fsm_archive_cut(struct vg_repl_fsm *f, const char *cls, uint64_t before,
         sum.samples -= dropped;
     }
     if (rv == VG_OK && cls == NULL && f->archive_floor_walk.on) {
-        uint64_t *walked = &f->archive_floor_walk.left;
-        *walked = left < *walked ? left : *walked;
+        uint64_t *seen = &f->archive_floor_walk.left;
+        *seen = left < *seen ? left : *seen;
         f->archive_floor_walk.next = *resume;
         if (*resume < 0 && (rv = fsm_recent_oldest(f, &recent)) == VG_OK) {
             /* Every tag was walked: no sample is older than what each
              * kept, and what is staged from now on lowers the floor
              * (rows_stage). */
             f->archive_floor.known = true;
-            f->archive_floor.t = recent < *walked ? recent : *walked;
+            f->archive_floor.t = recent < *seen ? recent : *seen;
             f->archive_floor_walk.on = false;
         }
     }
