@@ -447,8 +447,13 @@ static json_t *archive_status(struct node *n, const struct vg_repl_archive_info 
                         json_integer((json_int_t)n->cfg->archive_retention_days));
     {
         json_t *marks = NULL, *classes = NULL;
+        bool pending;
         if (vg_repl_fsm_retention_marks(&n->fsm, &marks) == VG_OK) {
             json_object_set_new(o, "retention_marks", marks);
+        }
+        /* A cut goes on in steps (level 4, replicated state). */
+        if (vg_repl_fsm_retention_pending(&n->fsm, &pending) == VG_OK) {
+            json_object_set_new(o, "cut_in_steps", json_boolean(pending));
         }
         /* How many tags each named archive holds, as replicated. */
         if (vg_repl_fsm_archive_class_counts(&n->fsm, &classes) == VG_OK) {
