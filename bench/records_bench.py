@@ -62,7 +62,8 @@ Prints one JSON object per measurement:
       loop and how long its serialization took on the pool; set
       VIGIL_NODE_ARGS="--snapshot-threshold N" for more of them), what
       libraft's log held in memory (status "raft_log") and its resident
-      memory (rss_mb, from /proc).
+      memory (rss_mb, from /proc); cut_steps the retention cut steps
+      (level 4) the leader committed since it became leader.
 
   {"bench":"archive_trace", "t":…, "committed_per_s":…, "dropped":…,
    "term":…, "nodes":[…]}
@@ -79,10 +80,10 @@ usage: bench/records_bench.py [--build build] [--alarms 20000] [--archived 20000
 
 --archived 0 skips the archive measurement; --no-acks the ack measurement;
 --cluster-level N runs the nodes with `vigild --cluster-level N` (default
-3, vigild's own default: the archive settled between commands into
-compressed chunks; 2: into one row per sample; 1: in apply, see
-replication.h "Apply levels"); a level above 1 is raised before the project
-is loaded.
+4, vigild's own default: as 3, and retention cuts in steps of 1024 tags;
+3: the archive settled between commands into compressed chunks; 2: into
+one row per sample; 1: in apply, see replication.h "Apply levels"); a
+level above 1 is raised before the project is loaded.
 """
 import argparse
 import json
@@ -189,12 +190,13 @@ def rss_mb(node):
 def trace(args, addr, cluster, i0, t0):
     """--trace S: until args.seconds have passed since T0, every S seconds
     one line {"bench":"archive_trace","t":…,"committed_per_s":…,
-    "dropped":…,"term":…,"nodes":[{"id","loop_max_ms","max_apply_ms",
-    "settle_busy_ms","backlog","snapshots","wal_hard","wal_frames",
-    "wal_waits","raft_log_mb"}]}:
+    "dropped":…,"term":…,"nodes":[{"id","loop_max_ms","loop_max_cpu_ms",
+    "stalls","max_apply_ms","settle_busy_ms","backlog","snapshots",
+    "wal_hard","wal_frames","wal_waits","raft_log_mb"}]}:
     committed_per_s over the last interval at the ready leader
     (history_info), the rest as status tells it then (settle_busy_ms since
-    the last line)."""
+    the last line; stalls: iterations above half the election timeout
+    since the node started)."""
     last, last_t, busy, lead = i0, t0, {}, addr
     end = t0 + args.seconds
     while True:
@@ -211,6 +213,8 @@ def trace(args, addr, cluster, i0, t0):
             lp, st = s.get("loop") or {}, s.get("settle") or {}
             b = st.get("busy_ms", 0.0)
             nodes.append({"id": s.get("node_id"), "loop_max_ms": lp.get("max_ms"),
+                          "loop_max_cpu_ms": lp.get("max_cpu_ms"),
+                          "stalls": lp.get("stalls_all"),
                           "max_apply_ms": lp.get("max_apply_ms"),
                           "settle_busy_ms": round(b - busy.get(n.id, 0.0)),
                           "backlog": st.get("backlog"),
@@ -274,6 +278,7 @@ def archive_bench(args, addr, follower, cluster):
                          "max_apply_ms": lp.get("max_apply_ms"),
                          "max_apply_commands": lp.get("max_apply_commands"),
                          "loop_max_ms_all": lp.get("max_ms_all"),
+                         "stalls": lp.get("stalls_all"),
                          "cluster_level": (s.get("cluster_level") or {}).get("committed"),
                          "settle": s.get("settle"), "snapshots": s.get("snapshots"),
                          "raft_log": s.get("raft_log"),
@@ -289,6 +294,7 @@ def archive_bench(args, addr, follower, cluster):
         "committed_per_s": round((i1["committed"] - i0["committed"]) / dt),
         "follower_applied_per_s": round((f1["samples"] - f0["samples"]) / dt),
         "dropped": i1["dropped"], "failed_batches": i1["failed_batches"],
+        "cut_steps": i1.get("cut_steps"),
         "same_term": st1.get("term") == term0 and bool(st1.get("ready")),
         "loop_max_ms": st1.get("loop", {}).get("max_ms"),
         "loop_max_cpu_ms": st1.get("loop", {}).get("max_cpu_ms"),
@@ -417,7 +423,7 @@ def main():
                          "into DIR/takeover-K.data, and every node during the "
                          "acks into DIR/acks.data and during the archive "
                          "window into DIR/archive.data")
-    ap.add_argument("--cluster-level", type=int, default=3, choices=(1, 2, 3),
+    ap.add_argument("--cluster-level", type=int, default=4, choices=(1, 2, 3, 4),
                     help="the apply level the cluster runs at")
     args = ap.parse_args()
     vigild = os.path.join(args.build, "node", "vigild")

@@ -105,6 +105,9 @@ struct loop_stats {
     uint64_t last_applied;     /* fsm.n_applied then */
     uint64_t iterations;       /* since start */
     uint64_t max_us;           /* since start */
+    /* Iterations longer than half the election timeout since start, and
+     * when the last was logged (at most one line a second). */
+    uint64_t stalls, stall_logged_ns;
     struct loop_second win[LOOP_WINDOW_S];
 };
 

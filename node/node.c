@@ -447,6 +447,25 @@ static void loop_account(struct node *n)
         if (busy_us > ls->max_us) {
             ls->max_us = busy_us;
         }
+        /* Half the election timeout is where a follower's heartbeats (or a
+         * leader's) start to be late enough to matter. The line tells the
+         * loop's own work (CPU, apply) from time it was not running at all
+         * (preempted on a busy machine, a page fault, blocking I/O). */
+        if (busy_us * 2 > (uint64_t)n->cfg->election_timeout_ms * 1000u) {
+            ls->stalls++;
+            if (now - ls->stall_logged_ns >= 1000000000u) {
+                ls->stall_logged_ns = now;
+                node_log(n,
+                         "loop: an iteration took %llu ms (%llu ms on the loop"
+                         " thread's CPU, %llu ms applying %llu command(s)); the"
+                         " election timeout is %u ms (%llu such iterations)",
+                         (unsigned long long)(busy_us / 1000u),
+                         (unsigned long long)(cpu_us / 1000u),
+                         (unsigned long long)(apply_us / 1000u),
+                         (unsigned long long)(n->fsm.n_applied - ls->last_applied),
+                         n->cfg->election_timeout_ms, (unsigned long long)ls->stalls);
+            }
+        }
         ls->iterations++;
     }
     ls->last_ns = now;
@@ -462,8 +481,9 @@ static json_t *ms_json(uint64_t us)
 }
 
 /* {"window_s","iterations","max_ms","p99_ms","max_cpu_ms","max_apply_ms",
- * "max_apply_commands","iterations_all","max_ms_all"}: the last
- * LOOP_WINDOW_S seconds and everything since start. p99_ms is the top of
+ * "max_apply_commands","iterations_all","max_ms_all","stalls_all"}: the last
+ * LOOP_WINDOW_S seconds and everything since start (stalls_all: iterations
+ * longer than half the election timeout, each logged, one a second). p99_ms is the top of
  * the histogram bin holding the 99th percentile, at most max_ms; max_cpu_ms
  * and max_apply_ms the longest CPU and apply time of one iteration in the
  * window, max_apply_commands how many commands that apply was. */
@@ -499,14 +519,14 @@ static json_t *loop_json(struct node *n)
             break;
         }
     }
-    return json_pack("{s:I, s:I, s:o, s:o, s:o, s:o, s:I, s:I, s:o}", "window_s",
+    return json_pack("{s:I, s:I, s:o, s:o, s:o, s:o, s:I, s:I, s:o, s:I}", "window_s",
                      (json_int_t)LOOP_WINDOW_S, "iterations", (json_int_t)count,
                      "max_ms", ms_json(max_us), "p99_ms", ms_json(p99_us),
                      "max_cpu_ms", ms_json(max_cpu_us), "max_apply_ms",
                      ms_json(max_apply_us), "max_apply_commands",
                      (json_int_t)max_apply_cmds,
                      "iterations_all", (json_int_t)ls->iterations, "max_ms_all",
-                     ms_json(ls->max_us));
+                     ms_json(ls->max_us), "stalls_all", (json_int_t)ls->stalls);
 }
 
 /* ------------------------------------------------------------- requests */
