@@ -108,6 +108,10 @@ struct loop_stats {
     /* Iterations longer than half the election timeout since start, and
      * when the last was logged (at most one line a second). */
     uint64_t stalls, stall_logged_ns;
+    /* The loop thread's /proc/thread-self/schedstat (-1: none), and the
+     * time it had waited for a CPU at the previous prepare. */
+    int schedstat_fd;
+    uint64_t last_wait_ns;
     struct loop_second win[LOOP_WINDOW_S];
 };
 

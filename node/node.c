@@ -24,6 +24,7 @@
  * pollers from inside the readiness callback, before anything else of that
  * iteration; starting them waits for the next iteration's check. */
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <raft.h>
 #include <raft/uv.h>
@@ -405,6 +406,27 @@ static uint64_t loop_bin_top_ms(unsigned b)
     return b < 32 ? b + 1u : b < LOOP_BINS - 1 ? UINT64_C(64) << (b - 32) : UINT64_MAX;
 }
 
+/* How long the loop thread has waited on a run queue (ns, the second
+ * field of schedstat), or 0 when the kernel does not say. Read at every
+ * prepare (a pread of a file kept open, microseconds) so that a long
+ * iteration can tell time the machine did not give the loop from work. */
+static uint64_t loop_wait_ns(struct loop_stats *ls)
+{
+    char buf[96];
+    unsigned long long run, wait;
+    ssize_t k;
+
+    if (ls->schedstat_fd < 0) {
+        return 0;
+    }
+    k = pread(ls->schedstat_fd, buf, sizeof buf - 1, 0);
+    if (k <= 0) {
+        return 0;
+    }
+    buf[k] = '\0';
+    return sscanf(buf, "%llu %llu", &run, &wait) == 2 ? (uint64_t)wait : 0;
+}
+
 /* Called at the start of every loop iteration (prepare): account the
  * iteration that just ended. */
 static void loop_account(struct node *n)
@@ -412,7 +434,7 @@ static void loop_account(struct node *n)
     struct loop_stats *ls = &n->loop_stats;
     uint64_t now = uv_hrtime();
     uint64_t idle = uv_metrics_idle_time(&n->loop);
-    uint64_t applied = n->fsm.apply_ns, cpu = 0;
+    uint64_t applied = n->fsm.apply_ns, cpu = 0, waited = loop_wait_ns(ls);
     uint64_t busy_us, second, cpu_us, apply_us;
     struct loop_second *w;
     struct timespec ts;
@@ -457,10 +479,12 @@ static void loop_account(struct node *n)
                 ls->stall_logged_ns = now;
                 node_log(n,
                          "loop: an iteration took %llu ms (%llu ms on the loop"
-                         " thread's CPU, %llu ms applying %llu command(s)); the"
-                         " election timeout is %u ms (%llu such iterations)",
+                         " thread's CPU, %llu ms waiting for a CPU, %llu ms"
+                         " applying %llu command(s)); the election timeout is"
+                         " %u ms (%llu such iterations)",
                          (unsigned long long)(busy_us / 1000u),
                          (unsigned long long)(cpu_us / 1000u),
+                         (unsigned long long)((waited - ls->last_wait_ns) / 1000000u),
                          (unsigned long long)(apply_us / 1000u),
                          (unsigned long long)(n->fsm.n_applied - ls->last_applied),
                          n->cfg->election_timeout_ms, (unsigned long long)ls->stalls);
@@ -469,6 +493,7 @@ static void loop_account(struct node *n)
         ls->iterations++;
     }
     ls->last_ns = now;
+    ls->last_wait_ns = waited;
     ls->last_idle_ns = idle;
     ls->last_cpu_ns = cpu;
     ls->last_apply_ns = applied;
@@ -1595,6 +1620,8 @@ int vg_node_run(const struct vg_node_config *cfg, char *errmsg)
     /* The loop timing (status "loop") subtracts the time spent waiting for
      * I/O; without this metric it would count sleeping as work. */
     uv_loop_configure(&n->loop, UV_METRICS_IDLE_TIME);
+    /* Opened on the loop's thread: the file is that thread's. */
+    n->loop_stats.schedstat_fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
 
     if ((rv = probe_raft_port(n, errmsg)) != VG_OK ||
         (rv = listen_clients(n, errmsg)) != VG_OK) {
@@ -1698,6 +1725,9 @@ int vg_node_run(const struct vg_node_config *cfg, char *errmsg)
     uv_loop_close(&n->loop);
     vg_repl_fsm_close(&n->fsm);
     node_log(n, "stopped");
+    if (n->loop_stats.schedstat_fd >= 0) {
+        close(n->loop_stats.schedstat_fd);
+    }
     free(n);
     return VG_OK;
 
@@ -1714,6 +1744,9 @@ err_after_loop:
     uv_run(&n->loop, UV_RUN_DEFAULT);
     uv_loop_close(&n->loop);
     vg_repl_fsm_close(&n->fsm);
+    if (n->loop_stats.schedstat_fd >= 0) {
+        close(n->loop_stats.schedstat_fd);
+    }
     free(n);
     return rv;
 }
