@@ -50,6 +50,7 @@ enum fsm_stmt_slot {
     FSM_STMT_CHUNK_AT,
     FSM_STMT_CHUNK_BEFORE,
     FSM_STMT_CHUNK_CUT,
+    FSM_STMT_STEPS_PENDING,
     FSM_STMT_MAX
 };
 

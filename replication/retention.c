@@ -268,17 +268,18 @@ static int cut_continue(struct vg_repl_fsm *f, uint32_t level, bool *changed)
 
 int fsm_retention_steps_pending(struct vg_repl_fsm *f, bool *pending)
 {
-    sqlite3_stmt *st;
+    /* Prepared once: the leader asks at every loop iteration. */
+    sqlite3_stmt *st = fsm_stmt(f, FSM_STMT_STEPS_PENDING,
+                                "SELECT 1 FROM retention_steps LIMIT 1");
     int rc;
 
     *pending = false;
-    if (sqlite3_prepare_v2(f->db, "SELECT 1 FROM retention_steps LIMIT 1", -1, &st,
-                           NULL) != SQLITE_OK) {
-        return fsm_db_fail(f, "prepare retention steps");
+    if (st == NULL) {
+        return VG_EDB;
     }
     rc = sqlite3_step(st);
     *pending = rc == SQLITE_ROW;
-    sqlite3_finalize(st);
+    sqlite3_reset(st);
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? VG_OK
                                                  : fsm_db_fail(f, "retention steps");
 }
