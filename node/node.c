@@ -484,7 +484,9 @@ static void loop_account(struct node *n)
                          " %u ms (%llu such iterations)",
                          (unsigned long long)(busy_us / 1000u),
                          (unsigned long long)(cpu_us / 1000u),
-                         (unsigned long long)((waited - ls->last_wait_ns) / 1000000u),
+                         (unsigned long long)(waited > ls->last_wait_ns
+                                                  ? (waited - ls->last_wait_ns) / 1000000u
+                                                  : 0),
                          (unsigned long long)(apply_us / 1000u),
                          (unsigned long long)(n->fsm.n_applied - ls->last_applied),
                          n->cfg->election_timeout_ms, (unsigned long long)ls->stalls);
