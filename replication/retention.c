@@ -104,26 +104,20 @@ static int cut_records(struct vg_repl_fsm *f, const char *table,
 
 #define EVERY "before_ms" /* the cut of every archive in retention_steps */
 
-/* The cut in steps of WHAT into *BEFORE and *NEXT; *FOUND false when none. */
-static int step_get(struct vg_repl_fsm *f, const char *what, bool *found,
-                    uint64_t *before, int64_t *next)
+/* Is WHAT's cut still in steps (a row in retention_steps)? */
+static int step_busy(struct vg_repl_fsm *f, const char *what, bool *busy)
 {
     sqlite3_stmt *st;
     int rc;
 
-    *found = false;
-    if (sqlite3_prepare_v2(f->db,
-                           "SELECT before_ms, next_id FROM retention_steps"
-                           " WHERE what = ?",
-                           -1, &st, NULL) != SQLITE_OK) {
+    *busy = false;
+    if (sqlite3_prepare_v2(f->db, "SELECT 1 FROM retention_steps WHERE what = ?", -1,
+                           &st, NULL) != SQLITE_OK) {
         return fsm_db_fail(f, "prepare retention step");
     }
     sqlite3_bind_text(st, 1, what, -1, SQLITE_STATIC);
-    if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        *found = true;
-        *before = (uint64_t)sqlite3_column_int64(st, 0);
-        *next = sqlite3_column_int64(st, 1);
-    }
+    rc = sqlite3_step(st);
+    *busy = rc == SQLITE_ROW;
     sqlite3_finalize(st);
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? VG_OK
                                                  : fsm_db_fail(f, "retention step");
@@ -194,12 +188,10 @@ static int cut_step(struct vg_repl_fsm *f, uint32_t level, const char *what,
 static int cut_every(struct vg_repl_fsm *f, uint32_t level, uint64_t before,
                      bool *changed)
 {
-    uint64_t b;
-    int64_t next;
     bool busy = false;
     int rv;
 
-    if (level >= 4 && (rv = step_get(f, EVERY, &busy, &b, &next)) != VG_OK) {
+    if (level >= 4 && (rv = step_busy(f, EVERY, &busy)) != VG_OK) {
         return rv;
     }
     return busy ? VG_OK : cut_step(f, level, EVERY, before, 0, changed);
@@ -211,8 +203,7 @@ static int cut_archive(struct vg_repl_fsm *f, uint32_t level, const char *cls,
                        uint64_t before, bool *changed)
 {
     char what[8 + FSM_ARCHIVE_NAME_MAX + 1];
-    uint64_t mark, b;
-    int64_t next;
+    uint64_t mark;
     bool busy = false;
     int rv;
 
@@ -220,7 +211,7 @@ static int cut_archive(struct vg_repl_fsm *f, uint32_t level, const char *cls,
     if ((rv = mark_get(f, what, &mark)) != VG_OK || before <= mark) {
         return rv;
     }
-    if (level >= 4 && (rv = step_get(f, what, &busy, &b, &next)) != VG_OK) {
+    if (level >= 4 && (rv = step_busy(f, what, &busy)) != VG_OK) {
         return rv;
     }
     return busy ? VG_OK : cut_step(f, level, what, before, 0, changed);
