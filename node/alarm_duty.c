@@ -473,6 +473,30 @@ static struct sys_alarm *find_sys(struct alarm_duty *d, const char *name)
 
 /* ----------------------------------------------------------- lifecycle */
 
+/* Answer OP (taken off the list): committed at INDEX when CODE is NULL,
+ * otherwise refused with CODE, WHY. */
+static void op_answer(struct alarm_duty *d, struct alarm_op *op, uint64_t index,
+                      const char *code, const char *why)
+{
+    if (code == NULL && op->noop && d->rebuild) {
+        /* "Unchanged" was judged on an engine that ran ahead of a
+         * change that will never be committed. */
+        node_send_error(op->c, op->id, "unavailable",
+                        "an earlier alarm change was not committed; nothing "
+                        "was changed, send it again in a moment");
+    } else if (code == NULL) {
+        json_object_set_new(op->answer, "index",
+                            op->noop ? json_null() : json_integer((json_int_t)index));
+        node_send(op->c, op->answer);
+        op->answer = NULL;
+    } else {
+        node_send_error(op->c, op->id, code, "%s", why);
+    }
+    json_decref(op->answer);
+    node_conn_unref(op->c);
+    free(op);
+}
+
 /* Answer every waiting action whose changes end at or before SEQ_END:
  * committed at INDEX when CODE is NULL, otherwise refused with CODE. */
 static void ops_answer(struct alarm_duty *d, uint64_t seq_end, uint64_t index,
@@ -485,25 +509,44 @@ static void ops_answer(struct alarm_duty *d, uint64_t seq_end, uint64_t index,
         if (d->ops_head == NULL) {
             d->ops_tail = NULL;
         }
-        if (code == NULL && op->noop && d->rebuild) {
-            /* "Unchanged" was judged on an engine that ran ahead of a
-             * change that will never be committed. */
-            node_send_error(op->c, op->id, "unavailable",
-                            "an earlier alarm change was not committed; nothing "
-                            "was changed, send it again in a moment");
-        } else if (code == NULL) {
-            json_object_set_new(op->answer, "index",
-                                op->noop ? json_null() : json_integer((json_int_t)index));
-            node_send(op->c, op->answer);
-            op->answer = NULL;
-        } else {
-            node_send_error(op->c, op->id, code, "%s", why);
-        }
-        json_decref(op->answer);
-        node_conn_unref(op->c);
-        free(op);
+        op_answer(d, op, index, code, why);
     }
     node_uncork(d->n);
+}
+
+/* Refuse with CODE, WHY every waiting action with a change that was never
+ * proposed: none of its changes reaches the log (the queue is dropped), so
+ * "nothing was changed" is true of it. The others (the list is in seq_end
+ * order, so they come first) keep waiting: their changes are in libraft's
+ * hands and may still be committed, and the proposals' callbacks answer
+ * them with what happened (flush_cb). Returns how many still wait. */
+static size_t ops_refuse_unproposed(struct alarm_duty *d, const char *code,
+                                    const char *why)
+{
+    struct alarm_op **link = &d->ops_head, *last = NULL, *rest;
+    size_t waiting = 0;
+
+    if (d->in_flight == 0) {
+        /* No callback is to come: whatever waits now never gets one. */
+        ops_answer(d, UINT64_MAX, 0, code, why);
+        return 0;
+    }
+    while (*link != NULL && (*link)->seq_end <= d->proposed) {
+        last = *link;
+        link = &last->next;
+        waiting++;
+    }
+    rest = *link;
+    *link = NULL;
+    d->ops_tail = last;
+    node_cork(d->n);
+    while (rest != NULL) {
+        struct alarm_op *op = rest;
+        rest = op->next;
+        op_answer(d, op, 0, code, why);
+    }
+    node_uncork(d->n);
+    return waiting;
 }
 
 static void stored_free(struct alarm_duty *d)
@@ -516,19 +559,30 @@ static void stored_free(struct alarm_duty *d)
     d->n_stored = 0;
 }
 
-#define LOST "leadership lost before the alarm action was committed; nothing " \
+#define LOST "leadership lost before the alarm action was proposed; nothing " \
              "was changed, send it again to the new leader"
 
 /* Back to PHASE_IDLE: from any phase, a restore half done included. Actions
- * waiting for their changes are answered CODE, WHY. */
+ * with a change never proposed are answered CODE, WHY; actions whose
+ * changes are all proposed wait for their commands' callbacks, which come
+ * whatever the duty does next (libraft fails a deposed leader's proposals;
+ * the restore of the next engine waits for them). Answering those "nothing
+ * was changed" too, as before, was wrong when the command then committed:
+ * the operator heard his ack had failed while every station showed the
+ * alarm acknowledged (tests/integration/cluster_alarm_reload.py). */
 static void duty_stop(struct alarm_duty *d, const char *code, const char *why)
 {
     /* Changes never proposed are dropped: their actions did not happen.
      * The next engine is read from the table once what is in flight is
      * applied: none of its state waits for a commit. */
+    size_t waiting = ops_refuse_unproposed(d, code, why);
+    if (waiting > 0) {
+        node_log(d->n, "alarms: engine stopped; %zu operator action(s) wait for "
+                       "the %u command(s) in flight that hold their changes",
+                 waiting, d->in_flight);
+    }
     d->appended = d->proposed;
     d->committed = d->appended;
-    ops_answer(d, UINT64_MAX, 0, code, why);
     d->phase = PHASE_IDLE;
     vg_alarm_engine_free(d->engine);
     d->engine = NULL;
@@ -579,7 +633,7 @@ static void duty_start(struct alarm_duty *d, const struct vg_project *pr,
                                "action was; nothing was changed, send it again in a "
                                "moment"
                              : "another project version became active before the "
-                               "alarm action was committed; nothing was changed, "
+                               "alarm action was proposed; nothing was changed, "
                                "send it again in a moment");
     } else {
         duty_stop(d, "not_leader", LOST);
@@ -778,8 +832,9 @@ static void flush_cb(struct vg_repl_proposal *p, int status, uint64_t index,
     }
     if (status != 0) {
         ops_answer(d, seq_end, 0, "not_leader",
-                   "leadership lost before the alarm action was committed; send "
-                   "it again to the new leader");
+                   "leadership lost before the alarm action was known to be "
+                   "committed; the new leader may still commit it: send it again "
+                   "there (an alarm already acknowledged is answered unchanged)");
     } else if (result != VG_OK) {
         ops_answer(d, seq_end, 0, "failed",
                    "the cluster rejected the alarm changes");
@@ -1135,7 +1190,15 @@ void node_alarms_update(struct node *n)
     }
     pr = n->lead.ready ? node_plc_project(n, &version, &values) : NULL;
     if (pr == NULL) {
-        if (d->phase != PHASE_IDLE) {
+        if (d->phase != PHASE_IDLE && n->lead.ready) {
+            /* Still the leader: the poller set is being replaced (another
+             * project version) or stopped. */
+            duty_stop(d, "unavailable",
+                      "the alarm engine stopped (another project version is being "
+                      "prepared, or the project cannot be polled) before the alarm "
+                      "action was proposed; nothing was changed, send it again in "
+                      "a moment");
+        } else if (d->phase != PHASE_IDLE) {
             duty_stop(d, "not_leader", LOST);
         }
         return;
@@ -2274,6 +2337,10 @@ void node_alarms_close(struct node *n)
     if (d == NULL) {
         return;
     }
+    /* raft_close has run the proposals' callbacks: nothing still waits for
+     * one, but whatever is left is answered here, as the duty goes. */
+    ops_answer(d, UINT64_MAX, 0, "not_leader",
+               "the node is stopping; send the alarm action again to the new leader");
     duty_stop(d, "not_leader", "the node is stopping; send the alarm action again "
                                "to the new leader");
     n->alarms = NULL;
