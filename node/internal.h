@@ -112,6 +112,9 @@ struct loop_stats {
      * time it had waited for a CPU at the previous prepare. */
     int schedstat_fd;
     uint64_t last_wait_ns;
+    /* getrusage(RUSAGE_THREAD) at the previous prepare: voluntary context
+     * switches, major page faults, block reads. */
+    long last_nvcsw, last_majflt, last_inblock;
     struct loop_second win[LOOP_WINDOW_S];
 };
 

@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -437,10 +438,16 @@ static void loop_account(struct node *n)
     uint64_t applied = n->fsm.apply_ns, cpu = 0, waited = loop_wait_ns(ls);
     uint64_t busy_us, second, cpu_us, apply_us;
     struct loop_second *w;
-    struct timespec ts;
+    struct rusage ru;
 
-    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0) {
-        cpu = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    /* One call for the CPU time and for what tells blocking: voluntary
+     * context switches (the thread slept in a syscall or a page fault),
+     * major page faults and block reads (it waited for the disk). */
+    memset(&ru, 0, sizeof ru);
+    if (getrusage(RUSAGE_THREAD, &ru) == 0) {
+        cpu = ((uint64_t)ru.ru_utime.tv_sec + (uint64_t)ru.ru_stime.tv_sec) *
+                  1000000000u +
+              ((uint64_t)ru.ru_utime.tv_usec + (uint64_t)ru.ru_stime.tv_usec) * 1000u;
     }
     if (ls->last_ns != 0) {
         uint64_t wall = now - ls->last_ns;
@@ -476,17 +483,25 @@ static void loop_account(struct node *n)
         if (busy_us * 2 > (uint64_t)n->cfg->election_timeout_ms * 1000u) {
             ls->stalls++;
             if (now - ls->stall_logged_ns >= 1000000000u) {
+                uint64_t wait_us = waited > ls->last_wait_ns
+                                       ? (waited - ls->last_wait_ns) / 1000u
+                                       : 0;
+                uint64_t rest_us = busy_us > cpu_us + wait_us
+                                       ? busy_us - cpu_us - wait_us
+                                       : 0;
                 ls->stall_logged_ns = now;
                 node_log(n,
                          "loop: an iteration took %llu ms (%llu ms on the loop"
                          " thread's CPU, %llu ms waiting for a CPU, %llu ms"
-                         " applying %llu command(s)); the election timeout is"
-                         " %u ms (%llu such iterations)",
+                         " neither: %ld sleep(s), %ld major page fault(s), %ld"
+                         " block read(s); %llu ms applying %llu command(s));"
+                         " the election timeout is %u ms (%llu such iterations)",
                          (unsigned long long)(busy_us / 1000u),
                          (unsigned long long)(cpu_us / 1000u),
-                         (unsigned long long)(waited > ls->last_wait_ns
-                                                  ? (waited - ls->last_wait_ns) / 1000000u
-                                                  : 0),
+                         (unsigned long long)(wait_us / 1000u),
+                         (unsigned long long)(rest_us / 1000u),
+                         ru.ru_nvcsw - ls->last_nvcsw, ru.ru_majflt - ls->last_majflt,
+                         ru.ru_inblock - ls->last_inblock,
                          (unsigned long long)(apply_us / 1000u),
                          (unsigned long long)(n->fsm.n_applied - ls->last_applied),
                          n->cfg->election_timeout_ms, (unsigned long long)ls->stalls);
@@ -498,6 +513,9 @@ static void loop_account(struct node *n)
     ls->last_wait_ns = waited;
     ls->last_idle_ns = idle;
     ls->last_cpu_ns = cpu;
+    ls->last_nvcsw = ru.ru_nvcsw;
+    ls->last_majflt = ru.ru_majflt;
+    ls->last_inblock = ru.ru_inblock;
     ls->last_apply_ns = applied;
     ls->last_applied = n->fsm.n_applied;
 }
