@@ -118,6 +118,7 @@ class Worker(threading.Thread):
         # reads once its window is full); the time sent is exact.
         self.history = {}
         self.sends = []    # (t, node id, name) of every send
+        self.drops = []    # (t, node id, why) of every connection given up
 
     def run(self):
         node, conn = None, None
@@ -167,9 +168,15 @@ class Worker(threading.Thread):
                     if m.get("code") == "not_leader":
                         raise vc.ProtocolError("not the leader")
                     time.sleep(0.05)
-            except (OSError, vc.ProtocolError, ValueError):
+            except (OSError, vc.ProtocolError, ValueError) as e:
                 # Lost connection or answer: every ack without an answer is
                 # sent again to whoever leads now.
+                if node is not None:
+                    self.drops.append((round(time.monotonic() - T0, 3), node.id,
+                                       "timeout" if isinstance(e, TimeoutError) else
+                                       "not_leader" if str(e) == "not the leader" else
+                                       "bad frame" if isinstance(e, ValueError) else
+                                       "closed"))
                 self.resent += len(outstanding)
                 self.todo = list(outstanding.values()) + self.todo
                 outstanding.clear()
@@ -371,6 +378,7 @@ def acked_while_cut(cuts, workers):
 def sent_during_cuts(cuts, workers):
     """Per cut: the acks sent to the node cut off after its cut, and what
     it answered them: {"sent", "acked", "unchanged", errors by code,
+    "gave up: WHY" (the station's connections to it given up, and why),
     "unread" (the station gave up the connection first: a timeout, a lost
     connection or an earlier not_leader; sent again elsewhere)}."""
     out = []
@@ -392,6 +400,9 @@ def sent_during_cuts(cuts, workers):
                 else:
                     key = a[0][1] or a[0][0]
                 got[key] = got.get(key, 0) + 1
+            for t, node, why in w.drops:
+                if node == c["node"] and c["t_cut"] <= t <= c["t_heal"] + 2.0:
+                    got["gave up: " + why] = got.get("gave up: " + why, 0) + 1
         out.append((c, got))
     return out
 
