@@ -1,4 +1,5 @@
-"""Test harness for real vigild processes on loopback.
+"""Test harness for real vigild processes on loopback (or on addresses in
+network namespaces a test made itself: Cluster's hosts and wrap).
 
 Starts nodes as child processes with their own data folders under a temp
 dir, talks to them over the client protocol (4-byte length + JSON), and
@@ -173,11 +174,12 @@ def call(addr, msg, timeout=1.0):
 
 
 class Node:
-    def __init__(self, cluster, node_id, raft_port, client_port):
+    def __init__(self, cluster, node_id, raft_port, client_port, host="127.0.0.1"):
         self.cluster = cluster
         self.id = node_id
-        self.raft_address = "127.0.0.1:%d" % raft_port
-        self.client_address = "127.0.0.1:%d" % client_port
+        self.host = host
+        self.raft_address = "%s:%d" % (host, raft_port)
+        self.client_address = "%s:%d" % (host, client_port)
         self.data = os.path.join(cluster.dir, "n%d" % node_id)
         self.log_path = os.path.join(cluster.dir, "n%d.log" % node_id)
         self.proc = None
@@ -189,6 +191,8 @@ class Node:
                 "--data", self.data,
                 "--bootstrap", self.cluster.bootstrap_spec()]
         args += list(self.cluster.node_args) + list(extra)
+        if self.cluster.wrap is not None:
+            args = list(self.cluster.wrap(self)) + args
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(args, stdout=log, stderr=log)
         log.close()
@@ -249,19 +253,28 @@ def level_reached(cluster, timeout=10.0):
 
 
 class Cluster:
-    """N vigild processes on loopback. Use as a context manager."""
+    """N vigild processes on loopback. Use as a context manager.
+
+    HOSTS (optional) gives each node's IP address instead of 127.0.0.1, and
+    WRAP (optional) maps a Node to the command that starts its vigild, e.g.
+    ["ip", "netns", "exec", NAME] for a network namespace of its own
+    (chaos-tests/netns.py). WRAP must exec vigild, so that the process the
+    harness signals and waits for is the node itself."""
 
     def __init__(self, vigild, n=3, node_args=("--election-timeout", "300",
                                                 "--heartbeat", "50",
-                                                "--checkpoint-interval", "300")):
+                                                "--checkpoint-interval", "300"),
+                 hosts=None, wrap=None):
         self.vigild = vigild
+        self.wrap = wrap
         self.dir = tempfile.mkdtemp(prefix="vigil-cluster-")
         # VIGIL_NODE_ARGS (split on blanks) is added to every node's flags,
         # e.g. "--cluster-level 2" to run a test at apply level 2.
         self.node_args = tuple(node_args) + tuple(
             os.environ.get("VIGIL_NODE_ARGS", "").split())
         ports = free_ports(2 * n)
-        self.nodes = [Node(self, i + 1, ports[2 * i], ports[2 * i + 1])
+        hosts = list(hosts) if hosts else ["127.0.0.1"] * n
+        self.nodes = [Node(self, i + 1, ports[2 * i], ports[2 * i + 1], hosts[i])
                       for i in range(n)]
 
     def bootstrap_spec(self):
@@ -425,8 +438,9 @@ WATERWORKS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))), "config", "examples", "waterworks")
 
 
-def write_synthetic_project(d, port, n_alarms, n_archived, poll_ms):
-    """A generated project in folder D for one vigil-plcsim on PORT: N_ALARMS
+def write_synthetic_project(d, port, n_alarms, n_archived, poll_ms,
+                            host="127.0.0.1"):
+    """A generated project in folder D for one vigil-plcsim on HOST:PORT: N_ALARMS
     discrete inputs b.NNNNN, each watched by a digital_off alarm b.NNNNN.off
     (the simulator's inputs are 0, so all are raised at start), and
     N_ARCHIVED noisy input registers a.NNNNN archived on change without a
@@ -442,12 +456,12 @@ sections:
     title: {en: Bench}
 plcs:
   - name: plc
-    host: 127.0.0.1
+    host: %s
     port: %d
     unit_id: 1
     poll_interval: %dms
     timeout: 2s
-""" % (port, poll_ms))
+""" % (host, port, poll_ms))
     with open(os.path.join(d, "tags.csv"), "w") as f:
         f.write("name,section,plc,address,type,word_order,raw_min,raw_max,eng_min,"
                 "eng_max,unit,deadband,archive,writable,min,max,description_en\n")
