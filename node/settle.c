@@ -24,14 +24,17 @@
  *
  * Settling writes most of a node's WAL (each round rewrites the last page
  * of every tag's chunks). When the WAL is longer than
- * VG_SETTLE_WAL_WAIT_PAGES its checkpointer has fallen behind, or a
- * snapshot's read pins it: slices then wait, unless the recent rows hold
- * more than VG_SETTLE_BACKLOG_MAX samples. Without that, a node under a
- * full archive load never let its WAL start over after its first snapshot
- * (records_bench --trace: the WAL at the hard limit from then on, a
- * checkpoint on the loop at every commit, loop iterations of 1-2 s, the
- * leader lost). Apply goes on meanwhile: it only stages, a fraction of
- * those writes.
+ * VG_SETTLE_WAL_WAIT_PAGES, where it should start over, slices wait,
+ * unless the recent rows hold more than VG_SETTLE_BACKLOG_MAX samples: the
+ * WAL's checkpointer thread then copies the rest between two commands, and
+ * the next commit starts the WAL over (replication/wal_checkpointer.c).
+ * Without a wait, a node under a full archive load never let its WAL start
+ * over after its first snapshot (records_bench --trace: the WAL at the
+ * hard limit from then on, a checkpoint on the loop at every commit, loop
+ * iterations of 1-2 s, the leader lost); with the wait at 16384 pages, the
+ * loop itself checkpointed the tail once per 4096 pages, two fdatasyncs on
+ * the loop thread that waited up to 316 ms for a busy disk. Apply goes on
+ * meanwhile: it only stages, a fraction of those writes.
  *
  * A slice that fails (SQLite, or a broken invariant of the archive) sets
  * the fsm's fatal flag like a failed apply, and the node fail-stops at its

@@ -12,9 +12,12 @@
 /* Two rounds' worth (ROUND_RECORDS in replication/archive_recent.c): a
  * round running plus what came in meanwhile is below it. */
 #define VG_SETTLE_BACKLOG_HIGH (2u * 1048576u)
-/* The WAL starts over at about 4096 pages when its checkpointer keeps up
- * (replication/wal_checkpointer.c, RESTART_PAGES). */
-#define VG_SETTLE_WAL_WAIT_PAGES 16384u
+/* Where the WAL should start over (replication/wal_checkpointer.c,
+ * RESTART_PAGES): settling, most of the node's writes, waits there so that
+ * its checkpointer thread catches up between two commands and the next
+ * commit starts the WAL over; else the loop itself checkpoints the tail,
+ * two fdatasyncs on the loop thread. */
+#define VG_SETTLE_WAL_WAIT_PAGES 4096u
 /* Four rounds: what the recent rows may hold while slices wait for the
  * WAL. */
 #define VG_SETTLE_BACKLOG_MAX (4u * 1048576u)

@@ -14,11 +14,22 @@
  * takes (apply under a steady archive load) never finds the WAL wholly
  * checkpointed, so the WAL never starts over: it grew to hundreds of MB,
  * every read of a page not cached searched a WAL index that large, and
- * applying a batch took three times as long. So once the WAL holds
- * RESTART_PAGES pages and the thread, idle, has left at most TAIL_PAGES of
- * them unchecked, the hook checkpoints that tail itself (a few MB copied
- * and synced, once per RESTART_PAGES), and the next commit starts the WAL
- * over. Should the thread fall far behind (the WAL past HARD_LIMIT pages),
+ * applying a batch took three times as long. Most of those writes are the
+ * node's settling of the archive (node/settle.c), which is background
+ * work: once the WAL holds RESTART_PAGES pages it waits
+ * (VG_SETTLE_WAL_WAIT_PAGES), so that between two commands the thread
+ * copies the rest and the next commit starts the WAL over. Should the
+ * writer still not pause (commands back to back), then once the WAL holds
+ * WRITER_TAIL_PAGES pages and the thread, idle, has left at most TAIL_PAGES
+ * of them unchecked, the hook checkpoints that tail itself (a few MB copied
+ * and synced), and the next commit starts the WAL over. That tail used to
+ * come at RESTART_PAGES, once per 16 MB written: its two fdatasyncs, on the
+ * loop thread, waited up to 316 ms for a busy disk (status
+ * wal.writer_max_ms; a sched_switch profile of the loop threads under a
+ * 25 000-tag archive load found them, with the WAL header's sync when the
+ * WAL starts over, behind the loop's blocked time). The header's sync
+ * stays on the writer: SQLite needs it before frames overwrite the old
+ * ones. Should the thread fall far behind (the WAL past HARD_LIMIT pages),
  * the hook checkpoints on the writer's connection as SQLite would have, so
  * the WAL stays bounded whatever happens to the thread (a looser bound while
  * a snapshot is serialized, see SNAPSHOT_HARD_LIMIT). Restoring a snapshot
@@ -41,7 +52,11 @@
 
 /* SQLite's own threshold for its automatic checkpoint. */
 #define SOFT_LIMIT 1000
+/* Where settling waits for the WAL to start over
+ * (VG_SETTLE_WAL_WAIT_PAGES in node/settle_policy.h, the same number). */
 #define RESTART_PAGES 4096
+/* Where the writer checkpoints the thread's last TAIL_PAGES itself. */
+#define WRITER_TAIL_PAGES (2 * RESTART_PAGES)
 #define TAIL_PAGES 1024
 #define HARD_LIMIT 50000
 /* While a snapshot's read transaction pins the database (fsm_snapshot.c) no
@@ -158,7 +173,7 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
         writer_took(c, t0, true);
         return SQLITE_OK;
     }
-    if (pages >= RESTART_PAGES) {
+    if (pages >= WRITER_TAIL_PAGES) {
         pthread_mutex_lock(&c->lock);
         /* A count from before the WAL last started over is above PAGES. */
         int left = c->backfilled <= pages ? pages - c->backfilled : pages;
