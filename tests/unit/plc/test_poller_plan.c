@@ -461,8 +461,9 @@ static void own_project(struct fixture *f, struct watch *w,
 static void test_stop_while_planning(void **state)
 {
     struct fixture *f = *state;
-    /* Stop 0, 2, 10, 30 ms after start: the first usually before the thread
-     * began planning, the others while it plans. */
+    /* Stop 0, 2, 10, 30 ms after start: the first before the thread
+     * finished planning, the others before or after, as the machine goes
+     * (either way the checks below hold for what happened). */
     static const unsigned delay_ms[] = {0, 2, 10, 30};
     static struct watch w[4];
     static struct vg_project copy[4];
@@ -495,8 +496,10 @@ static void test_stop_while_planning(void **state)
                delay_ms[i], planned ? "already planned" : "plan pending",
                (unsigned long long)closed_ms);
     }
-    /* The plan takes ~plan_us: most stops must have come before it. */
-    assert_true(during >= 2);
+    /* The plan takes plan_us (3.6 ms of 20 001 tags in one run here, once
+     * ~160 ms): only the stop right after start surely comes before it.
+     * Requiring two (the stop at 2 ms too) failed a fresh clone's CI run. */
+    assert_true(during >= 1);
 }
 
 static void test_plan_error(void **state)
