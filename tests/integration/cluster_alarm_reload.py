@@ -5,21 +5,23 @@ one vigil-plcsim, a generated project of --alarms digital inputs each
 watched by an alarm, all raised; on loopback (TAP).
 
 Stations acknowledge the alarms one by one, pipelined (--connections, each
-with --window unanswered acks), while the engineer loads new versions of
-the project (the same alarms, another title). The leader's alarm engine is
-built again for each version. An ack whose change is already proposed then
-waits for its command: libraft commits it or fails it, and the answer says
-which. Only an ack whose change was never proposed is answered "nothing was
-changed" (its change is dropped with the queue). A vigild before the fix
-answered every waiting ack "another project version became active ...
-nothing was changed", also those whose command then committed: the station
-sent it again and heard "unchanged", while the operator had been told his
-ack had failed.
+with --window unanswered acks, about --rate a second in all, taking alarms
+from one pool), while the engineer loads new versions of the project (the
+same alarms, another title); a round ends once the new version's engine
+runs. The leader's alarm engine stops and is built again for each version.
+An ack whose change is already proposed then waits for its command:
+libraft commits it or fails it, and the answer says which. Only an ack
+whose change was never proposed is answered "nothing was changed" (its
+change is dropped with the queue). A vigild before the fix answered every
+waiting ack "leadership lost before the alarm action was committed;
+nothing was changed" (the node still led), also those whose command then
+committed: the station sent it again and heard "unchanged", while the
+operator had been told his ack had failed.
 
-1. The window is hit: some reload restarted the engine while actions waited
-   for commands in flight (the leader logs "operator action(s) wait for the
-   N command(s) in flight"); up to --reloads versions are loaded until one
-   does.
+1. The window is hit: some reload stopped the engine while actions waited
+   for commands in flight (the leader logs "alarms: engine stopped; K
+   operator action(s) wait for the N command(s) in flight"); up to
+   --reloads versions are loaded until one does.
 2. No answer lies: no alarm answered "nothing was changed" is later found
    acknowledged by that ack (a resend answered "unchanged"); only this test
    acknowledges, each alarm from one connection.
