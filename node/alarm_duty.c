@@ -1454,11 +1454,16 @@ static struct alarm_duty *need_engine(struct node *n, struct conn *c, long long 
                                  : "no project loaded, or preparing to poll");
     }
     /* Restoring, or about to poll a version: soon done. Nothing to poll, or
-     * a version that cannot be polled: not until someone acts. */
+     * a version that cannot be polled: not until someone acts. "About to
+     * poll" is a project being active, not the pollers' version: a leader
+     * that became ready in this iteration (its barrier applied) sets that
+     * at its next prepare, and an ack read in between was answered "failed"
+     * (no project loaded), which the client library does not send again
+     * (cluster-alarms, takeover, failed once in a fresh clone's CI run). */
     node_send_error(c, id,
                     (d != NULL && (d->phase == PHASE_RESTORE || d->phase == PHASE_FEED ||
                                    d->rebuild)) ||
-                            (n->plc_version != 0 && n->plc_error[0] == '\0')
+                            (n->project_notified != 0 && n->plc_error[0] == '\0')
                         ? "unavailable"
                         : "failed",
                     "node %llu does not evaluate alarms yet (%s); nothing was "
