@@ -177,7 +177,11 @@ def ack_round(args, cluster, project, pool, version):
     stations = [Station(k, pool, current, args.window, gap_s, deadline)
                 for k in range(args.connections)]
     write_version(project, version)
-    before = engine_of(current())[1]
+    before = (engine_of(current()) or (None, None))[1]
+
+    def new_engine_runs():
+        e = engine_of(current())
+        return e is not None and e[0] == "evaluating" and e[1] != before
     taken0 = len(pool.names)
     for s in stations:
         s.start()
@@ -188,9 +192,7 @@ def ack_round(args, cluster, project, pool, version):
     # decide whether acks flow when the engine is stopped.
     vc.wait_for(lambda: taken0 - len(pool.names) >= args.rate // 10, 20, 0.005)
     load = vc.ctl(args.vigilctl, cluster, "project", "load", project, timeout=60)
-    vc.wait_for(lambda: engine_of(current()) not in (("evaluating", before), None) and
-                engine_of(current())[0] == "evaluating", 20, 0.02)
-    time.sleep(0.1)
+    vc.wait_for(new_engine_runs, 20, 0.02)
     pool.closed.set()
     for s in stations:
         s.join(max(0.0, deadline - time.monotonic()) + 1)
