@@ -200,6 +200,15 @@ static void test_encode_adds_version(void **state)
     expect_ping(&d, 4);
     free(out);
 
+    /* An empty object gets the version alone. */
+    json_t *empty = json_object();
+    assert_int_equal(vg_proto_encode(empty, &out, &out_len), VG_OK);
+    assert_int_equal(out_len, 4 + strlen("{\"v\":1}"));
+    assert_memory_equal(out, "\0\0\0\7{\"v\":1}", out_len);
+    assert_int_equal(json_object_size(empty), 0);
+    json_decref(empty);
+    free(out);
+
     /* An explicit version is kept, so that tests can send a wrong one. */
     assert_int_equal(vg_proto_encode(v2, &out, &out_len), VG_OK);
     feed(&d, out, out_len);
@@ -493,6 +502,22 @@ static void test_limit_boundary(void **state)
     out = NULL;
     assert_int_equal(vg_proto_encode(msg, &out, &out_len), VG_ETOOBIG);
     assert_null(out);
+
+    /* The same when the encoder adds "v" itself. */
+    json_object_del(msg, "v");
+    assert_int_equal(vg_proto_encode(msg, &out, &out_len), VG_ETOOBIG);
+    assert_null(out);
+    pad[n] = '\0';
+    json_object_set_new(msg, "value", json_string(pad));
+    assert_int_equal(vg_proto_encode(msg, &out, &out_len), VG_OK);
+    assert_int_equal(out_len, 4 + VG_PROTO_MAX_FRAME);
+    feed(&d, out, out_len);
+    assert_int_equal(vg_proto_decoder_next(&d, &back, NULL, NULL), VG_OK);
+    assert_int_equal(json_integer_value(json_object_get(back, "v")), 1);
+    json_object_del(back, "v");
+    assert_true(json_equal(back, msg));
+    json_decref(back);
+    free(out);
 
     json_decref(msg);
     free(pad);
