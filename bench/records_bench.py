@@ -37,14 +37,18 @@ Prints one JSON object per measurement:
       "wal").
 
   {"bench":"alarm_acks", "acks":N, "connections":C, "seconds":…, "acks_per_s":…,
-   "log_entries":…, "leader_cpu_s":…, "follower_cpu_s":…}
+   "log_entries":…, "leader_cpu_s":…, "follower_cpu_s":…,
+   "leader_minor_faults":…, "follower_minor_faults":…}
       C connections each send their share of single-alarm alarm_ack
       requests back to back without waiting (pipelined), then read the
       answers; every answer comes after its ack was committed on a majority.
       log_entries is how many raft entries carried them; leader_cpu_s the
       CPU time (user + system) the leader used meanwhile, follower_cpu_s
       the most one follower used: on a machine with fewer cores than
-      processes they tell what one ack costs a node.
+      processes they tell what one ack costs a node. The minor page faults
+      (the leader's, and the most of one follower) are counted the same
+      way: memory a node touches for the first time, or again after
+      returning it to the kernel.
   {"bench":"archive_sustained", "seconds":…, "offered_per_s":…,
    "committed_per_s":…, "follower_applied_per_s":…, "dropped":…}
       the leader's committed samples (history_info) and a follower's stored
@@ -304,11 +308,21 @@ def archive_bench(args, addr, follower, cluster):
     sys.stdout.flush()
 
 
+def proc_stat(pid):
+    """The fields of /proc/PID/stat after the command name (state first)."""
+    with open("/proc/%d/stat" % pid) as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
 def cpu_s(pid):
     """CPU seconds (user + system) process PID has used so far."""
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
+    fields = proc_stat(pid)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def minor_faults(pid):
+    """Minor page faults process PID has taken so far."""
+    return int(proc_stat(pid)[7])
 
 
 def unacknowledged(addr):
@@ -376,6 +390,7 @@ def ack_bench(args, addr, unack, cluster):
     leader = [n for n in cluster.nodes if n.client_address == addr][0]
     others = [n for n in cluster.nodes if n is not leader and n.alive()]
     cpu0 = {n.id: cpu_s(n.proc.pid) for n in [leader] + others}
+    flt0 = {n.id: minor_faults(n.proc.pid) for n in [leader] + others}
     me0 = cpu_s(os.getpid())
     start.wait()
     t0 = time.monotonic()
@@ -383,6 +398,7 @@ def ack_bench(args, addr, unack, cluster):
         t.join()
     dt = time.monotonic() - t0
     cpu = {n.id: cpu_s(n.proc.pid) - cpu0[n.id] for n in [leader] + others}
+    flt = {n.id: minor_faults(n.proc.pid) - flt0[n.id] for n in [leader] + others}
     me = cpu_s(os.getpid()) - me0
     entries = vc.call(addr, {"type": "status"}, timeout=5).get("applied_index", 0) - idx0
     if rec is not None:
@@ -394,6 +410,9 @@ def ack_bench(args, addr, unack, cluster):
                       "log_entries": entries,
                       "leader_cpu_s": round(cpu[leader.id], 2),
                       "follower_cpu_s": round(max(cpu[n.id] for n in others), 2)
+                      if others else None,
+                      "leader_minor_faults": flt[leader.id],
+                      "follower_minor_faults": max(flt[n.id] for n in others)
                       if others else None,
                       "generator_cpu_s": round(me, 2)}))
     for c in conns:
