@@ -1466,24 +1466,43 @@ static char *member_address(struct vg_client *c, long long id)
     return addr;
 }
 
+static const char *who_am_i(void);
+static void station_name(char *out, size_t size);
+
+/* REQ (an admin's request) with who sends it and from where, as the audit
+ * trail records them: $USER and this host's name, as for project load. */
+static json_t *with_who(json_t *req)
+{
+    char station[256];
+
+    station_name(station, sizeof station);
+    if (req != NULL &&
+        (json_object_set_new(req, "user", json_string(who_am_i())) != 0 ||
+         json_object_set_new(req, "station", json_string(station)) != 0)) {
+        json_decref(req);
+        return NULL;
+    }
+    return req;
+}
+
 static json_t *build_request(const struct cmd *cmd)
 {
     switch (cmd->kind) {
     case CMD_ADD:
-        return json_pack("{s:s, s:I, s:s, s:s}", "type", "cluster_add",
-                         "node_id", (json_int_t)cmd->id, "raft_address",
-                         cmd->raft_address, "client_address",
-                         cmd->client_address);
+        return with_who(json_pack("{s:s, s:I, s:s, s:s}", "type", "cluster_add",
+                                  "node_id", (json_int_t)cmd->id, "raft_address",
+                                  cmd->raft_address, "client_address",
+                                  cmd->client_address));
     case CMD_REMOVE:
-        return json_pack("{s:s, s:I}", "type", "cluster_remove", "node_id",
-                         (json_int_t)cmd->id);
+        return with_who(json_pack("{s:s, s:I}", "type", "cluster_remove", "node_id",
+                                  (json_int_t)cmd->id));
     case CMD_PROMOTE:
     case CMD_DEMOTE:
-        return json_pack("{s:s, s:I, s:s}", "type", "cluster_assign",
-                         "node_id", (json_int_t)cmd->id, "role", cmd->role);
+        return with_who(json_pack("{s:s, s:I, s:s}", "type", "cluster_assign",
+                                  "node_id", (json_int_t)cmd->id, "role", cmd->role));
     case CMD_TRANSFER:
-        return json_pack("{s:s, s:I}", "type", "transfer", "node_id",
-                         (json_int_t)cmd->id);
+        return with_who(json_pack("{s:s, s:I}", "type", "transfer", "node_id",
+                                  (json_int_t)cmd->id));
     case CMD_PUT:
         return json_pack("{s:s, s:s, s:s}", "type", "put", "key", cmd->key,
                          "value", cmd->value);

@@ -74,6 +74,13 @@ struct op {
     int role;
     char raft_address[VG_NODE_ADDR_SIZE];
     struct op *next_transfer;
+    /* Membership changes and transfers (membership.c): what the audit
+     * record names. */
+    char client_address[VG_NODE_ADDR_SIZE];
+    bool has_user, has_station;
+    char user[129], station[129];
+    char audit_kind[32];
+    char audit_object[32];
 };
 
 /* How busy the loop is (node.c, status "loop"). One iteration is the
@@ -245,6 +252,24 @@ bool node_get_uint(struct conn *c, long long id, json_t *msg, const char *type,
 bool node_get_str(struct conn *c, long long id, json_t *msg, const char *type,
                   const char *key, bool required, size_t max, const char **out);
 void node_conn_close(struct conn *c);
+
+/* An op answering request ID on C (C referenced until node_op_free), for
+ * KIND ("add", "remove", …: named in messages); NULL when out of memory.
+ * ID < 0: an internal follow-up nobody waits for. */
+struct op *node_op_new(struct node *n, struct conn *c, long long id,
+                       const char *kind);
+void node_op_free(struct op *o);
+/* A proposal callback for a struct op: answers "ok" with the index, or the
+ * error (nothing when the op's id is < 0), and frees the op. */
+void node_put_cb(struct vg_repl_proposal *p, int status, uint64_t index,
+                 int result);
+
+/* ---- membership.c: cluster_add/remove/assign and transfer, audited ---- */
+
+/* Whether TYPE is one of those requests (then answered). */
+bool node_membership_handle(struct node *n, struct conn *c, const char *type,
+                            json_t *msg, long long id);
+const char *node_role_name(int role);
 
 /* ---- project.c ---- */
 

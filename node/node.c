@@ -79,20 +79,6 @@ static const char *state_name(int state)
     }
 }
 
-static const char *role_name(int role)
-{
-    switch (role) {
-    case RAFT_VOTER:
-        return "voter";
-    case RAFT_STANDBY:
-        return "standby";
-    case RAFT_SPARE:
-        return "spare";
-    default:
-        return "unknown";
-    }
-}
-
 /* --------------------------------------------------------------- writing */
 
 struct write_req {
@@ -612,7 +598,7 @@ static json_t *status_json(struct node *n, json_t *archive)
         const struct raft_server *s = &r->configuration.servers[i];
         json_t *m = json_pack("{sIsssssb}", "id", (json_int_t)s->id,
                               "raft_address", s->address, "role",
-                              role_name(s->role), "self", s->id == n->cfg->id);
+                              node_role_name(s->role), "self", s->id == n->cfg->id);
         if (vg_repl_fsm_node_client_address(&n->fsm, s->id, addr,
                                             sizeof addr) == VG_OK) {
             json_object_set_new(m, "client_address", json_string(addr));
@@ -698,8 +684,8 @@ void node_send_status(struct node *n, struct conn *c, long long id, json_t *arch
     node_send(c, a);
 }
 
-static struct op *op_new(struct node *n, struct conn *c, long long id,
-                         const char *kind)
+struct op *node_op_new(struct node *n, struct conn *c, long long id,
+                       const char *kind)
 {
     struct op *o = calloc(1, sizeof *o);
     if (o == NULL) {
@@ -713,14 +699,14 @@ static struct op *op_new(struct node *n, struct conn *c, long long id,
     return o;
 }
 
-static void op_free(struct op *o)
+void node_op_free(struct op *o)
 {
     node_conn_unref(o->c);
     free(o);
 }
 
-static void put_cb(struct vg_repl_proposal *p, int status, uint64_t index,
-                   int result)
+void node_put_cb(struct vg_repl_proposal *p, int status, uint64_t index,
+                 int result)
 {
     struct op *o = (struct op *)p;
     if (o->id < 0) {
@@ -739,95 +725,32 @@ static void put_cb(struct vg_repl_proposal *p, int status, uint64_t index,
         json_object_set_new(a, "index", json_integer((json_int_t)index));
         node_send(o->c, a);
     }
-    op_free(o);
+    node_op_free(o);
 }
 
 static void propose_for(struct node *n, struct conn *c, long long id,
                         unsigned type, json_t *body)
 {
-    struct op *o = op_new(n, c, id, "propose");
+    struct op *o = node_op_new(n, c, id, "propose");
     char *text = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
     int rv;
     json_decref(body);
     if (o == NULL || text == NULL) {
         free(text);
         if (o != NULL) {
-            op_free(o);
+            node_op_free(o);
         }
         node_send_error(c, id, "failed", "out of memory");
         return;
     }
-    rv = vg_repl_propose(&n->lead, &o->p, type, text, put_cb);
+    rv = vg_repl_propose(&n->lead, &o->p, type, text, node_put_cb);
     free(text);
     if (rv == VG_ENOTLEADER) {
         node_send_not_leader(n, c, id);
-        op_free(o);
+        node_op_free(o);
     } else if (rv != VG_OK) {
         node_send_error(c, id, "failed", "cannot submit: %s", vg_strerror(rv));
-        op_free(o);
-    }
-}
-
-static void change_cb(struct raft_change *req, int status)
-{
-    struct op *o = req->data;
-    struct node *n = o->n;
-    if (status != 0) {
-        node_send_error(o->c, o->id, "failed", "%s of node %llu failed: %s", o->kind,
-                        (unsigned long long)o->target, raft_strerror(status));
-        op_free(o);
-        return;
-    }
-    node_log(n, "membership: %s node %llu done", o->kind,
-             (unsigned long long)o->target);
-    if (strcmp(o->kind, "remove") == 0 && n->lead.ready) {
-        /* Forget its addresses too; a failure here is harmless. */
-        struct op *f = op_new(n, o->c, -1, "forget");
-        char body[64];
-        snprintf(body, sizeof body, "{\"node_id\":%llu}",
-                 (unsigned long long)o->target);
-        if (f != NULL && vg_repl_propose(&n->lead, &f->p, VG_CMD_NODE_FORGET,
-                                         body, put_cb) != VG_OK) {
-            op_free(f);
-        }
-    }
-    node_send(o->c, node_answer("ok", o->id));
-    op_free(o);
-}
-
-static int change_error(struct node *n, struct conn *c, long long id, int rv)
-{
-    if (rv == RAFT_CANTCHANGE) {
-        node_send_error(c, id, "busy", "a membership change is already in progress");
-    } else if (rv == RAFT_NOTLEADER) {
-        node_send_not_leader(n, c, id);
-    } else {
-        node_send_error(c, id, "failed", "%s", raft_errmsg(&n->raft)[0]
-                                              ? raft_errmsg(&n->raft)
-                                              : raft_strerror(rv));
-    }
-    return rv;
-}
-
-/* cluster_add: first commit the node's addresses (so that every node can
- * redirect clients to it later), then add it to the raft configuration. */
-static void add_info_cb(struct vg_repl_proposal *p, int status, uint64_t index,
-                        int result)
-{
-    struct op *o = (struct op *)p;
-    struct node *n = o->n;
-    int rv;
-    (void)index;
-    if (status != 0 || result != VG_OK) {
-        node_send_error(o->c, o->id, "failed", "could not record the node's addresses");
-        op_free(o);
-        return;
-    }
-    o->change.data = o;
-    rv = raft_add(&n->raft, &o->change, o->target, o->raft_address, change_cb);
-    if (rv != 0) {
-        change_error(n, o->c, o->id, rv);
-        op_free(o);
+        node_op_free(o);
     }
 }
 
@@ -840,47 +763,10 @@ bool node_need_ready(struct node *n, struct conn *c, long long id)
     return true;
 }
 
-static int get_node_id(struct conn *c, json_t *msg, long long id, uint64_t *out)
-{
-    json_t *v = json_object_get(msg, "node_id");
-    if (!json_is_integer(v) || json_integer_value(v) <= 0) {
-        node_send_error(c, id, "invalid", "member 'node_id' must be a positive integer");
-        return -1;
-    }
-    *out = (uint64_t)json_integer_value(v);
-    return 0;
-}
-
-static void transfer_done_cb(struct vg_repl_transfer *t)
-{
-    struct node *n = t->data;
-    struct op *o = n->transfer_op;
-    n->transfer_op = NULL;
-    if (o == NULL) {
-        return;
-    }
-    if (t->status == VG_OK) {
-        json_t *a = node_answer("ok", o->id);
-        json_object_set_new(a, "leader_id", json_integer((json_int_t)t->landed));
-        json_object_set_new(a, "attempts", json_integer(t->attempts));
-        if (t->errmsg[0] != '\0') {
-            json_object_set_new(a, "message", json_string(t->errmsg));
-        }
-        node_log(n, "transfer: leadership moved to node %llu after %u attempt(s)",
-                 (unsigned long long)t->landed, t->attempts);
-        node_send(o->c, a);
-    } else {
-        node_send_error(o->c, o->id, "failed", "%s", t->errmsg);
-    }
-    op_free(o);
-}
-
 static void handle(struct node *n, struct conn *c, json_t *msg)
 {
     const char *type = vg_proto_get_str(msg, "type", "");
     long long id = vg_proto_get_int(msg, "id", -1);
-    uint64_t target;
-    int rv;
 
     if (strcmp(type, "ping") == 0) {
         raft_id leader_id = 0;
@@ -930,143 +816,8 @@ static void handle(struct node *n, struct conn *c, json_t *msg)
         }
         propose_for(n, c, id, VG_CMD_PUT,
                     json_pack("{ssss}", "key", key, "value", value));
-    } else if (strcmp(type, "cluster_add") == 0) {
-        const char *raft_address = vg_proto_get_str(msg, "raft_address", NULL);
-        const char *client_address = vg_proto_get_str(msg, "client_address", NULL);
-        char host[VG_NODE_ADDR_SIZE];
-        char why[VG_ERRMSG_SIZE];
-        int port;
-        struct op *o;
-        char *body;
-        if (get_node_id(c, msg, id, &target) != 0) {
-            return;
-        }
-        if (raft_address == NULL || client_address == NULL ||
-            strlen(raft_address) >= VG_NODE_ADDR_SIZE ||
-            vg_addr_parse(raft_address, host, sizeof host, &port, why) != VG_OK ||
-            vg_addr_parse(client_address, host, sizeof host, &port, why) != VG_OK) {
-            node_send_error(c, id, "invalid",
-                            "'raft_address' and 'client_address' must be HOST:PORT");
-            return;
-        }
-        if (!node_need_ready(n, c, id)) {
-            return;
-        }
-        for (unsigned i = 0; i < n->raft.configuration.n; i++) {
-            if (n->raft.configuration.servers[i].id == target) {
-                node_send_error(c, id, "invalid", "node %llu is already a member",
-                                (unsigned long long)target);
-                return;
-            }
-        }
-        o = op_new(n, c, id, "add");
-        if (o == NULL) {
-            node_send_error(c, id, "failed", "out of memory");
-            return;
-        }
-        o->target = target;
-        snprintf(o->raft_address, sizeof o->raft_address, "%s", raft_address);
-        {
-            /* Released after dumping (it leaked once per cluster_add). */
-            json_t *info = json_pack("{sIssss}", "node_id", (json_int_t)target,
-                                     "raft_address", raft_address,
-                                     "client_address", client_address);
-            body = info != NULL ? json_dumps(info, JSON_COMPACT | JSON_SORT_KEYS)
-                                : NULL;
-            json_decref(info);
-        }
-        rv = body ? vg_repl_propose(&n->lead, &o->p, VG_CMD_NODE_INFO, body,
-                                    add_info_cb)
-                  : VG_ENOMEM;
-        free(body);
-        if (rv != VG_OK) {
-            node_send_error(c, id, "failed", "cannot submit: %s", vg_strerror(rv));
-            op_free(o);
-        }
-    } else if (strcmp(type, "cluster_remove") == 0 ||
-               strcmp(type, "cluster_assign") == 0) {
-        bool remove = strcmp(type, "cluster_remove") == 0;
-        int role = RAFT_VOTER;
-        struct op *o;
-        if (get_node_id(c, msg, id, &target) != 0) {
-            return;
-        }
-        if (!remove) {
-            const char *r = vg_proto_get_str(msg, "role", "");
-            if (strcmp(r, "voter") == 0) {
-                role = RAFT_VOTER;
-            } else if (strcmp(r, "standby") == 0) {
-                role = RAFT_STANDBY;
-            } else if (strcmp(r, "spare") == 0) {
-                role = RAFT_SPARE;
-            } else {
-                node_send_error(c, id, "invalid",
-                                "'role' must be voter, standby or spare, not '%s'", r);
-                return;
-            }
-        }
-        if (!node_need_ready(n, c, id)) {
-            return;
-        }
-        o = op_new(n, c, id, remove ? "remove" : "assign");
-        if (o == NULL) {
-            node_send_error(c, id, "failed", "out of memory");
-            return;
-        }
-        o->target = target;
-        o->role = role;
-        o->change.data = o;
-        rv = remove ? raft_remove(&n->raft, &o->change, target, change_cb)
-                    : raft_assign(&n->raft, &o->change, target, role, change_cb);
-        if (rv != 0) {
-            if (rv == RAFT_NOTFOUND || rv == RAFT_BADID) {
-                node_send_error(c, id, "invalid", "node %llu is not a member",
-                                (unsigned long long)target);
-            } else if (rv == RAFT_BADROLE) {
-                node_send_error(c, id, "invalid", "node %llu already has role %s",
-                                (unsigned long long)target, role_name(role));
-            } else {
-                change_error(n, c, id, rv);
-            }
-            op_free(o);
-        }
-    } else if (strcmp(type, "transfer") == 0) {
-        json_t *v = json_object_get(msg, "node_id");
-        struct op *o;
-        target = 0;
-        if (v != NULL && (!json_is_integer(v) || json_integer_value(v) < 0)) {
-            node_send_error(c, id, "invalid", "'node_id' must be a non-negative integer");
-            return;
-        }
-        if (v != NULL) {
-            target = (uint64_t)json_integer_value(v);
-        }
-        if (!node_need_ready(n, c, id)) {
-            return;
-        }
-        if (n->transfer.active) {
-            node_send_error(c, id, "busy", "a leadership transfer is already in progress");
-            return;
-        }
-        o = op_new(n, c, id, "transfer");
-        if (o == NULL) {
-            node_send_error(c, id, "failed", "out of memory");
-            return;
-        }
-        n->transfer.data = n;
-        n->transfer.done_cb = transfer_done_cb;
-        rv = vg_repl_transfer_start(&n->transfer, &n->raft, target,
-                                    n->cfg->election_timeout_ms * 3, 3);
-        if (rv != VG_OK) {
-            node_send_error(c, id, rv == VG_ENOTFOUND ? "invalid" : "failed",
-                            "cannot transfer to node %llu: %s",
-                            (unsigned long long)target,
-                            n->transfer.errmsg[0] ? n->transfer.errmsg : vg_strerror(rv));
-            op_free(o);
-            return;
-        }
-        n->transfer_op = o;
-    } else if (!node_tags_handle(n, c, type, msg, id) &&
+    } else if (!node_membership_handle(n, c, type, msg, id) &&
+               !node_tags_handle(n, c, type, msg, id) &&
                !node_alarms_handle(n, c, type, msg, id) &&
                !node_archive_handle(n, c, type, msg, id) &&
                !node_project_handle(n, c, type, msg, id)) {

@@ -308,10 +308,37 @@ def fake_member(ctl, cluster):
         fake.close()
 
 
+ADMIN = "vigil-admin-test"
+
+
 def vigilctl(ctl, cluster, *args):
     env = dict(os.environ)
     env["VIGIL_CLUSTER"] = ",".join(n.client_address for n in cluster.nodes if n.alive())
+    env["USER"] = ADMIN  # who the audit trail names
     return run([ctl, "--json"] + list(args), env=env, timeout=30)
+
+
+def admin_records(node, after_id=0):
+    """The audit records of membership changes and transfers (and node_forget)
+    at NODE with an id above AFTER_ID, oldest first."""
+    kinds = ("member_", "leadership_transfer", "node_forget")
+    a = vc.call(node.client_address, {"type": "audit", "limit": 1000}, timeout=5)
+    return [r for r in reversed(a.get("records", []))
+            if r["id"] > after_id and r["kind"].startswith(kinds)]
+
+
+def audited(cluster, after_id, want, timeout=10):
+    """Wait until every node's audit trail holds, after AFTER_ID, records
+    matching WANT (a list of dicts of fields) in that order and nothing else
+    of those kinds; returns (ok, what the leader has)."""
+    def match(recs):
+        return len(recs) == len(want) and all(
+            all(r.get(k) == v for k, v in w.items()) for r, w in zip(recs, want))
+    got = vc.wait_for(lambda: all(match(admin_records(n, after_id))
+                                  for n in cluster.nodes if n.alive()), timeout, poll=0.2)
+    leader, _ = cluster.wait_ready_leader(timeout=10)
+    return bool(got), [(r["kind"], r["object"], r["old_value"], r["new_value"], r["user"],
+                        r["station"], r["detail"]) for r in admin_records(leader, after_id)]
 
 
 def admin(vigild, ctl):
@@ -334,28 +361,63 @@ def admin(vigild, ctl):
         n4.proc = subprocess.Popen(args, stdout=log, stderr=log)
         log.close()
         cluster.nodes.append(n4)
+        last_id = max([r["id"] for r in admin_records(leader)] + [0])
+        me = {"user": ADMIN, "station": socket.gethostname()}
         rc, out, err = vigilctl(ctl, cluster, "cluster", "add", "4", n4.raft_address,
                                 n4.client_address)
         ok(rc == 0, "cluster add 4 (%s)" % (err.strip() or out.strip()))
+        rc, out, err = vigilctl(ctl, cluster, "cluster", "transfer", "4")
+        ok(rc == 1 and "not a voter" in (out + err),
+           "a transfer to a spare is refused at once (%s)" % (err.strip() or out.strip()))
         rc, out, err = vigilctl(ctl, cluster, "cluster", "promote", "4")
         ok(rc == 0, "cluster promote 4 (%s)" % (err.strip() or out.strip()))
         st = cluster.wait_converged(timeout=15)
         roles = {m["id"]: m["role"] for m in next(iter(st.values()))["members"]}
         ok(roles.get(4) == "voter" and len(st) == 4,
            "node 4 is a voter and has the same state as the others: %s" % roles)
+        # A change that fails after its record: a transfer to a voter that
+        # is down (three of four voters still make a quorum).
+        n4.kill()
+        leader, _ = cluster.wait_ready_leader(timeout=10)
+        rc, out, err = vigilctl(ctl, cluster, "cluster", "transfer", "4")
+        ok(rc == 1, "a transfer to a stopped voter fails (%s)" % (err.strip() or out.strip()))
+        log = open(n4.log_path, "ab")
+        n4.proc = subprocess.Popen(args, stdout=log, stderr=log)
+        log.close()
         rc, out, err = vigilctl(ctl, cluster, "cluster", "demote", "4", "spare")
         ok(rc == 0, "cluster demote 4 spare (%s)" % (err.strip() or out.strip()))
+        rc, out, err = vigilctl(ctl, cluster, "cluster", "demote", "4", "spare")
+        ok(rc == 1 and "already has role spare" in (out + err),
+           "demoting it again fails clearly (%s)" % (err.strip() or out.strip()))
         rc, out, err = vigilctl(ctl, cluster, "cluster", "remove", "4")
         ok(rc == 0, "cluster remove 4 (%s)" % (err.strip() or out.strip()))
         rc, out, err = vigilctl(ctl, cluster, "cluster", "remove", "4")
         ok(rc == 1 and "not a member" in (out + err), "removing it again fails clearly")
         n4.kill()
         cluster.nodes.remove(n4)
+        # Every change has one record, committed before it was made, naming
+        # who asked and from where; the failed transfer a second one; the
+        # requests refused at once none.
+        good, recs = audited(cluster, last_id, [
+            dict(kind="member_add", object="node 4", old_value=None, new_value="spare",
+                 detail="raft %s, client %s" % (n4.raft_address, n4.client_address), **me),
+            dict(kind="member_assign", object="node 4", old_value="spare",
+                 new_value="voter", **me),
+            dict(kind="leadership_transfer", object="node 4", new_value=4, **me),
+            dict(kind="leadership_transfer_failed", object="node 4", **me),
+            dict(kind="member_assign", object="node 4", old_value="voter",
+                 new_value="spare", **me),
+            dict(kind="member_remove", object="node 4", old_value="spare",
+                 new_value=None, **me),
+            dict(kind="node_forget", object="node 4", **me)])
+        ok(good, "the audit trail of every node holds the membership changes, "
+           "in order, with who and where: %s" % recs)
         fake_member(ctl, cluster)
         vigilctl_status_questions(ctl)
 
         # Transfer: to a named node, then let the leader choose.
         leader, _ = cluster.wait_ready_leader(timeout=10)
+        last_id = max([r["id"] for r in admin_records(leader)] + [0])
         target = next(n for n in cluster.nodes if n.id != leader.id)
         rc, out, err = vigilctl(ctl, cluster, "cluster", "transfer", str(target.id))
         landed, _ = cluster.wait_ready_leader(timeout=5)
@@ -365,6 +427,12 @@ def admin(vigild, ctl):
         rc, out, err = vigilctl(ctl, cluster, "cluster", "transfer")
         landed2, _ = cluster.wait_ready_leader(timeout=5)
         ok(rc == 0 and landed2.id != landed.id, "transfer without target moved leadership")
+        good, recs = audited(cluster, last_id, [
+            dict(kind="leadership_transfer", object="node %d" % target.id,
+                 old_value=leader.id, new_value=target.id, detail=None, **me),
+            dict(kind="leadership_transfer", object=None, old_value=landed.id,
+                 new_value=None, detail="to a node the leader chooses", **me)])
+        ok(good, "both transfers are in the audit trail: %s" % recs)
         # The ready leader keeps one connection to each other member's client
         # port (it asks them for their replica's verdict); a node that lost
         # leadership closes them.
