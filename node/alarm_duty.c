@@ -61,27 +61,25 @@
 #include "internal.h"
 #include "plc/plc.h"
 
-/* Changes per ALARM_CHANGES command (apply accepts up to 1024).
- * ALARMS_IN_FLIGHT commands are applied in one loop iteration, so this
- * bounds an iteration's apply time during a storm; with JSON bodies 1024
- * made that 120-170 ms on a follower and 256 was chosen. Since the binary
- * form, 1024 costs 43-57 ms of apply in the iteration (loop 52-61 ms, 20 000
- * alarms raised at once; 256: 25 ms, loop 42-50 ms), and acknowledgments
- * travel in a quarter of the entries: 12.0-14.5k acks/s against 10.5-11.7k
- * (bench/records_bench.py --archived 0, 3 runs each). */
-#define CHANGES_PER_CMD 1024
-/* ALARM_CHANGES commands proposed and not yet applied, at most (see flush).
- * 2 while an acknowledgment's apply cost 17 us; since the record summaries,
- * the state text buffers and the gathered WAL writes it is ~10 us, and 4
- * commands of 1024 changes apply in about what 2 took then. Measured
- * (records_bench.py, pairs interleaved): acks alone 18.0-22.6k/s with 2
- * against 20.8-24.1k with 4 (raise storm: longest loop iteration 45-59 ms
- * against 54-92 ms); acks while the archive takes 190k samples/s, 9.9k and
- * 11.4k with 2 against 18.1k and 19.7k with 4 (longest iteration of the
- * storm 146-176 ms against 125-154 ms, the archive's 110-131 ms against
- * 84-93 ms, one term throughout): alarm commands wait behind history
- * batches in the log, and 2 in flight left the pipeline empty. */
-#define ALARMS_IN_FLIGHT 4u
+/* Changes per ALARM_CHANGES command (apply accepts up to 1024), and
+ * ALARM_CHANGES commands proposed and not yet applied, at most (see
+ * flush). Their product bounds an iteration's apply time during a storm:
+ * every committed entry is applied in one loop iteration. With JSON bodies
+ * 4 x 1024 changes made that 120-170 ms on a follower; since the binary
+ * form, the record summaries, the state text buffers and the gathered WAL
+ * writes a change applies in ~10 us, and 4096 in flight cost 43-57 ms of
+ * apply in the iteration (loop 52-61 ms, 20 000 alarms raised at once).
+ * How they split matters too: with 2 commands of 1024 in flight the
+ * pipeline ran empty (acks alone 18.0-22.6k/s against 20.8-24.1k with 4;
+ * while the archive takes 190k samples/s, 9.9k and 11.4k against 18.1k and
+ * 19.7k: alarm commands wait behind history batches in the log), and with 8
+ * of 512 the next commands are on their way while 4 are applied:
+ * records_bench.py, 10 pairs interleaved against 4 of 1024, acks faster in
+ * 8 (alone: 21.6-26.8k/s against 20.4-24.5k, faster in 5 of 5; with the
+ * archive's load 17.3-21.8k against 16.2-20.5k, medians 20.3k and 18.1k),
+ * the raise storm's longest iteration 62-85 ms against 56-82 ms. */
+#define CHANGES_PER_CMD 512
+#define ALARMS_IN_FLIGHT 8u
 #define NAME_MAX_BYTES 256u
 #define WHO_MAX 128u
 #define REASON_MAX 127u
@@ -892,8 +890,10 @@ static void flush(struct alarm_duty *d)
         /* And what fits one command's body (2 bytes of count, then the
          * changes): changes that carry long messages in several languages
          * weigh KBs each, and 1024 of them were refused as a whole (the
-         * engine then rebuilt again and again). One change always fits
-         * (pending_add keeps it within the format's limits). */
+         * engine then rebuilt again and again). 512 of the heaviest the
+         * validator allows (some 8.3 KB) fit; this keeps it so should
+         * changes grow. One change always fits (pending_add keeps it
+         * within the format's limits). */
         while (k > 1 && d->pending_end[d->pending_first + k - 1] - from + 2 >
                             VG_CMD_MAX_BODY) {
             k--;

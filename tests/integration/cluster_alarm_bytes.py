@@ -5,13 +5,15 @@ watched by an alarm whose message is 1024 bytes in each of 8 languages (the
 most the validator allows), on loopback (TAP).
 
 All N alarms raise at once when the project starts polling, and each raise
-carries its messages: some 8.3 KB a change. The leader proposes the queued
+carries its messages: some 8.3 KB a change. The leader proposed the queued
 changes up to 1024 to a command, and 1024 such changes are more than a
 command's body may hold (8 MiB): a vigild before the fix had such a
 command refused as a whole, without a log line, rebuilt its alarm engine
 from the replicated table and raised the same alarms again, over and over
 (hundreds of "restoring the states" lines), until a smaller batch happened
-to fit. Now a command holds what fits.
+to fit. Now a command holds what fits; since commands carry at most 512
+changes (4.3 MB of these), this load no longer reaches the limit, and the
+test checks that the heaviest changes the validator allows still flow.
 
 1. The project validates and loads; the leader restores its alarm states
    once ("restoring the states" logged once) and logs no change that could
