@@ -77,6 +77,32 @@ static bool who_into(struct op *o, json_t *msg, const char *type)
     return true;
 }
 
+/* A new op of KIND for request ID on C about node TARGET (0: none), its
+ * record of AUDIT_KIND naming who asked (from MSG, a TYPE request); NULL
+ * after answering. */
+static struct op *op_for(struct node *n, struct conn *c, long long id, json_t *msg,
+                         const char *type, const char *kind, uint64_t target,
+                         const char *audit_kind)
+{
+    struct op *o = node_op_new(n, c, id, kind);
+
+    if (o == NULL) {
+        node_send_error(c, id, "failed", "out of memory");
+        return NULL;
+    }
+    if (!who_into(o, msg, type)) {
+        node_op_free(o);
+        return NULL;
+    }
+    o->target = target;
+    snprintf(o->audit_kind, sizeof o->audit_kind, "%s", audit_kind);
+    if (target != 0) {
+        snprintf(o->audit_object, sizeof o->audit_object, "node %llu",
+                 (unsigned long long)target);
+    }
+    return o;
+}
+
 /* An audit record's body: KIND (suffixed "_failed" when FAILED) of O's
  * object, OLD_VALUE and NEW_VALUE (taken over; NULL for null), DETAIL. */
 static char *audit_body(const struct op *o, bool failed, json_t *old_value,
@@ -332,21 +358,12 @@ static void handle_add(struct node *n, struct conn *c, json_t *msg, long long id
                         (unsigned long long)target);
         return;
     }
-    if ((o = node_op_new(n, c, id, "add")) == NULL) {
-        node_send_error(c, id, "failed", "out of memory");
+    if ((o = op_for(n, c, id, msg, type, "add", target, "member_add")) == NULL) {
         return;
     }
-    if (!who_into(o, msg, type)) {
-        node_op_free(o);
-        return;
-    }
-    o->target = target;
     o->role = RAFT_SPARE;
     snprintf(o->raft_address, sizeof o->raft_address, "%s", raft_address);
     snprintf(o->client_address, sizeof o->client_address, "%s", client_address);
-    snprintf(o->audit_kind, sizeof o->audit_kind, "member_add");
-    snprintf(o->audit_object, sizeof o->audit_object, "node %llu",
-             (unsigned long long)target);
     snprintf(detail, sizeof detail, "raft %s, client %s", raft_address,
              client_address);
     audit_first(o, NULL, json_string(node_role_name(RAFT_SPARE)), detail, add_audit_cb);
@@ -391,20 +408,11 @@ static void handle_change(struct node *n, struct conn *c, json_t *msg, long long
                         (unsigned long long)target, node_role_name(role));
         return;
     }
-    if ((o = node_op_new(n, c, id, remove ? "remove" : "assign")) == NULL) {
-        node_send_error(c, id, "failed", "out of memory");
+    if ((o = op_for(n, c, id, msg, type, remove ? "remove" : "assign", target,
+                    remove ? "member_remove" : "member_assign")) == NULL) {
         return;
     }
-    if (!who_into(o, msg, type)) {
-        node_op_free(o);
-        return;
-    }
-    o->target = target;
     o->role = role;
-    snprintf(o->audit_kind, sizeof o->audit_kind, remove ? "member_remove"
-                                                          : "member_assign");
-    snprintf(o->audit_object, sizeof o->audit_object, "node %llu",
-             (unsigned long long)target);
     audit_first(o, json_string(node_role_name(s->role)),
                 remove ? NULL : json_string(node_role_name(role)), NULL,
                 change_audit_cb);
@@ -496,19 +504,9 @@ static void handle_transfer(struct node *n, struct conn *c, json_t *msg, long lo
             return;
         }
     }
-    if ((o = node_op_new(n, c, id, "transfer")) == NULL) {
-        node_send_error(c, id, "failed", "out of memory");
+    if ((o = op_for(n, c, id, msg, type, "transfer", target, "leadership_transfer")) ==
+        NULL) {
         return;
-    }
-    if (!who_into(o, msg, type)) {
-        node_op_free(o);
-        return;
-    }
-    o->target = target;
-    snprintf(o->audit_kind, sizeof o->audit_kind, "leadership_transfer");
-    if (target != 0) {
-        snprintf(o->audit_object, sizeof o->audit_object, "node %llu",
-                 (unsigned long long)target);
     }
     n->transfer_op = o;
     if (!audit_first(o, json_integer((json_int_t)n->cfg->id),
