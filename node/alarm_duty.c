@@ -74,10 +74,11 @@
  * while the archive takes 190k samples/s, 9.9k and 11.4k against 18.1k and
  * 19.7k: alarm commands wait behind history batches in the log), and with 8
  * of 512 the next commands are on their way while 4 are applied:
- * records_bench.py, 10 pairs interleaved against 4 of 1024, acks faster in
- * 8 (alone: 21.6-26.8k/s against 20.4-24.5k, faster in 5 of 5; with the
- * archive's load 17.3-21.8k against 16.2-20.5k, medians 20.3k and 18.1k),
- * the raise storm's longest iteration 62-85 ms against 56-82 ms. */
+ * records_bench.py, 5 pairs of each kind interleaved against 4 of 1024:
+ * acks alone 21.6-26.8k/s against 20.4-24.5k (faster in all 5); with the
+ * archive's load 17.3-21.8k against 16.2-20.5k, medians 20.3k and 18.1k
+ * (faster in 3 of 5); the raise storm's longest iteration 62-85 ms against
+ * 56-82 ms. 16 of 256 were slower, with more CPU per ack. */
 #define CHANGES_PER_CMD 512
 #define ALARMS_IN_FLIGHT 8u
 #define NAME_MAX_BYTES 256u
