@@ -78,7 +78,7 @@
  * acks alone 21.6-26.8k/s against 20.4-24.5k (faster in all 5); with the
  * archive's load 17.3-21.8k against 16.2-20.5k, medians 20.3k and 18.1k
  * (faster in 3 of 5); the raise storm's longest iteration 62-85 ms against
- * 56-82 ms. 16 of 256 were slower, with more CPU per ack. */
+ * 56-82 ms. 16 of 256 were slower in 3 of 5 pairs (acks alone). */
 #define CHANGES_PER_CMD 512
 #define ALARMS_IN_FLIGHT 8u
 #define NAME_MAX_BYTES 256u
