@@ -44,7 +44,9 @@ have converged:
     checkpoint, and every node's self-check (the rows the digest covers
     only through summaries: journal, audit, archive) found nothing;
   - the archive went on: every node holds more samples than before the
-    faults (that they hold the same is in the checkpoint digests).
+    faults (that they hold the same is in the checkpoint digests);
+  - no node ended on its own: every vigild that stopped was stopped by a
+    fault (a crash or a fail-stop is named with its signal or status).
 With partitions, also:
   - every cut took effect: its rules dropped packets, and within 8 s a
     leader cut off answered not ready and not leader while another node
@@ -453,6 +455,16 @@ def partition_checks(cuts, workers):
        % (sum(got["sent"] for _, got in seen), others, wrong))
 
 
+def death_name(rc):
+    """An exit status as words: the signal's name, or the code."""
+    if rc is not None and rc < 0:
+        try:
+            return signal.Signals(-rc).name
+        except ValueError:
+            return "signal %d" % -rc
+    return "exit %s" % rc
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--vigild", required=True)
@@ -617,6 +629,15 @@ def main():
         ok(min(counts.values()) > first,
            "the archive went on through the faults: %d samples before, %s after"
            % (first, counts))
+        # A node that ended on its own (not killed by a fault: a crash, or a
+        # fail-stop) is a defect even when the invariants above held: the
+        # cluster only had one node fewer meanwhile (a cut of the leader then
+        # found no majority to elect another).
+        deaths = {n.id: [(round(t - T0, 1), death_name(rc)) for t, rc in n.note_death()]
+                  for n in cluster.nodes}
+        ok(not any(deaths.values()),
+           "no node ended on its own (crash or fail-stop): %s"
+           % {i: d for i, d in deaths.items() if d})
         sys.stderr.write(json.dumps({
             "chaos": "acks", "seed": seed, "faults": len(faults),
             "level": sorted({(x.get("cluster_level") or {}).get("committed")

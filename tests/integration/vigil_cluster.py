@@ -183,8 +183,23 @@ class Node:
         self.data = os.path.join(cluster.dir, "n%d" % node_id)
         self.log_path = os.path.join(cluster.dir, "n%d.log" % node_id)
         self.proc = None
+        self._killed = None  # the process kill() ended
+        # (monotonic time it was found, exit status) of every process of
+        # this node that ended on its own: not by kill(), e.g. a crash.
+        self.deaths = []
+
+    def note_death(self):
+        """Record the current process's end if it ended on its own (found
+        when the node is next started or killed, or when asked). Returns the
+        list of deaths."""
+        p = self.proc
+        if (p is not None and p is not self._killed and p.poll() is not None
+                and not any(d[2] is p for d in self.deaths)):
+            self.deaths.append((time.monotonic(), p.returncode, p))
+        return [(t, rc) for t, rc, _ in self.deaths]
 
     def start(self, extra=()):
+        self.note_death()
         args = [self.cluster.vigild, "--id", str(self.id),
                 "--raft-address", self.raft_address,
                 "--client-address", self.client_address,
@@ -201,7 +216,9 @@ class Node:
         return self.proc is not None and self.proc.poll() is None
 
     def kill(self, sig=signal.SIGKILL):
+        self.note_death()
         if self.alive():
+            self._killed = self.proc
             self.proc.send_signal(sig)
             try:
                 self.proc.wait(timeout=10)
