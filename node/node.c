@@ -638,6 +638,10 @@ static json_t *status_json(struct node *n, json_t *archive)
     json_object_set_new(o, "cluster_level", node_cluster_level_status(n));
     json_object_set_new(o, "settle", node_settle_status(n));
     json_object_set_new(o, "raft_log", node_log_budget_status(n));
+    json_object_set_new(o, "appends_cut",
+                        json_pack("{sIsI}", "cut", (json_int_t)n->failstop.appends_cut,
+                                  "from_index_1",
+                                  (json_int_t)n->failstop.appends_cut_from_start));
     json_object_set_new(o, "scrub", node_scrub_status(n));
     json_object_set_new(
         o, "snapshots",
@@ -1086,6 +1090,17 @@ static void iterate(struct node *n)
     if (n->fsm.snapshots.failed != n->snapshot_failures_logged) {
         n->snapshot_failures_logged = n->fsm.snapshots.failed;
         node_log(n, "%s", n->fsm.errmsg);
+    }
+    if (n->failstop.appends_cut != n->appends_cut_logged) {
+        node_log(n, "raft: cut %llu AppendEntries reaching below this node's "
+                    "snapshot at index %llu to start after it (%llu from index 1, "
+                    "which libraft 0.15 crashes on)",
+                 (unsigned long long)(n->failstop.appends_cut - n->appends_cut_logged),
+                 (unsigned long long)n->raft.log.snapshot.last_index,
+                 (unsigned long long)(n->failstop.appends_cut_from_start -
+                                      n->appends_cut_from_start_logged));
+        n->appends_cut_logged = n->failstop.appends_cut;
+        n->appends_cut_from_start_logged = n->failstop.appends_cut_from_start;
     }
     node_plc_update(n);
     node_tags_update(n);

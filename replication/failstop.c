@@ -7,11 +7,21 @@
  * once (fault_cb) and stops the process. Network errors are not faults: peers
  * come and go.
  *
+ * It also guards what libraft receives (io_recv, vg_repl_append_guard in
+ * replication.h): libraft 0.15's follower dereferenced NULL on an
+ * AppendEntries from index 1 while its log started after a snapshot (two
+ * core files of ack_chaos.py --partitions --seed 11: a restarted node,
+ * snapshot at 4609 and at 5121, previous index 0 from the new leader; the
+ * append path found no entry at index 1 and truncated its log from index
+ * 1, past its first entry). Entries at or below the snapshot are committed
+ * and already applied here, so the message is cut to start after it.
+ *
  * raft_init() stores the raft pointer in the outer io's data; libraft's tick
  * and receive callbacks read it from the io they are handed, which is the
  * inner one, so init/start copy it across. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "replication.h"
 
@@ -66,12 +76,79 @@ static int io_load(struct raft_io *io, raft_term *term, raft_id *voted_for,
     return rv;
 }
 
+/* Free the memory of entries E[FROM..TO) as libraft frees a received
+ * message's entries: one batch holds them all (the uv transport's), or
+ * each has its own buffer. KEEP, when not NULL, is a batch still in use. */
+static void entries_free(struct raft_entry *e, unsigned from, unsigned to,
+                         const void *keep)
+{
+    void *freed = NULL;
+    for (unsigned i = from; i < to; i++) {
+        if (e[i].batch == NULL) {
+            raft_free(e[i].buf.base);
+        } else if (e[i].batch != keep && e[i].batch != freed) {
+            freed = e[i].batch;
+            raft_free(freed);
+        }
+    }
+}
+
+bool vg_repl_append_guard(struct raft_append_entries *a, raft_index snap_index,
+                          raft_term snap_term)
+{
+    uint64_t below;
+    unsigned k;
+
+    if (snap_index == 0 || a->prev_log_index >= snap_index) {
+        return false;
+    }
+    /* How many of the entries are at or below the snapshot. */
+    below = snap_index - a->prev_log_index;
+    k = a->n_entries < below ? a->n_entries : (unsigned)below;
+    /* The entry at the snapshot's index, when the message carries it,
+     * must be the snapshot's (committed entries match everywhere). */
+    if (k > 0 && a->prev_log_index + k == snap_index &&
+        a->entries[k - 1].term != snap_term) {
+        return false;
+    }
+    if (k == a->n_entries) {
+        entries_free(a->entries, 0, k, NULL);
+        a->n_entries = 0; /* the array itself is libraft's to free */
+    } else if (k > 0) {
+        entries_free(a->entries, 0, k, a->entries[k].batch);
+        memmove(a->entries, a->entries + k, (a->n_entries - k) * sizeof *a->entries);
+        a->n_entries -= k;
+    }
+    a->prev_log_index = snap_index;
+    a->prev_log_term = snap_term;
+    return true;
+}
+
+/* Called by the inner io with itself; libraft's raft is in its data (copied
+ * by init and start) and the wrapper is that raft's io. */
+static void io_recv(struct raft_io *inner, struct raft_message *m)
+{
+    struct raft *r = inner->data;
+    struct vg_repl_failstop *w = WRAP(r->io);
+
+    if (m->type == RAFT_IO_APPEND_ENTRIES) {
+        bool from_start = m->append_entries.prev_log_index == 0;
+        if (vg_repl_append_guard(&m->append_entries, r->log.snapshot.last_index,
+                                 r->log.snapshot.last_term)) {
+            w->appends_cut++;
+            w->appends_cut_from_start += from_start;
+        }
+    }
+    w->recv(inner, m);
+}
+
 static int io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
                     raft_io_recv_cb recv)
 {
     struct vg_repl_failstop *w = WRAP(io);
     w->inner->data = io->data;
-    return w->inner->start(w->inner, msecs, tick, recv);
+    w->recv = recv;
+    return w->inner->start(w->inner, msecs, tick, io_recv);
 }
 
 static int io_bootstrap(struct raft_io *io, const struct raft_configuration *c)
@@ -282,6 +359,9 @@ void vg_repl_failstop_init(struct vg_repl_failstop *w, struct raft_io *inner)
     w->inner = inner;
     w->faults = 0;
     w->closing = false;
+    w->recv = NULL;
+    w->appends_cut = 0;
+    w->appends_cut_from_start = 0;
     w->what[0] = '\0';
     /* libraft 0.15's uv io implements async_work but reports version 1
      * (its fixture io: 0), and raft_init refuses an fsm with asynchronous

@@ -920,9 +920,31 @@ struct vg_repl_failstop {
     unsigned faults;
     bool closing; /* close was called: late snapshot work is cancelled */
     char what[VG_ERRMSG_SIZE];
+    /* libraft's receive callback, which the wrapper's own one calls after
+     * vg_repl_append_guard (set by start). */
+    raft_io_recv_cb recv;
+    /* AppendEntries messages that vg_repl_append_guard cut, and how many of
+     * them started at index 1 (the ones libraft 0.15 crashed on; the
+     * others it would have refused). */
+    uint64_t appends_cut, appends_cut_from_start;
 };
 
 void vg_repl_failstop_init(struct vg_repl_failstop *w, struct raft_io *inner);
+
+/* libraft 0.15's follower crashes on an AppendEntries whose previous index
+ * is 0 while its own log starts after index 1 (it holds a snapshot): it
+ * appends the entries after its last one, finds none at index 1, and on
+ * that error path truncates its log from index 1, past its first entry,
+ * into a NULL dereference (found by ack_chaos.py --partitions; see
+ * failstop.c). Entries at or below this node's snapshot (SNAP_INDEX,
+ * SNAP_TERM) are committed and already here, so the wrapper's receive
+ * callback cuts A to start after the snapshot: the entries at or below it
+ * are dropped (their memory freed as libraft would have), and the previous
+ * index and term become the snapshot's. A message whose entry at
+ * SNAP_INDEX has another term than SNAP_TERM is left alone (it cannot
+ * come from a legitimate leader). Returns whether A was cut. */
+bool vg_repl_append_guard(struct raft_append_entries *a, raft_index snap_index,
+                          raft_term snap_term);
 
 /* ------------------------------------------------------------ leadership */
 

@@ -1,0 +1,198 @@
+/* Unit tests for vg_repl_append_guard (replication/failstop.c): the cut of
+ * a received AppendEntries that reaches below this node's snapshot, which
+ * libraft 0.15's follower mishandles (a NULL dereference when the previous
+ * index is 0 and its log starts after a snapshot).
+ *
+ * Covered: messages at or above the snapshot are left alone; a message
+ * whose entries all lie at or below the snapshot becomes a heartbeat at
+ * the snapshot, its batch freed; one that straddles the snapshot keeps the
+ * entries after it, in order, with the snapshot's index and term as the
+ * previous ones; entries with buffers of their own are freed one by one; a
+ * message whose entry at the snapshot's index has another term is left
+ * alone; a node without a snapshot never cuts. Memory is checked by the
+ * sanitizer build (every entry the guard drops must be freed once, every
+ * one it keeps must stay valid). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "replication.h"
+
+#define ENTRY_BYTES 8u
+
+/* A message as the uv transport hands it over: N entries from FIRST, the
+ * term of entry index I given by TERM_OF, their buffers in one batch (or
+ * each its own when !BATCH), the array allocated with raft_malloc. */
+static void message(struct raft_append_entries *a, raft_index first, unsigned n,
+                    raft_term (*term_of)(raft_index), bool batch)
+{
+    uint8_t *b = batch && n > 0 ? raft_malloc(n * ENTRY_BYTES) : NULL;
+
+    memset(a, 0, sizeof *a);
+    a->term = 9;
+    a->prev_log_index = first - 1;
+    a->prev_log_term = first > 1 ? term_of(first - 1) : 0;
+    a->leader_commit = first + n;
+    a->n_entries = n;
+    a->entries = n > 0 ? raft_calloc(n, sizeof *a->entries) : NULL;
+    for (unsigned i = 0; i < n; i++) {
+        struct raft_entry *e = &a->entries[i];
+        e->term = term_of(first + i);
+        e->type = RAFT_COMMAND;
+        e->buf.len = ENTRY_BYTES;
+        e->buf.base = batch ? b + i * ENTRY_BYTES : raft_malloc(ENTRY_BYTES);
+        e->batch = batch ? b : NULL;
+        /* Each entry carries its own index, to check what is kept. */
+        memcpy(e->buf.base, &(uint64_t){first + i}, sizeof(uint64_t));
+    }
+}
+
+/* What libraft does with a received message's entries once done. */
+static void release(struct raft_append_entries *a)
+{
+    if (a->n_entries > 0 && a->entries[0].batch != NULL) {
+        raft_free(a->entries[0].batch);
+    } else {
+        for (unsigned i = 0; i < a->n_entries; i++) {
+            raft_free(a->entries[i].buf.base);
+        }
+    }
+    raft_free(a->entries);
+}
+
+static uint64_t index_in(const struct raft_entry *e)
+{
+    uint64_t v;
+    memcpy(&v, e->buf.base, sizeof v);
+    return v;
+}
+
+/* Terms: 1 up to index 100, 2 up to 200, 3 after. */
+static raft_term terms(raft_index i)
+{
+    return i <= 100 ? 1 : i <= 200 ? 2 : 3;
+}
+
+/* Another history: term 4 from index 150 on (a deposed leader's). */
+static raft_term other_terms(raft_index i)
+{
+    return i < 150 ? terms(i) : 4;
+}
+
+static void test_at_or_above_the_snapshot(void **state)
+{
+    struct raft_append_entries a;
+    (void)state;
+
+    message(&a, 181, 10, terms, true); /* previous index 180 = the snapshot */
+    assert_false(vg_repl_append_guard(&a, 180, 2));
+    assert_int_equal(a.prev_log_index, 180);
+    assert_int_equal(a.n_entries, 10);
+    release(&a);
+
+    message(&a, 300, 5, terms, true);
+    assert_false(vg_repl_append_guard(&a, 180, 2));
+    assert_int_equal(a.prev_log_index, 299);
+    assert_int_equal(a.prev_log_term, 3);
+    release(&a);
+
+    /* No snapshot: nothing is below it. */
+    message(&a, 1, 5, terms, true);
+    assert_false(vg_repl_append_guard(&a, 0, 0));
+    assert_int_equal(a.prev_log_index, 0);
+    assert_int_equal(a.n_entries, 5);
+    release(&a);
+}
+
+/* The crash's message: previous index 0, entries from 1, all below the
+ * snapshot. */
+static void test_all_below(void **state)
+{
+    struct raft_append_entries a;
+    (void)state;
+
+    message(&a, 1, 50, terms, true);
+    assert_true(vg_repl_append_guard(&a, 180, 2));
+    assert_int_equal(a.prev_log_index, 180);
+    assert_int_equal(a.prev_log_term, 2);
+    assert_int_equal(a.n_entries, 0);
+    release(&a);
+
+    /* Ending exactly at the snapshot. */
+    message(&a, 101, 80, terms, false);
+    assert_true(vg_repl_append_guard(&a, 180, 2));
+    assert_int_equal(a.prev_log_index, 180);
+    assert_int_equal(a.n_entries, 0);
+    release(&a);
+
+    /* A heartbeat below the snapshot. */
+    message(&a, 11, 0, terms, true);
+    assert_true(vg_repl_append_guard(&a, 180, 2));
+    assert_int_equal(a.prev_log_index, 180);
+    assert_int_equal(a.prev_log_term, 2);
+    assert_int_equal(a.n_entries, 0);
+    release(&a);
+}
+
+static void test_straddling(void **state)
+{
+    struct raft_append_entries a;
+    (void)state;
+
+    for (int batch = 0; batch < 2; batch++) {
+        message(&a, 1, 250, terms, batch);
+        assert_true(vg_repl_append_guard(&a, 180, 2));
+        assert_int_equal(a.prev_log_index, 180);
+        assert_int_equal(a.prev_log_term, 2);
+        assert_int_equal(a.n_entries, 70);
+        for (unsigned i = 0; i < a.n_entries; i++) {
+            assert_int_equal(index_in(&a.entries[i]), 181 + i);
+            assert_int_equal(a.entries[i].term, terms(181 + i));
+        }
+        release(&a);
+    }
+
+    /* Starting one below the snapshot: only the snapshot's entry goes. */
+    message(&a, 180, 3, terms, true);
+    assert_true(vg_repl_append_guard(&a, 180, 2));
+    assert_int_equal(a.prev_log_index, 180);
+    assert_int_equal(a.n_entries, 2);
+    assert_int_equal(index_in(&a.entries[0]), 181);
+    release(&a);
+}
+
+/* Entries that disagree with the snapshot at its index are not cut: a
+ * legitimate leader cannot send them, and libraft may judge them. */
+static void test_disagreeing(void **state)
+{
+    struct raft_append_entries a;
+    (void)state;
+
+    message(&a, 1, 250, other_terms, true);
+    assert_false(vg_repl_append_guard(&a, 180, 2));
+    assert_int_equal(a.prev_log_index, 0);
+    assert_int_equal(a.n_entries, 250);
+    assert_int_equal(index_in(&a.entries[0]), 1);
+    release(&a);
+
+    message(&a, 101, 80, other_terms, false); /* ends at the snapshot */
+    assert_false(vg_repl_append_guard(&a, 180, 2));
+    assert_int_equal(a.n_entries, 80);
+    release(&a);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_at_or_above_the_snapshot),
+        cmocka_unit_test(test_all_below),
+        cmocka_unit_test(test_straddling),
+        cmocka_unit_test(test_disagreeing),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
