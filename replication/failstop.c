@@ -112,8 +112,11 @@ bool vg_repl_append_guard(struct raft_append_entries *a, raft_index snap_index,
         return false;
     }
     if (k == a->n_entries) {
+        /* A heartbeat, as the transport decodes one: no array. */
         entries_free(a->entries, 0, k, NULL);
-        a->n_entries = 0; /* the array itself is libraft's to free */
+        raft_free(a->entries);
+        a->entries = NULL;
+        a->n_entries = 0;
     } else if (k > 0) {
         entries_free(a->entries, 0, k, a->entries[k].batch);
         memmove(a->entries, a->entries + k, (a->n_entries - k) * sizeof *a->entries);

@@ -121,6 +121,7 @@ static void test_all_below(void **state)
     assert_int_equal(a.prev_log_index, 180);
     assert_int_equal(a.prev_log_term, 2);
     assert_int_equal(a.n_entries, 0);
+    assert_null(a.entries); /* a heartbeat, as the transport decodes one */
     release(&a);
 
     /* Ending exactly at the snapshot. */
