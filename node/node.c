@@ -639,9 +639,11 @@ static json_t *status_json(struct node *n, json_t *archive)
     json_object_set_new(o, "settle", node_settle_status(n));
     json_object_set_new(o, "raft_log", node_log_budget_status(n));
     json_object_set_new(o, "appends_cut",
-                        json_pack("{sIsI}", "cut", (json_int_t)n->failstop.appends_cut,
+                        json_pack("{sIsIsI}", "cut", (json_int_t)n->failstop.appends_cut,
                                   "from_index_1",
-                                  (json_int_t)n->failstop.appends_cut_from_start));
+                                  (json_int_t)n->failstop.appends_cut_from_start,
+                                  "answers_lowered",
+                                  (json_int_t)n->failstop.results_clamped));
     json_object_set_new(o, "scrub", node_scrub_status(n));
     json_object_set_new(
         o, "snapshots",
@@ -1094,11 +1096,13 @@ static void iterate(struct node *n)
     if (n->failstop.appends_cut != n->appends_cut_logged) {
         node_log(n, "raft: cut %llu AppendEntries reaching below this node's "
                     "snapshot at index %llu to start after it (%llu from index 1, "
-                    "which libraft 0.15 crashes on)",
+                    "which libraft 0.15 crashes on; %llu answer(s) lowered to "
+                    "what the message matched so far)",
                  (unsigned long long)(n->failstop.appends_cut - n->appends_cut_logged),
                  (unsigned long long)n->raft.log.snapshot.last_index,
                  (unsigned long long)(n->failstop.appends_cut_from_start -
-                                      n->appends_cut_from_start_logged));
+                                      n->appends_cut_from_start_logged),
+                 (unsigned long long)n->failstop.results_clamped);
         n->appends_cut_logged = n->failstop.appends_cut;
         n->appends_cut_from_start_logged = n->failstop.appends_cut_from_start;
     }

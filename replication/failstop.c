@@ -140,9 +140,21 @@ static void io_recv(struct raft_io *inner, struct raft_message *m)
                                  r->log.snapshot.last_term)) {
             w->appends_cut++;
             w->appends_cut_from_start += from_start;
+            /* libraft answers a success with the last index it stored,
+             * which may lie past what this message matched (entries of an
+             * old term after the snapshot, not yet truncated): the leader
+             * would count them as matching. An answer sent while libraft
+             * handles the cut message (a heartbeat, or entries it already
+             * had) says no more than the message's end; one sent later,
+             * once new entries are stored, names exactly those. */
+            w->clamp_armed = true;
+            w->clamp_server = m->server_id;
+            w->clamp_index = m->append_entries.prev_log_index +
+                             m->append_entries.n_entries;
         }
     }
     w->recv(inner, m);
+    w->clamp_armed = false;
 }
 
 static int io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
@@ -194,6 +206,19 @@ static int io_send(struct raft_io *io, struct raft_io_send *req,
                    const struct raft_message *message, raft_io_send_cb cb)
 {
     struct vg_repl_failstop *w = WRAP(io);
+
+    /* The answer to a message the guard cut, sent while libraft handles it
+     * (io_recv): see there. libraft copies what it sends before returning,
+     * so a changed copy on the stack will do. */
+    if (w->clamp_armed && message->type == RAFT_IO_APPEND_ENTRIES_RESULT &&
+        message->server_id == w->clamp_server &&
+        message->append_entries_result.rejected == 0 &&
+        message->append_entries_result.last_log_index > w->clamp_index) {
+        struct raft_message m = *message;
+        m.append_entries_result.last_log_index = w->clamp_index;
+        w->results_clamped++;
+        return w->inner->send(w->inner, req, &m, cb);
+    }
     return w->inner->send(w->inner, req, message, cb);
 }
 
@@ -365,6 +390,8 @@ void vg_repl_failstop_init(struct vg_repl_failstop *w, struct raft_io *inner)
     w->recv = NULL;
     w->appends_cut = 0;
     w->appends_cut_from_start = 0;
+    w->clamp_armed = false;
+    w->results_clamped = 0;
     w->what[0] = '\0';
     /* libraft 0.15's uv io implements async_work but reports version 1
      * (its fixture io: 0), and raft_init refuses an fsm with asynchronous

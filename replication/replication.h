@@ -927,6 +927,13 @@ struct vg_repl_failstop {
      * them started at index 1 (the ones libraft 0.15 crashed on; the
      * others it would have refused). */
     uint64_t appends_cut, appends_cut_from_start;
+    /* While libraft handles a cut message: its synchronous answer to
+     * CLAMP_SERVER claims no more than CLAMP_INDEX (failstop.c, io_recv);
+     * how many answers were lowered so. */
+    bool clamp_armed;
+    raft_id clamp_server;
+    raft_index clamp_index;
+    uint64_t results_clamped;
 };
 
 void vg_repl_failstop_init(struct vg_repl_failstop *w, struct raft_io *inner);

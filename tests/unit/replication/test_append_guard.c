@@ -9,7 +9,9 @@
  * entries after it, in order, with the snapshot's index and term as the
  * previous ones; entries with buffers of their own are freed one by one; a
  * message whose entry at the snapshot's index has another term is left
- * alone; a node without a snapshot never cuts. Memory is checked by the
+ * alone; a node without a snapshot never cuts; through the io wrapper,
+ * libraft receives the cut message and its immediate answer claims no
+ * more than the message matched. Memory is checked by the
  * sanitizer build (every entry the guard drops must be freed once, every
  * one it keeps must stay valid). */
 #include <setjmp.h>
@@ -187,6 +189,114 @@ static void test_disagreeing(void **state)
     release(&a);
 }
 
+/* ---- the wrapper's receive path, with a fake inner io and a fake
+ * libraft that answers at once with its last stored index ---- */
+
+struct fake {
+    struct raft_io inner;
+    raft_io_recv_cb recv; /* the wrapper's, given to start */
+    struct raft raft;     /* only log.snapshot and io are read */
+    struct vg_repl_failstop w;
+    struct raft_message sent; /* the last message sent through the inner io */
+    unsigned n_sent;
+    struct raft_append_entries seen; /* what "libraft" received */
+    raft_index last_stored;
+};
+
+static struct fake *the_fake;
+
+static int inner_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
+                       raft_io_recv_cb recv)
+{
+    (void)io;
+    (void)msecs;
+    (void)tick;
+    the_fake->recv = recv;
+    return 0;
+}
+
+static int inner_send(struct raft_io *io, struct raft_io_send *req,
+                      const struct raft_message *m, raft_io_send_cb cb)
+{
+    (void)io;
+    (void)req;
+    (void)cb;
+    the_fake->sent = *m;
+    the_fake->n_sent++;
+    return 0;
+}
+
+/* libraft's part: note the message, answer success at once with the last
+ * stored index through the (outer) io, free the entries as it does. */
+static void libraft_recv(struct raft_io *io, struct raft_message *m)
+{
+    struct raft *r = io->data;
+    struct raft_message answer = {.type = RAFT_IO_APPEND_ENTRIES_RESULT,
+                                  .server_id = m->server_id};
+    the_fake->seen = m->append_entries;
+    answer.append_entries_result.term = 9;
+    answer.append_entries_result.last_log_index = the_fake->last_stored;
+    r->io->send(r->io, NULL, &answer, NULL);
+    release(&m->append_entries);
+}
+
+static void fake_start(struct fake *f, raft_index snap_index, raft_term snap_term)
+{
+    memset(f, 0, sizeof *f);
+    the_fake = f;
+    f->inner.start = inner_start;
+    f->inner.send = inner_send;
+    vg_repl_failstop_init(&f->w, &f->inner);
+    f->raft.io = &f->w.io;
+    f->raft.log.snapshot.last_index = snap_index;
+    f->raft.log.snapshot.last_term = snap_term;
+    f->w.io.data = &f->raft;
+    assert_int_equal(f->w.io.start(&f->w.io, 100, NULL, libraft_recv), 0);
+    assert_non_null(f->recv);
+}
+
+/* The crash's message from index 1 reaches libraft as a heartbeat at the
+ * snapshot, and its answer claims no more than the snapshot even though
+ * "libraft" stored more (an old term's entries past the snapshot). */
+static void test_wrapper_cuts_and_lowers_the_answer(void **state)
+{
+    struct fake f;
+    struct raft_message m = {.type = RAFT_IO_APPEND_ENTRIES, .server_id = 3};
+    (void)state;
+
+    fake_start(&f, 180, 2);
+    f.last_stored = 240;
+    message(&m.append_entries, 1, 50, terms, true);
+    f.recv(&f.inner, &m);
+    assert_int_equal(f.seen.prev_log_index, 180);
+    assert_int_equal(f.seen.n_entries, 0);
+    assert_int_equal(f.n_sent, 1);
+    assert_int_equal(f.sent.server_id, 3);
+    assert_int_equal(f.sent.append_entries_result.last_log_index, 180);
+    assert_int_equal(f.w.appends_cut, 1);
+    assert_int_equal(f.w.appends_cut_from_start, 1);
+    assert_int_equal(f.w.results_clamped, 1);
+
+    /* Straddling: the answer says no more than the message's end. */
+    message(&m.append_entries, 171, 20, terms, true);
+    f.recv(&f.inner, &m);
+    assert_int_equal(f.seen.prev_log_index, 180);
+    assert_int_equal(f.seen.n_entries, 10);
+    assert_int_equal(f.sent.append_entries_result.last_log_index, 190);
+    assert_int_equal(f.w.appends_cut_from_start, 1);
+    assert_int_equal(f.w.results_clamped, 2);
+
+    /* A message at the snapshot is libraft's alone, answer included. */
+    message(&m.append_entries, 181, 5, terms, true);
+    f.recv(&f.inner, &m);
+    assert_int_equal(f.seen.prev_log_index, 180);
+    assert_int_equal(f.seen.n_entries, 5);
+    assert_int_equal(f.sent.append_entries_result.last_log_index, 240);
+    assert_int_equal(f.w.appends_cut, 2);
+    assert_int_equal(f.w.results_clamped, 2);
+    assert_int_equal(f.n_sent, 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -194,6 +304,7 @@ int main(void)
         cmocka_unit_test(test_all_below),
         cmocka_unit_test(test_straddling),
         cmocka_unit_test(test_disagreeing),
+        cmocka_unit_test(test_wrapper_cuts_and_lowers_the_answer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
