@@ -73,7 +73,6 @@ struct op {
     uint64_t target;
     int role;
     char raft_address[VG_NODE_ADDR_SIZE];
-    struct op *next_transfer;
     /* Membership changes and transfers (membership.c): what the audit
      * record names. */
     char client_address[VG_NODE_ADDR_SIZE];

@@ -1096,8 +1096,8 @@ static void iterate(struct node *n)
     if (n->failstop.appends_cut != n->appends_cut_logged) {
         node_log(n, "raft: cut %llu AppendEntries reaching below this node's "
                     "snapshot at index %llu to start after it (%llu from index 1, "
-                    "which libraft 0.15 crashes on; %llu answer(s) lowered to "
-                    "what the message matched so far)",
+                    "which libraft 0.15 crashes on; answers lowered to what a cut "
+                    "message matched since the node started: %llu)",
                  (unsigned long long)(n->failstop.appends_cut - n->appends_cut_logged),
                  (unsigned long long)n->raft.log.snapshot.last_index,
                  (unsigned long long)(n->failstop.appends_cut_from_start -
