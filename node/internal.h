@@ -154,6 +154,7 @@ struct node {
     uint64_t snapshot_failures_logged;
     /* failstop.appends_cut(_from_start), as last logged */
     uint64_t appends_cut_logged, appends_cut_from_start_logged;
+    uint64_t snapshots_held_logged, snapshots_delivered_logged;
     uint64_t refused_logged;
     int exit_code;
     struct loop_stats loop_stats;

@@ -644,6 +644,12 @@ static json_t *status_json(struct node *n, json_t *archive)
                                   (json_int_t)n->failstop.appends_cut_from_start,
                                   "answers_lowered",
                                   (json_int_t)n->failstop.results_clamped));
+    json_object_set_new(
+        o, "snapshots_held",
+        json_pack("{sIsIsIsI}", "held", (json_int_t)n->failstop.snapshots_held,
+                  "replaced", (json_int_t)n->failstop.snapshots_replaced,
+                  "delivered", (json_int_t)n->failstop.snapshots_delivered,
+                  "longest_ms", (json_int_t)n->failstop.snapshot_hold_max_ms));
     json_object_set_new(o, "scrub", node_scrub_status(n));
     json_object_set_new(
         o, "snapshots",
@@ -1105,6 +1111,27 @@ static void iterate(struct node *n)
                  (unsigned long long)n->failstop.results_clamped);
         n->appends_cut_logged = n->failstop.appends_cut;
         n->appends_cut_from_start_logged = n->failstop.appends_cut_from_start;
+    }
+    if (n->failstop.snapshots_held != n->snapshots_held_logged) {
+        node_log(n, "raft: holding an InstallSnapshot from node %llu (index %llu) "
+                    "while this node stores a snapshot of its own: libraft 0.15 "
+                    "would drop it, and its leader would send it again only after "
+                    "the install snapshot timeout (held since the node started: "
+                    "%llu, replaced by a later one: %llu)",
+                 (unsigned long long)n->failstop.held_msg.server_id,
+                 (unsigned long long)n->failstop.held_msg.install_snapshot.last_index,
+                 (unsigned long long)n->failstop.snapshots_held,
+                 (unsigned long long)n->failstop.snapshots_replaced);
+        n->snapshots_held_logged = n->failstop.snapshots_held;
+    }
+    if (n->failstop.snapshots_delivered != n->snapshots_delivered_logged) {
+        node_log(n, "raft: handed %llu held InstallSnapshot(s) to libraft once its "
+                    "own snapshot was stored (longest hold since the node started: "
+                    "%llu ms)",
+                 (unsigned long long)(n->failstop.snapshots_delivered -
+                                      n->snapshots_delivered_logged),
+                 (unsigned long long)n->failstop.snapshot_hold_max_ms);
+        n->snapshots_delivered_logged = n->failstop.snapshots_delivered;
     }
     node_plc_update(n);
     node_tags_update(n);

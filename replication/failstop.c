@@ -16,6 +16,11 @@
  * 1, past its first entry). Entries at or below the snapshot are committed
  * and already applied here, so the message is cut to start after it.
  *
+ * And it holds back an InstallSnapshot that libraft 0.15 would drop because
+ * it is taking or storing a snapshot of its own (vg_repl_snapshot_busy in
+ * replication.h), and hands it over once libraft is done: at the next
+ * message received or the next tick, whichever comes first.
+ *
  * raft_init() stores the raft pointer in the outer io's data; libraft's tick
  * and receive callbacks read it from the io they are handed, which is the
  * inner one, so init/start copy it across. */
@@ -43,6 +48,19 @@ static void fault(struct vg_repl_failstop *w, const char *what, int status)
     }
 }
 
+/* Free a held InstallSnapshot as libraft frees one it has handled. */
+static void held_free(struct vg_repl_failstop *w)
+{
+    if (!w->held) {
+        return;
+    }
+    raft_configuration_close(&w->held_msg.install_snapshot.conf);
+    raft_free(w->held_msg.install_snapshot.data.base);
+    free(w->held_address);
+    w->held_address = NULL;
+    w->held = false;
+}
+
 static int io_init(struct raft_io *io, raft_id id, const char *address)
 {
     struct vg_repl_failstop *w = WRAP(io);
@@ -60,6 +78,7 @@ static void io_close(struct raft_io *io, raft_io_close_cb cb)
     /* The inner io calls CB with itself; libraft's close callback reads the
      * raft pointer from io->data, which the inner io carries too. */
     WRAP(io)->closing = true;
+    held_free(WRAP(io));
     WRAP(io)->inner->close(WRAP(io)->inner, cb);
 }
 
@@ -127,6 +146,61 @@ bool vg_repl_append_guard(struct raft_append_entries *a, raft_index snap_index,
     return true;
 }
 
+bool vg_repl_snapshot_busy(const struct raft *r)
+{
+    /* The condition libraft 0.15 tests before it drops the message. */
+    return r->snapshot.pending.term != 0 || r->snapshot.put.data != NULL;
+}
+
+/* Keep M, an InstallSnapshot libraft cannot take now, in place of any
+ * message held before (the later one is the leader's newer snapshot, or
+ * the same one sent again). False when there is no memory to copy the
+ * sender's address: then libraft gets it now, as without the wrapper. */
+static bool hold_snapshot(struct vg_repl_failstop *w, const struct raft_message *m)
+{
+    char *address = strdup(m->server_address != NULL ? m->server_address : "");
+    if (address == NULL) {
+        return false;
+    }
+    if (w->held) {
+        held_free(w);
+        w->snapshots_replaced++;
+    }
+    w->held = true;
+    w->held_msg = *m;
+    w->held_address = address;
+    w->held_msg.server_address = address;
+    w->held_since = w->inner->time(w->inner);
+    w->snapshots_held++;
+    return true;
+}
+
+/* Hand the held message to libraft once it is no longer busy. Its data
+ * becomes libraft's; the address copy is ours (libraft copies the
+ * leader's address while it handles the message). */
+static void deliver_held(struct raft_io *inner, struct raft *r,
+                         struct vg_repl_failstop *w)
+{
+    struct raft_message m;
+    char *address;
+    raft_time now;
+
+    if (!w->held || w->closing || vg_repl_snapshot_busy(r)) {
+        return;
+    }
+    m = w->held_msg;
+    address = w->held_address;
+    w->held = false;
+    w->held_address = NULL;
+    now = w->inner->time(w->inner);
+    if (now > w->held_since && now - w->held_since > w->snapshot_hold_max_ms) {
+        w->snapshot_hold_max_ms = now - w->held_since;
+    }
+    w->snapshots_delivered++;
+    w->recv(inner, &m);
+    free(address);
+}
+
 /* Called by the inner io with itself; libraft's raft is in its data (copied
  * by init and start) and the wrapper is that raft's io. */
 static void io_recv(struct raft_io *inner, struct raft_message *m)
@@ -134,6 +208,13 @@ static void io_recv(struct raft_io *inner, struct raft_message *m)
     struct raft *r = inner->data;
     struct vg_repl_failstop *w = WRAP(r->io);
 
+    /* What was held goes first: messages reach libraft in the order they
+     * arrived. */
+    deliver_held(inner, r, w);
+    if (m->type == RAFT_IO_INSTALL_SNAPSHOT && !w->closing &&
+        vg_repl_snapshot_busy(r) && hold_snapshot(w, m)) {
+        return;
+    }
     if (m->type == RAFT_IO_APPEND_ENTRIES) {
         bool from_start = m->append_entries.prev_log_index == 0;
         if (vg_repl_append_guard(&m->append_entries, r->log.snapshot.last_index,
@@ -157,13 +238,26 @@ static void io_recv(struct raft_io *inner, struct raft_message *m)
     w->clamp_armed = false;
 }
 
+/* Called by the inner io with itself, as io_recv. */
+static void io_tick(struct raft_io *inner)
+{
+    struct raft *r = inner->data;
+    struct vg_repl_failstop *w = WRAP(r->io);
+
+    deliver_held(inner, r, w);
+    if (w->tick != NULL) {
+        w->tick(inner);
+    }
+}
+
 static int io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
                     raft_io_recv_cb recv)
 {
     struct vg_repl_failstop *w = WRAP(io);
     w->inner->data = io->data;
     w->recv = recv;
-    return w->inner->start(w->inner, msecs, tick, io_recv);
+    w->tick = tick;
+    return w->inner->start(w->inner, msecs, io_tick, io_recv);
 }
 
 static int io_bootstrap(struct raft_io *io, const struct raft_configuration *c)
@@ -392,6 +486,14 @@ void vg_repl_failstop_init(struct vg_repl_failstop *w, struct raft_io *inner)
     w->appends_cut_from_start = 0;
     w->clamp_armed = false;
     w->results_clamped = 0;
+    w->tick = NULL;
+    w->held = false;
+    w->held_address = NULL;
+    w->held_since = 0;
+    w->snapshots_held = 0;
+    w->snapshots_replaced = 0;
+    w->snapshots_delivered = 0;
+    w->snapshot_hold_max_ms = 0;
     w->what[0] = '\0';
     /* libraft 0.15's uv io implements async_work but reports version 1
      * (its fixture io: 0), and raft_init refuses an fsm with asynchronous

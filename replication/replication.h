@@ -934,6 +934,21 @@ struct vg_repl_failstop {
     raft_id clamp_server;
     raft_index clamp_index;
     uint64_t results_clamped;
+    /* libraft's tick callback, which the wrapper's own one calls after it
+     * handed over a held InstallSnapshot (set by start). */
+    raft_io_tick_cb tick;
+    /* An InstallSnapshot that arrived while libraft took or stored a
+     * snapshot of its own, held back until it is done (failstop.c,
+     * hold_snapshot): the message, which the wrapper owns while it holds
+     * it, a copy of the sender's address, and since when (io time). */
+    bool held;
+    struct raft_message held_msg;
+    char *held_address;
+    raft_time held_since;
+    /* Messages held; of them, replaced by a later one while held, and
+     * handed to libraft; the longest hold, in ms. */
+    uint64_t snapshots_held, snapshots_replaced, snapshots_delivered;
+    uint64_t snapshot_hold_max_ms;
 };
 
 void vg_repl_failstop_init(struct vg_repl_failstop *w, struct raft_io *inner);
@@ -952,6 +967,18 @@ void vg_repl_failstop_init(struct vg_repl_failstop *w, struct raft_io *inner);
  * come from a legitimate leader). Returns whether A was cut. */
 bool vg_repl_append_guard(struct raft_append_entries *a, raft_index snap_index,
                           raft_term snap_term);
+
+/* libraft 0.15's follower drops an InstallSnapshot that arrives while it
+ * takes or stores a snapshot of its own ("already taking or installing
+ * snapshot": no answer, and the message's data is not freed). Its leader
+ * waits for the answer, takes the refusals of its heartbeats meanwhile
+ * for stale ones, and sends the snapshot again only after the install
+ * snapshot timeout (30 s): a node cut off and healed stayed behind for
+ * 20-30 s (ack_chaos.py --partitions with a snapshot every 64 entries,
+ * LIBRAFT_TRACE). Whether R is in that state now: then the wrapper holds
+ * the message and hands it over once R is done (at the next message or
+ * tick, every heartbeat). */
+bool vg_repl_snapshot_busy(const struct raft *r);
 
 /* ------------------------------------------------------------ leadership */
 
