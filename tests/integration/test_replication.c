@@ -205,8 +205,12 @@ static unsigned add_node(struct cluster *c)
     return i;
 }
 
-/* N servers, all voters, bootstrapped and started. */
-static int setup_n(void **state, unsigned n)
+static void wrap_io(struct cluster *c, unsigned i);
+
+/* N servers, all voters, bootstrapped and started; with WRAP, each one's io
+ * wrapped by the fail-stop wrapper before it starts, so that the wrapper
+ * also sees what libraft receives. */
+static int setup_n(void **state, unsigned n, bool wrap)
 {
     struct cluster *c = calloc(1, sizeof *c);
     struct raft_configuration conf;
@@ -221,6 +225,9 @@ static int setup_n(void **state, unsigned n)
     assert_int_equal(raft_fixture_configuration(&c->f, n, &conf), 0);
     assert_int_equal(raft_fixture_bootstrap(&c->f, &conf), 0);
     raft_configuration_close(&conf);
+    for (unsigned i = 0; wrap && i < n; i++) {
+        wrap_io(c, i);
+    }
     assert_int_equal(raft_fixture_start(&c->f), 0);
     *state = c;
     return 0;
@@ -228,12 +235,17 @@ static int setup_n(void **state, unsigned n)
 
 static int setup(void **state)
 {
-    return setup_n(state, 3);
+    return setup_n(state, 3, false);
 }
 
 static int setup5(void **state)
 {
-    return setup_n(state, 5);
+    return setup_n(state, 5, false);
+}
+
+static int setup_wrapped(void **state)
+{
+    return setup_n(state, 3, true);
 }
 
 static int teardown(void **state)
@@ -1112,6 +1124,79 @@ static void test_lagging_node_catches_up_from_snapshot(void **state)
     }
 }
 
+static bool pred_snapshot_busy(struct cluster *c, void *arg)
+{
+    return vg_repl_snapshot_busy(R(c, *(unsigned *)arg));
+}
+
+/* libraft 0.15 drops an InstallSnapshot that reaches a follower while it
+ * takes or stores a snapshot of its own, and its leader sends it again
+ * only after the install snapshot timeout (30 s): the fail-stop wrapper
+ * holds the message until the follower is done (failstop.c). Here the
+ * laggard's disk is slow, so that its own snapshot is still being stored
+ * when, cut off meanwhile and healed, it is sent the leader's: with the
+ * hold it catches up in a few of its disk writes; without, only after the
+ * timeout, past CATCH_UP_BOUND. */
+static void test_snapshot_sent_while_follower_snapshots(void **state)
+{
+    struct cluster *c = *state;
+    unsigned l, lag;
+    raft_index lag_last;
+    raft_time healed;
+
+    for (unsigned i = 0; i < c->n; i++) {
+        raft_set_snapshot_threshold(R(c, i), 8);
+        raft_set_snapshot_trailing(R(c, i), 2);
+    }
+    l = wait_ready_leader(c, MAX_NODES, ELECTION_BOUND);
+    lag = (l + 1) % c->n;
+    raft_fixture_set_disk_latency(&c->f, lag, 3000);
+
+    /* Commands until the laggard takes a snapshot of its own. */
+    for (unsigned k = 0; !vg_repl_snapshot_busy(R(c, lag)); k++) {
+        char key[32];
+        assert_true(k < 64);
+        snprintf(key, sizeof key, "early%u", k);
+        commit_put(c, key, "v");
+        step_until(c, pred_snapshot_busy, &lag, 100);
+    }
+    for (unsigned j = 0; j < c->n; j++) {
+        if (j != lag) {
+            raft_fixture_saturate(&c->f, lag, j);
+            raft_fixture_saturate(&c->f, j, lag);
+        }
+    }
+    lag_last = raft_last_index(R(c, lag));
+    commit_puts(c, "k", 0, 30);
+    {
+        /* The leader's log no longer reaches back to the laggard's. */
+        struct compaction want = {l, lag_last + 1};
+        assert_true(step_until(c, pred_compacted, &want, COMMIT_BOUND));
+    }
+    assert_true(vg_repl_snapshot_busy(R(c, lag)));
+    for (unsigned j = 0; j < c->n; j++) {
+        if (j != lag) {
+            raft_fixture_desaturate(&c->f, lag, j);
+            raft_fixture_desaturate(&c->f, j, lag);
+        }
+    }
+    healed = raft_fixture_time(&c->f);
+    assert_converged(c);
+    print_message("# caught up %llu ms after the heal; held %llu, delivered %llu, "
+                  "longest hold %llu ms\n",
+                  (unsigned long long)(raft_fixture_time(&c->f) - healed),
+                  (unsigned long long)c->failstop[lag].snapshots_held,
+                  (unsigned long long)c->failstop[lag].snapshots_delivered,
+                  (unsigned long long)c->failstop[lag].snapshot_hold_max_ms);
+    assert_true(c->failstop[lag].snapshots_held >= 1);
+    assert_true(c->failstop[lag].snapshots_delivered >= 1);
+    assert_non_null(strstr(c->nodes[lag].fsm.verdict_msg, "restored"));
+    assert_keys(&c->nodes[lag].fsm, "k", 0, 30);
+    for (unsigned i = 0; i < c->n; i++) {
+        assert_int_equal(c->faults[i].calls, 0);
+    }
+}
+
 /* ---- e. membership change ----------------------------------------------------- */
 
 static void change_cb(struct raft_change *req, int status)
@@ -1597,6 +1682,8 @@ int main(void)
                                         setup5, teardown),
         T(test_partitioned_leader_steps_down),
         T(test_lagging_node_catches_up_from_snapshot),
+        cmocka_unit_test_setup_teardown(test_snapshot_sent_while_follower_snapshots,
+                                        setup_wrapped, teardown),
         T(test_fourth_server_joins),
         T(test_fourth_server_joins_from_snapshot),
         T(test_checkpoint_detects_corrupted_follower),
