@@ -623,6 +623,14 @@ def main():
                  {i: x["snapshots"]["taken"] for i, x in s.items()},
                  {n.id: n.log().count("state restored from a snapshot")
                   for n in cluster.nodes}))
+        # The defences against libraft 0.15 at work (README), from the logs,
+        # which span every restart: the lines that report AppendEntries cut
+        # below the snapshot, and InstallSnapshots held while the node
+        # stored a snapshot of its own.
+        print("# log lines of AppendEntries cut %s, of InstallSnapshots held %s"
+              " (per node)"
+              % ({n.id: n.log().count("AppendEntries reaching below") for n in cluster.nodes},
+                 {n.id: n.log().count("holding an InstallSnapshot") for n in cluster.nodes}))
         # (The archive is still running: the nodes are compared by the
         # checkpoint digests above, which cover its summary.)
         counts = {n.id: archived(n) for n in cluster.nodes}
