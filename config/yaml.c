@@ -323,7 +323,13 @@ static bool get_str(struct ctx *c, struct fy_node *map, const char *key,
     }
     free(*out);
     *out = vg_cfg_strdup(s);
-    return *out != NULL;
+    if (*out == NULL) {
+        /* A false return must come with a diagnostic: callers reject a
+         * project only when it has some. */
+        err(c, get(map, key), c->syntax_loc, "out of memory reading '%s'", key);
+        return false;
+    }
+    return true;
 }
 
 static bool get_name(struct ctx *c, struct fy_node *map, const char *key,

@@ -1547,10 +1547,13 @@ static json_t *committed_entries(struct node *n, const struct alarm_sub *s,
             json_array_append_new(list, e);
         }
         if (!done && json_array_size(rows) > 0) {
+            /* Apply never stores a state without a name, but a damaged
+             * replica (or a page built short of memory) could hand one
+             * over: the walk ends there, the node goes on. */
+            const char *last = json_string_value(json_object_get(
+                json_array_get(rows, json_array_size(rows) - 1), "alarm"));
             free(cursor);
-            cursor = strdup(json_string_value(
-                json_object_get(json_array_get(rows, json_array_size(rows) - 1),
-                                "alarm")));
+            cursor = last != NULL ? strdup(last) : NULL;
             done = cursor == NULL;
         }
         json_decref(rows);

@@ -676,6 +676,12 @@ int vg_repl_fsm_alarm_states_scan(struct vg_repl_fsm *f, const char *after,
             memset(&row, 0, sizeof row);
         }
         row.alarm = col_text(st, 0);
+        if (row.alarm == NULL) {
+            /* The range excludes NULL names: SQLite had no memory to give
+             * this one. The callbacks rely on a name. */
+            rc = SQLITE_NOMEM;
+            break;
+        }
         row.tag = col_text(st, 2);
         row.section = col_text(st, 3);
         row.priority = sqlite3_column_type(st, 4) == SQLITE_INTEGER

@@ -1011,6 +1011,13 @@ int vg_plc_poller_start(struct vg_plc_poller *p, struct uv_loop_s *loop,
                            &s->plan, errmsg);
     if (rv != 0)
         goto err_after_sync;
+    if (opts->host == NULL && plc->host == NULL) {
+        /* Validation requires a host; a project parsed short of memory
+         * may still lack one. */
+        vg_errf(errmsg, "PLC %s has no host", plc->name != NULL ? plc->name : "?");
+        rv = VG_EINVAL;
+        goto err_after_sync;
+    }
     s->host = strdup(opts->host ? opts->host : plc->host);
     if (!s->host) {
         vg_errf(errmsg, "out of memory");
