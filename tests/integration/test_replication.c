@@ -1054,6 +1054,15 @@ static void test_partitioned_leader_steps_down(void **state)
 
 /* ---- d. snapshot install ---------------------------------------------------- */
 
+/* A snapshot every 8 entries, 2 kept after it, on every server. */
+static void snapshot_often(struct cluster *c)
+{
+    for (unsigned i = 0; i < c->n; i++) {
+        raft_set_snapshot_threshold(R(c, i), 8);
+        raft_set_snapshot_trailing(R(c, i), 2);
+    }
+}
+
 struct compaction {
     unsigned node;
     raft_index past; /* the log must start after this index */
@@ -1084,10 +1093,7 @@ static void test_lagging_node_catches_up_from_snapshot(void **state)
     uint64_t applied_before, n_applied_before;
     raft_index lag_last;
 
-    for (unsigned i = 0; i < c->n; i++) {
-        raft_set_snapshot_threshold(R(c, i), 8);
-        raft_set_snapshot_trailing(R(c, i), 2);
-    }
+    snapshot_often(c);
     l = wait_ready_leader(c, MAX_NODES, ELECTION_BOUND);
     lag = (l + 1) % c->n;
     commit_puts(c, "early", 0, 3);
@@ -1144,10 +1150,7 @@ static void test_snapshot_sent_while_follower_snapshots(void **state)
     raft_index lag_last;
     raft_time healed;
 
-    for (unsigned i = 0; i < c->n; i++) {
-        raft_set_snapshot_threshold(R(c, i), 8);
-        raft_set_snapshot_trailing(R(c, i), 2);
-    }
+    snapshot_often(c);
     l = wait_ready_leader(c, MAX_NODES, ELECTION_BOUND);
     lag = (l + 1) % c->n;
     raft_fixture_set_disk_latency(&c->f, lag, 3000);
@@ -1160,12 +1163,7 @@ static void test_snapshot_sent_while_follower_snapshots(void **state)
         commit_put(c, key, "v");
         step_until(c, pred_snapshot_busy, &lag, 100);
     }
-    for (unsigned j = 0; j < c->n; j++) {
-        if (j != lag) {
-            raft_fixture_saturate(&c->f, lag, j);
-            raft_fixture_saturate(&c->f, j, lag);
-        }
-    }
+    isolate(c, lag, true);
     lag_last = raft_last_index(R(c, lag));
     commit_puts(c, "k", 0, 30);
     {
@@ -1174,12 +1172,7 @@ static void test_snapshot_sent_while_follower_snapshots(void **state)
         assert_true(step_until(c, pred_compacted, &want, COMMIT_BOUND));
     }
     assert_true(vg_repl_snapshot_busy(R(c, lag)));
-    for (unsigned j = 0; j < c->n; j++) {
-        if (j != lag) {
-            raft_fixture_desaturate(&c->f, lag, j);
-            raft_fixture_desaturate(&c->f, j, lag);
-        }
-    }
+    isolate(c, lag, false);
     healed = raft_fixture_time(&c->f);
     assert_converged(c);
     print_message("# caught up %llu ms after the heal; held %llu, delivered %llu, "
@@ -1218,10 +1211,7 @@ static void fourth_server_joins(struct cluster *c, bool compacted)
     struct raft *r4;
 
     if (compacted) {
-        for (unsigned i = 0; i < c->n; i++) {
-            raft_set_snapshot_threshold(R(c, i), 8);
-            raft_set_snapshot_trailing(R(c, i), 2);
-        }
+        snapshot_often(c);
     }
     l = wait_ready_leader(c, MAX_NODES, ELECTION_BOUND);
     commit_puts(c, "k", 0, 10);
